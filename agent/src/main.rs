@@ -1,0 +1,3 @@
+fn main() {
+    println!("{}", reach_agent::ebpf_objects::doctor().len());
+}

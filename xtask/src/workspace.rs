@@ -1,0 +1,19 @@
+//! Where the workspace and its build outputs are.
+use std::path::{Path, PathBuf};
+
+/// The workspace root (the parent of xtask's manifest directory).
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives inside the workspace")
+        .to_path_buf()
+}
+
+/// Per-user cache for downloaded kernels and built tools, kept between runs and clones.
+pub fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/var/cache"))
+        .join("reach")
+}
