@@ -1,3 +1,9 @@
 //! reach's user-space agent as a library: the binary `reach` is a thin CLI over these modules,
-//! and the integration tests and xtask drive the same code.
+//! and the integration tests drive the same code.
+pub mod cli;
+pub mod commands;
 pub mod ebpf_objects;
+pub mod firewall;
+pub mod kernel;
+pub mod netns;
+pub mod probes;

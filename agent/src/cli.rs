@@ -1,0 +1,38 @@
+//! The `reach` command line.
+use clap::{Parser, Subcommand};
+
+use crate::commands::doctor::DoctorArgs;
+
+const ABOUT: &str = "Why can't that client reach my server, and where exactly did its packets die?";
+
+const LONG_ABOUT: &str = "\
+reach watches binds and listens per network namespace, the client's SYNs on the ingress \
+interface and the kernel's packet drops with their reasons, joins them with firewalld/nftables \
+verdicts, and prints a diagnosis with the fix.
+
+It needs root (or CAP_BPF, CAP_PERFMON, CAP_NET_ADMIN and CAP_SYS_ADMIN). Start with
+`reach doctor` to see what this kernel allows and how reach will attach.";
+
+#[derive(Debug, Parser)]
+#[command(name = "reach", version, about = ABOUT, long_about = LONG_ABOUT)]
+pub struct Cli {
+    /// Log verbosity for diagnostics on stderr (error, warn, info, debug, trace); RUST_LOG wins.
+    #[arg(long, global = true, default_value = "warn", value_name = "LEVEL")]
+    pub log: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Probe the kernel: BTF, lockdown, kprobes, fentry, tp_btf, tracepoints, cgroup hooks,
+    /// TC/TCX, ring buffer, privileges, WSL2, firewalld per namespace; then the attach plan.
+    ///
+    /// Every mechanism is tested by really loading and attaching a tiny program (TC in a
+    /// throwaway network namespace) and detaching it again; nothing is left behind.
+    ///
+    /// Exit codes: 0 all parts of the plan usable; 1 internal error; 2 bad usage;
+    /// 3 missing privileges (the message says which capability and how to run it);
+    /// 4 some part (bind, listen, ingress, drop) has no usable mechanism.
+    Doctor(DoctorArgs),
+}

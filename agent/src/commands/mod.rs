@@ -1,0 +1,3 @@
+//! One module per `reach` subcommand.
+pub mod doctor;
+

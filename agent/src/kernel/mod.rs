@@ -1,0 +1,8 @@
+//! Facts about the running kernel that decide how reach can attach.
+pub mod capabilities;
+pub mod cgroup;
+pub mod lockdown;
+pub mod privileges;
+pub mod pseudofs;
+pub mod release;
+pub mod wsl;

@@ -1,0 +1,3 @@
+//! Network namespaces: entering them safely and knowing which exist.
+pub mod enter;
+pub mod inventory;

@@ -1,0 +1,2 @@
+//! Attaching reach's kernel probes: which mechanism to use for what.
+pub mod plan;
