@@ -1,1 +1,53 @@
-//! Shared helpers of the integration tests.
+//! Shared helpers of reach's privileged integration tests.
+//!
+//! Tests run as root (CI does) through `cargo xtask test`, which builds the `reach` binary first
+//! and exports its path as REACH_BIN. A test that needs something missing fails and says what.
+use std::{
+    path::PathBuf,
+    process::{Command, Output},
+};
+
+/// The `reach` binary under test.
+pub fn reach_bin() -> PathBuf {
+    let path = std::env::var_os("REACH_BIN").map(PathBuf::from).unwrap_or_else(|| {
+        panic!(
+            "REACH_BIN is not set: run the tests through `cargo xtask test` (it builds reach and \
+             sets REACH_BIN), or `cargo build --bins && REACH_BIN=$PWD/target/debug/reach cargo test`"
+        )
+    });
+    assert!(path.is_file(), "REACH_BIN={} does not exist: build it with `cargo build --bins`", path.display());
+    path
+}
+
+/// `reach ARGS...`, captured.
+pub fn reach(args: &[&str]) -> Output {
+    Command::new(reach_bin())
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run reach {args:?}: {e}"))
+}
+
+/// Asserts the test runs as root (the privileged tests need it) with a clear message.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "this test needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): run `sudo cargo xtask test`");
+}
+
+/// Renders an Output for assertion messages.
+pub fn show(out: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Names of loaded BPF programs (as the kernel truncates them: 15 characters).
+pub fn loaded_bpf_program_names() -> Vec<String> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter_map(|p| p.name_as_str().map(str::to_string))
+        .collect()
+}

@@ -1,1 +1,90 @@
-fn main() {}
+//! `cargo xtask`: reach's build, setup, test, VM, bench and lab orchestration.
+use std::process::{Command, ExitCode};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use xtask::{run::run, setup, workspace};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "reach's developer tasks", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what is missing: nightly rust-src, bpf-linker (built against the nightly's LLVM),
+    /// and the Debian packages the tests use. Fast and silent when nothing is missing.
+    Setup,
+    /// Set up, then build the agent (with its eBPF programs) and all workspace binaries.
+    Build {
+        /// Build with optimisations.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Set up, build, then run every test: unit, privileged integration (network namespaces,
+    /// a real firewalld) and QEMU-guest tests. Extra arguments go to `cargo test`.
+    Test {
+        /// Arguments passed to `cargo test` (e.g. a test name filter after `--`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        cargo_test_args: Vec<String>,
+    },
+    /// The built-in demo: build reach and run `reach lab` (lab namespaces, scenarios, teardown).
+    Lab {
+        /// Arguments passed to `reach lab`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    match try_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn try_main() -> anyhow::Result<ExitCode> {
+    match Cli::parse().task {
+        Task::Setup => setup::all().map(|()| ExitCode::SUCCESS),
+        Task::Build { release } => {
+            setup::all()?;
+            build(release)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Test { cargo_test_args } => {
+            setup::all()?;
+            build(false)?;
+            run(cargo()
+                .args(["test", "--workspace"])
+                .args(&cargo_test_args)
+                .env("REACH_BIN", workspace::reach_bin(false)))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Lab { args } => {
+            setup::all()?;
+            build(false)?;
+            let status = xtask::run::status(Command::new(workspace::reach_bin(false)).arg("lab").args(&args))?;
+            Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
+        }
+    }
+}
+
+fn build(release: bool) -> anyhow::Result<()> {
+    let mut cmd = cargo();
+    cmd.args(["build", "--workspace", "--bins"]);
+    if release {
+        cmd.arg("--release");
+    }
+    run(&mut cmd).context("building reach failed")
+}
+
+fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(workspace::root());
+    cmd
+}

@@ -17,3 +17,13 @@ pub fn cache_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/cache"))
         .join("reach")
 }
+
+/// Cargo's target directory for this workspace.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"))
+}
+
+/// The `reach` binary built by `cargo build`.
+pub fn reach_bin(release: bool) -> PathBuf {
+    target_dir().join(if release { "release" } else { "debug" }).join("reach")
+}
