@@ -118,11 +118,8 @@ pub async fn gather(extra_bus: Option<&str>) -> Report {
             .await
             .unwrap_or_else(|e| (capabilities::all_unavailable(&format!("probe task failed: {e}")), ProbeFacts::default()))
     } else {
-        let reason = format!(
-            "not probed: reach lacks {}; {}",
-            privileges.missing.join(", "),
-            privileges.how_to_fix()
-        );
+        // The fix is printed once, under the privileges line; repeating it per row hides it.
+        let reason = format!("not probed: reach lacks {}", privileges.missing.join(", "));
         (capabilities::all_unavailable(&reason), ProbeFacts::default())
     };
     let plan = plan::choose(&capabilities, &details);
@@ -165,18 +162,24 @@ async fn firewalld_by_netns(privs: &Privileges, extra_bus: Option<&str>) -> Vec<
             owners.push((bus.unwrap_or("the system bus").to_string(), owner));
         }
     }
-    // Entering other namespaces needs CAP_SYS_ADMIN; without it only our own is inspected.
+    // Entering other namespaces needs CAP_SYS_ADMIN; without it only our own is inspected,
+    // under a neutral name (whether it is the host's cannot be told without privileges).
     let namespaces = if privs.capabilities["CAP_SYS_ADMIN"] {
         inventory::list()
     } else {
-        let me = inventory::current_inode().unwrap_or(0);
-        inventory::list().into_iter().filter(|ns| ns.inode == me).collect()
+        vec![inventory::NetNs {
+            inode: inventory::current_inode().unwrap_or(0),
+            name: "current".to_string(),
+            path: "/proc/thread-self/ns/net".into(),
+            processes: 1,
+        }]
     };
     let mut out = Vec::new();
     for ns in namespaces {
+        let can_enter = privs.capabilities["CAP_SYS_ADMIN"];
         let tables = tokio::task::spawn_blocking({
             let path = ns.path.clone();
-            move || enter::in_netns(&path, nft_tables::list)
+            move || if can_enter { enter::in_netns(&path, nft_tables::list) } else { Ok(nft_tables::list()) }
         })
         .await
         .map_err(|e| e.to_string())
