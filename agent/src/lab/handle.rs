@@ -1,0 +1,239 @@
+//! An open handle on a network namespace, and doing things inside it.
+//!
+//! `setns(CLONE_NEWNET)` changes only the calling thread, so:
+//! - closures run on a dedicated short-lived thread ([`NetNsFd::run_in`]): the caller's thread
+//!   never changes namespace, even if the closure panics;
+//! - commands `setns` in the forked child before exec ([`NetNsFd::command`]), so nothing of
+//!   ours (and no `ip netns exec` mount-namespace juggling) is involved.
+//!
+//! Commands hold only a weak reference to the handle's fd: a command spawned after its lab
+//! namespace was torn down fails instead of silently resurrecting an unnamed namespace nobody
+//! would ever clean up.
+use std::{
+    ffi::OsStr,
+    fs::File,
+    io,
+    os::{
+        fd::{AsFd, AsRawFd, OwnedFd},
+        unix::process::CommandExt,
+    },
+    path::{Path, PathBuf},
+    process::{Command, Output, Stdio},
+    sync::{Arc, Weak},
+    thread,
+};
+
+use nix::sched::{CloneFlags, setns};
+
+use super::{
+    error::{LabError, Result},
+    exec::{self, LabChild},
+    nsid::NsId,
+    procs, tools,
+};
+
+/// errno a child reports when its namespace handle is gone; mapped to
+/// [`LabError::NamespaceGone`]. ESTALE cannot come out of setns or exec otherwise.
+pub(crate) const NS_GONE_ERRNO: i32 = libc::ESTALE;
+
+/// `_IO(0xb7, 0x3)`: which kind of namespace an nsfs fd is.
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+
+/// An open fd on a network namespace (any: a lab's, `/proc/PID/ns/net`, an `ip netns` name).
+/// Holding it keeps the namespace alive.
+#[derive(Debug)]
+pub struct NetNsFd {
+    fd: Arc<OwnedFd>,
+    id: NsId,
+    path: PathBuf,
+}
+
+/// A handle that does not keep the namespace alive (see the module docs).
+#[derive(Debug, Clone)]
+pub(crate) struct WeakNetNs {
+    fd: Weak<OwnedFd>,
+    pub(crate) id: NsId,
+    pub(crate) path: PathBuf,
+}
+
+impl NetNsFd {
+    /// Opens a network namespace file: `/run/netns/NAME`, `/proc/PID/ns/net`, …
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|e| LabError::io(format!("opening network namespace {}", path.display()), e))?;
+        // SAFETY: ioctl on an fd we own, no argument.
+        let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) };
+        if kind != libc::CLONE_NEWNET {
+            return Err(LabError::Invalid { what: "network namespace", detail: format!("{} is not a network namespace file", path.display()) });
+        }
+        let fd = OwnedFd::from(file);
+        let id = NsId::of_fd(&fd)?;
+        Ok(Self { fd: Arc::new(fd), id, path: path.to_path_buf() })
+    }
+
+    /// The namespace process `pid` is in.
+    pub fn of_pid(pid: i32) -> Result<Self> {
+        Self::open(format!("/proc/{pid}/ns/net"))
+    }
+
+    /// The calling thread's own namespace.
+    pub fn current() -> Result<Self> {
+        Self::open("/proc/thread-self/ns/net")
+    }
+
+    pub fn id(&self) -> NsId {
+        self.id
+    }
+
+    /// The path it was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whose namespace this is, if it is not a foreign one: "the calling thread's", "this
+    /// process's" or "PID 1's (the machine's)". `None` for any other namespace.
+    pub fn owner_if_own(&self) -> Result<Option<&'static str>> {
+        if self.id == NsId::current_thread()? {
+            return Ok(Some("the calling thread's"));
+        }
+        if self.id == NsId::current_process()? {
+            return Ok(Some("this process's"));
+        }
+        if self.id == NsId::init()? {
+            return Ok(Some("PID 1's (this machine's)"));
+        }
+        Ok(None)
+    }
+
+    /// Runs `f` on a fresh thread inside this namespace and returns its result; a panic in `f`
+    /// is resumed in the caller. Sockets created in `f` belong to this namespace (and keep it
+    /// alive while open). Only the network namespace changes: the filesystem is the caller's,
+    /// so read `/proc/thread-self/net/…` (not `/proc/net`, which is the main thread's) and not
+    /// `/sys/class/net`.
+    pub fn run_in<F, R>(&self, f: F) -> Result<R>
+    where
+        F: FnOnce() -> R + Send,
+        R: Send,
+    {
+        let fd = &self.fd;
+        let id = self.id;
+        let path = &self.path;
+        thread::scope(|scope| {
+            let worker = thread::Builder::new()
+                .name("lab-netns".into())
+                .spawn_scoped(scope, move || -> Result<R> {
+                    setns(fd.as_fd(), CloneFlags::CLONE_NEWNET)
+                        .map_err(|e| LabError::privileged(format!("entering network namespace {}", path.display()), e))?;
+                    let now = NsId::current_thread()?;
+                    if now != id {
+                        return Err(LabError::Invalid { what: "namespace switch", detail: format!("setns landed in {now}, expected {id}") });
+                    }
+                    Ok(f())
+                })
+                .map_err(|e| LabError::io("starting a thread to enter a network namespace", e))?;
+            worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    /// A `Command` that runs `program` inside this namespace (only the network namespace
+    /// changes). `program` is used as given; [`NetNsFd::run`] and friends resolve names.
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        self.weak().command(program)
+    }
+
+    /// Runs `program args…` inside the namespace within [`exec::DEFAULT_TIMEOUT`]; its stdout,
+    /// or an error naming the command and carrying its stderr.
+    pub fn run(&self, program: &str, args: &[&str]) -> Result<String> {
+        self.weak().run(program, args)
+    }
+
+    /// Like [`NetNsFd::run`], but returns the raw output whatever the exit status.
+    pub fn output(&self, program: &str, args: &[&str]) -> Result<Output> {
+        let mut cmd = self.command(tools::resolve(program)?);
+        cmd.args(args);
+        exec::output_within(&mut cmd, exec::DEFAULT_TIMEOUT)
+    }
+
+    /// Starts `program args…` inside the namespace, stdout and stderr discarded; it is killed
+    /// when the returned guard drops. For other stdio, build with [`NetNsFd::command`] and use
+    /// [`LabChild::spawn`].
+    pub fn spawn(&self, program: &str, args: &[&str]) -> Result<LabChild> {
+        let mut cmd = self.command(tools::resolve(program)?);
+        cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+        LabChild::spawn(&mut cmd)
+    }
+
+    /// `ip ARGS…` inside the namespace.
+    pub fn ip(&self, args: &[&str]) -> Result<String> {
+        self.run(tools::IP.name, args)
+    }
+
+    /// `nft list ruleset` inside the namespace (read-only).
+    pub fn nft_ruleset(&self) -> Result<String> {
+        self.weak().nft_ruleset()
+    }
+
+    /// `nft -j list ruleset` inside the namespace, parsed.
+    pub fn nft_ruleset_json(&self) -> Result<serde_json::Value> {
+        self.weak().nft_ruleset_json()
+    }
+
+    /// Pids of the processes whose main thread is in this namespace.
+    pub fn pids(&self) -> Vec<i32> {
+        procs::pids_in(self.id)
+    }
+
+    /// The ifindex of interface `name` in this namespace.
+    pub fn ifindex(&self, name: &str) -> Result<u32> {
+        let name_owned = name.to_string();
+        self.run_in(move || nix::net::if_::if_nametoindex(name_owned.as_str()))?
+            .map_err(|e| LabError::sys(format!("no interface {name} in {}", self.path.display()), e))
+    }
+
+    pub(crate) fn weak(&self) -> WeakNetNs {
+        WeakNetNs { fd: Arc::downgrade(&self.fd), id: self.id, path: self.path.clone() }
+    }
+}
+
+impl WeakNetNs {
+    pub(crate) fn command(&self, program: impl AsRef<OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        let fd = self.fd.clone();
+        let enter = move || -> io::Result<()> {
+            // Runs in the forked child: only async-signal-safe work (an atomic upgrade, a syscall).
+            let Some(fd) = fd.upgrade() else {
+                return Err(io::Error::from_raw_os_error(NS_GONE_ERRNO));
+            };
+            // SAFETY: setns on an fd kept open by the Arc.
+            if unsafe { libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        };
+        // SAFETY: `enter` neither allocates nor takes locks.
+        unsafe { cmd.pre_exec(enter) };
+        cmd
+    }
+
+    pub(crate) fn run(&self, program: &str, args: &[&str]) -> Result<String> {
+        let mut cmd = self.command(tools::resolve(program)?);
+        cmd.args(args);
+        exec::run_within(&mut cmd, exec::DEFAULT_TIMEOUT).map_err(|e| self.gone_or(e))
+    }
+
+    pub(crate) fn nft_ruleset(&self) -> Result<String> {
+        self.run(tools::NFT.name, &["list", "ruleset"])
+    }
+
+    pub(crate) fn nft_ruleset_json(&self) -> Result<serde_json::Value> {
+        let text = self.run(tools::NFT.name, &["-j", "list", "ruleset"])?;
+        serde_json::from_str(&text).map_err(|e| LabError::Invalid { what: "`nft -j list ruleset` output", detail: e.to_string() })
+    }
+
+    fn gone_or(&self, e: LabError) -> LabError {
+        match e {
+            LabError::NamespaceGone(_) => LabError::NamespaceGone(self.path.display().to_string()),
+            other => other,
+        }
+    }
+}
