@@ -1,4 +1,5 @@
 //! Facts about the running kernel that decide how reach can attach.
+pub mod btf;
 pub mod capabilities;
 pub mod cgroup;
 pub mod lockdown;
