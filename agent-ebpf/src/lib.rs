@@ -1,4 +1,11 @@
-//! Host-side face of the eBPF crate. The kernel programs live in `src/bin/*.rs` and are compiled
-//! only for `bpfel-unknown-none` by `agent/build.rs`; the host sees this empty library so that the
-//! agent can declare a build-dependency on us (cargo then rebuilds the agent when we change).
+//! Code shared by reach's BPF objects (`src/bin/*.rs`). Compiled only for the BPF target; on the
+//! host this library is empty, which lets the agent declare a build-dependency on the crate
+//! (cargo then rebuilds the agent when it changes) without ever building BPF code for the host.
 #![no_std]
+
+#[cfg(target_arch = "bpf")]
+pub mod emit;
+#[cfg(target_arch = "bpf")]
+pub mod kread;
+#[cfg(target_arch = "bpf")]
+pub mod sock;
