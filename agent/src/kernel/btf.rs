@@ -8,6 +8,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, anyhow, bail};
 use btf_rs::{Btf, BtfType, Type};
+use fallible_iterator::FallibleIterator as _;
 
 /// Where a field lives inside its outermost struct.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +98,33 @@ impl KernelBtf {
             }
         }
         bail!("the kernel's BTF has no enum {name}")
+    }
+
+    /// The value of an enumerator found in any enum, named or anonymous (kernel headers define
+    /// many flag bits, e.g. `INET_FLAGS_FREEBIND`, in anonymous enums).
+    pub fn enumerator(&self, name: &str) -> anyhow::Result<i64> {
+        // Enumerators are not types, so no name index covers them: one pass over all types.
+        let mut types = self.btf.type_iter();
+        while let Some(ty) = types.next().map_err(|e| anyhow!("{e}"))? {
+            match &ty {
+                Type::Enum(e) => {
+                    for m in &e.members {
+                        if self.name_of(m).is_ok_and(|n| n == name) {
+                            return Ok(if e.is_signed() { m.val() as i32 as i64 } else { m.val() as i64 });
+                        }
+                    }
+                }
+                Type::Enum64(e) => {
+                    for m in &e.members {
+                        if self.name_of(m).is_ok_and(|n| n == name) {
+                            return Ok(m.val() as i64);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        bail!("the kernel's BTF has no enumerator {name}")
     }
 
     fn named_struct(&self, name: &str) -> anyhow::Result<Type> {

@@ -6,4 +6,5 @@ pub mod lockdown;
 pub mod privileges;
 pub mod pseudofs;
 pub mod release;
+pub mod tracefs_format;
 pub mod wsl;
