@@ -1,7 +1,7 @@
 //! The `reach` command line.
 use clap::{Parser, Subcommand};
 
-use crate::commands::doctor::DoctorArgs;
+use crate::commands::{doctor::DoctorArgs, watch::WatchArgs};
 
 const ABOUT: &str = "Why can't that client reach my server, and where exactly did its packets die?";
 
@@ -35,4 +35,14 @@ pub enum Command {
     /// 3 missing privileges (the message says which capability and how to run it);
     /// 4 some part (bind, listen, ingress, drop) has no usable mechanism.
     Doctor(DoctorArgs),
+    /// Stream binds, listens and listener closes per network namespace as they happen.
+    ///
+    /// Each line names the process, namespace, address and port asked for and bound, the
+    /// result (ok, EADDRINUSE, ...) and options that change reachability (SO_REUSEADDR,
+    /// SO_REUSEPORT, IP_FREEBIND, SO_BINDTODEVICE). Runs until Ctrl-C, SIGTERM or --duration;
+    /// detaches everything on exit.
+    ///
+    /// Exit codes: 0 stopped normally; 1 attach or runtime error; 2 bad usage (unknown
+    /// namespace, bad duration); 3 missing privileges.
+    Watch(WatchArgs),
 }

@@ -1,3 +1,4 @@
 //! One module per `reach` subcommand.
 pub mod doctor;
+pub mod watch;
 

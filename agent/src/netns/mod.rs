@@ -1,3 +1,8 @@
 //! Network namespaces: entering them safely and knowing which exist.
 pub mod enter;
 pub mod inventory;
+pub mod names;
+pub mod select;
+pub mod owners;
+pub mod snapshot;
+pub mod sock_diag;

@@ -1,0 +1,50 @@
+//! inode → namespace name, cached; refreshed from the inventory when an unknown inode shows up
+//! (a namespace created after start), at most once per second so a burst of events from a
+//! short-lived namespace cannot turn into a /proc scan storm.
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use super::inventory;
+
+#[derive(Default)]
+pub struct Names {
+    by_inode: HashMap<u64, (String, PathBuf)>,
+    last_refresh: Option<Instant>,
+}
+
+impl Names {
+    pub fn new() -> Self {
+        let mut n = Self::default();
+        n.refresh();
+        n
+    }
+
+    fn refresh(&mut self) {
+        for ns in inventory::list() {
+            self.by_inode.insert(ns.inode, (ns.name, ns.path));
+        }
+        self.last_refresh = Some(Instant::now());
+    }
+
+    fn lookup(&mut self, inode: u64) -> Option<&(String, PathBuf)> {
+        if !self.by_inode.contains_key(&inode)
+            && self.last_refresh.is_none_or(|t| t.elapsed() > Duration::from_secs(1))
+        {
+            self.refresh();
+        }
+        self.by_inode.get(&inode)
+    }
+
+    /// The best name for `inode`; `netns:[inode]` when the namespace is gone or unknown.
+    pub fn name(&mut self, inode: u64) -> String {
+        self.lookup(inode).map(|(n, _)| n.clone()).unwrap_or_else(|| format!("netns:[{inode}]"))
+    }
+
+    /// A path through which `inode` can be entered, while it exists.
+    pub fn path(&mut self, inode: u64) -> Option<PathBuf> {
+        self.lookup(inode).map(|(_, p)| p.clone())
+    }
+}

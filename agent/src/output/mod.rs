@@ -1,0 +1,2 @@
+//! Rendering for people and for programs.
+pub mod time;
