@@ -5,6 +5,7 @@ pub mod commands;
 pub mod ebpf_objects;
 pub mod firewall;
 pub mod kernel;
+pub mod model;
 pub mod lab;
 pub mod netns;
 pub mod output;

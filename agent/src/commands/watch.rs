@@ -7,6 +7,7 @@ use tokio::{io::unix::AsyncFd, signal::unix::{SignalKind, signal}};
 
 use crate::{
     kernel::{capabilities, privileges},
+    model::listeners::{Change, Listeners},
     netns::{names::Names, select},
     output::time::Clock,
     probes::{
@@ -80,6 +81,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
     let mut lost_seen = 0u64;
+    let mut model = Listeners::new();
     let mut lost_tick = tokio::time::interval(Duration::from_millis(500));
 
     loop {
@@ -92,7 +94,16 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
                     if !filter.is_empty() && !filter.contains(&(ev.netns as u64)) {
                         continue;
                     }
-                    print_observation(&mut out, &sock_event::decode(&ev, &clock, &mut names), args.json)?;
+                    let mut obs = sock_event::decode(&ev, &clock, &mut names);
+                    // A close no longer carries the port (the kernel released it first): name
+                    // the listener it ended from the model.
+                    if let Some(Change::Removed(l)) = model.apply(&obs) {
+                        obs.addr = Some(l.addr.to_string());
+                        obs.port = Some(l.port);
+                        obs.bound_addr = obs.addr.clone();
+                        obs.bound_port = obs.port;
+                    }
+                    print_observation(&mut out, &obs, args.json)?;
                 }
                 guard.clear_ready();
             }

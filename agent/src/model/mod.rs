@@ -1,0 +1,2 @@
+//! What reach knows right now: listeners per namespace (later: flows).
+pub mod listeners;
