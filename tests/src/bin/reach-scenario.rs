@@ -1,0 +1,99 @@
+//! A deterministic set of binds and listens for reach's bind/listen tests, run on the host (in
+//! lab namespaces) and inside QEMU guests, where the test harness is not available.
+//!
+//! `reach-scenario BASE_PORT HOLD_MS` performs, in the calling process's network namespace:
+//!   1. TCP 127.0.0.1:BASE          listen(5)   no SO_REUSEADDR
+//!   2. TCP 0.0.0.0:BASE+1          listen(6)   SO_REUSEADDR
+//!   3. TCP [::]:BASE+2             listen(7)   dual stack
+//!   4. TCP 127.0.0.1:BASE          bind → EADDRINUSE
+//!   5. UDP 0.0.0.0:BASE+3          bind
+//!   6. TCP 127.0.0.1:0             bind (ephemeral port), listen(8)
+//! then holds the sockets HOLD_MS milliseconds and closes them (listener closes), and prints
+//! one JSON line: {"pid":..,"netns":..,"ephemeral_port":..}.
+use std::{mem, os::unix::fs::MetadataExt, thread, time::Duration};
+
+fn check(r: i32, what: &str) -> i32 {
+    if r < 0 {
+        eprintln!("reach-scenario: {what}: {}", std::io::Error::last_os_error());
+        std::process::exit(1);
+    }
+    r
+}
+
+/// socket + optional SO_REUSEADDR + bind; returns (fd, bind errno or 0).
+fn bind(family: i32, ty: i32, addr: &str, port: u16, reuse: bool) -> (i32, i32) {
+    // SAFETY: plain socket syscalls on values we own.
+    unsafe {
+        let fd = check(libc::socket(family, ty | libc::SOCK_CLOEXEC, 0), "socket");
+        if reuse {
+            let one: libc::c_int = 1;
+            check(
+                libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, (&raw const one).cast(), 4),
+                "SO_REUSEADDR",
+            );
+        }
+        let r = if family == libc::AF_INET {
+            let mut sa: libc::sockaddr_in = mem::zeroed();
+            sa.sin_family = libc::AF_INET as u16;
+            sa.sin_port = port.to_be();
+            sa.sin_addr.s_addr = u32::from_ne_bytes(addr.parse::<std::net::Ipv4Addr>().unwrap().octets());
+            libc::bind(fd, (&raw const sa).cast(), mem::size_of::<libc::sockaddr_in>() as u32)
+        } else {
+            let mut sa: libc::sockaddr_in6 = mem::zeroed();
+            sa.sin6_family = libc::AF_INET6 as u16;
+            sa.sin6_port = port.to_be();
+            sa.sin6_addr.s6_addr = addr.parse::<std::net::Ipv6Addr>().unwrap().octets();
+            libc::bind(fd, (&raw const sa).cast(), mem::size_of::<libc::sockaddr_in6>() as u32)
+        };
+        (fd, if r == 0 { 0 } else { *libc::__errno_location() })
+    }
+}
+
+fn listen(fd: i32, backlog: i32) {
+    // SAFETY: listen on our fd.
+    check(unsafe { libc::listen(fd, backlog) }, "listen");
+}
+
+fn local_port(fd: i32) -> u16 {
+    // SAFETY: getsockname into a correctly sized buffer.
+    unsafe {
+        let mut sa: libc::sockaddr_in = mem::zeroed();
+        let mut len = mem::size_of::<libc::sockaddr_in>() as u32;
+        check(libc::getsockname(fd, (&raw mut sa).cast(), &mut len), "getsockname");
+        u16::from_be(sa.sin_port)
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(base), Some(hold)) = (args.get(1).and_then(|a| a.parse::<u16>().ok()), args.get(2).and_then(|a| a.parse::<u64>().ok())) else {
+        eprintln!("usage: reach-scenario BASE_PORT HOLD_MS");
+        std::process::exit(2);
+    };
+    let mut fds = Vec::new();
+    let (a, e) = bind(libc::AF_INET, libc::SOCK_STREAM, "127.0.0.1", base, false);
+    assert_eq!(e, 0, "bind 127.0.0.1:{base}");
+    listen(a, 5);
+    let (b, e) = bind(libc::AF_INET, libc::SOCK_STREAM, "0.0.0.0", base + 1, true);
+    assert_eq!(e, 0);
+    listen(b, 6);
+    let (c, e) = bind(libc::AF_INET6, libc::SOCK_STREAM, "::", base + 2, false);
+    assert_eq!(e, 0);
+    listen(c, 7);
+    let (d, e) = bind(libc::AF_INET, libc::SOCK_STREAM, "127.0.0.1", base, false);
+    assert_eq!(e, libc::EADDRINUSE, "second bind must fail with EADDRINUSE");
+    let (u, e) = bind(libc::AF_INET, libc::SOCK_DGRAM, "0.0.0.0", base + 3, false);
+    assert_eq!(e, 0);
+    let (f, e) = bind(libc::AF_INET, libc::SOCK_STREAM, "127.0.0.1", 0, false);
+    assert_eq!(e, 0);
+    let ephemeral = local_port(f);
+    listen(f, 8);
+    fds.extend([a, b, c, d, u, f]);
+    thread::sleep(Duration::from_millis(hold));
+    for fd in fds {
+        // SAFETY: closing our own fds once.
+        unsafe { libc::close(fd) };
+    }
+    let netns = std::fs::metadata("/proc/self/ns/net").map(|m| m.ino()).unwrap_or(0);
+    println!("{{\"pid\":{},\"netns\":{netns},\"ephemeral_port\":{ephemeral}}}", std::process::id());
+}
