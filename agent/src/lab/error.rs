@@ -8,8 +8,8 @@ use std::{io, process::ExitStatus, time::Duration};
 #[derive(Debug, thiserror::Error)]
 pub enum LabError {
     /// A program the lab drives is not installed.
-    #[error("{tool} not installed (Debian package `{package}`; looked in $PATH and the sbin directories): run `cargo xtask setup`")]
-    ToolMissing { tool: String, package: &'static str },
+    #[error("{tool} not installed ({}looked in $PATH and the sbin directories): run `cargo xtask setup`", package_hint(.package))]
+    ToolMissing { tool: String, package: Option<&'static str> },
 
     /// The kernel refused an operation that needs root.
     #[error("{what} needs root (CAP_SYS_ADMIN and CAP_NET_ADMIN): {source}")]
@@ -30,7 +30,7 @@ pub enum LabError {
     /// The firewalld fixture was asked to run in the caller's (or the machine's) own network
     /// namespace, where it would replace the real firewall of this machine.
     #[error("refusing to start firewalld in {target}: it is {whose} network namespace, not a lab namespace")]
-    OwnNamespace { target: String, whose: &'static str },
+    OwnNamespace { target: String, whose: String },
 
     /// A namespace name, interface name, address or option the caller passed is unusable.
     #[error("invalid {what}: {detail}")]
@@ -71,6 +71,10 @@ fn stderr_or_stdout(stderr: &str, stdout: &str) -> String {
     let text = if stderr.trim().is_empty() { stdout } else { stderr };
     let text = text.trim();
     if text.is_empty() { "no output".to_string() } else { text.to_string() }
+}
+
+fn package_hint(package: &Option<&'static str>) -> String {
+    package.map(|p| format!("Debian package `{p}`; ")).unwrap_or_default()
 }
 
 fn log_suffix(log: &str) -> String {

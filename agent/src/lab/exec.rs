@@ -33,11 +33,7 @@ const REAP_TIMEOUT: Duration = Duration::from_secs(5);
 /// `program arg arg…` for messages.
 pub fn describe(cmd: &Command) -> String {
     let program = Path::new(cmd.get_program()).file_name().unwrap_or(cmd.get_program());
-    std::iter::once(program)
-        .chain(cmd.get_args())
-        .map(OsStr::to_string_lossy)
-        .collect::<Vec<_>>()
-        .join(" ")
+    std::iter::once(program).chain(cmd.get_args()).map(OsStr::to_string_lossy).collect::<Vec<_>>().join(" ")
 }
 
 /// Runs `cmd` to completion within `timeout`, capturing stdout and stderr (stdin is /dev/null).
@@ -144,10 +140,7 @@ impl LabChild {
     /// The exit status if it has exited (reaping it), `None` while it runs.
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
         if self.status.is_none() {
-            self.status = self
-                .child
-                .try_wait()
-                .map_err(|e| LabError::io(format!("checking on `{}`", self.desc), e))?;
+            self.status = self.child.try_wait().map_err(|e| LabError::io(format!("checking on `{}`", self.desc), e))?;
         }
         Ok(self.status)
     }
@@ -199,7 +192,10 @@ impl LabChild {
                 return Ok(status);
             }
             if Instant::now() >= deadline {
-                return Err(LabError::Timeout { what: format!("reaping `{}` (pid {})", self.desc, self.pid()), after: timeout });
+                return Err(LabError::Timeout {
+                    what: format!("reaping `{}` (pid {})", self.desc, self.pid()),
+                    after: timeout,
+                });
             }
             thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(20));

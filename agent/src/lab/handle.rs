@@ -60,11 +60,15 @@ impl NetNsFd {
     /// Opens a network namespace file: `/run/netns/NAME`, `/proc/PID/ns/net`, …
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let file = File::open(path).map_err(|e| LabError::io(format!("opening network namespace {}", path.display()), e))?;
+        let file =
+            File::open(path).map_err(|e| LabError::io(format!("opening network namespace {}", path.display()), e))?;
         // SAFETY: ioctl on an fd we own, no argument.
         let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) };
         if kind != libc::CLONE_NEWNET {
-            return Err(LabError::Invalid { what: "network namespace", detail: format!("{} is not a network namespace file", path.display()) });
+            return Err(LabError::Invalid {
+                what: "network namespace",
+                detail: format!("{} is not a network namespace file", path.display()),
+            });
         }
         let fd = OwnedFd::from(file);
         let id = NsId::of_fd(&fd)?;
@@ -90,19 +94,23 @@ impl NetNsFd {
         &self.path
     }
 
-    /// Whose namespace this is, if it is not a foreign one: "the calling thread's", "this
-    /// process's" or "PID 1's (the machine's)". `None` for any other namespace.
-    pub fn owner_if_own(&self) -> Result<Option<&'static str>> {
+    /// Whose namespace this is if it is the caller's own: the calling thread's, this process's,
+    /// PID 1's or an ancestor process's (the shell, cargo, … : where this machine's real
+    /// traffic flows). `None` for a foreign namespace such as a lab's.
+    pub fn owner_if_own(&self) -> Result<Option<String>> {
         if self.id == NsId::current_thread()? {
-            return Ok(Some("the calling thread's"));
+            return Ok(Some("the calling thread's".into()));
         }
         if self.id == NsId::current_process()? {
-            return Ok(Some("this process's"));
+            return Ok(Some("this process's".into()));
         }
-        if self.id == NsId::init()? {
-            return Ok(Some("PID 1's (this machine's)"));
+        if NsId::init()? == Some(self.id) {
+            return Ok(Some("PID 1's (this machine's)".into()));
         }
-        Ok(None)
+        Ok(procs::ancestors()
+            .into_iter()
+            .find(|&pid| NsId::of_pid(pid) == Some(self.id))
+            .map(|pid| format!("ancestor process {pid}'s")))
     }
 
     /// Runs `f` on a fresh thread inside this namespace and returns its result; a panic in `f`
@@ -122,11 +130,15 @@ impl NetNsFd {
             let worker = thread::Builder::new()
                 .name("lab-netns".into())
                 .spawn_scoped(scope, move || -> Result<R> {
-                    setns(fd.as_fd(), CloneFlags::CLONE_NEWNET)
-                        .map_err(|e| LabError::privileged(format!("entering network namespace {}", path.display()), e))?;
+                    setns(fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| {
+                        LabError::privileged(format!("entering network namespace {}", path.display()), e)
+                    })?;
                     let now = NsId::current_thread()?;
                     if now != id {
-                        return Err(LabError::Invalid { what: "namespace switch", detail: format!("setns landed in {now}, expected {id}") });
+                        return Err(LabError::Invalid {
+                            what: "namespace switch",
+                            detail: format!("setns landed in {now}, expected {id}"),
+                        });
                     }
                     Ok(f())
                 })
@@ -195,6 +207,12 @@ impl NetNsFd {
     }
 }
 
+impl AsFd for NetNsFd {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
 impl WeakNetNs {
     pub(crate) fn command(&self, program: impl AsRef<OsStr>) -> Command {
         let mut cmd = Command::new(program);
@@ -227,7 +245,8 @@ impl WeakNetNs {
 
     pub(crate) fn nft_ruleset_json(&self) -> Result<serde_json::Value> {
         let text = self.run(tools::NFT.name, &["-j", "list", "ruleset"])?;
-        serde_json::from_str(&text).map_err(|e| LabError::Invalid { what: "`nft -j list ruleset` output", detail: e.to_string() })
+        serde_json::from_str(&text)
+            .map_err(|e| LabError::Invalid { what: "`nft -j list ruleset` output", detail: e.to_string() })
     }
 
     fn gone_or(&self, e: LabError) -> LabError {

@@ -45,12 +45,37 @@ impl NsId {
     /// The namespace of process `pid` (`None` if it exited or is a zombie: zombies have no
     /// namespaces any more).
     pub fn of_pid(pid: i32) -> Option<Self> {
-        Self::of_path(Path::new(&format!("/proc/{pid}/ns/net"))).ok()
+        let path = format!("/proc/{pid}/ns/net");
+        Self::of_path_or_link(Path::new(&path)).ok()
     }
 
-    /// The namespace of PID 1: this machine's (or container's) real network.
-    pub fn init() -> Result<Self> {
-        Self::of_path(Path::new("/proc/1/ns/net"))
+    /// The namespace of PID 1: this machine's (or container's) real network. Some inits (e.g.
+    /// a VM's custom PID 1) deny even root access to their namespace links: then `Ok(None)`.
+    pub fn init() -> Result<Option<Self>> {
+        match Self::of_path_or_link(Path::new("/proc/1/ns/net")) {
+            Ok(id) => Ok(Some(id)),
+            Err(LabError::Io { source, .. }) if source.kind() == std::io::ErrorKind::PermissionDenied => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`NsId::of_path`] for a `/proc/PID/ns/*` link, falling back to reading the link.
+    pub(crate) fn of_path_or_link(path: &Path) -> Result<Self> {
+        Self::of_path(path).or_else(|_| Self::of_link(path))
+    }
+
+    /// From the link text `KIND:[INODE]`, for when stat() through the link is refused but
+    /// readlink() is not; every namespace lives on the one nsfs device, so ours supplies `dev`.
+    fn of_link(path: &Path) -> Result<Self> {
+        let text = fs::read_link(path).map_err(|e| LabError::io(format!("readlink {}", path.display()), e))?;
+        let ino =
+            text.to_str().and_then(|t| t.split_once(":[")?.1.strip_suffix(']')?.parse().ok()).ok_or_else(|| {
+                LabError::Invalid {
+                    what: "namespace link",
+                    detail: format!("{} -> {}", path.display(), text.display()),
+                }
+            })?;
+        Ok(Self { dev: Self::current_thread()?.dev, ino })
     }
 }
 

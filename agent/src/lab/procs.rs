@@ -2,8 +2,7 @@
 //! dead one.
 use std::{
     collections::BTreeSet,
-    fs,
-    thread,
+    fs, thread,
     time::{Duration, Instant},
 };
 
@@ -70,6 +69,26 @@ pub(crate) fn start_time(pid: u32) -> Option<u64> {
 /// Whether the process that created a lab object (pid + start time) is still running.
 pub(crate) fn is_alive(pid: u32, started: u64) -> bool {
     start_time(pid) == Some(started)
+}
+
+/// Our parent, its parent, … up to (not including) PID 1; bounded against /proc oddities.
+pub(crate) fn ancestors() -> Vec<i32> {
+    let mut chain = Vec::new();
+    let mut pid = std::process::id() as i32;
+    while chain.len() < 64 {
+        let Some(parent) = parent_of(pid) else { break };
+        if parent <= 1 {
+            break;
+        }
+        chain.push(parent);
+        pid = parent;
+    }
+    chain
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok() // field 4
 }
 
 /// This process's (pid, start time).

@@ -143,7 +143,7 @@ mod tests {
                 "inode": 1000,
                 "name": "host",
                 "listeners": [{
-                    "family": "v4", "proto": "tcp", "addr": "127.0.0.1", "port": 8080,
+                    "family": "ipv4", "proto": "tcp", "addr": "127.0.0.1", "port": 8080,
                     "bound_dev_if": 0, "uid": 0, "inode": 11, "cookie": 99, "v6only": null,
                     "backlog": 128, "accept_queue": 0,
                     "owners": [{ "pid": 50, "comm": "nginx" }]

@@ -38,10 +38,12 @@ const RECV_BUF: usize = 64 * 1024;
 /// Signals are rare; more than this many EINTR in a row means something is badly wrong.
 const MAX_EINTR: usize = 64;
 
+/// Serialised as `ipv4` / `ipv6`, like the `family` of bind/listen events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
 pub enum Family {
+    #[serde(rename = "ipv4")]
     V4,
+    #[serde(rename = "ipv6")]
     V6,
 }
 
@@ -584,7 +586,7 @@ mod tests {
         e.family = Family::V6;
         let v = serde_json::to_value(&e).unwrap();
         assert_eq!(v["addr"], "::");
-        assert_eq!(v["family"], "v6");
+        assert_eq!(v["family"], "ipv6");
         assert_eq!(v["proto"], "tcp");
         assert_eq!(v["bound_dev_if"], 3);
     }
