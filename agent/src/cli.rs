@@ -1,7 +1,7 @@
 //! The `reach` command line.
 use clap::{Parser, Subcommand};
 
-use crate::commands::{doctor::DoctorArgs, watch::WatchArgs};
+use crate::commands::{doctor::DoctorArgs, lab::LabArgs, watch::WatchArgs};
 
 const ABOUT: &str = "Why can't that client reach my server, and where exactly did its packets die?";
 
@@ -45,4 +45,10 @@ pub enum Command {
     /// Exit codes: 0 stopped normally; 1 attach or runtime error; 2 bad usage (unknown
     /// namespace, bad duration); 3 missing privileges.
     Watch(WatchArgs),
+    /// The built-in demo in throwaway network namespaces: a server and a client namespace over
+    /// a veth pair, a real firewalld in the server namespace (when installed), and `reach
+    /// doctor` run inside it. Everything is removed before exit, leftovers of a killed run first.
+    ///
+    /// Exit codes: those of `reach doctor`; 3 missing privileges; 130 interrupted.
+    Lab(LabArgs),
 }
