@@ -1,13 +1,17 @@
 //! `reach lab` (the main job of `cargo xtask lab`): doctor run inside a fresh lab namespace
 //! must find the lab's firewalld there, and the lab must leave nothing behind.
-use std::process::Command;
+use std::{process::Command, sync::Mutex};
 
 use reach_tests::{reach, require_root, show};
 use serde_json::Value;
 
+/// Doctor lists every namespace of the machine: one test's lab must not show up in the other's.
+static SERIAL: Mutex<()> = Mutex::new(());
+
 #[test]
 fn lab_runs_doctor_inside_and_finds_its_firewalld_then_tears_down() {
     require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let out = reach(&["lab", "--json"]);
     assert!(out.status.success(), "{}", show(&out));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(&out)));
@@ -39,6 +43,7 @@ fn lab_runs_doctor_inside_and_finds_its_firewalld_then_tears_down() {
 #[test]
 fn lab_without_firewalld_still_runs_doctor() {
     require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let out = reach(&["lab", "--no-firewalld"]);
     assert!(out.status.success(), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);

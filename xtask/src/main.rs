@@ -30,6 +30,9 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         cargo_test_args: Vec<String>,
     },
+    /// Boot a Debian kernel (6.1, 6.12, 6.18, ...) under QEMU and run a host command in it; the
+    /// exit code is the command's.
+    VmTest(xtask::vm::VmTestArgs),
     /// The built-in demo: build reach and run `reach lab` (lab namespaces, scenarios, teardown).
     Lab {
         /// Arguments passed to `reach lab`.
@@ -65,6 +68,7 @@ fn try_main() -> anyhow::Result<ExitCode> {
                 .env("REACH_BIN", workspace::reach_bin(false)))?;
             Ok(ExitCode::SUCCESS)
         }
+        Task::VmTest(args) => xtask::vm::vm_test_command(args),
         Task::Lab { args } => {
             setup::all()?;
             build(false)?;

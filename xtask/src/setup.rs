@@ -24,9 +24,6 @@ pub const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("dbus", "a private D-Bus bus for that firewalld"),
     ("qemu-system-x86", "booting real kernels (kprobe/fentry paths) under QEMU"),
     ("busybox-static", "the QEMU guests' initramfs"),
-    ("xz-utils", "decompressing kernel modules for the guests"),
-    ("zstd", "decompressing kernel modules for the guests"),
-    ("kmod", "modprobe inside the guests"),
     ("util-linux", "nsenter/unshare/setpriv for the tests"),
 ];
 

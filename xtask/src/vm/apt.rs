@@ -49,7 +49,9 @@ impl Apt {
         write(&etc.join("sources.list"), &sources)?;
 
         let quoted = |p: &Path| -> Result<String> {
-            let s = p.to_str().with_context(|| format!("{} is not UTF-8", p.display()))?;
+            let s = p
+                .to_str()
+                .with_context(|| format!("{} is not UTF-8", p.display()))?;
             if s.contains('"') {
                 bail!("{s} contains a double quote, which apt.conf cannot express");
             }
@@ -58,7 +60,7 @@ impl Apt {
         // APT_CONFIG is read before /etc/apt/apt.conf.d, and redirecting Dir::Etc makes apt
         // read our (empty) apt.conf.d instead of the machine's: no appstream, proxy or hook
         // settings leak in. The sandbox user is root because `_apt` cannot write into the
-        // invoking user's cache directory.
+        // invoking user's directories. A stalled mirror fails in bounded time.
         let config = format!(
             "Dir::Etc {etc};\n\
              Dir::State {state};\n\
@@ -68,7 +70,9 @@ impl Apt {
              APT::Architecture \"amd64\";\n\
              APT::Architectures {{ \"amd64\"; }};\n\
              Acquire::Languages \"none\";\n\
-             APT::Sandbox::User \"root\";\n",
+             APT::Sandbox::User \"root\";\n\
+             Acquire::http::Timeout \"30\";\n\
+             Acquire::Retries \"3\";\n",
             etc = quoted(&etc)?,
             state = quoted(&state)?,
             cache = quoted(&dir.join("cache"))?,
@@ -76,7 +80,9 @@ impl Apt {
         );
         let config_path = dir.join("apt.conf");
         write(&config_path, &config)?;
-        Ok(Self { config: config_path })
+        Ok(Self {
+            config: config_path,
+        })
     }
 
     fn command(&self, tool: tools::Tool) -> Result<Command> {
@@ -94,7 +100,11 @@ impl Apt {
 
     /// Names of the real (non-virtual) packages whose name matches the POSIX extended `regex`.
     pub fn search_names(&self, regex: &str) -> Result<Vec<String>> {
-        let text = tools::output_text(self.command(APT_CACHE)?.args(["search", "--names-only", regex]))?;
+        let text =
+            tools::output_text(
+                self.command(APT_CACHE)?
+                    .args(["search", "--names-only", regex]),
+            )?;
         Ok(text
             .lines()
             .filter_map(|line| line.split(" - ").next())
@@ -104,9 +114,11 @@ impl Apt {
 
     /// The names in the candidate version's Depends (first alternative of each, no versions).
     pub fn depends(&self, package: &str) -> Result<Vec<String>> {
-        let text = tools::output_text(
-            self.command(APT_CACHE)?.args(["show", "--no-all-versions", package]),
-        )?;
+        let text = tools::output_text(self.command(APT_CACHE)?.args([
+            "show",
+            "--no-all-versions",
+            package,
+        ]))?;
         let Some(field) = text.lines().find_map(|l| l.strip_prefix("Depends:")) else {
             return Ok(Vec::new());
         };
@@ -130,7 +142,10 @@ impl Apt {
     /// Downloads the candidate `.deb`s of `packages` into `dir`.
     pub fn download(&self, packages: &[String], dir: &Path) -> Result<()> {
         tools::output(
-            self.command(APT_GET)?.args(["-q", "download"]).args(packages).current_dir(dir),
+            self.command(APT_GET)?
+                .args(["-q", "download"])
+                .args(packages)
+                .current_dir(dir),
         )
         .with_context(|| format!("downloading {}", packages.join(" ")))?;
         Ok(())
