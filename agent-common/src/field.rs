@@ -27,7 +27,13 @@ impl Field {
 
     /// A bitfield starting `bit_offset` bits into the struct, `bits` wide.
     pub const fn bitfield(bit_offset: u32, bits: u8) -> Field {
-        Field { offset: bit_offset / 8, size: 8, bit_shift: (bit_offset % 8) as u8, bits, present: 1 }
+        Field {
+            offset: bit_offset / 8,
+            size: 8,
+            bit_shift: (bit_offset % 8) as u8,
+            bits,
+            present: 1,
+        }
     }
 
     pub const fn is_present(&self) -> bool {

@@ -1,5 +1,8 @@
 //! Sending events: ring-buffer reservation with loss accounting.
-use aya_ebpf::{macros::map, maps::{PerCpuArray, RingBuf}};
+use aya_ebpf::{
+    macros::map,
+    maps::{PerCpuArray, RingBuf},
+};
 use reach_common::LOST_SLOT;
 
 /// Bind/listen events. 256 KiB holds ~2000 events: a burst of binds between two user-space

@@ -87,7 +87,8 @@ pub fn fill_from_sock(ev: &mut SockEvent, sk: u64) {
     if read(sk, &off!(inet_freebind)).unwrap_or(0) != 0 {
         ev.flags |= flag::FREEBIND;
     }
-    ev.netns = deref(sk, &off!(sk_net)).and_then(|net| read(net, &off!(net_inum))).unwrap_or(0) as u32;
+    ev.netns =
+        deref(sk, &off!(sk_net)).and_then(|net| read(net, &off!(net_inum))).unwrap_or(0) as u32;
 }
 
 /// Reads the listen backlog the kernel kept for `sk`.

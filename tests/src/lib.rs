@@ -15,7 +15,11 @@ pub fn reach_bin() -> PathBuf {
              sets REACH_BIN), or `cargo build --bins && REACH_BIN=$PWD/target/debug/reach cargo test`"
         )
     });
-    assert!(path.is_file(), "REACH_BIN={} does not exist: build it with `cargo build --bins`", path.display());
+    assert!(
+        path.is_file(),
+        "REACH_BIN={} does not exist: build it with `cargo build --bins`",
+        path.display()
+    );
     path
 }
 
@@ -31,7 +35,10 @@ pub fn reach(args: &[&str]) -> Output {
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "this test needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): run `sudo cargo xtask test`");
+    assert_eq!(
+        euid, 0,
+        "this test needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): run `sudo cargo xtask test`"
+    );
 }
 
 /// Renders an Output for assertion messages.

@@ -9,7 +9,8 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 fn doctor_json() -> (Value, i32) {
     let out = reach(&["doctor", "--json"]);
-    let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("doctor --json is not JSON ({e}):\n{}", show(&out)));
+    let json: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json is not JSON ({e}):\n{}", show(&out)));
     (json, out.status.code().unwrap_or(-1))
 }
 
@@ -27,13 +28,25 @@ fn doctor_json_contract_on_this_kernel() {
     for key in ["kernel", "capabilities", "plan", "privileges", "firewalld"] {
         assert!(report.get(key).is_some(), "missing {key}: {report:#}");
     }
-    for name in ["kprobe", "fentry", "tp_btf", "tracepoint", "cgroup_sock", "tc_netlink", "tcx", "ring_buffer"] {
+    for name in [
+        "kprobe",
+        "fentry",
+        "tp_btf",
+        "tracepoint",
+        "cgroup_sock",
+        "tc_netlink",
+        "tcx",
+        "ring_buffer",
+    ] {
         let c = cap(&report, name);
         assert!(c["available"].is_boolean(), "{name}: {c}");
         assert!(!c["reason"].as_str().unwrap_or("").is_empty(), "{name} has no reason: {c}");
     }
     let uname = Command::new("uname").arg("-r").output().unwrap();
-    assert_eq!(report["kernel"]["release"].as_str().unwrap(), String::from_utf8_lossy(&uname.stdout).trim());
+    assert_eq!(
+        report["kernel"]["release"].as_str().unwrap(),
+        String::from_utf8_lossy(&uname.stdout).trim()
+    );
     assert_eq!(report["kernel"]["btf"]["available"], Path::new("/sys/kernel/btf/vmlinux").exists());
 
     // kprobes: the report must agree with the kernel's own kprobe PMU.
@@ -49,7 +62,10 @@ fn doctor_json_contract_on_this_kernel() {
     if ours {
         assert_eq!(report["kernel"]["lockdown"]["value"], "integrity", "{report:#}");
         assert_eq!(cap(&report, "fentry")["available"], false);
-        assert!(cap(&report, "fentry")["reason"].as_str().unwrap().contains("Operation not permitted"), "{report:#}");
+        assert!(
+            cap(&report, "fentry")["reason"].as_str().unwrap().contains("Operation not permitted"),
+            "{report:#}"
+        );
         assert_eq!(
             report["plan"],
             serde_json::json!({"bind": "tracepoint", "listen": "tp_btf", "ingress": "tcx", "drop": "tp_btf"})
@@ -82,12 +98,24 @@ fn doctor_leaves_nothing_attached() {
     assert!(out.status.success(), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("attach plan"), "{text}");
-    let leftovers: Vec<String> = loaded_bpf_program_names().into_iter().filter(|n| n.starts_with("reach_doctor")).collect();
+    let leftovers: Vec<String> =
+        loaded_bpf_program_names().into_iter().filter(|n| n.starts_with("reach_doctor")).collect();
     assert!(leftovers.is_empty(), "doctor left BPF programs loaded: {leftovers:?}");
     assert_eq!(mounted("/sys/kernel/tracing"), tracefs_before, "tracefs mount state changed");
-    assert_eq!(mounted("/sys/kernel/security"), securityfs_before, "securityfs mount state changed");
-    let tc = Command::new("tc").args(["filter", "show", "dev", "lo", "ingress"]).output().expect("tc (iproute2) is needed");
-    assert!(tc.stdout.is_empty(), "a TC filter was left on the host's lo: {}", String::from_utf8_lossy(&tc.stdout));
+    assert_eq!(
+        mounted("/sys/kernel/security"),
+        securityfs_before,
+        "securityfs mount state changed"
+    );
+    let tc = Command::new("tc")
+        .args(["filter", "show", "dev", "lo", "ingress"])
+        .output()
+        .expect("tc (iproute2) is needed");
+    assert!(
+        tc.stdout.is_empty(),
+        "a TC filter was left on the host's lo: {}",
+        String::from_utf8_lossy(&tc.stdout)
+    );
 }
 
 #[test]
@@ -95,7 +123,13 @@ fn doctor_without_privileges_names_the_capability_and_exits_3() {
     require_root();
     // setpriv (util-linux) drops to nobody with no capabilities at all.
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
         .arg(reach_bin())
         .arg("doctor")
         .output()
@@ -106,14 +140,23 @@ fn doctor_without_privileges_names_the_capability_and_exits_3() {
     assert!(text.contains("sudo"), "must say how to run it: {text}");
 
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
         .arg(reach_bin())
         .args(["doctor", "--json"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json["privileges"]["missing"], serde_json::json!(["CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN", "CAP_SYS_ADMIN"]));
+    assert_eq!(
+        json["privileges"]["missing"],
+        serde_json::json!(["CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN", "CAP_SYS_ADMIN"])
+    );
     assert_eq!(json["capabilities"]["tp_btf"]["available"], false);
     assert!(json["capabilities"]["tp_btf"]["reason"].as_str().unwrap().contains("not probed"));
 }
@@ -126,5 +169,8 @@ fn bad_usage_exits_2_with_help() {
 }
 
 fn mounted(path: &str) -> bool {
-    std::fs::read_to_string("/proc/self/mounts").unwrap().lines().any(|l| l.split_whitespace().nth(1) == Some(path))
+    std::fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+        .any(|l| l.split_whitespace().nth(1) == Some(path))
 }

@@ -17,13 +17,18 @@ use serde_json::Value;
 
 fn require_root() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "the firewalld fixture tests need root: run them as root");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "the firewalld fixture tests need root: run them as root"
+    );
 }
 
 /// `nft list ruleset` of the caller's (root) namespace. Read-only.
 fn root_ruleset() -> String {
     let nft = lab::NFT.path().unwrap_or_else(|e| panic!("{e}"));
-    let out = Command::new(nft).args(["list", "ruleset"]).output().expect("running nft list ruleset");
+    let out =
+        Command::new(nft).args(["list", "ruleset"]).output().expect("running nft list ruleset");
     assert!(out.status.success(), "nft list ruleset: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -39,7 +44,9 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut files = BTreeMap::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())).flatten() {
+        for entry in
+            std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())).flatten()
+        {
             let path = entry.path();
             if entry.file_type().is_ok_and(|t| t.is_dir()) {
                 todo.push(path);
@@ -53,9 +60,9 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 
 fn process_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            stat.rsplit_once(')').is_some_and(|(_, rest)| !matches!(rest.trim_start().chars().next(), Some('Z' | 'X')))
-        }
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !matches!(rest.trim_start().chars().next(), Some('Z' | 'X'))),
         Err(_) => false,
     }
 }
@@ -74,12 +81,11 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 
 /// The rules of `chain` in table `inet firewalld`.
 fn firewalld_rules<'a>(ruleset: &'a Value, chain: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-    ruleset["nftables"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|item| item.get("rule"))
-        .filter(move |rule| rule["family"] == "inet" && rule["table"] == "firewalld" && rule["chain"] == chain)
+    ruleset["nftables"].as_array().into_iter().flatten().filter_map(|item| item.get("rule")).filter(
+        move |rule| {
+            rule["family"] == "inet" && rule["table"] == "firewalld" && rule["chain"] == chain
+        },
+    )
 }
 
 /// `tcp dport PORT accept`, as firewalld 1.3.3 writes it for `--add-port=PORT/tcp`.
@@ -96,7 +102,8 @@ fn accepts_tcp_port(rule: &Value, port: u64) -> bool {
 }
 
 #[test]
-fn added_port_shows_up_in_the_lab_ruleset_and_the_root_ruleset_is_untouched() -> anyhow::Result<()> {
+fn added_port_shows_up_in_the_lab_ruleset_and_the_root_ruleset_is_untouched() -> anyhow::Result<()>
+{
     require_root();
     let root_before = root_ruleset();
     let ns = NetNs::new("fw-port")?;
@@ -111,26 +118,43 @@ fn added_port_shows_up_in_the_lab_ruleset_and_the_root_ruleset_is_untouched() ->
         mem.dbus_rss_kib / 1024
     );
     assert_eq!(fw.state()?, "running");
-    assert_eq!(lab::NsId::of_pid(fw.pids().0), Some(ns.id()), "firewalld runs outside the lab namespace");
-    assert_eq!(lab::NsId::of_pid(fw.pids().1), Some(ns.id()), "dbus-daemon runs outside the lab namespace");
+    assert_eq!(
+        lab::NsId::of_pid(fw.pids().0),
+        Some(ns.id()),
+        "firewalld runs outside the lab namespace"
+    );
+    assert_eq!(
+        lab::NsId::of_pid(fw.pids().1),
+        Some(ns.id()),
+        "dbus-daemon runs outside the lab namespace"
+    );
 
     // Fresh start: firewalld's table exists, port 8080 is not open yet.
     let baseline = fw.nft_ruleset_json()?;
-    assert!(firewalld_rules(&baseline, "filter_INPUT").next().is_some(), "no inet firewalld table: {baseline:#}");
-    assert!(!firewalld_rules(&baseline, "filter_IN_public_allow").any(|r| accepts_tcp_port(r, 8080)));
+    assert!(
+        firewalld_rules(&baseline, "filter_INPUT").next().is_some(),
+        "no inet firewalld table: {baseline:#}"
+    );
+    assert!(
+        !firewalld_rules(&baseline, "filter_IN_public_allow").any(|r| accepts_tcp_port(r, 8080))
+    );
 
     assert_eq!(fw.cmd(&["--zone=public", "--add-port=8080/tcp"])?.trim(), "success");
     assert_eq!(fw.cmd(&["--zone=public", "--query-port=8080/tcp"])?.trim(), "yes");
     let after = fw.nft_ruleset_json()?;
     let rule = firewalld_rules(&after, "filter_IN_public_allow")
         .find(|r| accepts_tcp_port(r, 8080))
-        .unwrap_or_else(|| panic!("no `tcp dport 8080 accept` in filter_IN_public_allow:\n{:#}", after));
+        .unwrap_or_else(|| {
+            panic!("no `tcp dport 8080 accept` in filter_IN_public_allow:\n{:#}", after)
+        });
     assert!(rule["handle"].is_u64(), "{rule}");
     assert!(fw.nft_ruleset()?.contains("tcp dport 8080 accept"));
 
     // Errors come back with firewall-cmd's message.
     match fw.cmd(&["--zone=public", "--add-port=notaport/tcp"]) {
-        Err(LabError::CommandFailed { stderr, .. }) => assert!(stderr.contains("INVALID_PORT"), "{stderr}"),
+        Err(LabError::CommandFailed { stderr, .. }) => {
+            assert!(stderr.contains("INVALID_PORT"), "{stderr}")
+        }
         other => panic!("expected INVALID_PORT, got {other:?}"),
     }
 
@@ -142,7 +166,11 @@ fn added_port_shows_up_in_the_lab_ruleset_and_the_root_ruleset_is_untouched() ->
     );
     drop(fw);
     drop(ns);
-    assert_eq!(hash(&root_ruleset()), hash(&root_before), "the ROOT ruleset changed after teardown");
+    assert_eq!(
+        hash(&root_ruleset()),
+        hash(&root_before),
+        "the ROOT ruleset changed after teardown"
+    );
     Ok(())
 }
 
@@ -152,7 +180,11 @@ fn fixture_refuses_the_callers_own_network_namespace() -> anyhow::Result<()> {
     let root_before = root_ruleset();
     // Another process of the machine's own namespace, as a caller might pass it.
     let mut neighbour = Command::new("sleep").arg("30").spawn()?;
-    let handles = [NetNsFd::current()?, NetNsFd::open("/proc/self/ns/net")?, NetNsFd::of_pid(neighbour.id() as i32)?];
+    let handles = [
+        NetNsFd::current()?,
+        NetNsFd::open("/proc/self/ns/net")?,
+        NetNsFd::of_pid(neighbour.id() as i32)?,
+    ];
     neighbour.kill()?;
     neighbour.wait()?;
     for own in handles {
@@ -178,14 +210,22 @@ fn permanent_config_stays_private_and_teardown_leaves_nothing() -> anyhow::Resul
     let (fw_pid, bus_pid) = fw.pids();
     let private = fw.config_dir().expect("config dir while running");
     let dir = private.parent().expect("fixture dir").to_path_buf();
-    assert!(dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(lab::PREFIX)), "{}", dir.display());
+    assert!(
+        dir.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(lab::PREFIX)),
+        "{}",
+        dir.display()
+    );
 
     assert_eq!(fw.cmd(&["--permanent", "--zone=public", "--add-port=9999/tcp"])?.trim(), "success");
     assert_eq!(fw.cmd(&["--reload"])?.trim(), "success");
     assert_eq!(fw.cmd(&["--zone=public", "--query-port=9999/tcp"])?.trim(), "yes");
     let zone = std::fs::read_to_string(private.join("zones/public.xml"))?;
     assert!(zone.contains("9999"), "permanent config not in the private copy: {zone}");
-    assert_eq!(snapshot(Path::new("/etc/firewalld")), host_etc, "the host's /etc/firewalld changed");
+    assert_eq!(
+        snapshot(Path::new("/etc/firewalld")),
+        host_etc,
+        "the host's /etc/firewalld changed"
+    );
 
     drop(fw);
     assert!(!process_alive(fw_pid), "firewalld {fw_pid} survived teardown");
@@ -251,8 +291,15 @@ fn stale_cleaner_removes_firewalld_of_a_killed_run() -> anyhow::Result<()> {
     if std::env::var_os(KILLED_RUN_CHILD).is_some() {
         let ns = NetNs::new("fw-killed")?;
         let fw = Firewalld::start(&ns)?;
-        let dir = fw.config_dir().and_then(|c| c.parent().map(Path::to_path_buf)).expect("fixture dir");
-        println!("REACH-LAB-REPORT {} {} {} {}", ns.name(), fw.pids().0, fw.pids().1, dir.display());
+        let dir =
+            fw.config_dir().and_then(|c| c.parent().map(Path::to_path_buf)).expect("fixture dir");
+        println!(
+            "REACH-LAB-REPORT {} {} {} {}",
+            ns.name(),
+            fw.pids().0,
+            fw.pids().1,
+            dir.display()
+        );
         std::io::stdout().flush()?;
         thread::sleep(Duration::from_secs(60));
         return Ok(());
@@ -260,7 +307,12 @@ fn stale_cleaner_removes_firewalld_of_a_killed_run() -> anyhow::Result<()> {
 
     let mut child = KillOnDrop(
         Command::new(std::env::current_exe()?)
-            .args(["--exact", "stale_cleaner_removes_firewalld_of_a_killed_run", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "stale_cleaner_removes_firewalld_of_a_killed_run",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(KILLED_RUN_CHILD, "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -275,18 +327,25 @@ fn stale_cleaner_removes_firewalld_of_a_killed_run() -> anyhow::Result<()> {
         .ok_or_else(|| anyhow::anyhow!("the child run never reported its lab"))?;
     let words: Vec<&str> = line.split_whitespace().collect();
     let [name, fw_pid, bus_pid, dir] = words[..] else { anyhow::bail!("bad report line {line:?}") };
-    let (fw_pid, bus_pid, dir): (i32, i32, PathBuf) = (fw_pid.parse()?, bus_pid.parse()?, dir.into());
+    let (fw_pid, bus_pid, dir): (i32, i32, PathBuf) =
+        (fw_pid.parse()?, bus_pid.parse()?, dir.into());
 
     // SAFETY: kill(2) on our own unreaped child.
     assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGKILL) }, 0);
     child.0.wait()?;
     assert!(netns_exists(name) && dir.exists(), "the killed run should have left its lab behind");
-    assert!(process_alive(fw_pid) && process_alive(bus_pid), "its daemons should still run, orphaned");
+    assert!(
+        process_alive(fw_pid) && process_alive(bus_pid),
+        "its daemons should still run, orphaned"
+    );
 
     let report = lab::clean_stale()?;
     assert!(report.is_clean(), "{:?}", report.failed);
-    let removed =
-        report.namespaces.iter().find(|r| r.name == name).unwrap_or_else(|| panic!("{name} not in {report:?}"));
+    let removed = report
+        .namespaces
+        .iter()
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| panic!("{name} not in {report:?}"));
     assert!(removed.killed.contains(&fw_pid) && removed.killed.contains(&bus_pid), "{removed:?}");
     assert!(report.temp_dirs.contains(&dir), "{report:?}");
     assert!(!netns_exists(name) && !dir.exists());

@@ -40,9 +40,9 @@ fn netns_listed(name: &str) -> bool {
 /// Running (not exited, not a zombie waiting for its parent).
 fn process_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            stat.rsplit_once(')').is_some_and(|(_, rest)| !matches!(rest.trim_start().chars().next(), Some('Z' | 'X')))
-        }
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !matches!(rest.trim_start().chars().next(), Some('Z' | 'X'))),
         Err(_) => false,
     }
 }
@@ -102,7 +102,9 @@ fn run_in_runs_the_closure_inside_and_leaves_the_caller_alone() -> anyhow::Resul
     assert!(listener.local_addr()?.ip().is_loopback());
 
     // A panic inside comes back out, and the caller's thread is still in its namespace.
-    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| ns.run_in(|| panic!("inside the lab"))));
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ns.run_in(|| panic!("inside the lab"))
+    }));
     assert!(caught.is_err());
     assert_eq!(NsId::current_thread()?, before);
 
@@ -135,7 +137,10 @@ fn commands_run_inside_with_output_and_errors_captured() -> anyhow::Result<()> {
     let missing = ns.run("reach-no-such-tool", &[]).expect_err("a missing program must fail");
     let message = missing.to_string();
     assert!(matches!(missing, LabError::ToolMissing { .. }), "{missing:?}");
-    assert!(message.contains("reach-no-such-tool") && message.contains("cargo xtask setup"), "{message}");
+    assert!(
+        message.contains("reach-no-such-tool") && message.contains("cargo xtask setup"),
+        "{message}"
+    );
 
     let out = ns.output("sh", &["-c", "echo out; echo err >&2; exit 3"])?;
     assert_eq!(out.status.code(), Some(3));
@@ -235,7 +240,10 @@ fn veth_pair_passes_ipv4_and_ipv6_tcp_between_two_namespaces() -> anyhow::Result
     let shown = a.ip(&["-o", "addr", "show", "dev", "eth0"])?;
     assert!(shown.contains("10.91.0.1/24") && shown.contains("fd91::1/64"), "{shown}");
     let v6 = shown.lines().find(|l| l.contains("fd91::1/64")).unwrap_or_default();
-    assert!(v6.contains("nodad") && !v6.contains("tentative"), "nodad must make IPv6 usable at once: {shown}");
+    assert!(
+        v6.contains("nodad") && !v6.contains("tentative"),
+        "nodad must make IPv6 usable at once: {shown}"
+    );
     assert!(a.ifindex("eth0")? > 1);
 
     let peer4 = tcp_exchange(&a, &b, "10.91.0.1".parse()?)?;
@@ -269,11 +277,15 @@ fn invalid_veth_arguments_are_rejected_before_anything_changes() -> anyhow::Resu
     require_root();
     let a = NetNs::new("bad-a")?;
     let b = NetNs::new("bad-b")?;
-    let too_long =
-        Veth::create(VethEnd::new(&a, "a-name-that-is-too-long"), VethEnd::new(&b, "x")).expect_err("IFNAMSIZ");
+    let too_long = Veth::create(VethEnd::new(&a, "a-name-that-is-too-long"), VethEnd::new(&b, "x"))
+        .expect_err("IFNAMSIZ");
     assert!(matches!(too_long, LabError::Invalid { what: "interface name", .. }), "{too_long:?}");
-    let bad_addr = Veth::create(VethEnd::new(&a, "x").addr("10.0.0.1"), VethEnd::new(&b, "y")).expect_err("no prefix");
-    assert!(matches!(bad_addr, LabError::Invalid { what: "interface address", .. }), "{bad_addr:?}");
+    let bad_addr = Veth::create(VethEnd::new(&a, "x").addr("10.0.0.1"), VethEnd::new(&b, "y"))
+        .expect_err("no prefix");
+    assert!(
+        matches!(bad_addr, LabError::Invalid { what: "interface address", .. }),
+        "{bad_addr:?}"
+    );
     assert!("10.0.0.1/33".parse::<lab::IfAddr>().is_err());
     assert!("fd00::1/129".parse::<lab::IfAddr>().is_err());
     assert_eq!("fd00::1/64".parse::<lab::IfAddr>()?.to_string(), "fd00::1/64");
@@ -328,7 +340,11 @@ fn guards_leave_nothing_behind_after_a_panicking_test() -> anyhow::Result<()> {
     assert!(!Path::new(lab::RUN_NETNS).join(&name).exists());
     assert!(!process_alive(server_pid), "guarded child {server_pid} survived");
     let status = loose.wait()?;
-    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL), "loose child: {status}");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL),
+        "loose child: {status}"
+    );
     assert!(pids_in(id).is_empty(), "processes left in {id}");
     // The namespace is freed asynchronously by the kernel; its veth peer goes with it.
     wait_until("the veth peer to vanish", Duration::from_secs(10), || {
@@ -348,19 +364,26 @@ fn stale_cleaner_removes_a_namespace_whose_creator_is_dead() -> anyhow::Result<(
     // A pid that certainly belonged to a process that is gone now.
     let mut gone = Command::new("true").spawn()?;
     gone.wait()?;
-    let stale = LabName { pid: gone.id(), started: 1, seq: 0, label: "stale-sim".into() }.to_string();
+    let stale =
+        LabName { pid: gone.id(), started: 1, seq: 0, label: "stale-sim".into() }.to_string();
     // Created behind the lab's back, as a crashed run leaves it: name, mount, a process inside.
     let ip = lab::IP.path()?;
     let added = Command::new(&ip).args(["netns", "add", &stale]).output()?;
     assert!(added.status.success(), "ip netns add: {}", String::from_utf8_lossy(&added.stderr));
-    let mut inside = NetNsFd::open(Path::new(lab::RUN_NETNS).join(&stale))?.command("sleep").arg("600").spawn()?;
+    let mut inside = NetNsFd::open(Path::new(lab::RUN_NETNS).join(&stale))?
+        .command("sleep")
+        .arg("600")
+        .spawn()?;
     // A live run's namespace must survive the cleaning.
     let live = NetNs::new("live")?;
 
     let report = lab::clean_stale()?;
     assert!(report.is_clean(), "{:?}", report.failed);
-    let removed =
-        report.namespaces.iter().find(|r| r.name == stale).unwrap_or_else(|| panic!("{stale} not in {report:?}"));
+    let removed = report
+        .namespaces
+        .iter()
+        .find(|r| r.name == stale)
+        .unwrap_or_else(|| panic!("{stale} not in {report:?}"));
     assert_eq!(removed.owner_pid, gone.id());
     assert_eq!(removed.killed, vec![inside.id() as i32]);
     assert!(!netns_listed(&stale));
@@ -403,7 +426,12 @@ fn stale_cleaner_removes_leftovers_of_a_killed_run() -> anyhow::Result<()> {
     let _turn = STALE.lock().unwrap_or_else(|e| e.into_inner());
     let mut child = KillOnDrop(
         Command::new(std::env::current_exe()?)
-            .args(["--exact", "stale_cleaner_removes_leftovers_of_a_killed_run", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "stale_cleaner_removes_leftovers_of_a_killed_run",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(KILLED_RUN_CHILD, "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -429,8 +457,11 @@ fn stale_cleaner_removes_leftovers_of_a_killed_run() -> anyhow::Result<()> {
 
     let report = lab::clean_stale()?;
     assert!(report.is_clean(), "{:?}", report.failed);
-    let removed =
-        report.namespaces.iter().find(|r| r.name == name).unwrap_or_else(|| panic!("{name} not in {report:?}"));
+    let removed = report
+        .namespaces
+        .iter()
+        .find(|r| r.name == name)
+        .unwrap_or_else(|| panic!("{name} not in {report:?}"));
     assert_eq!(removed.killed, vec![server_pid]);
     assert!(!netns_listed(&name));
     wait_until("the orphaned server to die", Duration::from_secs(5), || !process_alive(server_pid));

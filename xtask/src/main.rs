@@ -72,7 +72,9 @@ fn try_main() -> anyhow::Result<ExitCode> {
         Task::Lab { args } => {
             setup::all()?;
             build(false)?;
-            let status = xtask::run::status(Command::new(workspace::reach_bin(false)).arg("lab").args(&args))?;
+            let status = xtask::run::status(
+                Command::new(workspace::reach_bin(false)).arg("lab").args(&args),
+            )?;
             Ok(ExitCode::from(status.code().unwrap_or(1).clamp(0, 255) as u8))
         }
     }

@@ -36,5 +36,9 @@ pub fn show(cmd: &Command) -> String {
         .get_envs()
         .filter_map(|(k, v)| Some(format!("{}={}", k.to_string_lossy(), v?.to_string_lossy())))
         .collect();
-    if envs.is_empty() { parts.join(" ") } else { format!("{} {}", envs.join(" "), parts.join(" ")) }
+    if envs.is_empty() {
+        parts.join(" ")
+    } else {
+        format!("{} {}", envs.join(" "), parts.join(" "))
+    }
 }

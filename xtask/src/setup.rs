@@ -38,15 +38,31 @@ pub fn all() -> anyhow::Result<()> {
 }
 
 fn nightly_rust_src() -> anyhow::Result<()> {
-    let installed = output_ok(Command::new("rustup").args(["component", "list", "--installed", "--toolchain", "nightly"]));
+    let installed = output_ok(Command::new("rustup").args([
+        "component",
+        "list",
+        "--installed",
+        "--toolchain",
+        "nightly",
+    ]));
     match installed {
         Some(list) if list.lines().any(|l| l.starts_with("rust-src")) => Ok(()),
         Some(_) => {
-            eprintln!("setup: installing the nightly toolchain's rust-src (the eBPF crate builds core from source)");
-            run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))
+            eprintln!(
+                "setup: installing the nightly toolchain's rust-src (the eBPF crate builds core from source)"
+            );
+            run(Command::new("rustup").args([
+                "component",
+                "add",
+                "rust-src",
+                "--toolchain",
+                "nightly",
+            ]))
         }
         None => {
-            eprintln!("setup: installing the nightly toolchain with rust-src (needed to build the eBPF programs)");
+            eprintln!(
+                "setup: installing the nightly toolchain with rust-src (needed to build the eBPF programs)"
+            );
             run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal", "--component", "rust-src"]))
                 .context("rustup could not install the nightly toolchain; install rustup from your distribution or rustup.rs")
         }
@@ -66,7 +82,8 @@ fn bpf_linker() -> anyhow::Result<()> {
     let sysroot = output_ok(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))
         .context("`rustc +nightly --print sysroot` failed: the nightly toolchain is missing")?;
     let sysroot = PathBuf::from(sysroot.trim());
-    let verbose = output_ok(Command::new("rustc").args(["+nightly", "-vV"])).context("`rustc +nightly -vV` failed")?;
+    let verbose = output_ok(Command::new("rustc").args(["+nightly", "-vV"]))
+        .context("`rustc +nightly -vV` failed")?;
     let major = llvm_major(&verbose).context("`rustc +nightly -vV` names no LLVM version")?;
     let libllvm = find_libllvm(&sysroot.join("lib"))?;
 
@@ -76,14 +93,22 @@ fn bpf_linker() -> anyhow::Result<()> {
     fs::create_dir_all(prefix.join("lib"))?;
     let link = prefix.join("lib/libLLVM.so");
     let _ = fs::remove_file(&link);
-    std::os::unix::fs::symlink(&libllvm, &link).with_context(|| format!("symlink {}", link.display()))?;
+    std::os::unix::fs::symlink(&libllvm, &link)
+        .with_context(|| format!("symlink {}", link.display()))?;
 
     eprintln!(
         "setup: building bpf-linker {BPF_LINKER_VERSION} against the nightly's LLVM {major} ({}) — about a minute",
         libllvm.display()
     );
     run(Command::new("cargo")
-        .args(["install", "--locked", &format!("bpf-linker@{BPF_LINKER_VERSION}"), "--no-default-features", "--features", &format!("llvm-{major}")])
+        .args([
+            "install",
+            "--locked",
+            &format!("bpf-linker@{BPF_LINKER_VERSION}"),
+            "--no-default-features",
+            "--features",
+            &format!("llvm-{major}"),
+        ])
         .env("LLVM_PREFIX", &prefix)
         // The rpath lets bpf-linker find libLLVM at run time without LD_LIBRARY_PATH.
         .env("RUSTFLAGS", format!("-C link-arg=-Wl,-rpath,{}", sysroot.join("lib").display())))
@@ -108,12 +133,19 @@ fn find_libllvm(libdir: &Path) -> anyhow::Result<PathBuf> {
     entries
         .flatten()
         .map(|e| e.path())
-        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libLLVM") && n.contains(".so")))
-        .with_context(|| format!("no libLLVM*.so in {} (the nightly toolchain ships one)", libdir.display()))
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libLLVM") && n.contains(".so"))
+        })
+        .with_context(|| {
+            format!("no libLLVM*.so in {} (the nightly toolchain ships one)", libdir.display())
+        })
 }
 
 fn debian_packages() -> anyhow::Result<()> {
-    let missing: Vec<&(&str, &str)> = DEBIAN_PACKAGES.iter().filter(|(p, _)| !deb_installed(p)).collect();
+    let missing: Vec<&(&str, &str)> =
+        DEBIAN_PACKAGES.iter().filter(|(p, _)| !deb_installed(p)).collect();
     if missing.is_empty() {
         return Ok(());
     }
@@ -122,11 +154,18 @@ fn debian_packages() -> anyhow::Result<()> {
         eprintln!("setup: installing Debian package {p}: {why}");
     }
     if !Path::new("/usr/bin/apt-get").exists() {
-        bail!("missing Debian packages {} and no apt-get here: install them with your package manager", names.join(" "));
+        bail!(
+            "missing Debian packages {} and no apt-get here: install them with your package manager",
+            names.join(" ")
+        );
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        bail!("missing Debian packages {}: run `sudo apt-get install {}` (or run this command as root)", names.join(" "), names.join(" "));
+        bail!(
+            "missing Debian packages {}: run `sudo apt-get install {}` (or run this command as root)",
+            names.join(" "),
+            names.join(" ")
+        );
     }
     // Installing firewalld would start it in the host's network namespace on a systemd machine
     // and could cut remote access: forbid service starts during the install (policy-rc.d) and
@@ -158,7 +197,10 @@ impl PolicyRcD {
         if path.exists() {
             return Ok(Self(None));
         }
-        fs::write(&path, "#!/bin/sh\n# written by reach's `cargo xtask setup` during apt-get install\nexit 101\n")?;
+        fs::write(
+            &path,
+            "#!/bin/sh\n# written by reach's `cargo xtask setup` during apt-get install\nexit 101\n",
+        )?;
         fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
         Ok(Self(Some(path)))
     }
@@ -176,7 +218,8 @@ impl Drop for PolicyRcD {
 mod tests {
     #[test]
     fn llvm_major_from_rustc_vv() {
-        let vv = "rustc 1.97.0-nightly (e50aa6fba 2026-05-19)\nbinary: rustc\nLLVM version: 22.1.4\n";
+        let vv =
+            "rustc 1.97.0-nightly (e50aa6fba 2026-05-19)\nbinary: rustc\nLLVM version: 22.1.4\n";
         assert_eq!(super::llvm_major(vv), Some(22));
         assert_eq!(super::llvm_major("rustc 1.0"), None);
     }

@@ -15,7 +15,9 @@ use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel, generated::bpf_get_current_task},
     macros::{btf_tracepoint, fexit, kprobe, kretprobe, map, tracepoint},
     maps::HashMap,
-    programs::{BtfTracePointContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext},
+    programs::{
+        BtfTracePointContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext,
+    },
 };
 use reach_common::{
     event::{AF_INET, AF_INET6, IPPROTO_TCP, SockEvent, kind, source},
@@ -25,7 +27,10 @@ use reach_ebpf::{
     emit::{SOCK_EVENTS, send},
     kread::{deref, read},
     off,
-    sock::{Requested, apply_requested, current_netns, fill_backlog, fill_from_sock, new_event, read_requested},
+    sock::{
+        Requested, apply_requested, current_netns, fill_backlog, fill_from_sock, new_event,
+        read_requested,
+    },
 };
 
 const TCP_LISTEN: i32 = 10;
@@ -149,7 +154,8 @@ fn try_sys_bind(ctx: &TracePointContext) -> Result<(), i64> {
     let fd = tp_read(ctx, &off!(tp_bind_fd)).ok_or(1)?;
     let uaddr = tp_read(ctx, &off!(tp_bind_umyaddr)).ok_or(1)?;
     // Only inet binds matter; AF_UNIX/netlink binds go through here too.
-    let request = read_requested(uaddr, true).filter(|r| r.family == AF_INET || r.family == AF_INET6);
+    let request =
+        read_requested(uaddr, true).filter(|r| r.family == AF_INET || r.family == AF_INET6);
     if request.is_none() {
         return Ok(());
     }

@@ -114,9 +114,12 @@ pub async fn gather(extra_bus: Option<&str>) -> Report {
     let privileges = privileges::current();
     let (capabilities, details) = if privileges.can_load_bpf() {
         // Probing blocks (BPF syscalls, netns threads); keep it off the async workers.
-        tokio::task::spawn_blocking(capabilities::probe)
-            .await
-            .unwrap_or_else(|e| (capabilities::all_unavailable(&format!("probe task failed: {e}")), ProbeFacts::default()))
+        tokio::task::spawn_blocking(capabilities::probe).await.unwrap_or_else(|e| {
+            (
+                capabilities::all_unavailable(&format!("probe task failed: {e}")),
+                ProbeFacts::default(),
+            )
+        })
     } else {
         // The fix is printed once, under the privileges line; repeating it per row hides it.
         let reason = format!("not probed: reach lacks {}", privileges.missing.join(", "));
@@ -126,7 +129,11 @@ pub async fn gather(extra_bus: Option<&str>) -> Report {
     let kernel = KernelFacts {
         btf: btf_presence(),
         lockdown: match lockdown::mode() {
-            Ok(mode) => Presence { available: true, value: Some(mode.clone()), reason: format!("lockdown={mode}") },
+            Ok(mode) => Presence {
+                available: true,
+                value: Some(mode.clone()),
+                reason: format!("lockdown={mode}"),
+            },
             Err(why) => Presence { available: false, value: None, reason: why },
         },
         wsl2: wsl::detect(&wsl::Inputs::gather(&release.release)),
@@ -147,7 +154,10 @@ fn btf_presence() -> Presence {
         Err(e) => Presence {
             available: false,
             value: None,
-            reason: format!("{}: {e} — kernel built without CONFIG_DEBUG_INFO_BTF; reach needs BTF for struct offsets", path.display()),
+            reason: format!(
+                "{}: {e} — kernel built without CONFIG_DEBUG_INFO_BTF; reach needs BTF for struct offsets",
+                path.display()
+            ),
         },
     }
 }
@@ -179,7 +189,13 @@ async fn firewalld_by_netns(privs: &Privileges, extra_bus: Option<&str>) -> Vec<
         let can_enter = privs.capabilities["CAP_SYS_ADMIN"];
         let tables = tokio::task::spawn_blocking({
             let path = ns.path.clone();
-            move || if can_enter { enter::in_netns(&path, nft_tables::list) } else { Ok(nft_tables::list()) }
+            move || {
+                if can_enter {
+                    enter::in_netns(&path, nft_tables::list)
+                } else {
+                    Ok(nft_tables::list())
+                }
+            }
         })
         .await
         .map_err(|e| e.to_string())
@@ -193,14 +209,21 @@ async fn firewalld_by_netns(privs: &Privileges, extra_bus: Option<&str>) -> Vec<
         }
         for (bus, owner) in &owners {
             if owner.netns_inode == Some(ns.inode) {
-                evidence.push(format!("{} owned by pid {} on {bus}", firewalld_presence::FIREWALLD_BUS_NAME, owner.pid));
+                evidence.push(format!(
+                    "{} owned by pid {} on {bus}",
+                    firewalld_presence::FIREWALLD_BUS_NAME,
+                    owner.pid
+                ));
             }
         }
         out.push(FirewalldInNetns {
             netns: NetnsRef { inode: ns.inode, name: ns.name },
             present: !evidence.is_empty(),
             evidence,
-            nft_tables: tables.as_ref().map(|ts| ts.iter().map(ToString::to_string).collect()).unwrap_or_default(),
+            nft_tables: tables
+                .as_ref()
+                .map(|ts| ts.iter().map(ToString::to_string).collect())
+                .unwrap_or_default(),
             nft_error: tables.err(),
         });
     }
@@ -214,16 +237,34 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(s, "reach doctor — what this kernel lets reach attach\n");
     let _ = writeln!(s, "kernel      {} ({})", k.release.release, k.release.machine);
     let _ = writeln!(s, "BTF         {}", yes_no_reason(k.btf.available, &k.btf.reason));
-    let _ = writeln!(s, "lockdown    {}", k.lockdown.value.as_deref().unwrap_or(&format!("unknown: {}", k.lockdown.reason)));
+    let _ = writeln!(
+        s,
+        "lockdown    {}",
+        k.lockdown.value.as_deref().unwrap_or(&format!("unknown: {}", k.lockdown.reason))
+    );
     match &k.wsl2 {
-        Some(w) => { let _ = writeln!(s, "WSL2        yes, {:?} networking ({})", w.networking, w.evidence); }
-        None => { let _ = writeln!(s, "WSL2        no"); }
+        Some(w) => {
+            let _ = writeln!(s, "WSL2        yes, {:?} networking ({})", w.networking, w.evidence);
+        }
+        None => {
+            let _ = writeln!(s, "WSL2        no");
+        }
     }
     let p = &r.privileges;
     if p.missing.is_empty() {
-        let _ = writeln!(s, "privileges  euid {}; CAP_BPF CAP_PERFMON CAP_NET_ADMIN CAP_SYS_ADMIN held", p.euid);
+        let _ = writeln!(
+            s,
+            "privileges  euid {}; CAP_BPF CAP_PERFMON CAP_NET_ADMIN CAP_SYS_ADMIN held",
+            p.euid
+        );
     } else {
-        let _ = writeln!(s, "privileges  euid {}; MISSING {} — {}", p.euid, p.missing.join(" "), p.how_to_fix());
+        let _ = writeln!(
+            s,
+            "privileges  euid {}; MISSING {} — {}",
+            p.euid,
+            p.missing.join(" "),
+            p.how_to_fix()
+        );
     }
 
     let _ = writeln!(s, "\nattach mechanisms");
@@ -241,19 +282,37 @@ pub fn render(r: &Report) -> String {
             (None, true) => "no nft tables".to_string(),
             (None, false) => format!("nft tables: {}", f.nft_tables.join(", ")),
         };
-        let state = if f.present { format!("firewalld RUNNING ({})", f.evidence.join("; ")) } else { "no firewalld".into() };
+        let state = if f.present {
+            format!("firewalld RUNNING ({})", f.evidence.join("; "))
+        } else {
+            "no firewalld".into()
+        };
         let _ = writeln!(s, "  {} [{}]: {state}; {tables}", f.netns.name, f.netns.inode);
     }
 
     let _ = writeln!(s, "\nattach plan");
-    for (part, choice) in [("bind", &r.plan.bind), ("listen", &r.plan.listen), ("ingress", &r.plan.ingress), ("drop", &r.plan.drop)] {
+    for (part, choice) in [
+        ("bind", &r.plan.bind),
+        ("listen", &r.plan.listen),
+        ("ingress", &r.plan.ingress),
+        ("drop", &r.plan.drop),
+    ] {
         let _ = writeln!(s, "  {part:<8} {choice:<11} {}", plan::describe(choice, part));
     }
     let gaps = r.plan.gaps();
     if !p.missing.is_empty() {
-        let _ = writeln!(s, "\nreach cannot attach anything without {}: {}", p.missing.join(", "), p.how_to_fix());
+        let _ = writeln!(
+            s,
+            "\nreach cannot attach anything without {}: {}",
+            p.missing.join(", "),
+            p.how_to_fix()
+        );
     } else if !gaps.is_empty() {
-        let _ = writeln!(s, "\nno mechanism for: {} — reach will run without those events", gaps.join(", "));
+        let _ = writeln!(
+            s,
+            "\nno mechanism for: {} — reach will run without those events",
+            gaps.join(", ")
+        );
     }
     s
 }
@@ -261,4 +320,3 @@ pub fn render(r: &Report) -> String {
 fn yes_no_reason(ok: bool, reason: &str) -> String {
     format!("{} {reason}", if ok { "yes," } else { "no:" })
 }
-

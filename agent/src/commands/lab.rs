@@ -68,11 +68,19 @@ fn run_blocking(args: &LabArgs) -> anyhow::Result<ExitCode> {
         TwoHosts::CLIENT_V6,
     );
     let firewalld = if args.no_firewalld || lab::FIREWALLD.path().is_err() {
-        eprintln!("lab: no firewalld in the server namespace ({})", if args.no_firewalld { "--no-firewalld" } else { "firewalld is not installed" });
+        eprintln!(
+            "lab: no firewalld in the server namespace ({})",
+            if args.no_firewalld { "--no-firewalld" } else { "firewalld is not installed" }
+        );
         None
     } else {
-        let fw = Firewalld::start(&hosts.server).context("starting firewalld in the server namespace")?;
-        eprintln!("lab: firewalld running in {} (ready in {:.2} s)", hosts.server.name(), fw.ready_in().as_secs_f64());
+        let fw = Firewalld::start(&hosts.server)
+            .context("starting firewalld in the server namespace")?;
+        eprintln!(
+            "lab: firewalld running in {} (ready in {:.2} s)",
+            hosts.server.name(),
+            fw.ready_in().as_secs_f64()
+        );
         Some(fw)
     };
 

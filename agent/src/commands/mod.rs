@@ -2,4 +2,3 @@
 pub mod doctor;
 pub mod lab;
 pub mod watch;
-

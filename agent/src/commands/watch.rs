@@ -3,7 +3,10 @@
 use std::{collections::BTreeSet, process::ExitCode, time::Duration};
 
 use anyhow::{Context as _, bail};
-use tokio::{io::unix::AsyncFd, signal::unix::{SignalKind, signal}};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+};
 
 use crate::{
     kernel::{capabilities, privileges},
@@ -67,13 +70,16 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     };
     let mut probes = tokio::task::spawn_blocking(move || BindListen::attach(mode))
         .await?
-        .with_context(|| format!("attaching the bind/listen probes in {mode} mode failed (see `reach doctor`)"))?;
+        .with_context(|| {
+            format!("attaching the bind/listen probes in {mode} mode failed (see `reach doctor`)")
+        })?;
     eprintln!("reach: watching binds and listens ({mode} mode: {})", probes.attachments.join(", "));
 
     let ring = probes.take_events()?;
     // SAFETY: the RingBuf owns its map fd for its whole life inside the AsyncFd and always
     // reports that same fd.
-    let mut ring = unsafe { AsyncFd::register(ring) }.map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
+    let mut ring = unsafe { AsyncFd::register(ring) }
+        .map_err(|e| anyhow::anyhow!("polling the ring buffer: {e}"))?;
     let clock = Clock::new();
     let mut names = Names::new();
     let mut out = std::io::stdout().lock();
@@ -134,11 +140,18 @@ async fn choose_mode() -> anyhow::Result<AttachMode> {
     let chosen = plan::choose(&caps, &facts);
     match AttachMode::from_plan(&chosen.bind) {
         Some(m) => Ok(m),
-        None => bail!("no mechanism can observe binds on this kernel; run `reach doctor` for the reasons"),
+        None => bail!(
+            "no mechanism can observe binds on this kernel; run `reach doctor` for the reasons"
+        ),
     }
 }
 
-fn report_lost(probes: &BindListen, seen: &mut u64, out: &mut impl std::io::Write, json: bool) -> anyhow::Result<()> {
+fn report_lost(
+    probes: &BindListen,
+    seen: &mut u64,
+    out: &mut impl std::io::Write,
+    json: bool,
+) -> anyhow::Result<()> {
     let lost = probes.lost().unwrap_or(0);
     if lost > *seen {
         let count = lost - *seen;
@@ -146,14 +159,21 @@ fn report_lost(probes: &BindListen, seen: &mut u64, out: &mut impl std::io::Writ
         if json {
             writeln!(out, "{}", serde_json::json!({"type": "lost", "count": count}))?;
         } else {
-            writeln!(out, "!! {count} events lost: the ring buffer was full (the kernel kept running)")?;
+            writeln!(
+                out,
+                "!! {count} events lost: the ring buffer was full (the kernel kept running)"
+            )?;
         }
         out.flush()?;
     }
     Ok(())
 }
 
-pub fn print_observation(out: &mut impl std::io::Write, o: &SockObservation, json: bool) -> anyhow::Result<()> {
+pub fn print_observation(
+    out: &mut impl std::io::Write,
+    o: &SockObservation,
+    json: bool,
+) -> anyhow::Result<()> {
     if json {
         writeln!(out, "{}", serde_json::to_string(o)?)?;
     } else {

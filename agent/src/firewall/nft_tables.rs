@@ -209,8 +209,9 @@ mod tests {
 
     #[test]
     fn netlink_error_is_reported() {
-        let err = parse_batch(&nlmsg(NLMSG_ERROR, 1, &(-libc::EPERM).to_ne_bytes()), 1, &mut vec![])
-            .unwrap_err();
+        let err =
+            parse_batch(&nlmsg(NLMSG_ERROR, 1, &(-libc::EPERM).to_ne_bytes()), 1, &mut vec![])
+                .unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EPERM));
     }
 

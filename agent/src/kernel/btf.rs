@@ -53,9 +53,9 @@ impl KernelBtf {
         let mut loc = FieldLoc { bit_offset: 0, bitfield_bits: None, byte_size: 0 };
         let parts: Vec<&str> = path.split('.').collect();
         for (i, part) in parts.iter().enumerate() {
-            let (member_loc, member_ty) = self
-                .find_member(&ty, part)?
-                .ok_or_else(|| anyhow!("struct {struct_name} has no member {}", parts[..=i].join(".")))?;
+            let (member_loc, member_ty) = self.find_member(&ty, part)?.ok_or_else(|| {
+                anyhow!("struct {struct_name} has no member {}", parts[..=i].join("."))
+            })?;
             loc.bit_offset += member_loc.bit_offset;
             loc.bitfield_bits = member_loc.bitfield_bits;
             loc.byte_size = member_loc.byte_size;
@@ -86,13 +86,18 @@ impl KernelBtf {
                         .members
                         .iter()
                         .map(|m| {
-                            let v = if e.is_signed() { m.val() as i32 as i64 } else { m.val() as i64 };
+                            let v =
+                                if e.is_signed() { m.val() as i32 as i64 } else { m.val() as i64 };
                             Ok((self.name_of(m)?, v))
                         })
                         .collect();
                 }
                 Type::Enum64(e) => {
-                    return e.members.iter().map(|m| Ok((self.name_of(m)?, m.val() as i64))).collect();
+                    return e
+                        .members
+                        .iter()
+                        .map(|m| Ok((self.name_of(m)?, m.val() as i64)))
+                        .collect();
                 }
                 _ => {}
             }
@@ -110,7 +115,11 @@ impl KernelBtf {
                 Type::Enum(e) => {
                     for m in &e.members {
                         if self.name_of(m).is_ok_and(|n| n == name) {
-                            return Ok(if e.is_signed() { m.val() as i32 as i64 } else { m.val() as i64 });
+                            return Ok(if e.is_signed() {
+                                m.val() as i32 as i64
+                            } else {
+                                m.val() as i64
+                            });
                         }
                     }
                 }
@@ -148,7 +157,8 @@ impl KernelBtf {
         };
         for m in &s.members {
             let member_name = self.name_of(m).unwrap_or_default();
-            let member_ty = self.strip(self.btf.resolve_chained_type(m).map_err(|e| anyhow!("{e}"))?)?;
+            let member_ty =
+                self.strip(self.btf.resolve_chained_type(m).map_err(|e| anyhow!("{e}"))?)?;
             if member_name == name {
                 let loc = FieldLoc {
                     bit_offset: m.bit_offset(),
@@ -172,7 +182,11 @@ impl KernelBtf {
     fn strip(&self, mut ty: Type) -> anyhow::Result<Type> {
         for _ in 0..32 {
             match &ty {
-                Type::Typedef(_) | Type::Const(_) | Type::Volatile(_) | Type::Restrict(_) | Type::TypeTag(_) => {
+                Type::Typedef(_)
+                | Type::Const(_)
+                | Type::Volatile(_)
+                | Type::Restrict(_)
+                | Type::TypeTag(_) => {
                     let bt = ty.as_btf_type().expect("qualifiers are BTF types");
                     ty = self.btf.resolve_chained_type(bt).map_err(|e| anyhow!("{e}"))?;
                 }
@@ -191,7 +205,8 @@ impl KernelBtf {
             Type::Enum64(e) => e.size() as u32,
             Type::Float(f) => f.size() as u32,
             Type::Array(a) => {
-                let elem = self.strip(self.btf.resolve_chained_type(a).map_err(|e| anyhow!("{e}"))?)?;
+                let elem =
+                    self.strip(self.btf.resolve_chained_type(a).map_err(|e| anyhow!("{e}"))?)?;
                 self.size_of(&elem)? * a.len() as u32
             }
             _ => 0,

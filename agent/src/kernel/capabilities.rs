@@ -16,8 +16,8 @@ use aya::{
     Btf, Ebpf,
     maps::{MapData, MapType, PerCpuArray},
     programs::{
-        BtfTracePoint, CgroupAttachMode, CgroupSock, FEntry, KProbe, SchedClassifier,
-        TcAttachType, TracePoint,
+        BtfTracePoint, CgroupAttachMode, CgroupSock, FEntry, KProbe, SchedClassifier, TcAttachType,
+        TracePoint,
         tc::{self, NlOptions, TcAttachOptions},
     },
 };
@@ -87,7 +87,10 @@ pub fn probe() -> (Capabilities, ProbeFacts) {
         Err(e) => {
             let reason = format!("loading reach's probe object failed: {}", chain(&e));
             let mut all = all_unavailable(&reason);
-            all.insert("ring_buffer", caps.remove("ring_buffer").unwrap_or(Capability::no(&reason)));
+            all.insert(
+                "ring_buffer",
+                caps.remove("ring_buffer").unwrap_or(Capability::no(&reason)),
+            );
             return (all, facts);
         }
     };
@@ -112,14 +115,16 @@ pub fn probe() -> (Capabilities, ProbeFacts) {
     // Attach everything global first, provoke once, then read all counters: one bind+listen
     // exercises kprobe/fentry (inet_bind), post_bind4 and both state tracepoints.
     let mut attached: BTreeMap<&'static str, (u32, String)> = BTreeMap::new();
-    let mut record = |name: &'static str, slot: u32, r: Result<String, String>, caps: &mut Capabilities| match r {
-        Ok(how) => {
-            attached.insert(name, (slot, how));
-        }
-        Err(why) => {
-            caps.insert(name, Capability::no(why));
-        }
-    };
+    let mut record =
+        |name: &'static str, slot: u32, r: Result<String, String>, caps: &mut Capabilities| match r
+        {
+            Ok(how) => {
+                attached.insert(name, (slot, how));
+            }
+            Err(why) => {
+                caps.insert(name, Capability::no(why));
+            }
+        };
     record("kprobe", HIT_KPROBE, attach_kprobe(&mut ebpf), &mut caps);
     match &btf {
         Ok(btf) => {
@@ -133,7 +138,9 @@ pub fn probe() -> (Capabilities, ProbeFacts) {
         }
     }
     match &tracefs {
-        Ok(fs) => record("tracepoint", HIT_TRACEPOINT, attach_tracepoint(&mut ebpf, &fs.path), &mut caps),
+        Ok(fs) => {
+            record("tracepoint", HIT_TRACEPOINT, attach_tracepoint(&mut ebpf, &fs.path), &mut caps)
+        }
         Err(e) => {
             caps.insert("tracepoint", Capability::no(format!("tracefs unavailable: {e}")));
         }
@@ -166,7 +173,11 @@ pub fn probe() -> (Capabilities, ProbeFacts) {
 
 fn ring_buffer() -> Capability {
     match aya::sys::is_map_supported(MapType::RingBuf) {
-        Ok(true) => Capability { available: true, reason: "BPF_MAP_TYPE_RINGBUF supported (≥ 5.8)".into(), fired: None },
+        Ok(true) => Capability {
+            available: true,
+            reason: "BPF_MAP_TYPE_RINGBUF supported (≥ 5.8)".into(),
+            fired: None,
+        },
         Ok(false) => Capability::no("BPF_MAP_TYPE_RINGBUF not supported: kernel older than 5.8"),
         Err(e) => Capability::no(format!("probing BPF_MAP_TYPE_RINGBUF failed: {}", chain(&e))),
     }
@@ -186,7 +197,10 @@ fn attach_kprobe(ebpf: &mut Ebpf) -> Result<String, String> {
     prog.load().map_err(|e| format!("loading a kprobe program failed: {}", chain(&e)))?;
     prog.attach(BIND_FUNCTION, 0)
         .map_err(|e| format!("attaching a kprobe to {BIND_FUNCTION} failed: {}", chain(&e)))?;
-    Ok(format!("kprobe attached to {BIND_FUNCTION} via {}", if pmu { "the kprobe PMU" } else { "tracefs kprobe_events" }))
+    Ok(format!(
+        "kprobe attached to {BIND_FUNCTION} via {}",
+        if pmu { "the kprobe PMU" } else { "tracefs kprobe_events" }
+    ))
 }
 
 fn attach_fentry(ebpf: &mut Ebpf, btf: &Btf) -> Result<String, String> {
@@ -201,7 +215,8 @@ fn attach_fentry(ebpf: &mut Ebpf, btf: &Btf) -> Result<String, String> {
         }
         why
     })?;
-    prog.attach().map_err(|e| format!("attaching fentry to {BIND_FUNCTION} failed: {}", chain(&e)))?;
+    prog.attach()
+        .map_err(|e| format!("attaching fentry to {BIND_FUNCTION} failed: {}", chain(&e)))?;
     Ok(format!("fentry program loaded and attached to {BIND_FUNCTION}"))
 }
 
@@ -209,7 +224,8 @@ fn attach_tp_btf(ebpf: &mut Ebpf, btf: &Btf) -> Result<String, String> {
     let prog: &mut BtfTracePoint = program(ebpf, "reach_doctor_tp_btf")?;
     prog.load(STATE_TRACEPOINT.1, btf)
         .map_err(|e| format!("loading tp_btf {} failed: {}", STATE_TRACEPOINT.1, chain(&e)))?;
-    prog.attach().map_err(|e| format!("attaching tp_btf {} failed: {}", STATE_TRACEPOINT.1, chain(&e)))?;
+    prog.attach()
+        .map_err(|e| format!("attaching tp_btf {} failed: {}", STATE_TRACEPOINT.1, chain(&e)))?;
     Ok(format!("tp_btf attached to {}", STATE_TRACEPOINT.1))
 }
 
@@ -226,14 +242,17 @@ fn attach_tracepoint(ebpf: &mut Ebpf, tracefs: &Path) -> Result<String, String> 
 }
 
 fn attach_cgroup_sock(ebpf: &mut Ebpf) -> Result<String, String> {
-    let root = super::cgroup::v2_mount().ok_or("no cgroup v2 hierarchy mounted (see /proc/self/mountinfo)")?;
+    let root = super::cgroup::v2_mount()
+        .ok_or("no cgroup v2 hierarchy mounted (see /proc/self/mountinfo)")?;
     let dir = File::open(&root).map_err(|e| format!("open {}: {e}", root.display()))?;
     let prog: &mut CgroupSock = program(ebpf, "reach_doctor_post_bind4")?;
     prog.load().map_err(|e| format!("loading a cgroup sock program failed: {}", chain(&e)))?;
     // On ≥ 5.7 aya attaches through a bpf_link, which always coexists with other programs and
     // rejects attach flags, so `Single` (no flags) is the non-intrusive choice. On older kernels
     // it falls back to BPF_PROG_ATTACH, where only AllowMultiple avoids displacing others.
-    let mode = if aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(5, 7, 0)) {
+    let mode = if aya::util::KernelVersion::current()
+        .is_ok_and(|v| v >= aya::util::KernelVersion::new(5, 7, 0))
+    {
         CgroupAttachMode::Single
     } else {
         CgroupAttachMode::AllowMultiple
@@ -259,11 +278,16 @@ fn probe_tc(ebpf: &mut Ebpf, hits: &PerCpuArray<MapData, u64>) -> (Capability, C
             return (Capability::no(&why), Capability::no(why));
         }
         let netlink = tc_attach_and_fire(prog, hits, "netlink", || {
-            tc::qdisc_add_clsact("lo").map_err(|e| format!("adding a clsact qdisc failed: {}", chain(&e)))?;
+            tc::qdisc_add_clsact("lo")
+                .map_err(|e| format!("adding a clsact qdisc failed: {}", chain(&e)))?;
             Ok(TcAttachOptions::Netlink(NlOptions::default()))
         });
-        let tcx = if aya::util::KernelVersion::current().is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0)) {
-            tc_attach_and_fire(prog, hits, "TCX", || Ok(TcAttachOptions::TcxOrder(Default::default())))
+        let tcx = if aya::util::KernelVersion::current()
+            .is_ok_and(|v| v >= aya::util::KernelVersion::new(6, 6, 0))
+        {
+            tc_attach_and_fire(prog, hits, "TCX", || {
+                Ok(TcAttachOptions::TcxOrder(Default::default()))
+            })
         } else {
             Capability::no("TCX links need Linux ≥ 6.6; reach uses a clsact qdisc instead")
         };
@@ -287,14 +311,20 @@ fn tc_attach_and_fire(
     };
     let link = match prog.attach_with_options("lo", TcAttachType::Ingress, options) {
         Ok(link) => link,
-        Err(e) => return Capability::no(format!("attaching a classifier via {how} failed: {}", chain(&e))),
+        Err(e) => {
+            return Capability::no(format!(
+                "attaching a classifier via {how} failed: {}",
+                chain(&e)
+            ));
+        }
     };
     let before = read_hits(hits)[HIT_TC as usize];
     // A datagram to the discard port on lo loops back through lo's ingress hook.
     let sent = UdpSocket::bind("127.0.0.1:0").and_then(|s| s.send_to(b"reach", "127.0.0.1:9"));
     let fired = read_hits(hits)[HIT_TC as usize] > before;
     let _ = prog.detach(link);
-    let mut reason = format!("classifier attached to lo ingress via {how} (in a scratch namespace)");
+    let mut reason =
+        format!("classifier attached to lo ingress via {how} (in a scratch namespace)");
     if let Err(e) = sent {
         reason.push_str(&format!("; could not send a test packet: {e}"));
     } else if fired {
@@ -338,7 +368,12 @@ where
 /// The error and all its sources, joined: aya's top-level messages hide the errno.
 pub fn chain(e: &dyn std::error::Error) -> String {
     // aya appends "Verifier output: <log>" even when the log is empty.
-    let mut s = e.to_string().trim_end().trim_end_matches("Verifier output:").trim_end_matches(". ").to_string();
+    let mut s = e
+        .to_string()
+        .trim_end()
+        .trim_end_matches("Verifier output:")
+        .trim_end_matches(". ")
+        .to_string();
     let mut cur = e.source();
     while let Some(src) = cur {
         let text = src.to_string();

@@ -23,7 +23,8 @@ mod tests {
         let hybrid = "30 25 0:26 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu\n\
                       35 25 0:31 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n";
         assert_eq!(super::find_v2(hybrid).unwrap().to_str(), Some("/sys/fs/cgroup/unified"));
-        let unified = "29 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
+        let unified =
+            "29 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n";
         assert_eq!(super::find_v2(unified).unwrap().to_str(), Some("/sys/fs/cgroup"));
         assert_eq!(super::find_v2("1 0 8:1 / / rw - ext4 /dev/sda rw\n"), None);
     }

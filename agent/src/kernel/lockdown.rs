@@ -24,7 +24,10 @@ pub fn parse(text: &str) -> Option<String> {
 mod tests {
     #[test]
     fn parses_the_bracketed_mode() {
-        assert_eq!(super::parse("none [integrity] confidentiality\n").as_deref(), Some("integrity"));
+        assert_eq!(
+            super::parse("none [integrity] confidentiality\n").as_deref(),
+            Some("integrity")
+        );
         assert_eq!(super::parse("[none] integrity confidentiality").as_deref(), Some("none"));
         assert_eq!(super::parse("garbage"), None);
     }

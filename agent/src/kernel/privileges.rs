@@ -74,7 +74,9 @@ mod tests {
         let p = from_status("CapEff:\t0000000000000000\n", 1000);
         assert_eq!(p.missing, vec!["CAP_BPF", "CAP_PERFMON", "CAP_NET_ADMIN", "CAP_SYS_ADMIN"]);
         assert!(!p.can_load_bpf());
-        assert!(p.how_to_fix().contains("setcap cap_bpf,cap_perfmon,cap_net_admin,cap_sys_admin+ep"));
+        assert!(
+            p.how_to_fix().contains("setcap cap_bpf,cap_perfmon,cap_net_admin,cap_sys_admin+ep")
+        );
     }
 
     #[test]

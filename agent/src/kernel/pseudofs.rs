@@ -60,11 +60,20 @@ pub fn ensure(fstype: &str, path: &Path, marker: &str) -> io::Result<PseudoFs> {
     if !path.is_dir() {
         // /sys is not writable for mkdir; a missing mount point means the kernel lacks it.
         fs::create_dir_all(path).map_err(|e| {
-            io::Error::new(e.kind(), format!("{} missing and cannot be created: {e}", path.display()))
+            io::Error::new(
+                e.kind(),
+                format!("{} missing and cannot be created: {e}", path.display()),
+            )
         })?;
     }
-    mount(Some(fstype), path, Some(fstype), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>)
-        .map_err(|e| io::Error::other(format!("mount -t {fstype} {}: {e}", path.display())))?;
+    mount(
+        Some(fstype),
+        path,
+        Some(fstype),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(|e| io::Error::other(format!("mount -t {fstype} {}: {e}", path.display())))?;
     counts.insert(path.to_path_buf(), 1);
     Ok(PseudoFs { path: path.to_path_buf(), mounted_by_us: true })
 }

@@ -14,7 +14,8 @@ pub struct Format {
 impl Format {
     pub fn read(tracefs: &Path, category: &str, name: &str) -> anyhow::Result<Self> {
         let path = tracefs.join("events").join(category).join(name).join("format");
-        let text = std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
         Ok(Self::parse(&text))
     }
 
@@ -45,7 +46,10 @@ impl Format {
 
     /// The field, or an error naming the tracepoint's missing field.
     pub fn field(&self, name: &str) -> anyhow::Result<Field> {
-        self.fields.get(name).copied().ok_or_else(|| anyhow!("tracepoint record has no field {name}"))
+        self.fields
+            .get(name)
+            .copied()
+            .ok_or_else(|| anyhow!("tracepoint record has no field {name}"))
     }
 }
 
@@ -71,14 +75,17 @@ mod tests {
 
     #[test]
     fn parses_arrays_and_pointers() {
-        let f = Format::parse("\tfield:const void * skaddr;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:__u8 saddr[4];\toffset:32;\tsize:4;\tsigned:0;\n");
+        let f = Format::parse(
+            "\tfield:const void * skaddr;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:__u8 saddr[4];\toffset:32;\tsize:4;\tsigned:0;\n",
+        );
         assert_eq!(f.field("skaddr").unwrap(), Field::at(8, 8));
         assert_eq!(f.field("saddr").unwrap(), Field::at(32, 4));
     }
 
     #[test]
     fn reads_the_live_state_tracepoint() {
-        let fs = crate::kernel::pseudofs::tracefs().expect("tracefs is needed (mounted or mountable)");
+        let fs =
+            crate::kernel::pseudofs::tracefs().expect("tracefs is needed (mounted or mountable)");
         let f = Format::read(&fs.path, "sock", "inet_sock_set_state").unwrap();
         for name in ["skaddr", "oldstate", "newstate", "protocol"] {
             assert!(f.field(name).is_ok(), "{name}");

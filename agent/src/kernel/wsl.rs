@@ -63,14 +63,27 @@ pub fn detect(inputs: &Inputs) -> Option<Wsl2> {
         return None;
     }
     if let Some(mode) = &inputs.wslinfo_mode {
-        let networking = if mode.eq_ignore_ascii_case("mirrored") { Networking::Mirrored } else { Networking::Nat };
-        return Some(Wsl2 { networking, evidence: format!("`wslinfo --networking-mode` says {mode}") });
+        let networking = if mode.eq_ignore_ascii_case("mirrored") {
+            Networking::Mirrored
+        } else {
+            Networking::Nat
+        };
+        return Some(Wsl2 {
+            networking,
+            evidence: format!("`wslinfo --networking-mode` says {mode}"),
+        });
     }
     // Mirrored mode creates `loopback0` to carry the host's loopback traffic; NAT mode never does.
     if inputs.interfaces.iter().any(|i| i == "loopback0") {
-        Some(Wsl2 { networking: Networking::Mirrored, evidence: "interface loopback0 exists (mirrored mode)".into() })
+        Some(Wsl2 {
+            networking: Networking::Mirrored,
+            evidence: "interface loopback0 exists (mirrored mode)".into(),
+        })
     } else {
-        Some(Wsl2 { networking: Networking::Nat, evidence: "no loopback0 interface (NAT mode, the default)".into() })
+        Some(Wsl2 {
+            networking: Networking::Nat,
+            evidence: "no loopback0 interface (NAT mode, the default)".into(),
+        })
     }
 }
 
@@ -91,7 +104,11 @@ mod tests {
     #[test]
     fn not_wsl_on_plain_kernels() {
         assert_eq!(detect(&inputs("6.18.44-fc-v657", &["lo", "eth0"], None)), None);
-        assert_eq!(detect(&inputs("4.4.0-19041-Microsoft", &["lo"], None)), None, "WSL1 is not WSL2");
+        assert_eq!(
+            detect(&inputs("4.4.0-19041-Microsoft", &["lo"], None)),
+            None,
+            "WSL1 is not WSL2"
+        );
     }
 
     #[test]

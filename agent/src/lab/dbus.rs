@@ -74,8 +74,10 @@ pub(crate) fn config(paths: &BusPaths) -> String {
 /// Starts dbus-daemon (in whatever namespaces the calling thread is in) and waits until it
 /// accepts connections.
 pub(crate) fn start(dbus_daemon: &Path, paths: &BusPaths) -> Result<LabChild> {
-    let log = File::create(&paths.log).map_err(|e| LabError::io(format!("creating {}", paths.log.display()), e))?;
-    let log2 = log.try_clone().map_err(|e| LabError::io("duplicating the dbus-daemon log fd", e))?;
+    let log = File::create(&paths.log)
+        .map_err(|e| LabError::io(format!("creating {}", paths.log.display()), e))?;
+    let log2 =
+        log.try_clone().map_err(|e| LabError::io("duplicating the dbus-daemon log fd", e))?;
     let mut cmd = Command::new(dbus_daemon);
     cmd.arg(format!("--config-file={}", paths.config.display()))
         .args(["--nofork", "--nopidfile", "--nosyslog"])
@@ -100,7 +102,10 @@ pub(crate) fn start(dbus_daemon: &Path, paths: &BusPaths) -> Result<LabChild> {
         if Instant::now() >= deadline {
             return Err(LabError::Daemon {
                 daemon: "dbus-daemon",
-                problem: format!("not accepting connections on {} after {READY_TIMEOUT:?}", paths.socket.display()),
+                problem: format!(
+                    "not accepting connections on {} after {READY_TIMEOUT:?}",
+                    paths.socket.display()
+                ),
                 log: read_log(&paths.log),
             });
         }
@@ -111,7 +116,8 @@ pub(crate) fn start(dbus_daemon: &Path, paths: &BusPaths) -> Result<LabChild> {
 /// The last few KiB of a daemon's log, for error messages.
 pub(crate) fn read_log(path: &Path) -> String {
     const TAIL: usize = 4096;
-    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let text =
+        std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
     match text.char_indices().nth_back(TAIL) {
         Some((i, _)) if text.len() > TAIL => format!("…{}", &text[i..]),
         _ => text,

@@ -29,7 +29,9 @@ pub enum LabError {
 
     /// The firewalld fixture was asked to run in the caller's (or the machine's) own network
     /// namespace, where it would replace the real firewall of this machine.
-    #[error("refusing to start firewalld in {target}: it is {whose} network namespace, not a lab namespace")]
+    #[error(
+        "refusing to start firewalld in {target}: it is {whose} network namespace, not a lab namespace"
+    )]
     OwnNamespace { target: String, whose: String },
 
     /// A namespace name, interface name, address or option the caller passed is unusable.
@@ -61,7 +63,9 @@ impl LabError {
     pub(crate) fn privileged(what: impl Into<String>, errno: nix::errno::Errno) -> Self {
         let what = what.into();
         match errno {
-            nix::errno::Errno::EPERM => Self::NotPrivileged { what, source: io::Error::from(errno) },
+            nix::errno::Errno::EPERM => {
+                Self::NotPrivileged { what, source: io::Error::from(errno) }
+            }
             _ => Self::sys(what, errno),
         }
     }

@@ -33,7 +33,11 @@ const REAP_TIMEOUT: Duration = Duration::from_secs(5);
 /// `program arg arg…` for messages.
 pub fn describe(cmd: &Command) -> String {
     let program = Path::new(cmd.get_program()).file_name().unwrap_or(cmd.get_program());
-    std::iter::once(program).chain(cmd.get_args()).map(OsStr::to_string_lossy).collect::<Vec<_>>().join(" ")
+    std::iter::once(program)
+        .chain(cmd.get_args())
+        .map(OsStr::to_string_lossy)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Runs `cmd` to completion within `timeout`, capturing stdout and stderr (stdin is /dev/null).
@@ -140,7 +144,10 @@ impl LabChild {
     /// The exit status if it has exited (reaping it), `None` while it runs.
     pub fn try_wait(&mut self) -> Result<Option<ExitStatus>> {
         if self.status.is_none() {
-            self.status = self.child.try_wait().map_err(|e| LabError::io(format!("checking on `{}`", self.desc), e))?;
+            self.status = self
+                .child
+                .try_wait()
+                .map_err(|e| LabError::io(format!("checking on `{}`", self.desc), e))?;
         }
         Ok(self.status)
     }
@@ -171,7 +178,10 @@ impl LabChild {
         // WNOWAIT: see that the leader exited without reaping it, so the group id stays ours
         // for the final SIGKILL of anything it left behind.
         while Instant::now() < deadline {
-            match waitid(Id::Pid(self.gid()), WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT) {
+            match waitid(
+                Id::Pid(self.gid()),
+                WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT,
+            ) {
                 Ok(WaitStatus::StillAlive) => thread::sleep(Duration::from_millis(10)),
                 _ => break,
             }

@@ -81,7 +81,10 @@ impl Firewalld {
     /// Starts firewalld in `ns` and waits (bounded) until `firewall-cmd --state` says running.
     pub fn start_with(ns: &NetNsFd, opts: FirewalldOptions) -> Result<Self> {
         if let Some(whose) = ns.owner_if_own()? {
-            return Err(LabError::OwnNamespace { target: format!("{} ({})", ns.path().display(), ns.id()), whose });
+            return Err(LabError::OwnNamespace {
+                target: format!("{} ({})", ns.path().display(), ns.id()),
+                whose,
+            });
         }
         let firewalld = tools::FIREWALLD.path()?;
         let firewall_cmd = tools::FIREWALL_CMD.path()?;
@@ -112,7 +115,11 @@ impl Firewalld {
         // On failure, dropping `fixture` kills both daemons and deletes the directory.
         fixture.wait_running()?;
         fixture.ready_in = started.elapsed();
-        tracing::debug!("lab: firewalld running in {} after {:?}", ns.path().display(), fixture.ready_in);
+        tracing::debug!(
+            "lab: firewalld running in {} after {:?}",
+            ns.path().display(),
+            fixture.ready_in
+        );
         Ok(fixture)
     }
 
@@ -181,7 +188,10 @@ impl Firewalld {
 
     /// Resident memory of both daemons.
     pub fn memory(&self) -> Result<FixtureMemory> {
-        Ok(FixtureMemory { firewalld_rss_kib: rss_kib(self.firewalld.pid())?, dbus_rss_kib: rss_kib(self.dbus.pid())? })
+        Ok(FixtureMemory {
+            firewalld_rss_kib: rss_kib(self.firewalld.pid())?,
+            dbus_rss_kib: rss_kib(self.dbus.pid())?,
+        })
     }
 
     /// firewalld's own output so far (its last few KiB).
@@ -231,8 +241,14 @@ impl Firewalld {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let mut probe = self.command();
             probe.arg("--state");
-            match exec::output_within(&mut probe, remaining.clamp(Duration::from_secs(1), Duration::from_secs(10))) {
-                Ok(out) if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "running" => {
+            match exec::output_within(
+                &mut probe,
+                remaining.clamp(Duration::from_secs(1), Duration::from_secs(10)),
+            ) {
+                Ok(out)
+                    if out.status.success()
+                        && String::from_utf8_lossy(&out.stdout).trim() == "running" =>
+                {
                     return Ok(());
                 }
                 Ok(out) => {
@@ -248,7 +264,10 @@ impl Firewalld {
             if Instant::now() >= deadline {
                 return Err(LabError::Daemon {
                     daemon: "firewalld",
-                    problem: format!("not running after {timeout:?} (last `firewall-cmd --state`: {})", last.trim()),
+                    problem: format!(
+                        "not running after {timeout:?} (last `firewall-cmd --state`: {})",
+                        last.trim()
+                    ),
                     log: self.log(),
                 });
             }
@@ -273,7 +292,12 @@ impl Drop for Firewalld {
 /// Spawns dbus-daemon, then firewalld, from a `run_in` thread that has entered the lab network
 /// namespace and then a private mount namespace: the daemons inherit both, and the thread exits
 /// afterwards, so the caller's thread changes nothing.
-fn spawn_daemons(ns: &NetNsFd, layout: &Layout, dbus_daemon: &Path, firewalld: &Path) -> Result<(LabChild, LabChild)> {
+fn spawn_daemons(
+    ns: &NetNsFd,
+    layout: &Layout,
+    dbus_daemon: &Path,
+    firewalld: &Path,
+) -> Result<(LabChild, LabChild)> {
     let target = ns.id();
     ns.run_in(|| -> Result<(LabChild, LabChild)> {
         // Defence in depth: prove where this thread is before starting a firewall.
@@ -292,7 +316,8 @@ fn spawn_daemons(ns: &NetNsFd, layout: &Layout, dbus_daemon: &Path, firewalld: &
         let bus = dbus::start(dbus_daemon, &layout.bus)?;
         let log = fs::File::create(&layout.firewalld_log)
             .map_err(|e| LabError::io(format!("creating {}", layout.firewalld_log.display()), e))?;
-        let log2 = log.try_clone().map_err(|e| LabError::io("duplicating the firewalld log fd", e))?;
+        let log2 =
+            log.try_clone().map_err(|e| LabError::io("duplicating the firewalld log fd", e))?;
         let mut cmd = Command::new(firewalld);
         cmd.args(["--nofork", "--nopid", "--log-target", "console"])
             .env_clear()
@@ -308,10 +333,14 @@ fn spawn_daemons(ns: &NetNsFd, layout: &Layout, dbus_daemon: &Path, firewalld: &
 
 fn rss_kib(pid: i32) -> Result<u64> {
     let path = format!("/proc/{pid}/status");
-    let status = fs::read_to_string(&path).map_err(|e| LabError::io(format!("reading {path}"), e))?;
+    let status =
+        fs::read_to_string(&path).map_err(|e| LabError::io(format!("reading {path}"), e))?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| LabError::Invalid { what: "process status", detail: format!("no VmRSS in {path}") })
+        .ok_or_else(|| LabError::Invalid {
+            what: "process status",
+            detail: format!("no VmRSS in {path}"),
+        })
 }

@@ -70,8 +70,8 @@ pub(crate) fn private_dir() -> Result<PrivateDir> {
         });
     }
     let template = base.join(format!("{}.XXXXXX", LabName::next("firewalld")));
-    let path =
-        nix::unistd::mkdtemp(&template).map_err(|e| LabError::sys(format!("creating {}", template.display()), e))?;
+    let path = nix::unistd::mkdtemp(&template)
+        .map_err(|e| LabError::sys(format!("creating {}", template.display()), e))?;
     Ok(PrivateDir { path, removed: false })
 }
 
@@ -91,7 +91,8 @@ pub(crate) fn prepare(dir: &Path, conf: &[(String, String)]) -> Result<Layout> {
         fs::create_dir(d).map_err(|e| LabError::io(format!("creating {}", d.display()), e))?;
     }
     if let Some(bus_dir) = layout.bus.socket.parent() {
-        fs::create_dir(bus_dir).map_err(|e| LabError::io(format!("creating {}", bus_dir.display()), e))?;
+        fs::create_dir(bus_dir)
+            .map_err(|e| LabError::io(format!("creating {}", bus_dir.display()), e))?;
     }
     fs::write(&layout.bus.config, dbus::config(&layout.bus))
         .map_err(|e| LabError::io(format!("writing {}", layout.bus.config.display()), e))?;
@@ -103,10 +104,17 @@ fn set_conf(path: &Path, settings: &[(String, String)]) -> Result<()> {
     if settings.is_empty() {
         return Ok(());
     }
-    let mut text = fs::read_to_string(path).map_err(|e| LabError::io(format!("reading {}", path.display()), e))?;
+    let mut text = fs::read_to_string(path)
+        .map_err(|e| LabError::io(format!("reading {}", path.display()), e))?;
     for (key, value) in settings {
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || value.contains('\n') {
-            return Err(LabError::Invalid { what: "firewalld.conf setting", detail: format!("{key}={value:?}") });
+        if key.is_empty()
+            || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || value.contains('\n')
+        {
+            return Err(LabError::Invalid {
+                what: "firewalld.conf setting",
+                detail: format!("{key}={value:?}"),
+            });
         }
         let line = format!("{key}={value}");
         let mut found = false;

@@ -60,8 +60,9 @@ impl NetNsFd {
     /// Opens a network namespace file: `/run/netns/NAME`, `/proc/PID/ns/net`, …
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let file =
-            File::open(path).map_err(|e| LabError::io(format!("opening network namespace {}", path.display()), e))?;
+        let file = File::open(path).map_err(|e| {
+            LabError::io(format!("opening network namespace {}", path.display()), e)
+        })?;
         // SAFETY: ioctl on an fd we own, no argument.
         let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) };
         if kind != libc::CLONE_NEWNET {
@@ -131,7 +132,10 @@ impl NetNsFd {
                 .name("lab-netns".into())
                 .spawn_scoped(scope, move || -> Result<R> {
                     setns(fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| {
-                        LabError::privileged(format!("entering network namespace {}", path.display()), e)
+                        LabError::privileged(
+                            format!("entering network namespace {}", path.display()),
+                            e,
+                        )
                     })?;
                     let now = NsId::current_thread()?;
                     if now != id {
@@ -198,8 +202,9 @@ impl NetNsFd {
     /// The ifindex of interface `name` in this namespace.
     pub fn ifindex(&self, name: &str) -> Result<u32> {
         let name_owned = name.to_string();
-        self.run_in(move || nix::net::if_::if_nametoindex(name_owned.as_str()))?
-            .map_err(|e| LabError::sys(format!("no interface {name} in {}", self.path.display()), e))
+        self.run_in(move || nix::net::if_::if_nametoindex(name_owned.as_str()))?.map_err(|e| {
+            LabError::sys(format!("no interface {name} in {}", self.path.display()), e)
+        })
     }
 
     pub(crate) fn weak(&self) -> WeakNetNs {
@@ -245,8 +250,10 @@ impl WeakNetNs {
 
     pub(crate) fn nft_ruleset_json(&self) -> Result<serde_json::Value> {
         let text = self.run(tools::NFT.name, &["-j", "list", "ruleset"])?;
-        serde_json::from_str(&text)
-            .map_err(|e| LabError::Invalid { what: "`nft -j list ruleset` output", detail: e.to_string() })
+        serde_json::from_str(&text).map_err(|e| LabError::Invalid {
+            what: "`nft -j list ruleset` output",
+            detail: e.to_string(),
+        })
     }
 
     fn gone_or(&self, e: LabError) -> LabError {

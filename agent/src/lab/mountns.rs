@@ -30,7 +30,8 @@ pub(crate) struct Bind {
 pub(crate) fn enter_private(binds: &[Bind]) -> Result<()> {
     let mnt_ns = |who: &str| NsId::of_path_or_link(Path::new(&format!("/proc/{who}/ns/mnt")));
     let before = mnt_ns("thread-self")?;
-    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| LabError::privileged("creating a mount namespace", e))?;
+    unshare(CloneFlags::CLONE_NEWNS)
+        .map_err(|e| LabError::privileged("creating a mount namespace", e))?;
     let mine = mnt_ns("thread-self")?;
     // PID 1's may be unreadable (see NsId::init); ours suffice to prove the switch.
     if mine == before || mine == mnt_ns("self")? || mnt_ns("1").ok() == Some(mine) {
@@ -49,8 +50,16 @@ pub(crate) fn enter_private(binds: &[Bind]) -> Result<()> {
     let _ = umount2(RUN_NETNS, MntFlags::MNT_DETACH);
 
     for bind in binds {
-        mount(Some(bind.source.as_path()), bind.target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(|e| LabError::sys(format!("bind-mounting {} on {}", bind.source.display(), bind.target), e))?;
+        mount(
+            Some(bind.source.as_path()),
+            bind.target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| {
+            LabError::sys(format!("bind-mounting {} on {}", bind.source.display(), bind.target), e)
+        })?;
     }
 
     // A sysfs mounted from inside the lab network namespace shows its interfaces, as

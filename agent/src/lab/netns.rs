@@ -76,7 +76,9 @@ impl NetNs {
 
     /// The open handle (also reachable through Deref).
     pub fn handle(&self) -> &NetNsFd {
-        self.handle.as_ref().expect("NetNs handle is only taken by teardown, which consumes or drops self")
+        self.handle
+            .as_ref()
+            .expect("NetNs handle is only taken by teardown, which consumes or drops self")
     }
 
     /// Tears down now, reporting errors that Drop can only log. Returns the pids it killed.
@@ -113,8 +115,12 @@ impl Drop for NetNs {
 }
 
 fn validate(name: &str) -> Result<()> {
-    let bad =
-        name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') || name.len() > 200;
+    let bad = name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains('/')
+        || name.contains('\0')
+        || name.len() > 200;
     if bad {
         return Err(LabError::Invalid { what: "namespace name", detail: format!("{name:?}") });
     }
@@ -124,10 +130,13 @@ fn validate(name: &str) -> Result<()> {
 fn create(path: &Path) -> Result<()> {
     fs::create_dir_all(RUN_NETNS).map_err(|e| LabError::io(format!("creating {RUN_NETNS}"), e))?;
     make_run_netns_shared()?;
-    OpenOptions::new().write(true).create_new(true).mode(0o000).open(path).map_err(|e| match e.kind() {
-        io::ErrorKind::AlreadyExists => {
-            LabError::Invalid { what: "namespace name", detail: format!("{} already exists", path.display()) }
-        }
+    OpenOptions::new().write(true).create_new(true).mode(0o000).open(path).map_err(|e| match e
+        .kind()
+    {
+        io::ErrorKind::AlreadyExists => LabError::Invalid {
+            what: "namespace name",
+            detail: format!("{} already exists", path.display()),
+        },
         _ => LabError::io(format!("creating {}", path.display()), e),
     })?;
     // unshare(CLONE_NEWNET) affects only this helper thread, which then pins the new namespace
@@ -139,9 +148,19 @@ fn create(path: &Path) -> Result<()> {
                 unshare(CloneFlags::CLONE_NEWNET)
                     .map_err(|e| LabError::privileged("creating a network namespace", e))?;
                 loopback_up()?;
-                mount(Some("/proc/thread-self/ns/net"), path, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(
-                    |e| LabError::privileged(format!("bind-mounting the new namespace on {}", path.display()), e),
+                mount(
+                    Some("/proc/thread-self/ns/net"),
+                    path,
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
                 )
+                .map_err(|e| {
+                    LabError::privileged(
+                        format!("bind-mounting the new namespace on {}", path.display()),
+                        e,
+                    )
+                })
             })
             .map_err(|e| LabError::io("starting a thread to create a network namespace", e))?
             .join()
@@ -160,14 +179,29 @@ fn make_run_netns_shared() -> Result<()> {
     // Two threads racing through the bind-to-itself step would stack two mounts.
     static LOCK: Mutex<()> = Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let share = || mount(None::<&str>, RUN_NETNS, None::<&str>, MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
+    let share = || {
+        mount(
+            None::<&str>,
+            RUN_NETNS,
+            None::<&str>,
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+    };
     match share() {
         Ok(()) => Ok(()),
         // Not a mount point yet: make it one.
         Err(Errno::EINVAL) => {
-            mount(Some(RUN_NETNS), RUN_NETNS, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-                .map_err(|e| LabError::privileged(format!("bind-mounting {RUN_NETNS} on itself"), e))?;
-            share().map_err(|e| LabError::privileged(format!("making {RUN_NETNS} a shared mount"), e))
+            mount(
+                Some(RUN_NETNS),
+                RUN_NETNS,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(|e| LabError::privileged(format!("bind-mounting {RUN_NETNS} on itself"), e))?;
+            share()
+                .map_err(|e| LabError::privileged(format!("making {RUN_NETNS} a shared mount"), e))
         }
         Err(e) => Err(LabError::privileged(format!("making {RUN_NETNS} a shared mount"), e)),
     }

@@ -22,13 +22,15 @@ pub struct NsId {
 impl NsId {
     /// The namespace a path refers to (follows the `/proc/PID/ns/net` magic link).
     pub fn of_path(path: &Path) -> Result<Self> {
-        let meta = fs::metadata(path).map_err(|e| LabError::io(format!("stat {}", path.display()), e))?;
+        let meta =
+            fs::metadata(path).map_err(|e| LabError::io(format!("stat {}", path.display()), e))?;
         Ok(Self { dev: meta.dev(), ino: meta.ino() })
     }
 
     /// The namespace an open namespace fd refers to.
     pub fn of_fd(fd: impl AsFd) -> Result<Self> {
-        let st = nix::sys::stat::fstat(fd).map_err(|e| LabError::sys("fstat of a namespace fd", e))?;
+        let st =
+            nix::sys::stat::fstat(fd).map_err(|e| LabError::sys("fstat of a namespace fd", e))?;
         Ok(Self { dev: st.st_dev, ino: st.st_ino })
     }
 
@@ -54,7 +56,11 @@ impl NsId {
     pub fn init() -> Result<Option<Self>> {
         match Self::of_path_or_link(Path::new("/proc/1/ns/net")) {
             Ok(id) => Ok(Some(id)),
-            Err(LabError::Io { source, .. }) if source.kind() == std::io::ErrorKind::PermissionDenied => Ok(None),
+            Err(LabError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }
@@ -67,13 +73,14 @@ impl NsId {
     /// From the link text `KIND:[INODE]`, for when stat() through the link is refused but
     /// readlink() is not; every namespace lives on the one nsfs device, so ours supplies `dev`.
     fn of_link(path: &Path) -> Result<Self> {
-        let text = fs::read_link(path).map_err(|e| LabError::io(format!("readlink {}", path.display()), e))?;
-        let ino =
-            text.to_str().and_then(|t| t.split_once(":[")?.1.strip_suffix(']')?.parse().ok()).ok_or_else(|| {
-                LabError::Invalid {
-                    what: "namespace link",
-                    detail: format!("{} -> {}", path.display(), text.display()),
-                }
+        let text = fs::read_link(path)
+            .map_err(|e| LabError::io(format!("readlink {}", path.display()), e))?;
+        let ino = text
+            .to_str()
+            .and_then(|t| t.split_once(":[")?.1.strip_suffix(']')?.parse().ok())
+            .ok_or_else(|| LabError::Invalid {
+                what: "namespace link",
+                detail: format!("{} -> {}", path.display(), text.display()),
             })?;
         Ok(Self { dev: Self::current_thread()?.dev, ino })
     }

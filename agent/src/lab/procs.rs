@@ -40,7 +40,10 @@ pub(crate) fn kill_all_in(id: NsId, timeout: Duration) -> Result<Vec<i32>> {
             return Ok(killed.into_iter().collect());
         }
         if Instant::now() >= deadline {
-            return Err(LabError::Timeout { what: format!("killing processes {pids:?} in {id}"), after: timeout });
+            return Err(LabError::Timeout {
+                what: format!("killing processes {pids:?} in {id}"),
+                after: timeout,
+            });
         }
         for pid in pids {
             // ESRCH: it exited meanwhile, which is what we want.

@@ -82,7 +82,11 @@ pub fn clean_stale() -> Result<StaleReport> {
     let mut report = StaleReport::default();
     for ns in list_namespaces()?.into_iter().filter(|ns| !ns.owner_alive) {
         match remove_namespace(&ns.name) {
-            Ok(killed) => report.namespaces.push(RemovedNamespace { name: ns.name, owner_pid: ns.parsed.pid, killed }),
+            Ok(killed) => report.namespaces.push(RemovedNamespace {
+                name: ns.name,
+                owner_pid: ns.parsed.pid,
+                killed,
+            }),
             Err(e) => report.failed.push((ns.name, e)),
         }
     }
@@ -98,9 +102,10 @@ pub fn clean_stale() -> Result<StaleReport> {
             let path = entry.path();
             match fs::remove_dir_all(&path) {
                 Ok(()) => report.temp_dirs.push(path),
-                Err(e) => report
-                    .failed
-                    .push((path.display().to_string(), LabError::io(format!("deleting {}", path.display()), e))),
+                Err(e) => report.failed.push((
+                    path.display().to_string(),
+                    LabError::io(format!("deleting {}", path.display()), e),
+                )),
             }
         }
     }

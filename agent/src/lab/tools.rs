@@ -27,13 +27,16 @@ pub const DBUS_DAEMON: Tool = Tool { name: "dbus-daemon", package: "dbus-daemon"
 const KNOWN: &[Tool] = &[IP, NFT, FIREWALLD, FIREWALL_CMD, DBUS_DAEMON];
 
 /// Searched after $PATH.
-const FALLBACK_DIRS: &[&str] = &["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+const FALLBACK_DIRS: &[&str] =
+    &["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
 
 impl Tool {
     /// Absolute path of the program, or [`LabError::ToolMissing`].
     pub fn path(&self) -> Result<PathBuf> {
-        search(OsStr::new(self.name))
-            .ok_or_else(|| LabError::ToolMissing { tool: self.name.to_string(), package: Some(self.package) })
+        search(OsStr::new(self.name)).ok_or_else(|| LabError::ToolMissing {
+            tool: self.name.to_string(),
+            package: Some(self.package),
+        })
     }
 }
 
@@ -44,11 +47,13 @@ pub fn resolve(program: &str) -> Result<PathBuf> {
         return Ok(PathBuf::from(program));
     }
     let package = KNOWN.iter().find(|t| t.name == program).map(|t| t.package);
-    search(OsStr::new(program)).ok_or_else(|| LabError::ToolMissing { tool: program.to_string(), package })
+    search(OsStr::new(program))
+        .ok_or_else(|| LabError::ToolMissing { tool: program.to_string(), package })
 }
 
 fn search(name: &OsStr) -> Option<PathBuf> {
-    let path_dirs = env::var_os("PATH").map(|p| env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default();
+    let path_dirs =
+        env::var_os("PATH").map(|p| env::split_paths(&p).collect::<Vec<_>>()).unwrap_or_default();
     path_dirs
         .iter()
         .map(PathBuf::as_path)

@@ -23,8 +23,10 @@ pub struct IfAddr {
 impl FromStr for IfAddr {
     type Err = LabError;
     fn from_str(s: &str) -> Result<Self> {
-        let invalid =
-            |detail: &str| LabError::Invalid { what: "interface address", detail: format!("{s:?}: {detail}") };
+        let invalid = |detail: &str| LabError::Invalid {
+            what: "interface address",
+            detail: format!("{s:?}: {detail}"),
+        };
         let (addr, prefix) = s.split_once('/').ok_or_else(|| invalid("expected ADDRESS/PREFIX"))?;
         let addr: IpAddr = addr.parse().map_err(|_| invalid("not an IP address"))?;
         let prefix: u8 = prefix.parse().map_err(|_| invalid("bad prefix length"))?;
@@ -92,7 +94,18 @@ impl Veth {
         let b_addrs = parse_all(&b.addrs)?;
         tools::IP.path()?;
 
-        a.ns.ip(&["link", "add", &a.name, "type", "veth", "peer", "name", &b.name, "netns", b.ns.name()])?;
+        a.ns.ip(&[
+            "link",
+            "add",
+            &a.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &b.name,
+            "netns",
+            b.ns.name(),
+        ])?;
         // From here on the guard deletes the pair if a later step fails.
         let veth = Self {
             a_ns: a.ns.weak(),
@@ -148,7 +161,11 @@ impl Veth {
         match self.a_ns.run(tools::IP.name, &["link", "del", &self.a_name]) {
             Ok(_) | Err(LabError::NamespaceGone(_)) => Ok(()),
             // The other namespace went first and took the pair with it.
-            Err(LabError::CommandFailed { stderr, .. }) if stderr.contains("Cannot find device") => Ok(()),
+            Err(LabError::CommandFailed { stderr, .. })
+                if stderr.contains("Cannot find device") =>
+            {
+                Ok(())
+            }
             Err(e) => Err(e),
         }
     }

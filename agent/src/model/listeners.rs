@@ -25,7 +25,8 @@ pub struct Listener {
 impl Listener {
     /// Bound to 127.0.0.0/8 or ::1: only reachable from inside its own namespace.
     pub fn loopback_only(&self) -> bool {
-        self.addr.is_loopback() || matches!(self.addr, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()))
+        self.addr.is_loopback()
+            || matches!(self.addr, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()))
     }
 }
 
@@ -62,7 +63,8 @@ impl Listeners {
 
     /// Applies one observation; returns the change, if any.
     pub fn apply(&mut self, o: &SockObservation) -> Option<Change> {
-        let sock = u64::from_str_radix(o.sock_id.trim_start_matches("0x"), 16).ok().filter(|&s| s != 0)?;
+        let sock =
+            u64::from_str_radix(o.sock_id.trim_start_matches("0x"), 16).ok().filter(|&s| s != 0)?;
         if let Some(cookie) = o.cookie {
             self.cookie_of_sock.insert(sock, cookie);
         }
@@ -101,7 +103,9 @@ impl Listeners {
     /// All listeners, sorted by namespace, port, address.
     pub fn all(&self) -> Vec<&Listener> {
         let mut v: Vec<&Listener> = self.by_id.values().collect();
-        v.sort_by(|a, b| (a.netns, a.port, a.proto, a.addr).cmp(&(b.netns, b.port, b.proto, b.addr)));
+        v.sort_by(|a, b| {
+            (a.netns, a.port, a.proto, a.addr).cmp(&(b.netns, b.port, b.proto, b.addr))
+        });
         v
     }
 
@@ -116,7 +120,12 @@ mod tests {
     use super::*;
     use crate::probes::sock_event::{NetnsRef, SockOptions};
 
-    fn obs(kind: &'static str, sock: u64, port: Option<u16>, cookie: Option<u64>) -> SockObservation {
+    fn obs(
+        kind: &'static str,
+        sock: u64,
+        port: Option<u16>,
+        cookie: Option<u64>,
+    ) -> SockObservation {
         SockObservation {
             kind,
             time: String::new(),
@@ -158,7 +167,10 @@ mod tests {
     #[test]
     fn listen_then_close_without_port_removes_it() {
         let mut m = Listeners::new();
-        assert!(matches!(m.apply(&obs("listen", 0xffff1, Some(8080), None)), Some(Change::Added(_))));
+        assert!(matches!(
+            m.apply(&obs("listen", 0xffff1, Some(8080), None)),
+            Some(Change::Added(_))
+        ));
         assert!(m.all()[0].loopback_only());
         let removed = m.apply(&obs("listen_close", 0xffff1, None, None));
         assert!(matches!(removed, Some(Change::Removed(l)) if l.port == 8080));

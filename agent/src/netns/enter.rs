@@ -13,9 +13,8 @@ pub fn in_netns<T: Send>(ns_path: &Path, f: impl FnOnce() -> T + Send) -> io::Re
     let ns = File::open(ns_path)
         .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", ns_path.display())))?;
     run_on_thread(move || {
-        setns(&ns, CloneFlags::CLONE_NEWNET).map_err(|e| {
-            io::Error::other(format!("setns into {}: {e}", ns_path.display()))
-        })?;
+        setns(&ns, CloneFlags::CLONE_NEWNET)
+            .map_err(|e| io::Error::other(format!("setns into {}: {e}", ns_path.display())))?;
         Ok(f())
     })
 }
@@ -31,18 +30,14 @@ pub fn in_new_netns<T: Send>(f: impl FnOnce() -> T + Send) -> io::Result<T> {
 }
 
 fn run_on_thread<T: Send>(f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
-    thread::scope(|s| {
-        s.spawn(f)
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
+    thread::scope(|s| s.spawn(f).join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
 }
 
 /// Sets `lo` up in the current thread's namespace (a fresh namespace starts with it down).
 pub fn loopback_up() -> io::Result<()> {
     // SIOCGIFFLAGS/SIOCSIFFLAGS on any socket of this namespace; no netlink needed.
-    let sock = std::net::UdpSocket::bind("0.0.0.0:0")
-        .or_else(|_| std::net::UdpSocket::bind("[::]:0"));
+    let sock =
+        std::net::UdpSocket::bind("0.0.0.0:0").or_else(|_| std::net::UdpSocket::bind("[::]:0"));
     let fd = match sock {
         Ok(ref s) => std::os::fd::AsRawFd::as_raw_fd(s),
         // Binding fails while lo is down and no address exists; a raw socket() still works.

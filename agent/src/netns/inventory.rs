@@ -87,7 +87,8 @@ fn list_from(proc_root: &Path, run_netns: &Path) -> Vec<NetNs> {
 /// most reliable witness; pid 1 may be unreadable (hardened init) or, in a container without
 /// hostPID, not the host at all.
 fn host_inode(proc_root: &Path) -> Option<u64> {
-    let kthreadd = fs::read_to_string(proc_root.join("2/comm")).is_ok_and(|c| c.trim() == "kthreadd");
+    let kthreadd =
+        fs::read_to_string(proc_root.join("2/comm")).is_ok_and(|c| c.trim() == "kthreadd");
     let witness = if kthreadd { "2/ns/net" } else { "1/ns/net" };
     fs::metadata(proc_root.join(witness)).ok().map(|m| m.ino())
 }
@@ -129,7 +130,9 @@ mod tests {
         let id = "4f1e3c5a9b7d2e6f8a0c1b3d5e7f9a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d0e2f";
         assert_eq!(container_id(&format!("0::/system.slice/docker-{id}.scope\n")), Some(id));
         assert_eq!(
-            container_id(&format!("0::/kubepods.slice/kubepods-pod1.slice/cri-containerd-{id}.scope")),
+            container_id(&format!(
+                "0::/kubepods.slice/kubepods-pod1.slice/cri-containerd-{id}.scope"
+            )),
             Some(id)
         );
         assert_eq!(container_id(&format!("12:pids:/kubepods/besteffort/pod-x/{id}")), Some(id));

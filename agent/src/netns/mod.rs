@@ -2,7 +2,7 @@
 pub mod enter;
 pub mod inventory;
 pub mod names;
-pub mod select;
 pub mod owners;
+pub mod select;
 pub mod snapshot;
 pub mod sock_diag;

@@ -12,7 +12,11 @@ use reach_common::{LOST_SLOT, offsets::SOCK_OFFSETS_GLOBAL};
 
 use crate::{
     ebpf_objects,
-    kernel::{btf::KernelBtf, capabilities::chain, pseudofs::{self, PseudoFs}},
+    kernel::{
+        btf::KernelBtf,
+        capabilities::chain,
+        pseudofs::{self, PseudoFs},
+    },
     probes::offsets,
 };
 
@@ -103,9 +107,11 @@ impl BindListen {
     }
 
     fn attach_fexits(&mut self, btf: &Btf) -> anyhow::Result<()> {
-        for (prog, target) in
-            [("reach_fx_bind", "inet_bind"), ("reach_fx_bind6", "inet6_bind"), ("reach_fx_listen", "inet_listen")]
-        {
+        for (prog, target) in [
+            ("reach_fx_bind", "inet_bind"),
+            ("reach_fx_bind6", "inet6_bind"),
+            ("reach_fx_listen", "inet_listen"),
+        ] {
             let p: &mut FExit = program(&mut self.ebpf, prog)?;
             p.load(target, btf).map_err(|e| anyhow!("loading fexit on {target}: {}", chain(&e)))?;
             p.attach().map_err(|e| anyhow!("attaching fexit on {target}: {}", chain(&e)))?;
@@ -114,17 +120,25 @@ impl BindListen {
         Ok(())
     }
 
-    fn attach_syscall_tracepoints(&mut self, o: &reach_common::offsets::SockOffsets) -> anyhow::Result<()> {
+    fn attach_syscall_tracepoints(
+        &mut self,
+        o: &reach_common::offsets::SockOffsets,
+    ) -> anyhow::Result<()> {
         if !o.tp_bind_fd.is_present() || !o.tp_exit_ret.is_present() {
-            bail!("syscalls:sys_enter_bind/sys_exit_bind tracepoints are missing (kernel without CONFIG_FTRACE_SYSCALLS, or tracefs unavailable)");
+            bail!(
+                "syscalls:sys_enter_bind/sys_exit_bind tracepoints are missing (kernel without CONFIG_FTRACE_SYSCALLS, or tracefs unavailable)"
+            );
         }
         if !o.fdtable_fd.is_present() || !o.file_private_data.is_present() {
             bail!("kernel BTF lacks the fd table fields needed to find a bind()'s socket");
         }
-        for (prog, name) in [("reach_sys_bind", "sys_enter_bind"), ("reach_sys_bindx", "sys_exit_bind")] {
+        for (prog, name) in
+            [("reach_sys_bind", "sys_enter_bind"), ("reach_sys_bindx", "sys_exit_bind")]
+        {
             let p: &mut TracePoint = program(&mut self.ebpf, prog)?;
             p.load().map_err(|e| anyhow!("loading {prog}: {}", chain(&e)))?;
-            p.attach("syscalls", name).map_err(|e| anyhow!("tracepoint syscalls:{name}: {}", chain(&e)))?;
+            p.attach("syscalls", name)
+                .map_err(|e| anyhow!("tracepoint syscalls:{name}: {}", chain(&e)))?;
             self.attachments.push(format!("tracepoint syscalls:{name}"));
         }
         Ok(())
@@ -160,7 +174,8 @@ impl BindListen {
 
     /// Events lost so far because the ring buffer was full.
     pub fn lost(&self) -> anyhow::Result<u64> {
-        let lost: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(self.ebpf.map("LOST").context("LOST map")?)?;
+        let lost: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(self.ebpf.map("LOST").context("LOST map")?)?;
         Ok(lost.get(&LOST_SLOT, 0)?.iter().sum())
     }
 }

@@ -82,7 +82,9 @@ fn freebind(btf: &KernelBtf) -> Field {
         return to_field(loc);
     }
     match (btf.field("inet_sock", "inet_flags"), btf.enumerator("INET_FLAGS_FREEBIND")) {
-        (Ok(flags), Ok(bit)) if (0..64).contains(&bit) => Field::bitfield(flags.bit_offset + bit as u32, 1),
+        (Ok(flags), Ok(bit)) if (0..64).contains(&bit) => {
+            Field::bitfield(flags.bit_offset + bit as u32, 1)
+        }
         _ => Field::ABSENT,
     }
 }

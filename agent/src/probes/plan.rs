@@ -59,18 +59,26 @@ pub fn choose(caps: &Capabilities, facts: &ProbeFacts) -> Plan {
             ("tracepoint", ok("tracepoint")),
         ]),
         ingress: first(&[("tcx", ok("tcx")), ("tc_netlink", ok("tc_netlink"))]),
-        drop: first(&[("tp_btf", ok("tp_btf")), ("tracepoint", ok("tracepoint") && facts.kfree_skb_tracepoint)]),
+        drop: first(&[
+            ("tp_btf", ok("tp_btf")),
+            ("tracepoint", ok("tracepoint") && facts.kfree_skb_tracepoint),
+        ]),
     }
 }
 
 impl Plan {
     /// Parts with no usable mechanism.
     pub fn gaps(&self) -> Vec<&'static str> {
-        [("bind", &self.bind), ("listen", &self.listen), ("ingress", &self.ingress), ("drop", &self.drop)]
-            .into_iter()
-            .filter(|(_, v)| v.as_str() == UNAVAILABLE)
-            .map(|(k, _)| k)
-            .collect()
+        [
+            ("bind", &self.bind),
+            ("listen", &self.listen),
+            ("ingress", &self.ingress),
+            ("drop", &self.drop),
+        ]
+        .into_iter()
+        .filter(|(_, v)| v.as_str() == UNAVAILABLE)
+        .map(|(k, _)| k)
+        .collect()
     }
 }
 
@@ -83,20 +91,42 @@ mod tests {
         NAMES
             .iter()
             .map(|n| {
-                (*n, Capability { available: available.contains(n), reason: String::new(), fired: None })
+                (
+                    *n,
+                    Capability {
+                        available: available.contains(n),
+                        reason: String::new(),
+                        fired: None,
+                    },
+                )
             })
             .collect()
     }
 
     fn facts() -> ProbeFacts {
-        ProbeFacts { syscall_bind_tracepoints: true, kfree_skb_tracepoint: true, kfree_skb_has_reason: true }
+        ProbeFacts {
+            syscall_bind_tracepoints: true,
+            kfree_skb_tracepoint: true,
+            kfree_skb_has_reason: true,
+        }
     }
 
     #[test]
     fn this_machine_shape_falls_back_to_tracepoints() {
         // Kernel 6.18, lockdown=integrity: no kprobes, fentry EPERM, everything else works.
-        let p = choose(&caps(&["tp_btf", "tracepoint", "cgroup_sock", "tc_netlink", "tcx", "ring_buffer"]), &facts());
-        assert_eq!(p, Plan { bind: "tracepoint".into(), listen: "tp_btf".into(), ingress: "tcx".into(), drop: "tp_btf".into() });
+        let p = choose(
+            &caps(&["tp_btf", "tracepoint", "cgroup_sock", "tc_netlink", "tcx", "ring_buffer"]),
+            &facts(),
+        );
+        assert_eq!(
+            p,
+            Plan {
+                bind: "tracepoint".into(),
+                listen: "tp_btf".into(),
+                ingress: "tcx".into(),
+                drop: "tp_btf".into()
+            }
+        );
         assert!(p.gaps().is_empty());
     }
 
@@ -109,7 +139,10 @@ mod tests {
     #[test]
     fn fentry_when_kprobes_missing() {
         let p = choose(&caps(&["fentry", "tp_btf", "tc_netlink"]), &facts());
-        assert_eq!((p.bind.as_str(), p.listen.as_str(), p.ingress.as_str()), ("fentry", "fentry", "tc_netlink"));
+        assert_eq!(
+            (p.bind.as_str(), p.listen.as_str(), p.ingress.as_str()),
+            ("fentry", "fentry", "tc_netlink")
+        );
     }
 
     #[test]

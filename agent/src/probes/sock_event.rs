@@ -1,7 +1,9 @@
 //! Decodes `SockEvent` records into observations for output and for the listener model.
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use reach_common::event::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, SockEvent, flag, kind, source};
+use reach_common::event::{
+    AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP, SockEvent, flag, kind, source,
+};
 use serde::Serialize;
 
 use crate::{netns::names::Names, output::time::Clock};
@@ -80,7 +82,11 @@ pub fn result_name(result: i32) -> String {
         "ok".into()
     } else {
         let errno = nix::errno::Errno::from_raw(-result);
-        if errno == nix::errno::Errno::UnknownErrno { format!("errno {}", -result) } else { format!("{errno:?}") }
+        if errno == nix::errno::Errno::UnknownErrno {
+            format!("errno {}", -result)
+        } else {
+            format!("{errno:?}")
+        }
     }
 }
 
@@ -174,7 +180,10 @@ mod tests {
         let o = decode(&ev, &Clock::new(), &mut Names::default());
         assert_eq!((o.kind, o.addr.as_deref(), o.port), ("bind", Some("127.0.0.1"), Some(8080)));
         assert_eq!((o.bound_addr, o.bound_port), (None, None));
-        assert_eq!((o.result.as_str(), o.comm.as_str(), o.proto), ("EADDRINUSE", "server", Some("tcp")));
+        assert_eq!(
+            (o.result.as_str(), o.comm.as_str(), o.proto),
+            ("EADDRINUSE", "server", Some("tcp"))
+        );
     }
 
     #[test]

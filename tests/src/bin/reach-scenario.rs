@@ -8,6 +8,7 @@
 //!   4. TCP 127.0.0.1:BASE          bind → EADDRINUSE
 //!   5. UDP 0.0.0.0:BASE+3          bind
 //!   6. TCP 127.0.0.1:0             bind (ephemeral port), listen(8)
+//!
 //! then holds the sockets HOLD_MS milliseconds and closes them (listener closes), and prints
 //! one JSON line: {"pid":..,"netns":..,"ephemeral_port":..}.
 use std::{mem, os::unix::fs::MetadataExt, thread, time::Duration};
@@ -28,7 +29,13 @@ fn bind(family: i32, ty: i32, addr: &str, port: u16, reuse: bool) -> (i32, i32) 
         if reuse {
             let one: libc::c_int = 1;
             check(
-                libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, (&raw const one).cast(), 4),
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    libc::SO_REUSEADDR,
+                    (&raw const one).cast(),
+                    4,
+                ),
                 "SO_REUSEADDR",
             );
         }
@@ -36,7 +43,8 @@ fn bind(family: i32, ty: i32, addr: &str, port: u16, reuse: bool) -> (i32, i32) 
             let mut sa: libc::sockaddr_in = mem::zeroed();
             sa.sin_family = libc::AF_INET as u16;
             sa.sin_port = port.to_be();
-            sa.sin_addr.s_addr = u32::from_ne_bytes(addr.parse::<std::net::Ipv4Addr>().unwrap().octets());
+            sa.sin_addr.s_addr =
+                u32::from_ne_bytes(addr.parse::<std::net::Ipv4Addr>().unwrap().octets());
             libc::bind(fd, (&raw const sa).cast(), mem::size_of::<libc::sockaddr_in>() as u32)
         } else {
             let mut sa: libc::sockaddr_in6 = mem::zeroed();
@@ -66,7 +74,10 @@ fn local_port(fd: i32) -> u16 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let (Some(base), Some(hold)) = (args.get(1).and_then(|a| a.parse::<u16>().ok()), args.get(2).and_then(|a| a.parse::<u64>().ok())) else {
+    let (Some(base), Some(hold)) = (
+        args.get(1).and_then(|a| a.parse::<u16>().ok()),
+        args.get(2).and_then(|a| a.parse::<u64>().ok()),
+    ) else {
         eprintln!("usage: reach-scenario BASE_PORT HOLD_MS");
         std::process::exit(2);
     };

@@ -49,9 +49,7 @@ impl Apt {
         write(&etc.join("sources.list"), &sources)?;
 
         let quoted = |p: &Path| -> Result<String> {
-            let s = p
-                .to_str()
-                .with_context(|| format!("{} is not UTF-8", p.display()))?;
+            let s = p.to_str().with_context(|| format!("{} is not UTF-8", p.display()))?;
             if s.contains('"') {
                 bail!("{s} contains a double quote, which apt.conf cannot express");
             }
@@ -80,9 +78,7 @@ impl Apt {
         );
         let config_path = dir.join("apt.conf");
         write(&config_path, &config)?;
-        Ok(Self {
-            config: config_path,
-        })
+        Ok(Self { config: config_path })
     }
 
     fn command(&self, tool: tools::Tool) -> Result<Command> {
@@ -101,15 +97,8 @@ impl Apt {
     /// Names of the real (non-virtual) packages whose name matches the POSIX extended `regex`.
     pub fn search_names(&self, regex: &str) -> Result<Vec<String>> {
         let text =
-            tools::output_text(
-                self.command(APT_CACHE)?
-                    .args(["search", "--names-only", regex]),
-            )?;
-        Ok(text
-            .lines()
-            .filter_map(|line| line.split(" - ").next())
-            .map(str::to_owned)
-            .collect())
+            tools::output_text(self.command(APT_CACHE)?.args(["search", "--names-only", regex]))?;
+        Ok(text.lines().filter_map(|line| line.split(" - ").next()).map(str::to_owned).collect())
     }
 
     /// The names in the candidate version's Depends (first alternative of each, no versions).
@@ -142,10 +131,7 @@ impl Apt {
     /// Downloads the candidate `.deb`s of `packages` into `dir`.
     pub fn download(&self, packages: &[String], dir: &Path) -> Result<()> {
         tools::output(
-            self.command(APT_GET)?
-                .args(["-q", "download"])
-                .args(packages)
-                .current_dir(dir),
+            self.command(APT_GET)?.args(["-q", "download"]).args(packages).current_dir(dir),
         )
         .with_context(|| format!("downloading {}", packages.join(" ")))?;
         Ok(())

@@ -24,9 +24,7 @@ pub fn build(kernel: &Kernel, busybox: &Path, out: &Path) -> Result<()> {
     let modules = load_order(&kernel.modules, &BOOT_MODULES)?;
     let file = File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let mut cpio = Cpio::new(BufWriter::new(file));
-    for dir in [
-        "bin", "dev", "proc", "sys", "modules", "lower", "rw", "newroot",
-    ] {
+    for dir in ["bin", "dev", "proc", "sys", "modules", "lower", "rw", "newroot"] {
         cpio.dir(dir)?;
     }
     // The kernel opens /dev/console for init's stdio before init can mount devtmpfs.
@@ -37,19 +35,13 @@ pub fn build(kernel: &Kernel, busybox: &Path, out: &Path) -> Result<()> {
     cpio.file("init", 0o755, INIT.as_bytes())?;
     let mut order = String::new();
     for (name, path) in &modules {
-        cpio.file(
-            &format!("modules/{name}.ko"),
-            0o644,
-            &decompressed(path, busybox)?,
-        )?;
+        cpio.file(&format!("modules/{name}.ko"), 0o644, &decompressed(path, busybox)?)?;
         order.push_str(name);
         order.push('\n');
     }
     cpio.file("modules/order", 0o644, order.as_bytes())?;
     let mut writer = cpio.finish()?;
-    writer
-        .flush()
-        .with_context(|| format!("writing {}", out.display()))
+    writer.flush().with_context(|| format!("writing {}", out.display()))
 }
 
 /// `wanted` and their dependencies from modules.dep as (name, path), each after its
@@ -92,10 +84,7 @@ fn load_order(modules_dir: &Path, wanted: &[&str]) -> Result<Vec<(String, PathBu
     for name in wanted {
         visit(&module_name(name), &deps, &builtin, &mut seen, &mut order)?;
     }
-    Ok(order
-        .into_iter()
-        .map(|(name, path)| (name, modules_dir.join(path)))
-        .collect())
+    Ok(order.into_iter().map(|(name, path)| (name, modules_dir.join(path))).collect())
 }
 
 /// The module name of a path or name: `kernel/fs/9p/9p.ko.xz` → `9p`; `-` and `_` are the
@@ -123,10 +112,7 @@ fn decompressed(path: &Path, busybox: &Path) -> Result<Vec<u8>> {
     } else if name.ends_with(".ko") {
         return fs::read(path).with_context(|| format!("reading {}", path.display()));
     } else {
-        bail!(
-            "{} is not a kernel module this bench can unpack",
-            path.display()
-        );
+        bail!("{} is not a kernel module this bench can unpack", path.display());
     };
     tools::output(command.arg(path))
 }
@@ -141,11 +127,7 @@ struct Cpio<W: Write> {
 
 impl<W: Write> Cpio<W> {
     fn new(out: W) -> Self {
-        Self {
-            out,
-            written: 0,
-            next_inode: 1,
-        }
+        Self { out, written: 0, next_inode: 1 }
     }
 
     fn dir(&mut self, name: &str) -> Result<()> {
@@ -206,10 +188,7 @@ mod tests {
     fn module_names() {
         assert_eq!(module_name("kernel/fs/9p/9p.ko.xz"), "9p");
         assert_eq!(module_name("kernel/net/9p/9pnet_virtio.ko"), "9pnet_virtio");
-        assert_eq!(
-            module_name("kernel/drivers/virtio/virtio-pci.ko.zst"),
-            "virtio_pci"
-        );
+        assert_eq!(module_name("kernel/drivers/virtio/virtio-pci.ko.zst"), "virtio_pci");
         assert_eq!(module_name("overlay"), "overlay");
     }
 

@@ -19,14 +19,8 @@ pub fn write_script(
     env: &[(String, String)],
 ) -> Result<()> {
     ensure!(!command.is_empty(), "no guest command given");
-    ensure!(
-        cwd.is_absolute(),
-        "the guest working directory {} is not absolute",
-        cwd.display()
-    );
-    let cwd = cwd
-        .to_str()
-        .with_context(|| format!("{} is not UTF-8", cwd.display()))?;
+    ensure!(cwd.is_absolute(), "the guest working directory {} is not absolute", cwd.display());
+    let cwd = cwd.to_str().with_context(|| format!("{} is not UTF-8", cwd.display()))?;
     for (key, _) in env {
         ensure!(
             !key.is_empty() && !key.contains('='),
@@ -56,10 +50,7 @@ pub fn write_script(
 
 /// Single-quotes a word for sh.
 fn quote(word: &str) -> Result<String> {
-    ensure!(
-        !word.contains('\0'),
-        "{word:?} contains a NUL byte, which no command line can carry"
-    );
+    ensure!(!word.contains('\0'), "{word:?} contains a NUL byte, which no command line can carry");
     Ok(format!("'{}'", word.replace('\'', r"'\''")))
 }
 
@@ -88,10 +79,7 @@ pub fn read_tail(path: &Path, limit: u64) -> Result<String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
         Err(e) => return Err(e).with_context(|| format!("opening {}", path.display())),
     };
-    let len = file
-        .metadata()
-        .with_context(|| format!("reading {}", path.display()))?
-        .len();
+    let len = file.metadata().with_context(|| format!("reading {}", path.display()))?.len();
     let mut bytes = Vec::new();
     if len > limit {
         file.seek(SeekFrom::Start(len - limit))

@@ -48,22 +48,14 @@ pub fn ensure(line: &str) -> Result<Kernel> {
     let lock_path = vm_cache().join(".lock");
     let lock =
         File::create(&lock_path).with_context(|| format!("creating {}", lock_path.display()))?;
-    lock.lock()
-        .with_context(|| format!("locking {}", lock_path.display()))?;
+    lock.lock().with_context(|| format!("locking {}", lock_path.display()))?;
     if let Some(kernel) = load(&dir)? {
         return Ok(kernel); // Another process fetched it while we waited.
     }
     let started = std::time::Instant::now();
-    eprintln!(
-        "vm: fetching the Debian {line} kernel into {} (first use only)",
-        dir.display()
-    );
+    eprintln!("vm: fetching the Debian {line} kernel into {} (first use only)", dir.display());
     let kernel = fetch(line, &dir)?;
-    eprintln!(
-        "vm: kernel {} ready in {:.1} s",
-        kernel.release,
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("vm: kernel {} ready in {:.1} s", kernel.release, started.elapsed().as_secs_f64());
     Ok(kernel)
 }
 
@@ -72,9 +64,7 @@ fn validate(line: &str) -> Result<()> {
     let parts: Vec<&str> = line.split('.').collect();
     ensure!(
         parts.len() >= 2
-            && parts
-                .iter()
-                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
+            && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())),
         "kernel version {line:?} is not of the form MAJOR.MINOR (e.g. 6.1, 6.12, 6.18)"
     );
     Ok(())
@@ -115,9 +105,7 @@ fn fetch(line: &str, dir: &Path) -> Result<Kernel> {
     }
     apt.download(&packages, &debs)?;
     for entry in fs::read_dir(&debs).with_context(|| format!("listing {}", debs.display()))? {
-        let deb = entry
-            .with_context(|| format!("listing {}", debs.display()))?
-            .path();
+        let deb = entry.with_context(|| format!("listing {}", debs.display()))?.path();
         tools::output(DPKG_DEB.command()?.arg("-x").arg(&deb).arg(&root))?;
     }
     fs::remove_dir_all(&debs).with_context(|| format!("removing {}", debs.display()))?;
@@ -136,15 +124,8 @@ fn fetch(line: &str, dir: &Path) -> Result<Kernel> {
     let release = single_subdir(&modules)?;
     // The packages ship no modules.dep (their postinst runs depmod). busybox's depmod writes
     // the text indexes its modprobe reads; the host need not have kmod.
-    tools::output(
-        tools::BUSYBOX
-            .command()?
-            .arg("depmod")
-            .arg("-b")
-            .arg(&root)
-            .arg(&release),
-    )
-    .context("generating modules.dep")?;
+    tools::output(tools::BUSYBOX.command()?.arg("depmod").arg("-b").arg(&root).arg(&release))
+        .context("generating modules.dep")?;
     let kernel = locate(&root, &release)?;
 
     let marker = serde_json::to_string_pretty(&Marker { packages, release })?;
@@ -187,16 +168,10 @@ fn resolve(apt: &Apt, line: &str) -> Result<Vec<String>> {
 /// `linux-image-6.1.0-50-amd64-unsigned` → `6.1.0-50`, `linux-image-6.18.15+deb13-amd64` → `6.18.15+deb13`.
 fn generic_abi(name: &str) -> Option<&str> {
     let rest = name.strip_prefix("linux-image-")?;
-    let abi = rest
-        .strip_suffix("-unsigned")
-        .unwrap_or(rest)
-        .strip_suffix("-amd64")?;
+    let abi = rest.strip_suffix("-unsigned").unwrap_or(rest).strip_suffix("-amd64")?;
     let (base, suffix) = abi.split_once('+').unwrap_or((abi, "deb0"));
-    let numeric = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
-    };
+    let numeric =
+        |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-');
     (numeric(base) && suffix.strip_prefix("deb").is_some_and(numeric)).then_some(abi)
 }
 
@@ -207,9 +182,7 @@ fn version_cmp(a: &str, b: &str) -> Ordering {
         let mut rest = s;
         std::iter::from_fn(|| {
             let digit = rest.chars().next()?.is_ascii_digit();
-            let end = rest
-                .find(|c: char| c.is_ascii_digit() != digit)
-                .unwrap_or(rest.len());
+            let end = rest.find(|c: char| c.is_ascii_digit() != digit).unwrap_or(rest.len());
             let (chunk, tail) = rest.split_at(end);
             rest = tail;
             Some(chunk)
@@ -242,10 +215,7 @@ fn single_subdir(dir: &Path) -> Result<String> {
     }
     match names.as_slice() {
         [one] => Ok(one.clone()),
-        _ => bail!(
-            "expected one kernel release in {}, found {names:?}",
-            dir.display()
-        ),
+        _ => bail!("expected one kernel release in {}, found {names:?}", dir.display()),
     }
 }
 
@@ -253,23 +223,12 @@ fn single_subdir(dir: &Path) -> Result<String> {
 fn locate(root: &Path, release: &str) -> Result<Kernel> {
     let modules = root.join("lib/modules").join(release);
     // Up to 6.18 the image is /boot/vmlinuz-<release>; from 6.19 it sits in the module tree.
-    let vmlinuz = [
-        root.join("boot").join(format!("vmlinuz-{release}")),
-        modules.join("vmlinuz"),
-    ]
-    .into_iter()
-    .find(|p| p.is_file())
-    .with_context(|| format!("no vmlinuz for {release} under {}", root.display()))?;
-    ensure!(
-        modules.join("modules.dep").is_file(),
-        "{} has no modules.dep",
-        modules.display()
-    );
-    Ok(Kernel {
-        release: release.to_owned(),
-        vmlinuz,
-        modules,
-    })
+    let vmlinuz = [root.join("boot").join(format!("vmlinuz-{release}")), modules.join("vmlinuz")]
+        .into_iter()
+        .find(|p| p.is_file())
+        .with_context(|| format!("no vmlinuz for {release} under {}", root.display()))?;
+    ensure!(modules.join("modules.dep").is_file(), "{} has no modules.dep", modules.display());
+    Ok(Kernel { release: release.to_owned(), vmlinuz, modules })
 }
 
 #[cfg(test)]
@@ -278,19 +237,10 @@ mod tests {
 
     #[test]
     fn picks_generic_amd64_images() {
-        assert_eq!(
-            generic_abi("linux-image-6.1.0-50-amd64-unsigned"),
-            Some("6.1.0-50")
-        );
-        assert_eq!(
-            generic_abi("linux-image-6.18.15+deb13-amd64"),
-            Some("6.18.15+deb13")
-        );
+        assert_eq!(generic_abi("linux-image-6.1.0-50-amd64-unsigned"), Some("6.1.0-50"));
+        assert_eq!(generic_abi("linux-image-6.18.15+deb13-amd64"), Some("6.18.15+deb13"));
         assert_eq!(generic_abi("linux-image-6.1.0-50-cloud-amd64"), None);
-        assert_eq!(
-            generic_abi("linux-image-6.12.117+deb13-rt-amd64-unsigned"),
-            None
-        );
+        assert_eq!(generic_abi("linux-image-6.12.117+deb13-rt-amd64-unsigned"), None);
         assert_eq!(generic_abi("linux-image-7.3.4+deb13-amd64-dbg"), None);
         assert_eq!(generic_abi("linux-image-amd64"), None);
     }

@@ -109,11 +109,7 @@ const MAX_CONSOLE: u64 = 4 << 20;
 /// otherwise stops without reporting is an `Err` carrying the console's tail.
 pub fn run_in_guest(opts: &GuestOptions) -> Result<GuestOutcome> {
     ensure!(
-        opts.memory
-            .strip_suffix(['M', 'G'])
-            .unwrap_or(&opts.memory)
-            .parse::<u32>()
-            .is_ok(),
+        opts.memory.strip_suffix(['M', 'G']).unwrap_or(&opts.memory).parse::<u32>().is_ok(),
         "guest memory {:?} is not a size like 512M or 1G",
         opts.memory
     );
@@ -132,21 +128,9 @@ pub fn run_in_guest(opts: &GuestOptions) -> Result<GuestOutcome> {
     let console_path = scratch.path().join("console.log");
     let qemu_log = scratch.path().join("qemu.log");
     let shares = [
-        qemu::Share {
-            tag: "hostroot",
-            path: Path::new("/"),
-            readonly: true,
-        },
-        qemu::Share {
-            tag: "modules",
-            path: &kernel.modules,
-            readonly: true,
-        },
-        qemu::Share {
-            tag: "job",
-            path: &job_dir,
-            readonly: false,
-        },
+        qemu::Share { tag: "hostroot", path: Path::new("/"), readonly: true },
+        qemu::Share { tag: "modules", path: &kernel.modules, readonly: true },
+        qemu::Share { tag: "job", path: &job_dir, readonly: false },
     ];
     let machine = qemu::Machine {
         vmlinuz: &kernel.vmlinuz,
@@ -160,11 +144,7 @@ pub fn run_in_guest(opts: &GuestOptions) -> Result<GuestOutcome> {
     let end = qemu::run(&machine, opts.timeout)?;
 
     let console = job::read_tail(&console_path, MAX_CONSOLE)?;
-    let what = format!(
-        "`{}` in the {} guest",
-        opts.command.join(" "),
-        kernel.release
-    );
+    let what = format!("`{}` in the {} guest", opts.command.join(" "), kernel.release);
     let exited = match end {
         qemu::End::TimedOut => bail!(
             "{what} did not finish within {} s (QEMU killed).\n{}",

@@ -53,15 +53,7 @@ pub fn run(machine: &Machine, timeout: Duration) -> Result<End> {
         .args(["-accel", "tcg", "-cpu", "max", "-machine", "pc"])
         .args(["-m", machine.memory, "-smp", &machine.cpus.to_string()])
         // No default devices (VGA, NIC, floppy, …): fewer to probe, nothing on the host network.
-        .args([
-            "-nodefaults",
-            "-nic",
-            "none",
-            "-display",
-            "none",
-            "-monitor",
-            "none",
-        ])
+        .args(["-nodefaults", "-nic", "none", "-display", "none", "-monitor", "none"])
         // A guest reset (panic=-1 reboots at once on a kernel panic) ends QEMU instead.
         .arg("-no-reboot")
         .arg("-serial")
@@ -80,10 +72,9 @@ pub fn run(machine: &Machine, timeout: Duration) -> Result<End> {
             path = qemu_path(share.path)?,
             ro = if share.readonly { ",readonly=on" } else { "" },
         ));
-        command.arg("-device").arg(format!(
-            "virtio-9p-pci,fsdev={tag},mount_tag={tag}",
-            tag = share.tag
-        ));
+        command
+            .arg("-device")
+            .arg(format!("virtio-9p-pci,fsdev={tag},mount_tag={tag}", tag = share.tag));
     }
     let log = File::create(machine.qemu_log)
         .with_context(|| format!("creating {}", machine.qemu_log.display()))?;
@@ -108,8 +99,6 @@ pub fn run(machine: &Machine, timeout: Duration) -> Result<End> {
 
 /// A path for a QEMU option value, where ',' separates options and is written ",,".
 fn qemu_path(path: &Path) -> Result<String> {
-    let text = path
-        .to_str()
-        .with_context(|| format!("{} is not UTF-8", path.display()))?;
+    let text = path.to_str().with_context(|| format!("{} is not UTF-8", path.display()))?;
     Ok(text.replace(',', ",,"))
 }

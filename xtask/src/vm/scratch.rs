@@ -14,9 +14,7 @@ impl Scratch {
     pub fn new(prefix: &str) -> Result<Self> {
         // Unique across processes (pid), threads of one test binary (counter) and pid reuse (time).
         static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
         let name = format!(
             "{prefix}-{}-{}-{nanos:x}",
             std::process::id(),

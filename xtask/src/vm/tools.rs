@@ -15,31 +15,13 @@ pub struct Tool {
     pub package: &'static str,
 }
 
-pub const QEMU: Tool = Tool {
-    program: "qemu-system-x86_64",
-    package: "qemu-system-x86",
-};
-pub const BUSYBOX: Tool = Tool {
-    program: "busybox",
-    package: "busybox-static",
-};
-pub const APT_GET: Tool = Tool {
-    program: "apt-get",
-    package: "apt",
-};
-pub const APT_CACHE: Tool = Tool {
-    program: "apt-cache",
-    package: "apt",
-};
-pub const DPKG_DEB: Tool = Tool {
-    program: "dpkg-deb",
-    package: "dpkg",
-};
+pub const QEMU: Tool = Tool { program: "qemu-system-x86_64", package: "qemu-system-x86" };
+pub const BUSYBOX: Tool = Tool { program: "busybox", package: "busybox-static" };
+pub const APT_GET: Tool = Tool { program: "apt-get", package: "apt" };
+pub const APT_CACHE: Tool = Tool { program: "apt-cache", package: "apt" };
+pub const DPKG_DEB: Tool = Tool { program: "dpkg-deb", package: "dpkg" };
 /// Only needed for kernels whose modules are zstd-compressed (busybox has no zstd applet).
-pub const ZSTD: Tool = Tool {
-    program: "zstd",
-    package: "zstd",
-};
+pub const ZSTD: Tool = Tool { program: "zstd", package: "zstd" };
 
 impl Tool {
     /// The program's path from `PATH`, or an error naming the package to install.
@@ -86,10 +68,7 @@ fn has_interpreter(path: &Path) -> Result<bool> {
         let bytes = head
             .get(at..at + len)
             .with_context(|| format!("{} is not a 64-bit ELF file", path.display()))?;
-        Ok(bytes
-            .iter()
-            .rev()
-            .fold(0u64, |acc, b| acc << 8 | u64::from(*b)))
+        Ok(bytes.iter().rev().fold(0u64, |acc, b| acc << 8 | u64::from(*b)))
     };
     if head.get(..5) != Some(b"\x7fELF\x02") {
         bail!("{} is not a 64-bit ELF file", path.display());
@@ -107,9 +86,7 @@ fn has_interpreter(path: &Path) -> Result<bool> {
 /// Runs a command to completion and returns its stdout; a failure carries its stderr.
 pub fn output(command: &mut Command) -> Result<Vec<u8>> {
     let shown = describe(command);
-    let out = command
-        .output()
-        .with_context(|| format!("running {shown}"))?;
+    let out = command.output().with_context(|| format!("running {shown}"))?;
     if !out.status.success() {
         bail!(
             "{shown} failed ({}):\n{}",
