@@ -1,7 +1,9 @@
 //! The `reach` command line.
 use clap::{Parser, Subcommand};
 
-use crate::commands::{doctor::DoctorArgs, lab::LabArgs, watch::WatchArgs};
+use crate::commands::{
+    doctor::DoctorArgs, lab::LabArgs, listeners::ListenersArgs, watch::WatchArgs,
+};
 
 const ABOUT: &str = "Why can't that client reach my server, and where exactly did its packets die?";
 
@@ -45,6 +47,12 @@ pub enum Command {
     /// Exit codes: 0 stopped normally; 1 attach or runtime error; 2 bad usage (unknown
     /// namespace, bad duration); 3 missing privileges.
     Watch(WatchArgs),
+    /// Every TCP listener and bound UDP socket, grouped by network namespace, with owners,
+    /// backlog, and a warning on those unreachable from outside (loopback-only, IPv6-only,
+    /// bound to one interface).
+    ///
+    /// Exit codes: 0 ok; 2 unknown namespace; 3 missing privileges.
+    Listeners(ListenersArgs),
     /// The built-in demo in throwaway network namespaces: a server and a client namespace over
     /// a veth pair, a real firewalld in the server namespace (when installed), and `reach
     /// doctor` run inside it. Everything is removed before exit, leftovers of a killed run first.

@@ -58,3 +58,19 @@ pub fn loaded_bpf_program_names() -> Vec<String> {
         .filter_map(|p| p.name_as_str().map(str::to_string))
         .collect()
 }
+
+/// Loaded BPF programs whose names start with `prefix`, once the kernel has finished freeing
+/// those of exited processes: a program is released by deferred kernel work after its last fd
+/// closes, so right after `reach` exits it can still be listed for a moment. Polls for at most
+/// 3 s; what is still loaded then is a real leak.
+pub fn bpf_programs_left(prefix: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let left: Vec<String> =
+            loaded_bpf_program_names().into_iter().filter(|n| n.starts_with(prefix)).collect();
+        if left.is_empty() || std::time::Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

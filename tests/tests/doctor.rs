@@ -1,7 +1,7 @@
 //! `reach doctor` on the machine's own kernel, as root and as an unprivileged user.
 use std::{path::Path, process::Command, sync::Mutex};
 
-use reach_tests::{loaded_bpf_program_names, reach, reach_bin, require_root, show};
+use reach_tests::{bpf_programs_left, reach, reach_bin, require_root, show};
 use serde_json::Value;
 
 /// Doctor attaches global probes briefly; the leak check must not see another test's run.
@@ -98,8 +98,7 @@ fn doctor_leaves_nothing_attached() {
     assert!(out.status.success(), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("attach plan"), "{text}");
-    let leftovers: Vec<String> =
-        loaded_bpf_program_names().into_iter().filter(|n| n.starts_with("reach_doctor")).collect();
+    let leftovers = bpf_programs_left("reach_doctor");
     assert!(leftovers.is_empty(), "doctor left BPF programs loaded: {leftovers:?}");
     assert_eq!(mounted("/sys/kernel/tracing"), tracefs_before, "tracefs mount state changed");
     assert_eq!(

@@ -1,4 +1,5 @@
 //! One module per `reach` subcommand.
 pub mod doctor;
 pub mod lab;
+pub mod listeners;
 pub mod watch;

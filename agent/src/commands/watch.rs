@@ -1,6 +1,6 @@
 //! `reach watch`: stream bind/listen events (and the listeners that existed before) until
 //! Ctrl-C, SIGTERM or `--duration`; everything attached is detached on every exit path.
-use std::{collections::BTreeSet, process::ExitCode, time::Duration};
+use std::{collections::BTreeSet, io::Write as _, process::ExitCode, time::Duration};
 
 use anyhow::{Context as _, bail};
 use tokio::{
@@ -10,13 +10,16 @@ use tokio::{
 
 use crate::{
     kernel::{capabilities, privileges},
-    model::listeners::{Change, Listeners},
-    netns::{names::Names, select},
+    model::{
+        listener_view::ListenerView,
+        listeners::{Change, Listener, Listeners},
+    },
+    netns::{names::Names, select, snapshot},
     output::time::Clock,
     probes::{
         bind_listen::{AttachMode, BindListen},
         plan,
-        sock_event::{self, SockObservation},
+        sock_event::{self, NetnsRef, SockObservation},
     },
 };
 
@@ -75,6 +78,32 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         })?;
     eprintln!("reach: watching binds and listens ({mode} mode: {})", probes.attachments.join(", "));
 
+    // The snapshot is taken after attaching, so no listener can fall between the two.
+    let snap = tokio::task::spawn_blocking(snapshot::listeners_snapshot).await?;
+    let mut model = Listeners::new();
+    {
+        let mut out = std::io::stdout().lock();
+        for ns in snap.iter().filter(|ns| filter.is_empty() || filter.contains(&ns.inode)) {
+            let netns = NetnsRef { inode: ns.inode, name: ns.name.clone() };
+            for l in &ns.listeners {
+                let view = ListenerView::new(netns.clone(), l);
+                if args.json {
+                    writeln!(out, "{}", serde_json::to_string(&view)?)?;
+                } else {
+                    writeln!(
+                        out,
+                        "{:<12} {:<12} {:<20}{}",
+                        "(before)",
+                        "listener",
+                        ns.name,
+                        view.human()
+                    )?;
+                }
+                model.insert_snapshot(l.socket.cookie, Listener::from_view(&view));
+            }
+        }
+        out.flush()?;
+    }
     let ring = probes.take_events()?;
     // SAFETY: the RingBuf owns its map fd for its whole life inside the AsyncFd and always
     // reports that same fd.
@@ -87,7 +116,6 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
     let mut lost_seen = 0u64;
-    let mut model = Listeners::new();
     let mut lost_tick = tokio::time::interval(Duration::from_millis(500));
 
     loop {
@@ -101,14 +129,7 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
                         continue;
                     }
                     let mut obs = sock_event::decode(&ev, &clock, &mut names);
-                    // A close no longer carries the port (the kernel released it first): name
-                    // the listener it ended from the model.
-                    if let Some(Change::Removed(l)) = model.apply(&obs) {
-                        obs.addr = Some(l.addr.to_string());
-                        obs.port = Some(l.port);
-                        obs.bound_addr = obs.addr.clone();
-                        obs.bound_port = obs.port;
-                    }
+                    name_closed_listener(&mut model, &mut obs);
                     print_observation(&mut out, &obs, args.json)?;
                 }
                 guard.clear_ready();
@@ -121,10 +142,35 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
             _ = sigterm.recv() => break,
         }
     }
+    // Events already in the ring buffer when the stop came are still reported.
+    let mut pending = Vec::new();
+    while let Some(item) = ring.get_mut().next() {
+        if let Some(ev) = sock_event::parse(&item) {
+            pending.push(ev);
+        }
+    }
+    for ev in pending {
+        if filter.is_empty() || filter.contains(&(ev.netns as u64)) {
+            let mut obs = sock_event::decode(&ev, &clock, &mut names);
+            name_closed_listener(&mut model, &mut obs);
+            print_observation(&mut out, &obs, args.json)?;
+        }
+    }
     report_lost(&probes, &mut lost_seen, &mut out, args.json)?;
     drop(ring);
     drop(probes); // detaches every probe
     Ok(ExitCode::SUCCESS)
+}
+
+/// Applies `obs` to the model. A close no longer carries the port (the kernel released it
+/// before the state change), so it is named after the listener it ended.
+fn name_closed_listener(model: &mut Listeners, obs: &mut SockObservation) {
+    if let Some(Change::Removed(l)) = model.apply(obs) {
+        obs.addr = Some(l.addr.to_string());
+        obs.port = Some(l.port);
+        obs.bound_addr = obs.addr.clone();
+        obs.bound_port = obs.port;
+    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {

@@ -30,6 +30,23 @@ impl Listener {
     }
 }
 
+impl Listener {
+    /// A model entry for a snapshot listener.
+    pub fn from_view(v: &crate::model::listener_view::ListenerView) -> Self {
+        Self {
+            netns: v.netns.inode,
+            proto: v.proto,
+            addr: v.addr.parse().unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+            port: v.port,
+            pids: v.pids.clone(),
+            comm: v.comm.clone().unwrap_or_default(),
+            backlog: v.backlog,
+            v6only: v.v6only,
+            seen_by: "snapshot".into(),
+        }
+    }
+}
+
 /// Identity of a socket: the kernel address from events, or the cookie from sock_diag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Id {

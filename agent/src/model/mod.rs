@@ -1,2 +1,3 @@
 //! What reach knows right now: listeners per namespace (later: flows).
+pub mod listener_view;
 pub mod listeners;

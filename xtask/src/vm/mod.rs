@@ -173,10 +173,15 @@ pub fn run_in_guest(opts: &GuestOptions) -> Result<GuestOutcome> {
 }
 
 fn diagnosis(console: &str, output: &str) -> String {
-    let mut text = format!(
+    let mut text = String::new();
+    // A panic's call trace is longer than the tail: name the panic itself first.
+    if let Some(panic) = console.lines().find(|l| l.contains("Kernel panic - not syncing")) {
+        text.push_str(&format!("guest kernel panic: {}\n", panic.trim()));
+    }
+    text.push_str(&format!(
         "--- console (last {CONSOLE_TAIL} lines) ---\n{}",
         tools::tail(console, CONSOLE_TAIL)
-    );
+    ));
     if !output.is_empty() {
         text.push_str(&format!(
             "\n--- command output (last 20 lines) ---\n{}",

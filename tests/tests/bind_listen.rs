@@ -1,0 +1,209 @@
+//! Bind and listen events per network namespace (issue 4), on this machine's kernel: the
+//! scenario of `reach-scenario` run inside a lab namespace while `reach watch` runs, plus a
+//! listener that existed before reach started. Every event must carry the right namespace
+//! inode (that of /proc/PID/ns/net), pid, address, port and result; nothing stays attached.
+use std::{
+    os::unix::fs::MetadataExt,
+    process::{Command, Stdio},
+    sync::Mutex,
+    thread,
+    time::Duration,
+};
+
+use reach_agent::lab::NetNs;
+use reach_tests::{bpf_programs_left, reach_bin, require_root};
+use serde_json::Value;
+
+/// reach attaches global probes; keep watch runs of this file from overlapping.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const SCENARIO: &str = env!("CARGO_BIN_EXE_reach-scenario");
+
+struct Run {
+    lines: Vec<Value>,
+    scenario: Value,
+    before_pid: u32,
+    ns_inode: u64,
+}
+
+/// Starts a pre-existing listener set (base `pre`) in a lab namespace, then `reach watch --json`
+/// limited to it, then the scenario (base `base`); returns everything watch printed.
+fn watch_scenario(attach: Option<&str>, pre: u16, base: u16) -> Run {
+    require_root();
+    let ns = NetNs::new("bindlisten").expect("lab namespace");
+    let ns_inode = std::fs::metadata(ns.path()).unwrap().ino();
+
+    // The listener that existed before reach: the scenario held for 20 s.
+    let mut before =
+        ns.spawn(SCENARIO, &[&pre.to_string(), "20000"]).expect("start the pre-existing listeners");
+    thread::sleep(Duration::from_millis(300));
+
+    let mut watch = Command::new(reach_bin());
+    watch.args(["watch", "--json", "--duration", "4", "--netns", ns.name()]);
+    if let Some(mode) = attach {
+        watch.args(["--attach", mode]);
+    }
+    let watch =
+        watch.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start reach watch");
+    // Give it time to attach and print the snapshot.
+    thread::sleep(Duration::from_millis(1500));
+    let scenario = ns.run(SCENARIO, &[&base.to_string(), "300"]).expect("scenario");
+    let scenario: Value = serde_json::from_str(scenario.trim()).expect("scenario JSON");
+    // A bind in the host namespace must be filtered out.
+    let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    drop(host);
+
+    let out = watch.wait_with_output().unwrap();
+    assert!(out.status.success(), "watch failed: {}", String::from_utf8_lossy(&out.stderr));
+    let before_pid = before.pid() as u32;
+    before.kill().ok();
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    Run { lines, scenario, before_pid, ns_inode }
+}
+
+fn find<'a>(
+    lines: &'a [Value],
+    ty: &str,
+    proto: &str,
+    addr: &str,
+    port: u64,
+    result: &str,
+) -> &'a Value {
+    lines
+        .iter()
+        .find(|l| {
+            l["type"] == ty
+                && l["proto"] == proto
+                && l["addr"] == addr
+                && l["port"] == port
+                && (ty == "listener" || l["result"] == result)
+        })
+        .unwrap_or_else(|| panic!("no {ty} {proto} {addr}:{port} {result} in:\n{lines:#?}"))
+}
+
+fn check_run(run: &Run, base: u16, pre: u16, expect_source: &[&str]) {
+    let pid = run.scenario["pid"].as_u64().unwrap();
+    assert_eq!(
+        run.scenario["netns"].as_u64().unwrap(),
+        run.ns_inode,
+        "scenario ran in the lab namespace"
+    );
+    let b = base as u64;
+
+    // Every event is from the lab namespace: the host bind was filtered out.
+    for l in &run.lines {
+        assert_eq!(l["netns"]["inode"].as_u64(), Some(run.ns_inode), "foreign event: {l}");
+    }
+
+    // The listeners that existed before reach, from the snapshot.
+    let p = pre as u64;
+    for (proto, addr, port) in [
+        ("tcp", "127.0.0.1", p),
+        ("tcp", "0.0.0.0", p + 1),
+        ("tcp", "::", p + 2),
+        ("udp", "0.0.0.0", p + 3),
+    ] {
+        let l = find(&run.lines, "listener", proto, addr, port, "");
+        assert_eq!(l["pid"].as_u64(), Some(run.before_pid as u64), "{l}");
+        assert_eq!(l["comm"], "reach-scenario");
+    }
+    assert_eq!(find(&run.lines, "listener", "tcp", "127.0.0.1", p, "")["loopback_only"], true);
+    assert_eq!(find(&run.lines, "listener", "tcp", "::", p + 2, "")["v6only"], false);
+
+    let bind_lo = find(&run.lines, "bind", "tcp", "127.0.0.1", b, "ok");
+    assert_eq!(bind_lo["pid"].as_u64(), Some(pid));
+    assert_eq!(bind_lo["comm"], "reach-scenario");
+    assert_eq!(bind_lo["family"], "ipv4");
+    assert_eq!(bind_lo["bound_port"].as_u64(), Some(b));
+    assert!(expect_source.contains(&bind_lo["source"].as_str().unwrap()), "{bind_lo}");
+    assert_eq!(find(&run.lines, "listen", "tcp", "127.0.0.1", b, "ok")["backlog"], 5);
+
+    let any = find(&run.lines, "bind", "tcp", "0.0.0.0", b + 1, "ok");
+    assert_eq!(any["options"]["reuseaddr"], true);
+    assert_eq!(bind_lo["options"]["reuseaddr"], false);
+    assert_eq!(find(&run.lines, "listen", "tcp", "0.0.0.0", b + 1, "ok")["backlog"], 6);
+
+    let v6 = find(&run.lines, "bind", "tcp", "::", b + 2, "ok");
+    assert_eq!(v6["family"], "ipv6");
+    assert_eq!(find(&run.lines, "listen", "tcp", "::", b + 2, "ok")["backlog"], 7);
+
+    let failed = find(&run.lines, "bind", "tcp", "127.0.0.1", b, "EADDRINUSE");
+    assert_eq!(failed["bound_port"], Value::Null, "a failed bind is bound to nothing: {failed}");
+
+    let udp = find(&run.lines, "bind", "udp", "0.0.0.0", b + 3, "ok");
+    assert_eq!(udp["pid"].as_u64(), Some(pid));
+
+    let eph = run.scenario["ephemeral_port"].as_u64().unwrap();
+    let bind0 = find(&run.lines, "bind", "tcp", "127.0.0.1", 0, "ok");
+    assert_eq!(bind0["bound_port"].as_u64(), Some(eph), "port 0 → the ephemeral port chosen");
+    assert_eq!(find(&run.lines, "listen", "tcp", "127.0.0.1", eph, "ok")["backlog"], 8);
+
+    // Every listener of the scenario is reported closed, with its address.
+    for (addr, port) in [("127.0.0.1", b), ("0.0.0.0", b + 1), ("::", b + 2), ("127.0.0.1", eph)] {
+        find(&run.lines, "listen_close", "tcp", addr, port, "ok");
+    }
+}
+
+fn assert_nothing_attached() {
+    let left = bpf_programs_left("reach_");
+    assert!(left.is_empty(), "programs left loaded after reach exited: {left:?}");
+}
+
+#[test]
+fn tracepoint_mode_sees_every_bind_and_listen_in_the_lab() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let run = watch_scenario(Some("tracepoint"), 47200, 47300);
+    check_run(&run, 47300, 47200, &["tracepoint"]);
+    assert_nothing_attached();
+}
+
+#[test]
+fn automatic_mode_is_the_doctor_plan_and_works() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let run = watch_scenario(None, 47400, 47500);
+    // On this machine doctor plans tracepoints for binds (no kprobes, no fentry).
+    check_run(&run, 47500, 47400, &["tracepoint", "kprobe", "fentry"]);
+    assert_nothing_attached();
+}
+
+#[test]
+fn forced_unavailable_mode_fails_clearly_and_leaves_nothing() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+        panic!(
+            "this test expects a kernel without kprobes (this project's machines); here kprobes exist"
+        );
+    }
+    let out = Command::new(reach_bin())
+        .args(["watch", "--attach", "kprobe", "--duration", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kprobe mode failed") && err.contains("reach doctor"), "{err}");
+    assert_nothing_attached();
+}
+
+#[test]
+fn bad_watch_arguments_are_usage_errors() {
+    require_root();
+    for args in
+        [&["watch", "--netns", "reach-no-such-namespace"][..], &["watch", "--duration", "-3"]]
+    {
+        let out = Command::new(reach_bin()).args(args).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.stderr.is_empty());
+    }
+    let out = Command::new(reach_bin()).args(["watch", "--attach", "bogus"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kprobe, fentry, tracepoint"));
+}
