@@ -100,7 +100,11 @@ pub fn fill_backlog(ev: &mut SockEvent, sk: u64) {
     }
 }
 
-/// The address a caller asked to bind, as read from its sockaddr.
+/// The address a caller asked to bind, as read from its sockaddr; `family == 0`: unknown.
+///
+/// Deliberately not an `Option`: LLVM may copy an `Option`'s payload on the `None` path too,
+/// and older verifiers (6.1) reject that read of an uninitialised register. This type is
+/// always fully initialised.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct Requested {
@@ -108,6 +112,14 @@ pub struct Requested {
     /// Host byte order.
     pub port: u16,
     pub addr: [u8; 16],
+}
+
+impl Requested {
+    pub const UNKNOWN: Requested = Requested { family: 0, port: 0, addr: [0; 16] };
+
+    pub fn is_inet(&self) -> bool {
+        self.family == AF_INET || self.family == AF_INET6
+    }
 }
 
 /// Leading bytes of sockaddr_in / sockaddr_in6 (enough for both).
@@ -120,31 +132,39 @@ struct RawSockaddr {
     v6: [u8; 16],
 }
 
-/// Parses the caller's sockaddr from kernel (`user == false`) or user memory.
+/// Parses the caller's sockaddr from kernel (`user == false`) or user memory; UNKNOWN when it
+/// cannot be read or is not an inet address.
 #[inline(always)]
-pub fn read_requested(uaddr: u64, user: bool) -> Option<Requested> {
+pub fn read_requested(uaddr: u64, user: bool) -> Requested {
     if uaddr == 0 {
-        return None;
+        return Requested::UNKNOWN;
     }
     // SAFETY: the probe_read helpers validate the address.
-    let raw: RawSockaddr = unsafe {
+    let raw = unsafe {
         if user {
-            bpf_probe_read_user(uaddr as *const RawSockaddr).ok()?
+            bpf_probe_read_user(uaddr as *const RawSockaddr)
         } else {
-            bpf_probe_read_kernel(uaddr as *const RawSockaddr).ok()?
+            bpf_probe_read_kernel(uaddr as *const RawSockaddr)
         }
     };
+    let Ok(raw) = raw else { return Requested::UNKNOWN };
     let mut req = Requested { family: raw.family, port: u16::from_be(raw.port_be), addr: [0; 16] };
     if raw.family == AF_INET {
         req.addr[..4].copy_from_slice(&raw.v4_or_flowinfo);
     } else if raw.family == AF_INET6 {
         req.addr = raw.v6;
+    } else {
+        return Requested::UNKNOWN;
     }
-    Some(req)
+    req
 }
 
+/// Copies a known request into `ev` (nothing for UNKNOWN).
 #[inline(always)]
 pub fn apply_requested(ev: &mut SockEvent, req: &Requested) {
+    if !req.is_inet() {
+        return;
+    }
     ev.flags |= flag::HAS_REQUEST;
     ev.req_port = req.port;
     ev.req_addr = req.addr;

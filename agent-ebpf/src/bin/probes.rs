@@ -20,7 +20,7 @@ use aya_ebpf::{
     },
 };
 use reach_common::{
-    event::{AF_INET, AF_INET6, IPPROTO_TCP, SockEvent, kind, source},
+    event::{IPPROTO_TCP, SockEvent, kind, source},
     field::Field,
 };
 use reach_ebpf::{
@@ -49,9 +49,8 @@ static STATE_REPORTS_LISTEN: u8 = 0;
 struct PendingBind {
     /// `struct socket *` (0 if unknown).
     sock: u64,
-    has_request: u32,
-    _pad: u32,
     request: Requested,
+    _pad: u32,
 }
 
 /// Keyed by pid_tgid: a thread is inside at most one bind() at a time.
@@ -130,7 +129,7 @@ fn try_fx_bind(ctx: &FExitContext) {
     let uaddr: u64 = ctx.arg(1);
     let ret: i32 = ctx.arg(3);
     let request = read_requested(uaddr, false);
-    emit_bind(sock, request.as_ref(), ret as i64, source::FENTRY);
+    emit_bind(sock, &request, ret as i64, source::FENTRY);
 }
 
 #[fexit(function = "inet_listen")]
@@ -154,9 +153,8 @@ fn try_sys_bind(ctx: &TracePointContext) -> Result<(), i64> {
     let fd = tp_read(ctx, &off!(tp_bind_fd)).ok_or(1)?;
     let uaddr = tp_read(ctx, &off!(tp_bind_umyaddr)).ok_or(1)?;
     // Only inet binds matter; AF_UNIX/netlink binds go through here too.
-    let request =
-        read_requested(uaddr, true).filter(|r| r.family == AF_INET || r.family == AF_INET6);
-    if request.is_none() {
+    let request = read_requested(uaddr, true);
+    if !request.is_inet() {
         return Ok(());
     }
     remember_bind(fd_to_socket(fd as u32).unwrap_or(0), request)
@@ -236,17 +234,8 @@ fn on_state_change(sk: u64, old: i32, new: i32, proto: u16, src: u8) {
 // ---------------------------------------------------------------- shared
 
 #[inline(always)]
-fn remember_bind(sock: u64, request: Option<Requested>) -> Result<(), i64> {
-    let mut pending = PendingBind {
-        sock,
-        has_request: 0,
-        _pad: 0,
-        request: Requested { family: 0, port: 0, addr: [0; 16] },
-    };
-    if let Some(r) = request {
-        pending.has_request = 1;
-        pending.request = r;
-    }
+fn remember_bind(sock: u64, request: Requested) -> Result<(), i64> {
+    let pending = PendingBind { sock, request, _pad: 0 };
     PENDING_BIND.insert(&bpf_get_current_pid_tgid(), &pending, 0).map_err(i64::from)
 }
 
@@ -256,22 +245,19 @@ fn try_bind_return(ret: i64, src: u8) -> Result<(), i64> {
     // SAFETY: copied out before removal.
     let pending = unsafe { PENDING_BIND.get(&key) }.copied().ok_or(1)?;
     let _ = PENDING_BIND.remove(&key);
-    let request = if pending.has_request != 0 { Some(pending.request) } else { None };
     // An fd that is not a socket has no struct socket behind private_data: never read it.
     let sock = if ret == -EBADF || ret == -ENOTSOCK { 0 } else { pending.sock };
-    emit_bind(sock, request.as_ref(), ret, src);
+    emit_bind(sock, &pending.request, ret, src);
     Ok(())
 }
 
 #[inline(always)]
-fn emit_bind(sock: u64, request: Option<&Requested>, ret: i64, src: u8) {
+fn emit_bind(sock: u64, request: &Requested, ret: i64, src: u8) {
     let mut ev = new_event(kind::BIND, src);
     ev.result = ret as i32;
     let sk = if sock != 0 { deref(sock, &off!(socket_sk)).unwrap_or(0) } else { 0 };
     fill_from_sock(&mut ev, sk);
-    if let Some(r) = request {
-        apply_requested(&mut ev, r);
-    }
+    apply_requested(&mut ev, request);
     if ev.netns == 0 {
         ev.netns = current_netns();
     }
