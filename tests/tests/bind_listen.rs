@@ -141,6 +141,13 @@ fn check_run(run: &Run, base: u16, pre: u16, expect_source: &[&str]) {
     assert_eq!(bind0["bound_port"].as_u64(), Some(eph), "port 0 → the ephemeral port chosen");
     assert_eq!(find(&run.lines, "listen", "tcp", "127.0.0.1", eph, "ok")["backlog"], 8);
 
+    let dev = find(&run.lines, "bind", "udp", "0.0.0.0", b + 4, "ok");
+    assert_eq!(dev["options"]["reuseport"], true, "{dev}");
+    assert_eq!(dev["options"]["bound_dev"], "lo", "{dev}");
+    let free = find(&run.lines, "bind", "tcp", "192.0.2.1", b + 5, "ok");
+    assert_eq!(free["options"]["freebind"], true, "{free}");
+    assert_eq!(bind_lo["options"]["freebind"], false);
+
     // Every listener of the scenario is reported closed, with its address.
     for (addr, port) in [("127.0.0.1", b), ("0.0.0.0", b + 1), ("::", b + 2), ("127.0.0.1", eph)] {
         find(&run.lines, "listen_close", "tcp", addr, port, "ok");
@@ -206,4 +213,83 @@ fn bad_watch_arguments_are_usage_errors() {
     let out = Command::new(reach_bin()).args(["watch", "--attach", "bogus"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("kprobe, fentry, tracepoint"));
+}
+
+#[test]
+fn ring_buffer_overflow_is_counted_never_silent() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_root();
+    let ns = NetNs::new("lost").expect("lab namespace");
+    let watch = Command::new(reach_bin())
+        .args([
+            "watch",
+            "--json",
+            "--ring-buffer-kib",
+            "4",
+            "--duration",
+            "4",
+            "--netns",
+            ns.name(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    thread::sleep(Duration::from_millis(1500));
+    const N: u64 = 20_000;
+    let burst: Value =
+        serde_json::from_str(ns.run(SCENARIO, &["burst", &N.to_string()]).unwrap().trim()).unwrap();
+    let out = watch.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let seen =
+        lines.iter().filter(|l| l["type"] == "bind" && l["pid"] == burst["pid"]).count() as u64;
+    let lost: u64 =
+        lines.iter().filter(|l| l["type"] == "lost").map(|l| l["count"].as_u64().unwrap()).sum();
+    assert!(
+        lost > 0,
+        "a 4 KiB ring buffer cannot hold {N} binds: nothing reported lost (seen {seen})"
+    );
+    // Every bind is either printed or counted (the counter also covers other processes' events).
+    assert!(seen + lost >= N, "seen {seen} + lost {lost} < {N} binds: events vanished silently");
+    assert!(seen + lost < N + 1000, "seen {seen} + lost {lost} far above {N}");
+}
+
+#[test]
+fn listeners_lists_the_lab_namespace_and_flags_loopback_only() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    require_root();
+    let ns = NetNs::new("listeners").expect("lab namespace");
+    let mut holder = ns.spawn(SCENARIO, &["47800", "20000"]).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let out = Command::new(reach_bin())
+        .args(["listeners", "--json", "--netns", ns.name()])
+        .output()
+        .unwrap();
+    let text =
+        Command::new(reach_bin()).args(["listeners", "--netns", ns.name()]).output().unwrap();
+    holder.kill().ok();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nss = v.as_array().unwrap();
+    assert_eq!(nss.len(), 1, "--netns limits the output: {v:#}");
+    assert_eq!(nss[0]["netns"]["name"], ns.name());
+    let ls = nss[0]["listeners"].as_array().unwrap();
+    let get = |proto: &str, addr: &str, port: u64| {
+        ls.iter()
+            .find(|l| l["proto"] == proto && l["addr"] == addr && l["port"] == port)
+            .unwrap_or_else(|| panic!("no {proto} {addr}:{port} in {v:#}"))
+    };
+    let lo = get("tcp", "127.0.0.1", 47800);
+    assert_eq!((lo["loopback_only"].as_bool(), lo["backlog"].as_u64()), (Some(true), Some(5)));
+    assert_eq!(lo["pid"].as_u64(), Some(holder.pid() as u64));
+    assert_eq!(get("tcp", "0.0.0.0", 47801)["loopback_only"], false);
+    assert_eq!(get("tcp", "::", 47802)["v6only"], false);
+    assert!(get("udp", "0.0.0.0", 47804)["bound_dev_if"].as_u64().is_some());
+
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("127.0.0.1:47800") && text.contains("loopback only"), "{text}");
 }

@@ -107,9 +107,9 @@ fn modes_agree(kernel: &str) -> Result<()> {
     let runs = parse(&outcome.output)?;
     let (s, ev) = &runs["kprobe"];
     let reference = normalized(s, ev);
-    // 6 binds + 4 listens + 4 listener closes.
+    // 8 binds + 4 listens + 4 listener closes.
     ensure!(
-        reference.len() == 14,
+        reference.len() == 16,
         "{kernel} kprobe mode saw {} distinct events:\n{reference:#?}",
         reference.len()
     );

@@ -17,7 +17,7 @@ use crate::{
     netns::{names::Names, select, snapshot},
     output::time::Clock,
     probes::{
-        bind_listen::{AttachMode, BindListen},
+        bind_listen::{AttachMode, BindListen, DEFAULT_RING_KIB, validate_ring_kib},
         plan,
         sock_event::{self, NetnsRef, SockObservation},
     },
@@ -38,6 +38,10 @@ pub struct WatchArgs {
     /// Force an attach mode instead of the one `reach doctor` would choose.
     #[arg(long, value_enum, value_name = "MODE")]
     pub attach: Option<AttachMode>,
+    /// Size of the kernel→user ring buffer in KiB (power of two). Larger absorbs bigger bind
+    /// bursts; events that do not fit are counted and reported as `lost`.
+    #[arg(long, value_name = "KIB", default_value_t = DEFAULT_RING_KIB)]
+    pub ring_buffer_kib: u32,
 }
 
 /// Exit codes of watch (README): 0 stopped normally; 1 attach/runtime error; 2 bad usage;
@@ -52,6 +56,10 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         && !(d.is_finite() && d > 0.0)
     {
         eprintln!("reach watch: --duration must be a positive number of seconds, got {d}");
+        return Ok(ExitCode::from(2));
+    }
+    if let Err(e) = validate_ring_kib(args.ring_buffer_kib) {
+        eprintln!("reach watch: {e}");
         return Ok(ExitCode::from(2));
     }
     let mut filter = BTreeSet::new();
@@ -71,7 +79,8 @@ pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
         Some(m) => m,
         None => choose_mode().await?,
     };
-    let mut probes = tokio::task::spawn_blocking(move || BindListen::attach(mode))
+    let ring_kib = args.ring_buffer_kib;
+    let mut probes = tokio::task::spawn_blocking(move || BindListen::attach(mode, ring_kib))
         .await?
         .with_context(|| {
             format!("attaching the bind/listen probes in {mode} mode failed (see `reach doctor`)")
@@ -264,8 +273,10 @@ pub fn human_line(o: &SockObservation) -> String {
     if !opts.is_empty() {
         line.push_str(&format!(" [{}]", opts.join(" ")));
     }
-    if let Some(dev) = o.options.bound_dev_if {
-        line.push_str(&format!(" [SO_BINDTODEVICE ifindex {dev}]"));
+    match (&o.options.bound_dev, o.options.bound_dev_if) {
+        (Some(name), _) => line.push_str(&format!(" [SO_BINDTODEVICE {name}]")),
+        (None, Some(ifindex)) => line.push_str(&format!(" [SO_BINDTODEVICE ifindex {ifindex}]")),
+        _ => {}
     }
     line
 }

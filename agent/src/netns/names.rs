@@ -13,6 +13,8 @@ use super::inventory;
 pub struct Names {
     by_inode: HashMap<u64, (String, PathBuf)>,
     last_refresh: Option<Instant>,
+    /// (namespace inode, ifindex) → interface name; interface indexes are per namespace.
+    devices: HashMap<(u64, u32), Option<String>>,
 }
 
 impl Names {
@@ -43,8 +45,31 @@ impl Names {
         self.lookup(inode).map(|(n, _)| n.clone()).unwrap_or_else(|| format!("netns:[{inode}]"))
     }
 
+    /// The name of interface `ifindex` inside namespace `inode` (looked up once, from inside).
+    pub fn device(&mut self, inode: u64, ifindex: u32) -> Option<String> {
+        if let Some(cached) = self.devices.get(&(inode, ifindex)) {
+            return cached.clone();
+        }
+        let name = self.path(inode).and_then(|path| {
+            super::enter::in_netns(&path, || if_indextoname(ifindex)).ok().flatten()
+        });
+        self.devices.insert((inode, ifindex), name.clone());
+        name
+    }
+
     /// A path through which `inode` can be entered, while it exists.
     pub fn path(&mut self, inode: u64) -> Option<PathBuf> {
         self.lookup(inode).map(|(_, p)| p.clone())
     }
+}
+
+fn if_indextoname(ifindex: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: buf has IF_NAMESIZE bytes as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success buf holds a NUL-terminated name.
+    Some(unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
 }

@@ -66,8 +66,23 @@ pub struct BindListen {
 
 const BIND_FUNCTIONS: [&str; 2] = ["inet_bind", "inet6_bind"];
 
+/// Default size of the bind/listen ring buffer: ~2000 events between two reads.
+pub const DEFAULT_RING_KIB: u32 = 256;
+
+/// Checks a `--ring-buffer-kib` value: the kernel wants a power-of-two number of pages.
+pub fn validate_ring_kib(kib: u32) -> Result<(), String> {
+    if kib < 4 || !kib.is_power_of_two() || kib > 1 << 20 {
+        return Err(format!(
+            "--ring-buffer-kib must be a power of two from 4 to 1048576, got {kib}"
+        ));
+    }
+    Ok(())
+}
+
 impl BindListen {
-    pub fn attach(mode: AttachMode) -> anyhow::Result<Self> {
+    /// Attaches in `mode` with a ring buffer of `ring_kib` KiB (see `validate_ring_kib`).
+    pub fn attach(mode: AttachMode, ring_kib: u32) -> anyhow::Result<Self> {
+        validate_ring_kib(ring_kib).map_err(|e| anyhow!(e))?;
         let kbtf = KernelBtf::load()?;
         let tracefs = pseudofs::tracefs().ok();
         let offsets = offsets::resolve(&kbtf, tracefs.as_ref().map(|t| t.path.as_path()))?;
@@ -75,6 +90,7 @@ impl BindListen {
         let ebpf = EbpfLoader::new()
             .override_global(SOCK_OFFSETS_GLOBAL, &offsets, true)
             .override_global("STATE_REPORTS_LISTEN", &report_listen_from_state, true)
+            .map_max_entries("SOCK_EVENTS", ring_kib * 1024)
             .load(ebpf_objects::probes())
             .map_err(|e| anyhow!("loading reach's probe object failed: {}", chain(&e)))?;
         let mut me = Self { ebpf, mode, attachments: Vec::new(), _tracefs: tracefs };

@@ -54,6 +54,8 @@ pub struct SockOptions {
     pub freebind: bool,
     /// SO_BINDTODEVICE: the interface index the socket is bound to.
     pub bound_dev_if: Option<u32>,
+    /// SO_BINDTODEVICE: that interface's name in the socket's namespace.
+    pub bound_dev: Option<String>,
 }
 
 pub fn kind_name(k: u8) -> &'static str {
@@ -147,6 +149,9 @@ pub fn decode(ev: &SockEvent, clock: &Clock, names: &mut Names) -> SockObservati
             reuseport: ev.flags & flag::REUSEPORT != 0,
             freebind: ev.flags & flag::FREEBIND != 0,
             bound_dev_if: (ev.bound_dev_if != 0).then_some(ev.bound_dev_if),
+            bound_dev: (ev.bound_dev_if != 0)
+                .then(|| names.device(ev.netns as u64, ev.bound_dev_if))
+                .flatten(),
         },
         source: source_name(ev.source),
         sock_id: format!("{:#x}", ev.sock_id),

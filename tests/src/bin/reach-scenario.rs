@@ -8,6 +8,11 @@
 //!   4. TCP 127.0.0.1:BASE          bind → EADDRINUSE
 //!   5. UDP 0.0.0.0:BASE+3          bind
 //!   6. TCP 127.0.0.1:0             bind (ephemeral port), listen(8)
+//!   7. UDP 0.0.0.0:BASE+4          bind, SO_BINDTODEVICE=lo + SO_REUSEPORT
+//!   8. TCP 192.0.2.1:BASE+5        bind with IP_FREEBIND (an address this host does not have)
+//!
+//! `reach-scenario burst N` instead binds N UDP sockets to 127.0.0.1:0 as fast as it can (each
+//! closed at once) and prints {"pid":..,"binds":N}: the load for the lost-event accounting test.
 //!
 //! then holds the sockets HOLD_MS milliseconds and closes them (listener closes), and prints
 //! one JSON line: {"pid":..,"netns":..,"ephemeral_port":..}.
@@ -21,22 +26,46 @@ fn check(r: i32, what: &str) -> i32 {
     r
 }
 
-/// socket + optional SO_REUSEADDR + bind; returns (fd, bind errno or 0).
-fn bind(family: i32, ty: i32, addr: &str, port: u16, reuse: bool) -> (i32, i32) {
+/// Socket options set before bind.
+#[derive(Default, Clone, Copy)]
+struct Opts {
+    reuseaddr: bool,
+    reuseport: bool,
+    freebind: bool,
+    bind_to_lo: bool,
+}
+
+fn setopt(fd: i32, level: i32, name: i32, what: &str) {
+    let one: libc::c_int = 1;
+    // SAFETY: setsockopt with a valid int option value.
+    check(unsafe { libc::setsockopt(fd, level, name, (&raw const one).cast(), 4) }, what);
+}
+
+/// socket + options + bind; returns (fd, bind errno or 0).
+fn bind(family: i32, ty: i32, addr: &str, port: u16, opts: Opts) -> (i32, i32) {
     // SAFETY: plain socket syscalls on values we own.
     unsafe {
         let fd = check(libc::socket(family, ty | libc::SOCK_CLOEXEC, 0), "socket");
-        if reuse {
-            let one: libc::c_int = 1;
+        if opts.reuseaddr {
+            setopt(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, "SO_REUSEADDR");
+        }
+        if opts.reuseport {
+            setopt(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, "SO_REUSEPORT");
+        }
+        if opts.freebind {
+            setopt(fd, libc::IPPROTO_IP, libc::IP_FREEBIND, "IP_FREEBIND");
+        }
+        if opts.bind_to_lo {
+            let dev = b"lo\0";
             check(
                 libc::setsockopt(
                     fd,
                     libc::SOL_SOCKET,
-                    libc::SO_REUSEADDR,
-                    (&raw const one).cast(),
-                    4,
+                    libc::SO_BINDTODEVICE,
+                    dev.as_ptr().cast(),
+                    3,
                 ),
-                "SO_REUSEADDR",
+                "SO_BINDTODEVICE",
             );
         }
         let r = if family == libc::AF_INET {
@@ -72,8 +101,26 @@ fn local_port(fd: i32) -> u16 {
     }
 }
 
+fn burst(n: u32) {
+    for _ in 0..n {
+        let (fd, e) = bind(libc::AF_INET, libc::SOCK_DGRAM, "127.0.0.1", 0, Opts::default());
+        assert_eq!(e, 0, "burst bind");
+        // SAFETY: our fd.
+        unsafe { libc::close(fd) };
+    }
+    println!("{{\"pid\":{},\"binds\":{n}}}", std::process::id());
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("burst") {
+        let Some(n) = args.get(2).and_then(|a| a.parse().ok()) else {
+            eprintln!("usage: reach-scenario burst N");
+            std::process::exit(2);
+        };
+        burst(n);
+        return;
+    }
     let (Some(base), Some(hold)) = (
         args.get(1).and_then(|a| a.parse::<u16>().ok()),
         args.get(2).and_then(|a| a.parse::<u64>().ok()),
@@ -82,24 +129,47 @@ fn main() {
         std::process::exit(2);
     };
     let mut fds = Vec::new();
-    let (a, e) = bind(libc::AF_INET, libc::SOCK_STREAM, "127.0.0.1", base, false);
+    let none = Opts::default();
+    let (a, e) = bind(libc::AF_INET, libc::SOCK_STREAM, "127.0.0.1", base, none);
     assert_eq!(e, 0, "bind 127.0.0.1:{base}");
     listen(a, 5);
-    let (b, e) = bind(libc::AF_INET, libc::SOCK_STREAM, "0.0.0.0", base + 1, true);
+    let (b, e) = bind(
+        libc::AF_INET,
+        libc::SOCK_STREAM,
+        "0.0.0.0",
+        base + 1,
+        Opts { reuseaddr: true, ..none },
+    );
     assert_eq!(e, 0);
     listen(b, 6);
-    let (c, e) = bind(libc::AF_INET6, libc::SOCK_STREAM, "::", base + 2, false);
+    let (c, e) = bind(libc::AF_INET6, libc::SOCK_STREAM, "::", base + 2, none);
     assert_eq!(e, 0);
     listen(c, 7);
-    let (d, e) = bind(libc::AF_INET, libc::SOCK_STREAM, "127.0.0.1", base, false);
+    let (d, e) = bind(libc::AF_INET, libc::SOCK_STREAM, "127.0.0.1", base, none);
     assert_eq!(e, libc::EADDRINUSE, "second bind must fail with EADDRINUSE");
-    let (u, e) = bind(libc::AF_INET, libc::SOCK_DGRAM, "0.0.0.0", base + 3, false);
+    let (u, e) = bind(libc::AF_INET, libc::SOCK_DGRAM, "0.0.0.0", base + 3, none);
     assert_eq!(e, 0);
-    let (f, e) = bind(libc::AF_INET, libc::SOCK_STREAM, "127.0.0.1", 0, false);
+    let (f, e) = bind(libc::AF_INET, libc::SOCK_STREAM, "127.0.0.1", 0, none);
     assert_eq!(e, 0);
     let ephemeral = local_port(f);
     listen(f, 8);
-    fds.extend([a, b, c, d, u, f]);
+    let (g, e) = bind(
+        libc::AF_INET,
+        libc::SOCK_DGRAM,
+        "0.0.0.0",
+        base + 4,
+        Opts { reuseport: true, bind_to_lo: true, ..none },
+    );
+    assert_eq!(e, 0, "SO_BINDTODEVICE + SO_REUSEPORT bind");
+    let (h, e) = bind(
+        libc::AF_INET,
+        libc::SOCK_STREAM,
+        "192.0.2.1",
+        base + 5,
+        Opts { freebind: true, ..none },
+    );
+    assert_eq!(e, 0, "IP_FREEBIND bind of a foreign address");
+    fds.extend([a, b, c, d, u, f, g, h]);
     thread::sleep(Duration::from_millis(hold));
     for fd in fds {
         // SAFETY: closing our own fds once.
