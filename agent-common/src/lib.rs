@@ -7,6 +7,7 @@
 pub mod doctor;
 pub mod event;
 pub mod field;
+pub mod net;
 pub mod offsets;
 
 /// Index of the lost-event counter in each object's per-CPU `LOST` array: ring-buffer reserve

@@ -9,3 +9,11 @@ pub mod emit;
 pub mod kread;
 #[cfg(target_arch = "bpf")]
 pub mod sock;
+
+/// The panic handler of every BPF object (each links this library). A BPF program cannot unwind
+/// or abort; the programs are written so that no panic is reachable, and this is never called.
+#[cfg(all(target_arch = "bpf", not(test)))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}

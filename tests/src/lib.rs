@@ -4,8 +4,12 @@
 //! and exports its path as REACH_BIN. A test that needs something missing fails and says what.
 use std::{
     path::PathBuf,
-    process::{Command, Output},
+    process::{Child, Command, Output},
+    thread,
+    time::{Duration, Instant},
 };
+
+use reach_agent::lab;
 
 /// The `reach` binary under test.
 pub fn reach_bin() -> PathBuf {
@@ -39,6 +43,49 @@ pub fn require_root() {
         euid, 0,
         "this test needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): run `sudo cargo xtask test`"
     );
+}
+
+/// `ip netns list` in the caller's namespace (read-only).
+pub fn ip_netns_list() -> String {
+    let ip = lab::IP.path().expect("ip");
+    let out = Command::new(ip).args(["netns", "list"]).output().expect("running ip netns list");
+    assert!(out.status.success(), "ip netns list: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether `ip netns list` shows a namespace named `name`.
+pub fn netns_listed(name: &str) -> bool {
+    ip_netns_list().lines().any(|l| l.split_whitespace().next() == Some(name))
+}
+
+/// Whether process `pid` is running (not exited, not a zombie waiting for its parent).
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !matches!(rest.trim_start().chars().next(), Some('Z' | 'X'))),
+        Err(_) => false,
+    }
+}
+
+/// Polls `done` every 20 ms until it holds; fails the test, naming `what`, after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A child process that is killed and reaped when this drops, even if the test fails early
+/// (e.g. the child run of a killed-run test).
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// Renders an Output for assertion messages.

@@ -1,5 +1,9 @@
 //! `reach doctor` on the machine's own kernel, as root and as an unprivileged user.
-use std::{path::Path, process::Command, sync::Mutex};
+use std::{
+    path::Path,
+    process::{Command, Output},
+    sync::Mutex,
+};
 
 use reach_tests::{bpf_programs_left, reach, reach_bin, require_root, show};
 use serde_json::Value;
@@ -120,36 +124,13 @@ fn doctor_leaves_nothing_attached() {
 #[test]
 fn doctor_without_privileges_names_the_capability_and_exits_3() {
     require_root();
-    // setpriv (util-linux) drops to nobody with no capabilities at all.
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            "--bounding-set=-all",
-        ])
-        .arg(reach_bin())
-        .arg("doctor")
-        .output()
-        .expect("setpriv (util-linux) is needed; cargo xtask setup installs it");
+    let out = reach_unprivileged(&["doctor"]);
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("CAP_BPF"), "{text}");
     assert!(text.contains("sudo"), "must say how to run it: {text}");
 
-    let out = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            "--bounding-set=-all",
-        ])
-        .arg(reach_bin())
-        .args(["doctor", "--json"])
-        .output()
-        .unwrap();
+    let out = reach_unprivileged(&["doctor", "--json"]);
     assert_eq!(out.status.code(), Some(3), "{}", show(&out));
     let json: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
@@ -165,6 +146,22 @@ fn bad_usage_exits_2_with_help() {
     let out = reach(&["doctor", "--no-such-flag"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
+}
+
+/// `reach ARGS...` as nobody with no capabilities at all (setpriv, util-linux), captured.
+fn reach_unprivileged(args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(reach_bin())
+        .args(args)
+        .output()
+        .expect("setpriv (util-linux) is needed; cargo xtask setup installs it")
 }
 
 fn mounted(path: &str) -> bool {

@@ -13,16 +13,8 @@ use std::{
 };
 
 use reach_agent::lab::{self, Firewalld, LabError, NetNs, NetNsFd};
+use reach_tests::{KillOnDrop, netns_listed, process_alive, require_root, wait_until};
 use serde_json::Value;
-
-fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "the firewalld fixture tests need root: run them as root"
-    );
-}
 
 /// `nft list ruleset` of the caller's (root) namespace. Read-only.
 fn root_ruleset() -> String {
@@ -56,27 +48,6 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         }
     }
     files
-}
-
-fn process_alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !matches!(rest.trim_start().chars().next(), Some('Z' | 'X'))),
-        Err(_) => false,
-    }
-}
-
-fn netns_exists(name: &str) -> bool {
-    Path::new(lab::RUN_NETNS).join(name).exists()
-}
-
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The rules of `chain` in table `inet firewalld`.
@@ -264,22 +235,12 @@ fn fixture_in_a_panicking_test_is_cleaned_up() -> anyhow::Result<()> {
     .join();
     assert!(outcome.is_err(), "the scenario thread should have panicked");
     let (name, (fw_pid, bus_pid), dir) = rx.recv()?;
-    assert!(!netns_exists(&name), "{name} survived");
+    assert!(!netns_listed(&name), "{name} survived");
     assert!(!process_alive(fw_pid), "firewalld survived the panic");
     assert!(!process_alive(bus_pid), "dbus-daemon survived the panic");
     let dir = dir.expect("fixture dir");
     assert!(!dir.exists(), "{} survived", dir.display());
     Ok(())
-}
-
-/// The child run of a killed-run test: killed and reaped even if the test fails early.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Set in the child process of the killed-run test.
@@ -333,7 +294,7 @@ fn stale_cleaner_removes_firewalld_of_a_killed_run() -> anyhow::Result<()> {
     // SAFETY: kill(2) on our own unreaped child.
     assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGKILL) }, 0);
     child.0.wait()?;
-    assert!(netns_exists(name) && dir.exists(), "the killed run should have left its lab behind");
+    assert!(netns_listed(name) && dir.exists(), "the killed run should have left its lab behind");
     assert!(
         process_alive(fw_pid) && process_alive(bus_pid),
         "its daemons should still run, orphaned"
@@ -348,7 +309,7 @@ fn stale_cleaner_removes_firewalld_of_a_killed_run() -> anyhow::Result<()> {
         .unwrap_or_else(|| panic!("{name} not in {report:?}"));
     assert!(removed.killed.contains(&fw_pid) && removed.killed.contains(&bus_pid), "{removed:?}");
     assert!(report.temp_dirs.contains(&dir), "{report:?}");
-    assert!(!netns_exists(name) && !dir.exists());
+    assert!(!netns_listed(name) && !dir.exists());
     wait_until("the orphaned daemons to die", Duration::from_secs(5), || {
         !process_alive(fw_pid) && !process_alive(bus_pid)
     });

@@ -11,49 +11,13 @@ use std::{
 };
 
 use reach_agent::lab::{self, LabError, LabName, NetNs, NetNsFd, NsId, TwoHosts, Veth, VethEnd};
+use reach_tests::{
+    KillOnDrop, ip_netns_list, netns_listed, process_alive, require_root, wait_until,
+};
 
 /// The stale-cleaner tests remove *every* dead run's leftovers, including each other's
 /// simulated ones: they take turns.
 static STALE: Mutex<()> = Mutex::new(());
-
-fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "the lab tests need root (CAP_SYS_ADMIN, CAP_NET_ADMIN): run them as root"
-    );
-}
-
-/// `ip netns list` in the caller's namespace (read-only).
-fn ip_netns_list() -> String {
-    let ip = lab::IP.path().expect("ip");
-    let out = Command::new(ip).args(["netns", "list"]).output().expect("running ip netns list");
-    assert!(out.status.success(), "ip netns list: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn netns_listed(name: &str) -> bool {
-    ip_netns_list().lines().any(|l| l.split_whitespace().next() == Some(name))
-}
-
-/// Running (not exited, not a zombie waiting for its parent).
-fn process_alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| !matches!(rest.trim_start().chars().next(), Some('Z' | 'X'))),
-        Err(_) => false,
-    }
-}
-
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-        thread::sleep(Duration::from_millis(20));
-    }
-}
 
 fn pids_in(id: NsId) -> Vec<i32> {
     std::fs::read_dir("/proc")
@@ -394,16 +358,6 @@ fn stale_cleaner_removes_a_namespace_whose_creator_is_dead() -> anyhow::Result<(
     assert!(report.namespaces.iter().all(|r| r.name != live.name()));
     assert!(lab::list_namespaces()?.iter().any(|n| n.name == live.name() && n.owner_alive));
     Ok(())
-}
-
-/// The child run of a killed-run test: killed and reaped even if the test fails early.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Set in the child process of the killed-run test.

@@ -18,6 +18,8 @@ use aya_ebpf::{
 use reach_common::doctor::{
     HIT_CGROUP_SOCK, HIT_FENTRY, HIT_KPROBE, HIT_SLOTS, HIT_TC, HIT_TP_BTF, HIT_TRACEPOINT,
 };
+// Nothing else of the library is used here: link it for its `#[panic_handler]`.
+use reach_ebpf as _;
 
 #[map]
 static DOCTOR_HITS: PerCpuArray<u64> = PerCpuArray::with_max_entries(HIT_SLOTS, 0);
@@ -65,12 +67,6 @@ pub fn reach_doctor_post_bind4(_ctx: SockContext) -> i32 {
 pub fn reach_doctor_tc(_ctx: TcContext) -> i32 {
     hit(HIT_TC);
     TC_ACT_OK as i32
-}
-
-#[cfg(not(test))]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {}
 }
 
 #[unsafe(link_section = "license")]

@@ -46,6 +46,12 @@ impl KernelBtf {
         Ok(Self { btf: Btf::from_file(path).map_err(|e| anyhow!("{e}"))? })
     }
 
+    /// A module's BTF (`/sys/kernel/btf/<module>`), which is split BTF: its type ids continue
+    /// those of `base` (vmlinux) and cannot be parsed on their own.
+    pub fn from_split_file(path: &Path, base: &KernelBtf) -> anyhow::Result<Self> {
+        Ok(Self { btf: Btf::from_split_file(path, &base.btf).map_err(|e| anyhow!("{e}"))? })
+    }
+
     /// Resolves `path` (dot-separated member names, e.g. `__sk_common.skc_num`) in `struct
     /// name`, looking through anonymous structs/unions the way C does.
     pub fn field(&self, struct_name: &str, path: &str) -> anyhow::Result<FieldLoc> {

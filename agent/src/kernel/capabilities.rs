@@ -193,7 +193,8 @@ fn attach_kprobe(ebpf: &mut Ebpf) -> Result<String, String> {
                     (/sys/bus/event_source/devices/kprobe) and no kprobe_events in tracefs"
             .into());
     }
-    let prog: &mut KProbe = program(ebpf, "reach_doctor_kprobe")?;
+    let prog: &mut KProbe =
+        ebpf_objects::program_mut(ebpf, "reach_doctor_kprobe").map_err(|e| e.to_string())?;
     prog.load().map_err(|e| format!("loading a kprobe program failed: {}", chain(&e)))?;
     prog.attach(BIND_FUNCTION, 0)
         .map_err(|e| format!("attaching a kprobe to {BIND_FUNCTION} failed: {}", chain(&e)))?;
@@ -204,7 +205,8 @@ fn attach_kprobe(ebpf: &mut Ebpf) -> Result<String, String> {
 }
 
 fn attach_fentry(ebpf: &mut Ebpf, btf: &Btf) -> Result<String, String> {
-    let prog: &mut FEntry = program(ebpf, "reach_doctor_fentry")?;
+    let prog: &mut FEntry =
+        ebpf_objects::program_mut(ebpf, "reach_doctor_fentry").map_err(|e| e.to_string())?;
     prog.load(BIND_FUNCTION, btf).map_err(|e| {
         let mut why = format!("loading an fentry program on {BIND_FUNCTION} failed: {}", chain(&e));
         if errno_of(&e) == Some(libc::EPERM) {
@@ -221,7 +223,8 @@ fn attach_fentry(ebpf: &mut Ebpf, btf: &Btf) -> Result<String, String> {
 }
 
 fn attach_tp_btf(ebpf: &mut Ebpf, btf: &Btf) -> Result<String, String> {
-    let prog: &mut BtfTracePoint = program(ebpf, "reach_doctor_tp_btf")?;
+    let prog: &mut BtfTracePoint =
+        ebpf_objects::program_mut(ebpf, "reach_doctor_tp_btf").map_err(|e| e.to_string())?;
     prog.load(STATE_TRACEPOINT.1, btf)
         .map_err(|e| format!("loading tp_btf {} failed: {}", STATE_TRACEPOINT.1, chain(&e)))?;
     prog.attach()
@@ -234,7 +237,8 @@ fn attach_tracepoint(ebpf: &mut Ebpf, tracefs: &Path) -> Result<String, String> 
     if !tracefs.join("events").join(category).join(name).is_dir() {
         return Err(format!("tracepoint {category}:{name} not found in {}", tracefs.display()));
     }
-    let prog: &mut TracePoint = program(ebpf, "reach_doctor_tracepoint")?;
+    let prog: &mut TracePoint =
+        ebpf_objects::program_mut(ebpf, "reach_doctor_tracepoint").map_err(|e| e.to_string())?;
     prog.load().map_err(|e| format!("loading a tracepoint program failed: {}", chain(&e)))?;
     prog.attach(category, name)
         .map_err(|e| format!("attaching to {category}:{name} failed: {}", chain(&e)))?;
@@ -245,7 +249,8 @@ fn attach_cgroup_sock(ebpf: &mut Ebpf) -> Result<String, String> {
     let root = super::cgroup::v2_mount()
         .ok_or("no cgroup v2 hierarchy mounted (see /proc/self/mountinfo)")?;
     let dir = File::open(&root).map_err(|e| format!("open {}: {e}", root.display()))?;
-    let prog: &mut CgroupSock = program(ebpf, "reach_doctor_post_bind4")?;
+    let prog: &mut CgroupSock =
+        ebpf_objects::program_mut(ebpf, "reach_doctor_post_bind4").map_err(|e| e.to_string())?;
     prog.load().map_err(|e| format!("loading a cgroup sock program failed: {}", chain(&e)))?;
     // On ≥ 5.7 aya attaches through a bpf_link, which always coexists with other programs and
     // rejects attach flags, so `Single` (no flags) is the non-intrusive choice. On older kernels
@@ -264,9 +269,12 @@ fn attach_cgroup_sock(ebpf: &mut Ebpf) -> Result<String, String> {
 
 /// TC attach tests inside a throwaway namespace: netlink clsact first, then TCX.
 fn probe_tc(ebpf: &mut Ebpf, hits: &PerCpuArray<MapData, u64>) -> (Capability, Capability) {
-    let prog: &mut SchedClassifier = match program(ebpf, "reach_doctor_tc") {
+    let prog: &mut SchedClassifier = match ebpf_objects::program_mut(ebpf, "reach_doctor_tc") {
         Ok(p) => p,
-        Err(e) => return (Capability::no(&e), Capability::no(e)),
+        Err(e) => {
+            let why = e.to_string();
+            return (Capability::no(&why), Capability::no(why));
+        }
     };
     if let Err(e) = prog.load() {
         let why = format!("loading a TC classifier failed: {}", chain(&e));
@@ -353,16 +361,6 @@ fn read_hits(hits: &PerCpuArray<MapData, u64>) -> [u64; reach_common::doctor::HI
         }
     }
     out
-}
-
-fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, String>
-where
-    &'a mut T: TryFrom<&'a mut aya::programs::Program>,
-{
-    ebpf.program_mut(name)
-        .ok_or_else(|| format!("program {name} missing from the probe object (build bug)"))?
-        .try_into()
-        .map_err(|_| format!("program {name} has an unexpected type (build bug)"))
 }
 
 /// The error and all its sources, joined: aya's top-level messages hide the errno.

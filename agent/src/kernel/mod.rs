@@ -2,6 +2,8 @@
 pub mod btf;
 pub mod capabilities;
 pub mod cgroup;
+pub mod drop_reasons;
+pub mod kallsyms;
 pub mod lockdown;
 pub mod privileges;
 pub mod pseudofs;

@@ -1,8 +1,9 @@
 //! An open handle on a network namespace, and doing things inside it.
 //!
 //! `setns(CLONE_NEWNET)` changes only the calling thread, so:
-//! - closures run on a dedicated short-lived thread ([`NetNsFd::run_in`]): the caller's thread
-//!   never changes namespace, even if the closure panics;
+//! - closures run on a dedicated short-lived thread ([`NetNsFd::run_in`], through
+//!   [`crate::netns::enter::in_netns_fd`]): the caller's thread never changes namespace, even if
+//!   the closure panics;
 //! - commands `setns` in the forked child before exec ([`NetNsFd::command`]), so nothing of
 //!   ours (and no `ip netns exec` mount-namespace juggling) is involved.
 //!
@@ -20,10 +21,7 @@ use std::{
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
     sync::{Arc, Weak},
-    thread,
 };
-
-use nix::sched::{CloneFlags, setns};
 
 use super::{
     error::{LabError, Result},
@@ -31,6 +29,7 @@ use super::{
     nsid::NsId,
     procs, tools,
 };
+use crate::netns::enter;
 
 /// errno a child reports when its namespace handle is gone; mapped to
 /// [`LabError::NamespaceGone`]. ESTALE cannot come out of setns or exec otherwise.
@@ -124,31 +123,26 @@ impl NetNsFd {
         F: FnOnce() -> R + Send,
         R: Send,
     {
-        let fd = &self.fd;
         let id = self.id;
-        let path = &self.path;
-        thread::scope(|scope| {
-            let worker = thread::Builder::new()
-                .name("lab-netns".into())
-                .spawn_scoped(scope, move || -> Result<R> {
-                    setns(fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| {
-                        LabError::privileged(
-                            format!("entering network namespace {}", path.display()),
-                            e,
-                        )
-                    })?;
-                    let now = NsId::current_thread()?;
-                    if now != id {
-                        return Err(LabError::Invalid {
-                            what: "namespace switch",
-                            detail: format!("setns landed in {now}, expected {id}"),
-                        });
-                    }
-                    Ok(f())
-                })
-                .map_err(|e| LabError::io("starting a thread to enter a network namespace", e))?;
-            worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-        })
+        let entered = enter::in_netns_fd(self.fd.as_fd(), &self.path.display().to_string(), || {
+            let now = NsId::current_thread()?;
+            if now != id {
+                return Err(LabError::Invalid {
+                    what: "namespace switch",
+                    detail: format!("setns landed in {now}, expected {id}"),
+                });
+            }
+            Ok(f())
+        });
+        entered.map_err(|e| {
+            match e.get_ref().and_then(|e| e.downcast_ref::<enter::SetnsError>()) {
+                Some(setns) => LabError::privileged(
+                    format!("entering network namespace {}", self.path.display()),
+                    setns.errno,
+                ),
+                None => LabError::io("starting a thread to enter a network namespace", e),
+            }
+        })?
     }
 
     /// A `Command` that runs `program` inside this namespace (only the network namespace

@@ -4,17 +4,52 @@
 //! here runs the closure on a dedicated, short-lived thread: the caller's namespace can never be
 //! left switched by an early return or a panic, and sockets/netlink handles created inside the
 //! closure belong to the target namespace.
-use std::{fs::File, io, path::Path, thread};
+use std::{
+    fs::File,
+    io,
+    os::fd::{AsFd, BorrowedFd},
+    path::Path,
+    thread,
+};
 
-use nix::sched::{CloneFlags, setns, unshare};
+use nix::{
+    errno::Errno,
+    sched::{CloneFlags, setns, unshare},
+};
+
+/// `setns` into a network namespace failed. Carried inside the `io::Error` of
+/// [`in_netns_fd`] (reach it with `get_ref()` and `downcast_ref`) so a caller can tell EPERM
+/// from the rest.
+#[derive(Debug, thiserror::Error)]
+#[error("setns into {what}: {errno}")]
+pub struct SetnsError {
+    /// The namespace, as the caller named it (usually its path).
+    pub what: String,
+    pub errno: Errno,
+}
 
 /// Runs `f` in the network namespace at `ns_path` (e.g. `/run/netns/NAME`, `/proc/PID/ns/net`).
 pub fn in_netns<T: Send>(ns_path: &Path, f: impl FnOnce() -> T + Send) -> io::Result<T> {
     let ns = File::open(ns_path)
         .map_err(|e| io::Error::new(e.kind(), format!("open {}: {e}", ns_path.display())))?;
+    in_netns_fd(ns.as_fd(), &ns_path.display().to_string(), f)
+}
+
+/// Runs `f` on a dedicated thread that has entered the network namespace `fd` refers to; `what`
+/// names the namespace in errors. A panic in `f` is resumed in the caller. A failed `setns` is
+/// an error of the errno's kind carrying a [`SetnsError`].
+pub fn in_netns_fd<T: Send>(
+    fd: BorrowedFd<'_>,
+    what: &str,
+    f: impl FnOnce() -> T + Send,
+) -> io::Result<T> {
     run_on_thread(move || {
-        setns(&ns, CloneFlags::CLONE_NEWNET)
-            .map_err(|e| io::Error::other(format!("setns into {}: {e}", ns_path.display())))?;
+        setns(fd, CloneFlags::CLONE_NEWNET).map_err(|errno| {
+            io::Error::new(
+                io::Error::from(errno).kind(),
+                SetnsError { what: what.to_string(), errno },
+            )
+        })?;
         Ok(f())
     })
 }
@@ -29,8 +64,17 @@ pub fn in_new_netns<T: Send>(f: impl FnOnce() -> T + Send) -> io::Result<T> {
     })
 }
 
+/// Runs `f` on a fresh scoped thread (the only one whose namespace `f` may change) and returns
+/// its result; a panic in `f` is resumed in the caller, a failure to start the thread is the
+/// error of `Builder::spawn`.
 fn run_on_thread<T: Send>(f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
-    thread::scope(|s| s.spawn(f).join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    thread::scope(|s| {
+        thread::Builder::new()
+            .name("reach-netns".into())
+            .spawn_scoped(s, f)?
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 /// Sets `lo` up in the current thread's namespace (a fresh namespace starts with it down).
@@ -99,6 +143,26 @@ mod tests {
         let me = current_netns_inode();
         let seen = in_netns(Path::new("/proc/self/ns/net"), current_netns_inode).unwrap();
         assert_eq!(me, seen);
+    }
+
+    #[test]
+    fn entering_by_fd_sees_that_namespace_and_a_panic_comes_back_out() {
+        let me = current_netns_inode();
+        let own = File::open("/proc/self/ns/net").unwrap();
+        assert_eq!(in_netns_fd(own.as_fd(), "own", current_netns_inode).unwrap(), me);
+        let caught = std::panic::catch_unwind(|| in_netns_fd(own.as_fd(), "own", || panic!("x")));
+        assert!(caught.is_err());
+        assert_eq!(current_netns_inode(), me);
+    }
+
+    #[test]
+    fn setns_failure_keeps_the_errno() {
+        // Not a namespace file: setns(2) says EINVAL.
+        let not_ns = File::open("/proc/self/stat").unwrap();
+        let err = in_netns_fd(not_ns.as_fd(), "/proc/self/stat", || ()).unwrap_err();
+        let setns = err.get_ref().and_then(|e| e.downcast_ref::<SetnsError>()).expect("SetnsError");
+        assert_eq!(setns.errno, Errno::EINVAL);
+        assert!(err.to_string().starts_with("setns into /proc/self/stat: "), "{err}");
     }
 
     #[test]

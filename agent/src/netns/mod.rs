@@ -2,6 +2,7 @@
 pub mod enter;
 pub mod inventory;
 pub mod names;
+pub mod netstat;
 pub mod owners;
 pub mod select;
 pub mod snapshot;

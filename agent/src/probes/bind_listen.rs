@@ -111,7 +111,7 @@ impl BindListen {
             ("reach_kp_listen", &["inet_listen"][..]),
             ("reach_krp_listen", &["inet_listen"][..]),
         ] {
-            let p: &mut KProbe = program(&mut self.ebpf, prog)?;
+            let p: &mut KProbe = ebpf_objects::program_mut(&mut self.ebpf, prog)?;
             p.load().map_err(|e| anyhow!("loading {prog}: {}", chain(&e)))?;
             for target in targets {
                 p.attach(target, 0).map_err(|e| anyhow!("kprobe on {target}: {}", chain(&e)))?;
@@ -128,7 +128,7 @@ impl BindListen {
             ("reach_fx_bind6", "inet6_bind"),
             ("reach_fx_listen", "inet_listen"),
         ] {
-            let p: &mut FExit = program(&mut self.ebpf, prog)?;
+            let p: &mut FExit = ebpf_objects::program_mut(&mut self.ebpf, prog)?;
             p.load(target, btf).map_err(|e| anyhow!("loading fexit on {target}: {}", chain(&e)))?;
             p.attach().map_err(|e| anyhow!("attaching fexit on {target}: {}", chain(&e)))?;
             self.attachments.push(format!("fexit {target}"));
@@ -151,7 +151,7 @@ impl BindListen {
         for (prog, name) in
             [("reach_sys_bind", "sys_enter_bind"), ("reach_sys_bindx", "sys_exit_bind")]
         {
-            let p: &mut TracePoint = program(&mut self.ebpf, prog)?;
+            let p: &mut TracePoint = ebpf_objects::program_mut(&mut self.ebpf, prog)?;
             p.load().map_err(|e| anyhow!("loading {prog}: {}", chain(&e)))?;
             p.attach("syscalls", name)
                 .map_err(|e| anyhow!("tracepoint syscalls:{name}: {}", chain(&e)))?;
@@ -163,7 +163,8 @@ impl BindListen {
     /// inet_sock_set_state: typed tp_btf when allowed, else the classic tracepoint.
     fn attach_state(&mut self, btf: &Btf) -> anyhow::Result<()> {
         let typed = (|| -> anyhow::Result<()> {
-            let p: &mut BtfTracePoint = program(&mut self.ebpf, "reach_btf_state")?;
+            let p: &mut BtfTracePoint =
+                ebpf_objects::program_mut(&mut self.ebpf, "reach_btf_state")?;
             p.load("inet_sock_set_state", btf).map_err(|e| anyhow!("{}", chain(&e)))?;
             p.attach().map_err(|e| anyhow!("{}", chain(&e)))?;
             Ok(())
@@ -171,7 +172,8 @@ impl BindListen {
         match typed {
             Ok(()) => self.attachments.push("tp_btf inet_sock_set_state".into()),
             Err(typed_err) => {
-                let p: &mut TracePoint = program(&mut self.ebpf, "reach_tp_state")?;
+                let p: &mut TracePoint =
+                    ebpf_objects::program_mut(&mut self.ebpf, "reach_tp_state")?;
                 p.load().map_err(|e| anyhow!("loading reach_tp_state: {}", chain(&e)))?;
                 p.attach("sock", "inet_sock_set_state").map_err(|e| {
                     anyhow!("neither tp_btf ({typed_err}) nor the classic tracepoint sock:inet_sock_set_state could be attached: {}", chain(&e))
@@ -194,14 +196,4 @@ impl BindListen {
             PerCpuArray::try_from(self.ebpf.map("LOST").context("LOST map")?)?;
         Ok(lost.get(&LOST_SLOT, 0)?.iter().sum())
     }
-}
-
-fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> anyhow::Result<&'a mut T>
-where
-    &'a mut T: TryFrom<&'a mut aya::programs::Program>,
-{
-    ebpf.program_mut(name)
-        .with_context(|| format!("program {name} missing from the probe object (build bug)"))?
-        .try_into()
-        .map_err(|_| anyhow!("program {name} has an unexpected type (build bug)"))
 }

@@ -1,5 +1,7 @@
 //! Attaching reach's kernel probes: which mechanism to use for what.
 pub mod bind_listen;
+pub mod clsact;
+pub mod net;
 pub mod offsets;
 pub mod plan;
 pub mod sock_event;

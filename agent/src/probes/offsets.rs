@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::Context as _;
-use reach_common::{field::Field, offsets::SockOffsets};
+use reach_common::{field::Field, net::SkbOffsets, offsets::SockOffsets};
 
 use crate::kernel::{
     btf::{FieldLoc, KernelBtf},
@@ -118,5 +118,49 @@ mod tests {
         }
         assert_eq!(o.sk_v6_rcv_saddr.size, 16);
         assert_eq!((o.sk_reuse.bits, o.sk_reuseport.bits, o.inet_freebind.bits), (4, 1, 1));
+    }
+}
+
+/// Offsets for the drop programs (`struct sk_buff` → headers, device, namespace) from BTF, and
+/// the classic `skb:kfree_skb` record layout from tracefs when given.
+pub fn resolve_skb(btf: &KernelBtf, tracefs: Option<&Path>) -> anyhow::Result<SkbOffsets> {
+    let mut o = SkbOffsets {
+        skb_head: required(btf, "sk_buff", "head")?,
+        skb_network_header: required(btf, "sk_buff", "network_header")?,
+        skb_transport_header: required(btf, "sk_buff", "transport_header")?,
+        skb_dev: required(btf, "sk_buff", "dev")?,
+        skb_sk: optional(btf, "sk_buff", "sk"),
+        dev_ifindex: required(btf, "net_device", "ifindex")?,
+        dev_nd_net: required(btf, "net_device", "nd_net")?,
+        sk_net: required(btf, "sock", "__sk_common.skc_net")?,
+        net_inum: required(btf, "net", "ns.inum")?,
+        ..SkbOffsets::ABSENT
+    };
+    if let Some(tracefs) = tracefs
+        && let Ok(f) = Format::read(tracefs, "skb", "kfree_skb")
+    {
+        o.tp_skbaddr = f.field("skbaddr")?;
+        o.tp_location = f.field("location")?;
+        // Added in 5.17; older kernels report drops without a reason.
+        o.tp_reason = f.field("reason").unwrap_or(Field::ABSENT);
+    }
+    Ok(o)
+}
+
+#[cfg(test)]
+mod skb_tests {
+    use super::*;
+
+    #[test]
+    fn resolves_skb_fields_on_this_kernel() {
+        let btf = KernelBtf::load().unwrap();
+        let fs = crate::kernel::pseudofs::tracefs().expect("tracefs needed");
+        let o = resolve_skb(&btf, Some(&fs.path)).unwrap();
+        assert_eq!((o.skb_network_header.size, o.skb_transport_header.size), (2, 2));
+        assert_eq!(o.skb_head.size, 8);
+        assert_eq!(o.dev_ifindex.size, 4);
+        assert!(
+            o.tp_skbaddr.is_present() && o.tp_location.is_present() && o.tp_reason.is_present()
+        );
     }
 }

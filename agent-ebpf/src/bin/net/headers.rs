@@ -1,0 +1,149 @@
+//! Bounded header parsing for the TC classifiers: Ethernet (+ up to two 802.1Q/802.1ad tags),
+//! IPv4 with options, IPv6 with up to `MAX_IPV6_EXT` extension headers, then TCP.
+//!
+//! Every read goes through `bpf_skb_load_bytes` (TcContext::load): it works on non-linear skbs
+//! and the verifier needs no packet-pointer range proofs for the variable offsets that IHL and
+//! extension headers produce, which keeps the program loadable from 6.1 to current kernels.
+use aya_ebpf::programs::TcContext;
+use network_types::{eth::EthHdr, ip::Ipv4Hdr, ip::Ipv6Hdr, tcp::TcpHdr, vlan::VlanHdr};
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88A8;
+const IPPROTO_TCP: u8 = 6;
+/// Extension headers walked before giving up (hop-by-hop, routing, fragment, dest opts, AH…).
+pub const MAX_IPV6_EXT: usize = 6;
+
+/// A parsed TCP segment.
+#[derive(Clone, Copy)]
+pub struct Segment {
+    pub ip_version: u8,
+    pub flags: u8,
+    pub saddr: [u8; 16],
+    pub daddr: [u8; 16],
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub ack_seq: u32,
+}
+
+pub enum Parsed {
+    Tcp(Segment),
+    /// IP but not (the first fragment of) TCP, or an extension chain longer than we walk.
+    NotTcp,
+    NotIp,
+    /// A header shorter than its fields claim.
+    Malformed,
+}
+
+/// Parses the packet; `no_l2` when the interface has no link-layer header.
+#[inline(always)]
+pub fn parse(ctx: &TcContext, no_l2: bool) -> Parsed {
+    let (ether_type, l3) = if no_l2 {
+        (u16::from_be(ctx.skb.protocol() as u16), 0)
+    } else {
+        match link_layer(ctx) {
+            Some(v) => v,
+            None => return Parsed::Malformed,
+        }
+    };
+    match ether_type {
+        ETH_P_IP => ipv4(ctx, l3),
+        ETH_P_IPV6 => ipv6(ctx, l3),
+        _ => Parsed::NotIp,
+    }
+}
+
+#[inline(always)]
+fn link_layer(ctx: &TcContext) -> Option<(u16, usize)> {
+    let eth: EthHdr = ctx.load(0).ok()?;
+    let mut ether_type = u16::from_be(eth.ether_type);
+    let mut off = EthHdr::LEN;
+    for _ in 0..2 {
+        if ether_type != ETH_P_8021Q && ether_type != ETH_P_8021AD {
+            break;
+        }
+        let vlan: VlanHdr = ctx.load(off).ok()?;
+        ether_type = u16::from_be(vlan.ether_type);
+        off += VlanHdr::LEN;
+    }
+    Some((ether_type, off))
+}
+
+#[inline(always)]
+fn ipv4(ctx: &TcContext, off: usize) -> Parsed {
+    let Ok(ip) = ctx.load::<Ipv4Hdr>(off) else { return Parsed::Malformed };
+    let ihl = (ip.vihl & 0x0f) as usize * 4;
+    if ip.vihl >> 4 != 4 || ihl < Ipv4Hdr::LEN {
+        return Parsed::Malformed;
+    }
+    // Only the first fragment carries the TCP header.
+    let frag_offset = u16::from_be_bytes(ip.frags) & 0x1fff;
+    if ip.proto != IPPROTO_TCP || frag_offset != 0 {
+        return Parsed::NotTcp;
+    }
+    let mut saddr = [0u8; 16];
+    let mut daddr = [0u8; 16];
+    saddr[..4].copy_from_slice(&ip.src_addr);
+    daddr[..4].copy_from_slice(&ip.dst_addr);
+    tcp(ctx, off + ihl, 4, saddr, daddr)
+}
+
+#[inline(always)]
+fn ipv6(ctx: &TcContext, off: usize) -> Parsed {
+    let Ok(ip) = ctx.load::<Ipv6Hdr>(off) else { return Parsed::Malformed };
+    if ip.vcf[0] >> 4 != 6 {
+        return Parsed::Malformed;
+    }
+    let mut next = ip.next_hdr;
+    let mut l4 = off + Ipv6Hdr::LEN;
+    for _ in 0..MAX_IPV6_EXT {
+        match next {
+            IPPROTO_TCP => return tcp(ctx, l4, 6, ip.src_addr, ip.dst_addr),
+            // hop-by-hop, routing, destination options: length in 8-octet units after the first 8.
+            0 | 43 | 60 => {
+                let Ok(h) = ctx.load::<[u8; 2]>(l4) else { return Parsed::Malformed };
+                next = h[0];
+                l4 += (h[1] as usize + 1) * 8;
+            }
+            // fragment: fixed 8 bytes; a non-first fragment has no TCP header.
+            44 => {
+                let Ok(h) = ctx.load::<[u8; 4]>(l4) else { return Parsed::Malformed };
+                if u16::from_be_bytes([h[2], h[3]]) & 0xfff8 != 0 {
+                    return Parsed::NotTcp;
+                }
+                next = h[0];
+                l4 += 8;
+            }
+            // authentication header: length in 4-octet units minus 2.
+            51 => {
+                let Ok(h) = ctx.load::<[u8; 2]>(l4) else { return Parsed::Malformed };
+                next = h[0];
+                l4 += (h[1] as usize + 2) * 4;
+            }
+            _ => return Parsed::NotTcp,
+        }
+    }
+    if next == IPPROTO_TCP { tcp(ctx, l4, 6, ip.src_addr, ip.dst_addr) } else { Parsed::NotTcp }
+}
+
+#[inline(always)]
+fn tcp(ctx: &TcContext, off: usize, ip_version: u8, saddr: [u8; 16], daddr: [u8; 16]) -> Parsed {
+    let Ok(th) = ctx.load::<TcpHdr>(off) else { return Parsed::Malformed };
+    // Byte 12: data offset (high nibble); byte 13: flags. Read raw to avoid bitfield helpers.
+    let Ok(raw) = ctx.load::<[u8; 2]>(off + 12) else { return Parsed::Malformed };
+    if (raw[0] >> 4) < 5 {
+        return Parsed::Malformed;
+    }
+    Parsed::Tcp(Segment {
+        ip_version,
+        flags: raw[1],
+        saddr,
+        daddr,
+        sport: u16::from_be_bytes(th.source),
+        dport: u16::from_be_bytes(th.dest),
+        seq: u32::from_be_bytes(th.seq),
+        ack_seq: u32::from_be_bytes(th.ack_seq),
+    })
+}

@@ -1,0 +1,342 @@
+//! The packet path in user space: TC classifiers per watched namespace (ingress SYNs, egress
+//! replies) and the `kfree_skb` drop tracer, each from the `reach-net` object.
+//!
+//! One object instance per namespace, because a TC program cannot tell which namespace its
+//! packet is in (the instance carries it in `NET_CONFIG.netns`) and because netlink TC
+//! attachments must be detached from inside their namespace: aya opens its netlink socket in
+//! the current thread's namespace, so a detach run from the host would address the host
+//! interface with the same ifindex. `NetnsTap` therefore drops its `Ebpf` inside the namespace.
+use std::{ffi::CStr, path::PathBuf};
+
+use anyhow::{Context as _, anyhow, bail};
+use aya::{
+    Btf, Ebpf, EbpfLoader,
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::{
+        BtfTracePoint, SchedClassifier, TcAttachType, TracePoint,
+        tc::{self, NlOptions, TcAttachOptions},
+    },
+};
+use reach_common::net::{NetConfig, SkbOffsets, counter, l2};
+
+use crate::{
+    ebpf_objects::{self, program_mut},
+    kernel::{btf::KernelBtf, capabilities::chain, pseudofs},
+    netns::enter,
+    probes::{clsact, offsets},
+};
+
+/// What the classifiers report and how much.
+#[derive(Debug, Clone)]
+pub struct NetOptions {
+    /// Only these ports (empty: every port; then drops are limited to SYNs).
+    pub ports: Vec<u16>,
+    /// Token bucket per CPU: events per second (0 = unbounded) and burst.
+    pub rate_per_sec: u32,
+    pub burst: u32,
+}
+
+impl Default for NetOptions {
+    fn default() -> Self {
+        Self { ports: Vec::new(), rate_per_sec: 1000, burst: 200 }
+    }
+}
+
+/// How a classifier is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcHow {
+    /// TCX link (≥ 6.6): fd-owned, gone when reach exits, even after SIGKILL.
+    Tcx,
+    /// clsact qdisc + direct-action filter over netlink.
+    Netlink,
+}
+
+/// Program names, also used to find and remove filters a killed run left behind.
+pub const INGRESS_PROG: &str = "reach_ingress";
+pub const EGRESS_PROG: &str = "reach_egress";
+
+/// Classifiers attached in one namespace.
+pub struct NetnsTap {
+    pub netns: u64,
+    pub ns_path: PathBuf,
+    pub how: TcHow,
+    /// (interface, ifindex) attached, ingress and egress.
+    pub ifaces: Vec<(String, u32)>,
+    /// clsact qdiscs reach added (removed again on drop).
+    created_clsact: Vec<u32>,
+    ebpf: Option<Ebpf>,
+}
+
+fn load(config: NetConfig, skb: &SkbOffsets) -> anyhow::Result<Ebpf> {
+    EbpfLoader::new()
+        .override_global("NET_CONFIG", &config, true)
+        .override_global("SKB_OFFSETS", skb, true)
+        .load(ebpf_objects::net())
+        .map_err(|e| anyhow!("loading reach's packet object failed: {}", chain(&e)))
+}
+
+fn fill_ports(ebpf: &mut Ebpf, ports: &[u16]) -> anyhow::Result<()> {
+    let mut map: BpfHashMap<_, u16, u8> =
+        BpfHashMap::try_from(ebpf.map_mut("WATCHED_PORTS").context("WATCHED_PORTS map")?)?;
+    for p in ports {
+        map.insert(p, 1, 0)?;
+    }
+    Ok(())
+}
+
+impl NetnsTap {
+    /// Attaches ingress and egress classifiers to `ifaces` (default: every interface of the
+    /// namespace with an address, plus lo) inside the namespace at `ns_path`.
+    pub fn attach(
+        netns: u64,
+        ns_path: PathBuf,
+        ifaces: &[String],
+        opts: &NetOptions,
+        how: TcHow,
+    ) -> anyhow::Result<Self> {
+        let config = NetConfig {
+            netns: netns as u32,
+            filter_ports: u32::from(!opts.ports.is_empty()),
+            rate_per_sec: opts.rate_per_sec,
+            burst: opts.burst,
+        };
+        let mut ebpf = load(config, &SkbOffsets::ABSENT)?;
+        fill_ports(&mut ebpf, &opts.ports)?;
+        for prog in [INGRESS_PROG, EGRESS_PROG] {
+            let p: &mut SchedClassifier = program_mut(&mut ebpf, prog)?;
+            p.load().map_err(|e| anyhow!("loading {prog}: {}", chain(&e)))?;
+        }
+        let wanted = ifaces.to_vec();
+        let path = ns_path.clone();
+        let (ebpf, attached, created) = enter::in_netns(&ns_path, move || {
+            let mut created = Vec::new();
+            let result = attach_inside(&mut ebpf, &wanted, how, &mut created);
+            match result {
+                Ok(attached) => Ok((ebpf, attached, created)),
+                Err(e) => {
+                    // Undo inside the namespace before reporting.
+                    drop(ebpf);
+                    for ifindex in created {
+                        let _ = clsact::delete(ifindex);
+                    }
+                    Err(e)
+                }
+            }
+        })
+        .with_context(|| format!("entering {}", path.display()))??;
+        Ok(Self {
+            netns,
+            ns_path,
+            how,
+            ifaces: attached,
+            created_clsact: created,
+            ebpf: Some(ebpf),
+        })
+    }
+
+    /// The packet events ring buffer (taken once).
+    pub fn take_events(&mut self) -> anyhow::Result<RingBuf<MapData>> {
+        let ebpf = self.ebpf.as_mut().context("tap already detached")?;
+        Ok(RingBuf::try_from(ebpf.take_map("NET_EVENTS").context("NET_EVENTS already taken")?)?)
+    }
+
+    /// Summed per-CPU counters (`counter::*` slots).
+    pub fn counters(&self) -> anyhow::Result<[u64; counter::SLOTS as usize]> {
+        counters(self.ebpf.as_ref().context("tap already detached")?)
+    }
+}
+
+/// Interfaces of the calling thread's namespace that carry an address, plus lo.
+pub fn default_ifaces() -> std::io::Result<Vec<String>> {
+    let mut names = vec!["lo".to_string()];
+    let mut addrs: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs allocates a list we free below.
+    if unsafe { libc::getifaddrs(&mut addrs) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut cur = addrs;
+    while !cur.is_null() {
+        // SAFETY: cur walks the list getifaddrs returned.
+        let ifa = unsafe { &*cur };
+        if !ifa.ifa_addr.is_null() {
+            // SAFETY: ifa_addr is non-null; ifa_name is a valid C string.
+            let family = unsafe { (*ifa.ifa_addr).sa_family } as i32;
+            let name = unsafe { CStr::from_ptr(ifa.ifa_name) }.to_string_lossy().into_owned();
+            if (family == libc::AF_INET || family == libc::AF_INET6) && !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        cur = ifa.ifa_next;
+    }
+    // SAFETY: freeing the list once.
+    unsafe { libc::freeifaddrs(addrs) };
+    Ok(names)
+}
+
+/// ARPHRD type of an interface (SIOCGIFHWADDR) in the calling thread's namespace.
+fn link_type(iface: &str) -> Option<u16> {
+    // SAFETY: plain socket/ioctl with a zeroed ifreq; the fd is closed below.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return None;
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (d, s) in req.ifr_name.iter_mut().zip(iface.bytes().take(libc::IFNAMSIZ - 1)) {
+            *d = s as libc::c_char;
+        }
+        let r = libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req);
+        libc::close(fd);
+        (r == 0).then(|| req.ifr_ifru.ifru_hwaddr.sa_family)
+    }
+}
+
+fn attach_inside(
+    ebpf: &mut Ebpf,
+    ifaces: &[String],
+    how: TcHow,
+    created: &mut Vec<u32>,
+) -> anyhow::Result<Vec<(String, u32)>> {
+    let ifaces = if ifaces.is_empty() { default_ifaces()? } else { ifaces.to_vec() };
+    let mut attached = Vec::new();
+    for iface in &ifaces {
+        let c = std::ffi::CString::new(iface.as_str())?;
+        // SAFETY: valid C string.
+        let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) };
+        if ifindex == 0 {
+            bail!("interface {iface} does not exist in this namespace (see `ip link`)");
+        }
+        // Ethernet (1) and loopback (772) carry an Ethernet header; others start at IP.
+        if let Some(t) = link_type(iface)
+            && t != 1
+            && t != 772
+        {
+            let mut m: BpfHashMap<_, u32, u8> =
+                BpfHashMap::try_from(ebpf.map_mut("IFACE_L2").context("IFACE_L2 map")?)?;
+            m.insert(ifindex, l2::NONE, 0)?;
+        }
+        if how == TcHow::Netlink {
+            match tc::qdisc_add_clsact(iface) {
+                Ok(()) => created.push(ifindex),
+                // EEXIST: another tool's (or the system's) clsact; keep it, never remove it.
+                Err(e)
+                    if e.to_string().contains("exists")
+                        || matches!(&e, tc::TcError::NetlinkError(n) if n.raw_os_error() == Some(libc::EEXIST)) =>
+                    {}
+                Err(e) => bail!("adding a clsact qdisc to {iface}: {}", chain(&e)),
+            }
+        }
+        for (prog, dir) in
+            [(INGRESS_PROG, TcAttachType::Ingress), (EGRESS_PROG, TcAttachType::Egress)]
+        {
+            let p: &mut SchedClassifier = program_mut(ebpf, prog)?;
+            let opts = match how {
+                TcHow::Tcx => TcAttachOptions::TcxOrder(Default::default()),
+                TcHow::Netlink => TcAttachOptions::Netlink(NlOptions::default()),
+            };
+            p.attach_with_options(iface, dir, opts)
+                .map_err(|e| anyhow!("attaching {prog} to {iface}: {}", chain(&e)))?;
+        }
+        attached.push((iface.clone(), ifindex));
+    }
+    Ok(attached)
+}
+
+impl Drop for NetnsTap {
+    fn drop(&mut self) {
+        let Some(ebpf) = self.ebpf.take() else { return };
+        let created = std::mem::take(&mut self.created_clsact);
+        let detach = move || {
+            drop(ebpf);
+            for ifindex in created {
+                let _ = clsact::delete(ifindex);
+            }
+        };
+        // The namespace may be gone already (its interfaces and filters with it); then only
+        // the program fds remain to close, which works from anywhere.
+        if let Err(e) = enter::in_netns(&self.ns_path, detach) {
+            tracing::debug!("namespace {} gone before detach: {e}", self.ns_path.display());
+        }
+    }
+}
+
+/// Removes classifiers a killed reach run left on `ifaces` of the calling thread's namespace
+/// (netlink attachments outlive their process; TCX links do not). Returns what it removed.
+pub fn remove_stale_filters(ifaces: &[String]) -> Vec<String> {
+    let mut removed = Vec::new();
+    for iface in ifaces {
+        for (prog, dir) in
+            [(INGRESS_PROG, TcAttachType::Ingress), (EGRESS_PROG, TcAttachType::Egress)]
+        {
+            if tc::qdisc_detach_program(iface, dir, prog).is_ok() {
+                removed.push(format!("{prog} on {iface}"));
+            }
+        }
+    }
+    removed
+}
+
+/// The drop tracer (global: one instance sees every namespace's drops).
+pub struct DropTap {
+    ebpf: Ebpf,
+    /// `tp_btf kfree_skb` or `tracepoint skb:kfree_skb`.
+    pub how: &'static str,
+    /// Drop reasons are known (tp_btf, or a format with `reason`, ≥ 5.17).
+    pub has_reasons: bool,
+    _tracefs: Option<pseudofs::PseudoFs>,
+}
+
+impl DropTap {
+    pub fn attach(opts: &NetOptions) -> anyhow::Result<Self> {
+        let kbtf = KernelBtf::load()?;
+        let tracefs = pseudofs::tracefs().ok();
+        let skb = offsets::resolve_skb(&kbtf, tracefs.as_ref().map(|t| t.path.as_path()))?;
+        let config = NetConfig {
+            netns: 0,
+            filter_ports: u32::from(!opts.ports.is_empty()),
+            rate_per_sec: opts.rate_per_sec,
+            burst: opts.burst,
+        };
+        let mut ebpf = load(config, &skb)?;
+        fill_ports(&mut ebpf, &opts.ports)?;
+        let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
+        let typed = (|| -> anyhow::Result<()> {
+            let p: &mut BtfTracePoint = program_mut(&mut ebpf, "reach_kfree_skb")?;
+            p.load("kfree_skb", &btf).map_err(|e| anyhow!("{}", chain(&e)))?;
+            p.attach().map_err(|e| anyhow!("{}", chain(&e)))?;
+            Ok(())
+        })();
+        let (how, has_reasons) = match typed {
+            Ok(()) => ("tp_btf kfree_skb", true),
+            Err(typed_err) => {
+                let p: &mut TracePoint = program_mut(&mut ebpf, "reach_tp_kfree_skb")?;
+                p.load().map_err(|e| anyhow!("loading reach_tp_kfree_skb: {}", chain(&e)))?;
+                p.attach("skb", "kfree_skb").map_err(|e| {
+                    anyhow!("neither tp_btf kfree_skb ({typed_err}) nor tracepoint skb:kfree_skb could be attached: {}", chain(&e))
+                })?;
+                ("tracepoint skb:kfree_skb", skb.tp_reason.is_present())
+            }
+        };
+        Ok(Self { ebpf, how, has_reasons, _tracefs: tracefs })
+    }
+
+    pub fn take_events(&mut self) -> anyhow::Result<RingBuf<MapData>> {
+        Ok(RingBuf::try_from(
+            self.ebpf.take_map("NET_EVENTS").context("NET_EVENTS already taken")?,
+        )?)
+    }
+
+    pub fn counters(&self) -> anyhow::Result<[u64; counter::SLOTS as usize]> {
+        counters(&self.ebpf)
+    }
+}
+
+fn counters(ebpf: &Ebpf) -> anyhow::Result<[u64; counter::SLOTS as usize]> {
+    let map: PerCpuArray<&MapData, u64> =
+        PerCpuArray::try_from(ebpf.map("NET_COUNTERS").context("NET_COUNTERS map")?)?;
+    let mut out = [0u64; counter::SLOTS as usize];
+    for (slot, total) in out.iter_mut().enumerate() {
+        *total = map.get(&(slot as u32), 0)?.iter().sum();
+    }
+    Ok(out)
+}
