@@ -70,7 +70,7 @@ fn closed_port_is_syn_rst_and_no_socket_drop(how: TcHow) -> TwoHosts {
 
     let reasons = DropReasons::load(&KernelBtf::load().unwrap()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(2);
-    let drop = loop {
+    let dropped = loop {
         let d = drain(&mut drop_ring);
         if let Some(d) = d.into_iter().find(|d| d.dport == 7000 && d.sport == syn.sport) {
             break d;
@@ -78,9 +78,9 @@ fn closed_port_is_syn_rst_and_no_socket_drop(how: TcHow) -> TwoHosts {
         assert!(Instant::now() < deadline, "no drop event for the SYN to the closed port");
         thread::sleep(Duration::from_millis(20));
     };
-    assert_eq!(reasons.name(drop.reason), "NO_SOCKET");
-    assert_eq!(drop.netns as u64, tap.netns, "drop attributed to the server namespace");
-    assert_ne!(drop.location, 0);
+    assert_eq!(reasons.name(dropped.reason), "NO_SOCKET");
+    assert_eq!(dropped.netns as u64, tap.netns, "drop attributed to the server namespace");
+    assert_ne!(dropped.location, 0);
     let c = tap.counters().unwrap();
     assert!(c[counter::SYN as usize] >= 1 && c[counter::SYN_EVENTS as usize] >= 1, "{c:?}");
     drop(ring);
