@@ -193,6 +193,13 @@ fn try_ingress(ctx: &TcContext) {
     }
 }
 
+/// The benchmark floor: an empty classifier loaded exactly like `reach_ingress`, so
+/// `cargo xtask bench` can report the classifier's cost as a ratio to "doing nothing".
+#[classifier]
+pub fn reach_floor(_ctx: TcContext) -> i32 {
+    TC_ACT_UNSPEC
+}
+
 // ---------------------------------------------------------------- TC egress: replies
 
 #[classifier]
