@@ -8,6 +8,8 @@ pub mod kind {
     pub const LISTEN: u8 = 2;
     /// A listening socket left TCP_LISTEN (closed or shut down).
     pub const LISTEN_CLOSE: u8 = 3;
+    /// A passive open completed its handshake (SYN_RECV → ESTABLISHED); `req_*` hold the peer.
+    pub const ESTABLISHED: u8 = 4;
 }
 
 /// Which attach mechanism produced an event (it decides which fields are known).
@@ -30,6 +32,8 @@ pub mod flag {
     pub const HAS_SOCKET: u16 = 1 << 4;
     /// `backlog` is known.
     pub const HAS_BACKLOG: u16 = 1 << 5;
+    /// `req_addr`/`req_port` hold the remote peer (ESTABLISHED events).
+    pub const HAS_PEER: u16 = 1 << 6;
 }
 
 pub const AF_INET: u16 = 2;

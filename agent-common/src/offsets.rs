@@ -24,6 +24,10 @@ pub struct SockOffsets {
     pub sk_reuse: Field,
     /// `skc_reuseport` (SO_REUSEPORT) bitfield.
     pub sk_reuseport: Field,
+    /// `skc_daddr`, `skc_v6_daddr`, `skc_dport` (network order): the peer of a connection.
+    pub sk_daddr: Field,
+    pub sk_v6_daddr: Field,
+    pub sk_dport: Field,
     /// `skc_cookie`: the socket cookie (0 until someone asks for it; sock_diag does).
     pub sk_cookie: Field,
     /// `skc_net` → `struct net *`.
@@ -70,6 +74,9 @@ impl SockOffsets {
         sk_bound_dev_if: Field::ABSENT,
         sk_reuse: Field::ABSENT,
         sk_reuseport: Field::ABSENT,
+        sk_daddr: Field::ABSENT,
+        sk_v6_daddr: Field::ABSENT,
+        sk_dport: Field::ABSENT,
         sk_cookie: Field::ABSENT,
         sk_net: Field::ABSENT,
         net_inum: Field::ABSENT,

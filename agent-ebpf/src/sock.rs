@@ -91,6 +91,21 @@ pub fn fill_from_sock(ev: &mut SockEvent, sk: u64) {
         deref(sk, &off!(sk_net)).and_then(|net| read(net, &off!(net_inum))).unwrap_or(0) as u32;
 }
 
+/// Puts the connection's remote peer into `req_addr`/`req_port` (flag HAS_PEER).
+#[inline(always)]
+pub fn fill_peer(ev: &mut SockEvent, sk: u64) {
+    let Some(port_be) = read(sk, &off!(sk_dport)) else { return };
+    ev.req_port = u16::from_be(port_be as u16);
+    if ev.family == AF_INET6 {
+        if let Some(a) = read16(sk, &off!(sk_v6_daddr)) {
+            ev.req_addr = a;
+        }
+    } else if let Some(a) = read(sk, &off!(sk_daddr)) {
+        ev.req_addr[..4].copy_from_slice(&(a as u32).to_ne_bytes());
+    }
+    ev.flags |= flag::HAS_PEER;
+}
+
 /// Reads the listen backlog the kernel kept for `sk`.
 #[inline(always)]
 pub fn fill_backlog(ev: &mut SockEvent, sk: u64) {

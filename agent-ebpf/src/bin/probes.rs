@@ -28,11 +28,13 @@ use reach_ebpf::{
     kread::{deref, read},
     off,
     sock::{
-        Requested, apply_requested, current_netns, fill_backlog, fill_from_sock, new_event,
+        Requested, apply_requested, current_netns, fill_backlog, fill_from_sock, fill_peer, new_event,
         read_requested,
     },
 };
 
+const TCP_ESTABLISHED: i32 = 1;
+const TCP_SYN_RECV: i32 = 3;
 const TCP_LISTEN: i32 = 10;
 const TCP_CLOSE: i32 = 7;
 const EBADF: i64 = 9;
@@ -227,6 +229,14 @@ fn on_state_change(sk: u64, old: i32, new: i32, proto: u16, src: u8) {
     } else if old == TCP_LISTEN && new == TCP_CLOSE {
         let mut ev = new_event(kind::LISTEN_CLOSE, src);
         fill_from_sock(&mut ev, sk);
+        send(&SOCK_EVENTS, &ev);
+    } else if old == TCP_SYN_RECV && new == TCP_ESTABLISHED {
+        // A passive open finished its handshake: the flow table calls that SYN "accepted".
+        // Runs in softirq context: the task fields describe whoever was interrupted, not the
+        // server, so user space uses only the socket's addresses.
+        let mut ev = new_event(kind::ESTABLISHED, src);
+        fill_from_sock(&mut ev, sk);
+        fill_peer(&mut ev, sk);
         send(&SOCK_EVENTS, &ev);
     }
 }

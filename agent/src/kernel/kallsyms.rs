@@ -3,7 +3,8 @@
 //! A `kfree_skb` event carries the return address of the code that dropped the packet
 //! (`location`); naming that function ("tcp_v4_rcv+0x2a3", "nft_do_chain+0x4c [nf_tables]") is
 //! what tells a user which layer ate the packet. /proc/kallsyms is read once (≈120k lines) and
-//! looked up by binary search, so symbolizing an event costs no I/O.
+//! looked up by binary search, so symbolizing an event costs no I/O. The table is a snapshot:
+//! modules and BPF programs loaded afterwards need a fresh [`Kallsyms::load`].
 use std::fs;
 
 use anyhow::{Context as _, bail};

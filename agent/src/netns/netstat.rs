@@ -1,9 +1,10 @@
 //! Per-namespace TCP/IP counters (`/proc/net/netstat`, `/proc/net/snmp`) that expose SILENT
 //! drops.
 //!
-//! A full accept or SYN queue drops the SYN in `tcp_conn_request` without calling
-//! `kfree_skb_reason` with a telling reason (and a client just sees its SYN retransmitted), so
-//! eBPF drop tracing alone misses the most common "server listens but clients time out" cause.
+//! A full accept or SYN queue makes `tcp_conn_request` give up on a SYN, which the listener
+//! then frees with `consume_skb()`: no `kfree_skb` drop event fires, the client just
+//! retransmits its SYN. eBPF drop tracing alone therefore misses the most common "server
+//! listens but clients time out" cause; these counters show it.
 //! These MIB counters are kept per network namespace: `/proc/<pid>/net/*` shows the namespace
 //! of `<pid>`'s *thread*, so a namespace is read by entering it on a thread and reading
 //! `/proc/thread-self/net/*` (`/proc/self/net` would show the main thread's namespace).
@@ -126,7 +127,7 @@ counters! {
 }
 
 /// Reads netstat and snmp under `dir` (a `/proc/<pid>/net` directory).
-fn read_dir(dir: &Path) -> io::Result<TcpCounters> {
+fn read_proc_net(dir: &Path) -> io::Result<TcpCounters> {
     let mut map = BTreeMap::new();
     for file in ["netstat", "snmp"] {
         let path = dir.join(file);
@@ -139,7 +140,7 @@ fn read_dir(dir: &Path) -> io::Result<TcpCounters> {
 
 /// The counters of the calling thread's network namespace.
 pub fn read_current_thread() -> io::Result<TcpCounters> {
-    read_dir(Path::new("/proc/thread-self/net"))
+    read_proc_net(Path::new("/proc/thread-self/net"))
 }
 
 /// The counters of the namespace at `path` (`/run/netns/NAME`, `/proc/PID/ns/net`), read by
@@ -324,7 +325,7 @@ Udp: 177 0
                     let addr = listener.local_addr()?;
                     let clients: Vec<OwnedFd> =
                         (0..8).map(|_| start_connect(addr)).collect::<io::Result<_>>()?;
-                    // Loopback delivers SYNs during connect(); poll briefly for the counters anyway.
+                    // Loopback delivers SYNs within connect(); poll briefly for the counters anyway.
                     let deadline = Instant::now() + Duration::from_secs(5);
                     let mut after = read_current_thread()?;
                     while after.listen_overflows == 0 && Instant::now() < deadline {

@@ -3,5 +3,6 @@ pub mod bind_listen;
 pub mod clsact;
 pub mod net;
 pub mod offsets;
+pub mod packet_event;
 pub mod plan;
 pub mod sock_event;

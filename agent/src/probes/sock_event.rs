@@ -63,6 +63,7 @@ pub fn kind_name(k: u8) -> &'static str {
         kind::BIND => "bind",
         kind::LISTEN => "listen",
         kind::LISTEN_CLOSE => "listen_close",
+        kind::ESTABLISHED => "established",
         _ => "unknown",
     }
 }
