@@ -1,0 +1,385 @@
+//! `reach watch`: stream what happens to sockets and to connection attempts, per network
+//! namespace — binds, listens and listener closes; client SYNs arriving on the watched
+//! interfaces, the server's SYN-ACKs and RSTs, kernel drops with their reasons, full listen
+//! queues — until Ctrl-C, SIGTERM or `--duration`. Everything attached is detached on every exit
+//! path (TC attachments inside their own namespace).
+mod overflow;
+mod readers;
+pub mod render;
+
+use std::{collections::BTreeSet, io::Write as _, path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::{Context as _, bail};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::{mpsc, watch},
+    task::JoinSet,
+};
+
+use crate::{
+    kernel::{btf::KernelBtf, capabilities, drop_reasons::DropReasons, kallsyms::Kallsyms, privileges},
+    model::{
+        listener_view::ListenerView,
+        listeners::{Change, Listener, Listeners},
+    },
+    netns::{inventory, names::Names, select, snapshot},
+    output::time::Clock,
+    probes::{
+        bind_listen::{AttachMode, BindListen, DEFAULT_RING_KIB, validate_ring_kib},
+        net::{DropTap, NetOptions, NetnsTap, TcHow, remove_stale_filters},
+        packet_event::Decoder,
+        plan::{self, Plan},
+        sock_event::{self, NetnsRef, SockObservation},
+    },
+};
+use readers::Msg;
+
+#[derive(Debug, clap::Args)]
+pub struct WatchArgs {
+    /// Print one JSON object per line (contract in the README) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Watch this network namespace: an `ip netns` name, `host`, a PID or a path
+    /// (/proc/PID/ns/net, /run/netns/NAME). Repeat for several. Default: the host.
+    #[arg(long, value_name = "NAME|PATH|PID")]
+    pub netns: Vec<String>,
+    /// Interfaces (inside each watched namespace) whose ingress SYNs are watched. Default:
+    /// every interface that has an address, plus lo (WSL2 NAT delivers Windows' localhost there).
+    #[arg(long, value_name = "IFACE")]
+    pub iface: Vec<String>,
+    /// Only these TCP ports produce SYN, reply and drop events (default: all ports; drops are
+    /// then limited to SYNs). Repeatable.
+    #[arg(long, value_name = "PORT")]
+    pub port: Vec<u16>,
+    /// Per-CPU bound on packet events per second (SYN floods are counted, not streamed).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub syn_rate: u32,
+    /// Only binds and listens: attach nothing to interfaces and no drop tracer.
+    #[arg(long)]
+    pub no_packets: bool,
+    /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+    /// Force a bind/listen attach mode instead of the one `reach doctor` would choose.
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub attach: Option<AttachMode>,
+    /// Size of the bind/listen ring buffer in KiB (power of two). Events that do not fit are
+    /// counted and reported as `lost`.
+    #[arg(long, value_name = "KIB", default_value_t = DEFAULT_RING_KIB)]
+    pub ring_buffer_kib: u32,
+}
+
+/// Bad input: exit code 2 with a message naming the problem.
+struct Usage(String);
+
+/// Exit codes (README): 0 stopped normally; 1 attach or runtime error; 2 bad usage; 3 missing
+/// privileges.
+pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
+    let privs = privileges::current();
+    if !privs.missing.is_empty() {
+        eprintln!("reach watch: missing {}: {}", privs.missing.join(", "), privs.how_to_fix());
+        return Ok(ExitCode::from(3));
+    }
+    match validate(&args) {
+        Ok(namespaces) => watch(args, namespaces).await,
+        Err(Usage(msg)) => {
+            eprintln!("reach watch: {msg}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}
+
+/// A watched namespace: identity and a path to enter it.
+#[derive(Clone)]
+struct Watched {
+    inode: u64,
+    name: String,
+    path: PathBuf,
+}
+
+fn validate(args: &WatchArgs) -> Result<Vec<Watched>, Usage> {
+    if let Some(d) = args.duration
+        && !(d.is_finite() && d > 0.0)
+    {
+        return Err(Usage(format!("--duration must be a positive number of seconds, got {d}")));
+    }
+    validate_ring_kib(args.ring_buffer_kib).map_err(Usage)?;
+    if args.port.contains(&0) {
+        return Err(Usage("--port 0 is not a port a client can connect to".into()));
+    }
+    let all = inventory::list();
+    let mut out = Vec::new();
+    let specs = if args.netns.is_empty() { vec!["host".to_string()] } else { args.netns.clone() };
+    for spec in &specs {
+        let inode = select::resolve(spec).map_err(|e| Usage(e.to_string()))?;
+        let ns = all.iter().find(|n| n.inode == inode);
+        out.push(Watched {
+            inode,
+            name: ns.map_or_else(|| spec.clone(), |n| n.name.clone()),
+            path: ns.map_or_else(|| PathBuf::from(spec), |n| n.path.clone()),
+        });
+    }
+    Ok(out)
+}
+
+async fn probe_plan() -> anyhow::Result<Plan> {
+    let (caps, facts) = tokio::task::spawn_blocking(capabilities::probe).await?;
+    Ok(plan::choose(&caps, &facts))
+}
+
+async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<ExitCode> {
+    let plan = probe_plan().await?;
+    let mode = match args.attach.or_else(|| AttachMode::from_plan(&plan.bind)) {
+        Some(m) => m,
+        None => bail!("no mechanism can observe binds on this kernel; run `reach doctor` for the reasons"),
+    };
+    let ring_kib = args.ring_buffer_kib;
+    let mut binds = tokio::task::spawn_blocking(move || BindListen::attach(mode, ring_kib))
+        .await?
+        .with_context(|| format!("attaching the bind/listen probes in {mode} mode failed (see `reach doctor`)"))?;
+    eprintln!("reach: watching binds and listens ({mode} mode: {})", binds.attachments.join(", "));
+
+    // Packet path: one TC tap per watched namespace, one global drop tracer.
+    let opts = NetOptions { ports: args.port.clone(), rate_per_sec: args.syn_rate, burst: args.syn_rate.max(1) };
+    let mut taps: Vec<NetnsTap> = Vec::new();
+    let mut drops: Option<DropTap> = None;
+    if !args.no_packets {
+        let how = match plan.ingress.as_str() {
+            "tcx" => TcHow::Tcx,
+            "tc_netlink" => TcHow::Netlink,
+            _ => bail!("no way to attach a TC classifier on this kernel (see `reach doctor`); use --no-packets"),
+        };
+        let drop_opts = opts.clone();
+        drops = Some(
+            tokio::task::spawn_blocking(move || DropTap::attach(&drop_opts))
+                .await?
+                .context("attaching the kfree_skb drop tracer failed (see `reach doctor`)")?,
+        );
+        for ns in &namespaces {
+            let (ns2, ifaces, o) = (ns.clone(), args.iface.clone(), opts.clone());
+            let tap = tokio::task::spawn_blocking(move || {
+                if how == TcHow::Netlink {
+                    // Filters of a killed earlier run (netlink ones outlive their process).
+                    let names = ifaces.clone();
+                    if let Ok(removed) = crate::netns::enter::in_netns(&ns2.path, move || {
+                        let list = if names.is_empty() { crate::probes::net::default_ifaces().unwrap_or_default() } else { names };
+                        remove_stale_filters(&list)
+                    }) {
+                        for r in removed {
+                            eprintln!("reach: removed a stale {r} in {} (left by a killed run)", ns2.name);
+                        }
+                    }
+                }
+                NetnsTap::attach(ns2.inode, ns2.path.clone(), &ifaces, &o, how)
+            })
+            .await?;
+            match tap {
+                Ok(tap) => {
+                    let ifs: Vec<&str> = tap.ifaces.iter().map(|(n, _)| n.as_str()).collect();
+                    eprintln!(
+                        "reach: watching SYNs on {} in {} ({})",
+                        ifs.join(", "),
+                        ns.name,
+                        if how == TcHow::Tcx { "TCX" } else { "clsact qdisc" }
+                    );
+                    taps.push(tap);
+                }
+                Err(e) if e.to_string().contains("does not exist") => {
+                    eprintln!("reach watch: {e:#}");
+                    return Ok(ExitCode::from(2));
+                }
+                Err(e) => return Err(e.context(format!("attaching TC classifiers in {}", ns.name))),
+            }
+        }
+        if let Some(d) = &drops {
+            eprintln!("reach: watching drops via {}", d.how);
+        }
+    }
+
+    // Binds/listens: every namespace unless --netns narrows it; packets: the tapped namespaces
+    // (the drop tracer sees the whole machine).
+    let bind_filter: Option<BTreeSet<u64>> =
+        (!args.netns.is_empty()).then(|| namespaces.iter().map(|n| n.inode).collect());
+    let packet_inodes: BTreeSet<u64> = namespaces.iter().map(|n| n.inode).collect();
+    let mut out = std::io::stdout().lock();
+    let mut model = Listeners::new();
+    // The snapshot is taken after attaching, so no listener can fall between the two.
+    let snap = tokio::task::spawn_blocking(snapshot::listeners_snapshot).await?;
+    for ns in snap.iter().filter(|ns| bind_filter.as_ref().is_none_or(|f| f.contains(&ns.inode))) {
+        let netns = NetnsRef { inode: ns.inode, name: ns.name.clone() };
+        for l in &ns.listeners {
+            let view = ListenerView::new(netns.clone(), l);
+            render::line(&mut out, args.json, &view, || {
+                format!("{:<12} {:<12} {:<20}{}", "(before)", "listener", ns.name, view.human())
+            })?;
+            model.insert_snapshot(l.socket.cookie, Listener::from_view(&view));
+        }
+    }
+
+    let (tx, mut rx) = mpsc::channel::<Msg>(4096);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut readers = JoinSet::new();
+    readers::spawn(&mut readers, binds.take_events()?, readers::Kind::Sock, tx.clone(), stop_rx.clone())?;
+    if let Some(d) = drops.as_mut() {
+        readers::spawn(&mut readers, d.take_events()?, readers::Kind::Packet, tx.clone(), stop_rx.clone())?;
+    }
+    for t in taps.iter_mut() {
+        readers::spawn(&mut readers, t.take_events()?, readers::Kind::Packet, tx.clone(), stop_rx.clone())?;
+    }
+    drop(tx);
+
+    let decoder = Decoder {
+        clock: Clock::new(),
+        reasons: KernelBtf::load().and_then(|b| DropReasons::load(&b)).unwrap_or_else(|e| DropReasons::unavailable(e.to_string())),
+        kallsyms: Kallsyms::load().ok(),
+    };
+    let mut state =
+        State { names: Names::new(), model, bind_filter, packet_inodes, lost_seen: 0, suppressed_seen: 0 };
+    let mut overflows: Vec<overflow::Watcher> = if args.no_packets {
+        Vec::new()
+    } else {
+        namespaces.iter().map(|n| overflow::Watcher::new(NetnsRef { inode: n.inode, name: n.name.clone() }, n.path.clone())).collect()
+    };
+
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let deadline = args.duration.map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(msg) => state.handle(msg, &decoder, &mut out, args.json)?,
+                None => break,
+            },
+            _ = tick.tick() => {
+                state.report_counters(&binds, drops.as_ref(), &taps, &mut out, args.json)?;
+                for w in overflows.iter_mut() {
+                    if let Some(o) = w.poll() {
+                        render::line(&mut out, args.json, &o, || overflow_line(&o))?;
+                    }
+                }
+            }
+            _ = sleep_until(deadline) => break,
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+    // Stop: every reader drains its ring, then the channel closes.
+    let _ = stop_tx.send(true);
+    while let Some(msg) = rx.recv().await {
+        state.handle(msg, &decoder, &mut out, args.json)?;
+    }
+    while let Some(r) = readers.join_next().await {
+        r??;
+    }
+    state.report_counters(&binds, drops.as_ref(), &taps, &mut out, args.json)?;
+    for w in overflows.iter_mut() {
+        if let Some(o) = w.poll() {
+            render::line(&mut out, args.json, &o, || overflow_line(&o))?;
+        }
+    }
+    // Detach: taps inside their namespaces, then the global probes.
+    drop(taps);
+    drop(drops);
+    drop(binds);
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn overflow_line(o: &overflow::Overflow) -> String {
+    let who: Vec<String> = o.full_listeners.iter().map(|l| format!("{} ({})", l.endpoint(), l.comm.as_deref().unwrap_or("?"))).collect();
+    format!(
+        "!! {}: listen queue overflow — {} SYNs refused silently (ListenOverflows +{}, ListenDrops +{}); full: {}",
+        o.netns.name,
+        o.listen_drops.max(o.listen_overflows),
+        o.listen_overflows,
+        o.listen_drops,
+        if who.is_empty() { "no listener full right now".into() } else { who.join(", ") }
+    )
+}
+
+struct State {
+    names: Names,
+    model: Listeners,
+    bind_filter: Option<BTreeSet<u64>>,
+    packet_inodes: BTreeSet<u64>,
+    lost_seen: u64,
+    suppressed_seen: u64,
+}
+
+impl State {
+    fn handle(&mut self, msg: Msg, decoder: &Decoder, out: &mut impl std::io::Write, json: bool) -> anyhow::Result<()> {
+        match msg {
+            Msg::Sock(ev) => {
+                if self.bind_filter.as_ref().is_some_and(|f| !f.contains(&(ev.netns as u64))) {
+                    return Ok(());
+                }
+                let mut obs = sock_event::decode(&ev, &decoder.clock, &mut self.names);
+                if obs.kind == "established" {
+                    // Feeds connection outcomes; not printed on its own.
+                    return Ok(());
+                }
+                name_closed_listener(&mut self.model, &mut obs);
+                render::observation(out, &obs, json)
+            }
+            Msg::Packet(ev) => {
+                // The drop tracer sees every namespace; report only the watched ones.
+                if !self.packet_inodes.contains(&(ev.netns as u64)) {
+                    return Ok(());
+                }
+                let p = decoder.decode(&ev, &mut self.names);
+                render::line(out, json, &p, || render::packet_line(&p))
+            }
+        }
+    }
+
+    fn report_counters(
+        &mut self,
+        binds: &BindListen,
+        drops: Option<&DropTap>,
+        taps: &[NetnsTap],
+        out: &mut impl std::io::Write,
+        json: bool,
+    ) -> anyhow::Result<()> {
+        use reach_common::net::counter;
+        let mut lost = binds.lost().unwrap_or(0);
+        let mut suppressed = 0;
+        for c in drops.and_then(|d| d.counters().ok()).into_iter().chain(taps.iter().filter_map(|t| t.counters().ok())) {
+            lost += c[counter::LOST as usize];
+            suppressed += c[counter::SYN_RATE_LIMITED as usize] + c[counter::OTHER_RATE_LIMITED as usize];
+        }
+        if lost > self.lost_seen {
+            let count = lost - self.lost_seen;
+            self.lost_seen = lost;
+            render::line(out, json, &serde_json::json!({"type": "lost", "count": count}), || {
+                format!("!! {count} events lost: a ring buffer was full (the kernel kept running)")
+            })?;
+        }
+        if suppressed > self.suppressed_seen {
+            let count = suppressed - self.suppressed_seen;
+            self.suppressed_seen = suppressed;
+            render::line(out, json, &serde_json::json!({"type": "suppressed", "count": count, "why": "rate_limit"}), || {
+                format!("!! {count} packet events not reported: more than --syn-rate per second (a SYN flood?)")
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Applies `obs` to the model. A close no longer carries the port (the kernel released it
+/// before the state change), so it is named after the listener it ended.
+fn name_closed_listener(model: &mut Listeners, obs: &mut SockObservation) {
+    if let Some(Change::Removed(l)) = model.apply(obs) {
+        obs.addr = Some(l.addr.to_string());
+        obs.port = Some(l.port);
+        obs.bound_addr = obs.addr.clone();
+        obs.bound_port = obs.port;
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
