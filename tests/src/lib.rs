@@ -121,3 +121,87 @@ pub fn bpf_programs_left(prefix: &str) -> Vec<String> {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// A running `reach watch --json ...` whose stdout is collected and whose stderr is watched
+/// for the line that says everything is attached.
+pub struct WatchRun {
+    child: std::process::Child,
+    stdout: std::thread::JoinHandle<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl WatchRun {
+    /// Starts `reach watch ARGS` and waits (at most 20 s) until stderr contains `ready_marker`
+    /// (e.g. "watching drops" or "watching binds"). Panics with the stderr seen on timeout.
+    pub fn start(args: &[&str], ready_marker: &str) -> WatchRun {
+        use std::io::{BufRead, Read};
+        let mut child = std::process::Command::new(reach_bin())
+            .arg("watch")
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start reach watch");
+        let mut out = child.stdout.take().unwrap();
+        let stdout = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = out.read_to_string(&mut s);
+            s
+        });
+        let err = child.stderr.take().unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                let mut s = sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        let run = WatchRun { child, stdout, stderr };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if run.stderr().contains(ready_marker) {
+                return run;
+            }
+            assert!(std::time::Instant::now() < deadline, "reach watch never said {ready_marker:?}:\n{}", run.stderr());
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGINT, waits for exit (at most 20 s) and returns (exit code, JSON lines).
+    pub fn stop(self) -> (Option<i32>, Vec<serde_json::Value>) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        self.finish()
+    }
+
+    /// Waits for a `--duration` run to end and returns (exit code, JSON lines).
+    pub fn finish(mut self) -> (Option<i32>, Vec<serde_json::Value>) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("reach watch did not exit:\n{}", self.stderr());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let text = self.stdout.join().unwrap();
+        let lines = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        (status.code(), lines)
+    }
+}

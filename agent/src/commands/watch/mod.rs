@@ -128,6 +128,10 @@ async fn probe_plan() -> anyhow::Result<Plan> {
 }
 
 async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<ExitCode> {
+    // Before anything is attached: a Ctrl-C during set-up must end in the orderly teardown
+    // below, never in the default action that would leave filters and qdiscs behind.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
     let plan = probe_plan().await?;
     let mode = match args.attach.or_else(|| AttachMode::from_plan(&plan.bind)) {
         Some(m) => m,
@@ -241,8 +245,6 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
         namespaces.iter().map(|n| overflow::Watcher::new(NetnsRef { inode: n.inode, name: n.name.clone() }, n.path.clone())).collect()
     };
 
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {

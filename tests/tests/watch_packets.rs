@@ -1,0 +1,151 @@
+//! `reach watch` on the packet path (issue 5), between two lab namespaces: client SYNs seen on
+//! the server's interface, the server's replies, kernel drops with their reasons, silent
+//! listen-queue overflows; and nothing left attached afterwards.
+use std::{
+    net::{SocketAddr, TcpListener, TcpStream},
+    sync::Mutex,
+    time::Duration,
+};
+
+use reach_agent::lab::TwoHosts;
+use reach_tests::{WatchRun, bpf_programs_left, require_root};
+use serde_json::Value;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn connect(hosts: &TwoHosts, addr: SocketAddr) -> std::io::Result<TcpStream> {
+    hosts.client.run_in(move || TcpStream::connect_timeout(&addr, Duration::from_secs(2))).unwrap()
+}
+
+fn watch(hosts: &TwoHosts, port: u16) -> WatchRun {
+    WatchRun::start(&["--json", "--netns", hosts.server.name(), "--port", &port.to_string()], "watching drops")
+}
+
+fn of_type<'a>(lines: &'a [Value], ty: &str, dport: u64) -> Vec<&'a Value> {
+    lines.iter().filter(|l| l["type"] == ty && (l["dport"] == dport || l["sport"] == dport)).collect()
+}
+
+fn assert_clean(hosts: &TwoHosts) {
+    let left = bpf_programs_left("reach_");
+    assert!(left.is_empty(), "programs left loaded: {left:?}");
+    for dir in ["ingress", "egress"] {
+        let f = hosts.server.run("tc", &["filter", "show", "dev", TwoHosts::SERVER_IF, dir]).unwrap();
+        assert!(f.trim().is_empty(), "{dir} filter left on {}: {f}", TwoHosts::SERVER_IF);
+    }
+}
+
+#[test]
+fn syn_to_a_closed_port_is_seen_answered_with_rst_and_dropped_no_socket() {
+    require_root();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let hosts = TwoHosts::new("wp-closed").unwrap();
+    let run = watch(&hosts, 7101);
+    for addr in [SocketAddr::from((TwoHosts::SERVER_V4, 7101)), SocketAddr::from((TwoHosts::SERVER_V6, 7101))] {
+        let e = connect(&hosts, addr).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{addr}: {e}");
+    }
+    let (code, lines) = run.stop();
+    assert_eq!(code, Some(0));
+    let server_inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(hosts.server.path()).unwrap());
+    for (family, saddr, daddr) in [
+        ("ipv4", TwoHosts::CLIENT_V4.to_string(), TwoHosts::SERVER_V4.to_string()),
+        ("ipv6", TwoHosts::CLIENT_V6.to_string(), TwoHosts::SERVER_V6.to_string()),
+    ] {
+        let syn = of_type(&lines, "syn", 7101).into_iter().find(|l| l["family"] == family)
+            .unwrap_or_else(|| panic!("no {family} syn in {lines:#?}"));
+        assert_eq!((syn["saddr"].as_str(), syn["daddr"].as_str()), (Some(saddr.as_str()), Some(daddr.as_str())));
+        assert_eq!(syn["iface"], TwoHosts::SERVER_IF);
+        assert_eq!(syn["netns"]["inode"].as_u64(), Some(server_inode));
+        assert_eq!(syn["flags"], "S");
+        let sport = syn["sport"].clone();
+        let drop = of_type(&lines, "drop", 7101).into_iter().find(|l| l["family"] == family && l["sport"] == sport)
+            .unwrap_or_else(|| panic!("no {family} drop in {lines:#?}"));
+        assert_eq!(drop["reason"], "NO_SOCKET", "{drop}");
+        assert_eq!(drop["netns"]["inode"].as_u64(), Some(server_inode));
+        let loc = drop["location"].as_str().unwrap();
+        assert!(loc.starts_with("tcp_v4_rcv+0x") || loc.starts_with("tcp_v6_rcv+0x") || loc.contains('+'), "{loc}");
+        let rst = of_type(&lines, "rst", 7101).into_iter().find(|l| l["family"] == family && l["dport"] == sport)
+            .unwrap_or_else(|| panic!("no {family} rst in {lines:#?}"));
+        assert!(rst["flags"].as_str().unwrap().contains('R'));
+    }
+    assert_clean(&hosts);
+}
+
+#[test]
+fn nft_drop_rule_is_netfilter_drop() {
+    require_root();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let hosts = TwoHosts::new("wp-nft").unwrap();
+    // In the lab server namespace only: a plain nftables drop rule on the port.
+    hosts.server.run("nft", &["add", "table", "inet", "labfw"]).unwrap();
+    hosts.server.run("nft", &["add chain inet labfw input { type filter hook input priority 0; policy accept; }"]).unwrap();
+    hosts.server.run("nft", &["add rule inet labfw input tcp dport 7102 drop"]).unwrap();
+    let _listener = hosts.server.run_in(|| TcpListener::bind((TwoHosts::SERVER_V4, 7102))).unwrap().unwrap();
+    let run = watch(&hosts, 7102);
+    let addr = SocketAddr::from((TwoHosts::SERVER_V4, 7102));
+    let e = hosts.client.run_in(move || TcpStream::connect_timeout(&addr, Duration::from_millis(1200))).unwrap().unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "a dropped SYN times out: {e}");
+    let (code, lines) = run.stop();
+    assert_eq!(code, Some(0));
+    let drops = of_type(&lines, "drop", 7102);
+    assert!(!drops.is_empty(), "no drop in {lines:#?}");
+    assert!(drops.iter().all(|d| d["reason"] == "NETFILTER_DROP"), "{drops:#?}");
+    let loc = drops[0]["location"].as_str().unwrap();
+    assert!(loc.starts_with("nft_do_chain+") || loc.starts_with("nf_hook_slow+"), "{}", drops[0]);
+    assert!(of_type(&lines, "synack", 7102).is_empty() && of_type(&lines, "rst", 7102).is_empty());
+    assert_clean(&hosts);
+}
+
+#[test]
+fn accepted_connection_has_a_synack_and_no_drop() {
+    require_root();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let hosts = TwoHosts::new("wp-ok").unwrap();
+    let listener = hosts.server.run_in(|| TcpListener::bind((TwoHosts::SERVER_V4, 7103))).unwrap().unwrap();
+    let run = watch(&hosts, 7103);
+    let stream = connect(&hosts, SocketAddr::from((TwoHosts::SERVER_V4, 7103))).expect("connect");
+    let (_accepted, peer) = listener.accept().unwrap();
+    assert_eq!(peer.port(), stream.local_addr().unwrap().port());
+    let (code, lines) = run.stop();
+    assert_eq!(code, Some(0));
+    let syn = of_type(&lines, "syn", 7103);
+    assert_eq!(syn.len(), 1, "{lines:#?}");
+    let synack = of_type(&lines, "synack", 7103);
+    assert_eq!(synack.len(), 1, "{lines:#?}");
+    assert_eq!(synack[0]["dport"], syn[0]["sport"]);
+    assert!(of_type(&lines, "drop", 7103).is_empty(), "{lines:#?}");
+    assert_clean(&hosts);
+}
+
+#[test]
+fn full_accept_queue_is_reported_as_overflow_of_that_listener() {
+    require_root();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let hosts = TwoHosts::new("wp-ovf").unwrap();
+    // SYN cookies would hide the overflow; this is the lab namespace's own sysctl.
+    hosts.server.run("sysctl", &["-q", "-w", "net.ipv4.tcp_syncookies=0"]).unwrap();
+    let fd = hosts
+        .server
+        .run_in(|| {
+            let l = TcpListener::bind((TwoHosts::SERVER_V4, 7104)).unwrap();
+            // SAFETY: re-listen with a backlog of 0 on our own socket.
+            unsafe { libc::listen(std::os::fd::AsRawFd::as_raw_fd(&l), 0) };
+            l
+        })
+        .unwrap();
+    let run = watch(&hosts, 7104);
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        clients.push(connect(&hosts, SocketAddr::from((TwoHosts::SERVER_V4, 7104))));
+    }
+    std::thread::sleep(Duration::from_millis(1200));
+    let (code, lines) = run.stop();
+    drop(fd);
+    assert_eq!(code, Some(0));
+    let ovf = lines.iter().find(|l| l["type"] == "overflow").unwrap_or_else(|| panic!("no overflow in {lines:#?}"));
+    assert!(ovf["listen_overflows"].as_u64().unwrap() >= 1 || ovf["listen_drops"].as_u64().unwrap() >= 1, "{ovf}");
+    let full = ovf["full_listeners"].as_array().unwrap();
+    assert!(full.iter().any(|l| l["port"] == 7104 && l["backlog"] == 0), "{ovf}");
+    assert!(full.iter().any(|l| l["pid"].as_u64() == Some(std::process::id() as u64)), "owner named: {ovf}");
+    assert_clean(&hosts);
+}
