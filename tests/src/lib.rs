@@ -164,7 +164,11 @@ impl WatchRun {
             if run.stderr().contains(ready_marker) {
                 return run;
             }
-            assert!(std::time::Instant::now() < deadline, "reach watch never said {ready_marker:?}:\n{}", run.stderr());
+            assert!(
+                std::time::Instant::now() < deadline,
+                "reach watch never said {ready_marker:?}:\n{}",
+                run.stderr()
+            );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }

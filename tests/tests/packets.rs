@@ -32,11 +32,16 @@ fn drain(ring: &mut RingBuf<MapData>) -> Vec<PacketEvent> {
 /// Connects from the client namespace to `port` on the server, bounded.
 fn connect_from_client(hosts: &TwoHosts, port: u16) -> std::io::Result<()> {
     let addr = SocketAddr::from((TwoHosts::SERVER_V4, port));
-    hosts.client.run_in(move || TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map(drop)).unwrap()
+    hosts
+        .client
+        .run_in(move || TcpStream::connect_timeout(&addr, Duration::from_secs(2)).map(drop))
+        .unwrap()
 }
 
 fn tap(hosts: &TwoHosts, how: TcHow, ports: Vec<u16>) -> NetnsTap {
-    let ns = std::fs::metadata(hosts.server.path()).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
+    let ns = std::fs::metadata(hosts.server.path())
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .unwrap();
     NetnsTap::attach(
         ns,
         hosts.server.path().to_path_buf(),
@@ -52,12 +57,17 @@ fn closed_port_is_syn_rst_and_no_socket_drop(how: TcHow) -> TwoHosts {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let hosts = TwoHosts::new("pkt").unwrap();
     let mut tap = tap(&hosts, how, vec![7000]);
-    let mut drops = DropTap::attach(&NetOptions { ports: vec![7000], ..NetOptions::default() }).unwrap();
+    let mut drops =
+        DropTap::attach(&NetOptions { ports: vec![7000], ..NetOptions::default() }).unwrap();
     let mut ring = tap.take_events().unwrap();
     let mut drop_ring = drops.take_events().unwrap();
 
     let err = connect_from_client(&hosts, 7000).unwrap_err();
-    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "closed port must be refused: {err}");
+    assert_eq!(
+        err.kind(),
+        std::io::ErrorKind::ConnectionRefused,
+        "closed port must be refused: {err}"
+    );
     thread::sleep(Duration::from_millis(100));
 
     let events = drain(&mut ring);
@@ -93,7 +103,8 @@ fn assert_interface_clean(hosts: &TwoHosts) {
     let qdisc = hosts.server.run("tc", &["qdisc", "show", "dev", TwoHosts::SERVER_IF]).unwrap();
     assert!(!qdisc.contains("clsact"), "clsact qdisc left behind: {qdisc}");
     for dir in ["ingress", "egress"] {
-        let f = hosts.server.run("tc", &["filter", "show", "dev", TwoHosts::SERVER_IF, dir]).unwrap();
+        let f =
+            hosts.server.run("tc", &["filter", "show", "dev", TwoHosts::SERVER_IF, dir]).unwrap();
         assert!(f.trim().is_empty(), "{dir} filter left behind: {f}");
     }
 }

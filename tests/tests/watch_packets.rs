@@ -18,18 +18,25 @@ fn connect(hosts: &TwoHosts, addr: SocketAddr) -> std::io::Result<TcpStream> {
 }
 
 fn watch(hosts: &TwoHosts, port: u16) -> WatchRun {
-    WatchRun::start(&["--json", "--netns", hosts.server.name(), "--port", &port.to_string()], "watching drops")
+    WatchRun::start(
+        &["--json", "--netns", hosts.server.name(), "--port", &port.to_string()],
+        "watching drops",
+    )
 }
 
 fn of_type<'a>(lines: &'a [Value], ty: &str, dport: u64) -> Vec<&'a Value> {
-    lines.iter().filter(|l| l["type"] == ty && (l["dport"] == dport || l["sport"] == dport)).collect()
+    lines
+        .iter()
+        .filter(|l| l["type"] == ty && (l["dport"] == dport || l["sport"] == dport))
+        .collect()
 }
 
 fn assert_clean(hosts: &TwoHosts) {
     let left = bpf_programs_left("reach_");
     assert!(left.is_empty(), "programs left loaded: {left:?}");
     for dir in ["ingress", "egress"] {
-        let f = hosts.server.run("tc", &["filter", "show", "dev", TwoHosts::SERVER_IF, dir]).unwrap();
+        let f =
+            hosts.server.run("tc", &["filter", "show", "dev", TwoHosts::SERVER_IF, dir]).unwrap();
         assert!(f.trim().is_empty(), "{dir} filter left on {}: {f}", TwoHosts::SERVER_IF);
     }
 }
@@ -40,31 +47,49 @@ fn syn_to_a_closed_port_is_seen_answered_with_rst_and_dropped_no_socket() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let hosts = TwoHosts::new("wp-closed").unwrap();
     let run = watch(&hosts, 7101);
-    for addr in [SocketAddr::from((TwoHosts::SERVER_V4, 7101)), SocketAddr::from((TwoHosts::SERVER_V6, 7101))] {
+    for addr in [
+        SocketAddr::from((TwoHosts::SERVER_V4, 7101)),
+        SocketAddr::from((TwoHosts::SERVER_V6, 7101)),
+    ] {
         let e = connect(&hosts, addr).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{addr}: {e}");
     }
     let (code, lines) = run.stop();
     assert_eq!(code, Some(0));
-    let server_inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(hosts.server.path()).unwrap());
+    let server_inode =
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(hosts.server.path()).unwrap());
     for (family, saddr, daddr) in [
         ("ipv4", TwoHosts::CLIENT_V4.to_string(), TwoHosts::SERVER_V4.to_string()),
         ("ipv6", TwoHosts::CLIENT_V6.to_string(), TwoHosts::SERVER_V6.to_string()),
     ] {
-        let syn = of_type(&lines, "syn", 7101).into_iter().find(|l| l["family"] == family)
+        let syn = of_type(&lines, "syn", 7101)
+            .into_iter()
+            .find(|l| l["family"] == family)
             .unwrap_or_else(|| panic!("no {family} syn in {lines:#?}"));
-        assert_eq!((syn["saddr"].as_str(), syn["daddr"].as_str()), (Some(saddr.as_str()), Some(daddr.as_str())));
+        assert_eq!(
+            (syn["saddr"].as_str(), syn["daddr"].as_str()),
+            (Some(saddr.as_str()), Some(daddr.as_str()))
+        );
         assert_eq!(syn["iface"], TwoHosts::SERVER_IF);
         assert_eq!(syn["netns"]["inode"].as_u64(), Some(server_inode));
         assert_eq!(syn["flags"], "S");
         let sport = syn["sport"].clone();
-        let drop = of_type(&lines, "drop", 7101).into_iter().find(|l| l["family"] == family && l["sport"] == sport)
+        let drop = of_type(&lines, "drop", 7101)
+            .into_iter()
+            .find(|l| l["family"] == family && l["sport"] == sport)
             .unwrap_or_else(|| panic!("no {family} drop in {lines:#?}"));
         assert_eq!(drop["reason"], "NO_SOCKET", "{drop}");
         assert_eq!(drop["netns"]["inode"].as_u64(), Some(server_inode));
         let loc = drop["location"].as_str().unwrap();
-        assert!(loc.starts_with("tcp_v4_rcv+0x") || loc.starts_with("tcp_v6_rcv+0x") || loc.contains('+'), "{loc}");
-        let rst = of_type(&lines, "rst", 7101).into_iter().find(|l| l["family"] == family && l["dport"] == sport)
+        assert!(
+            loc.starts_with("tcp_v4_rcv+0x")
+                || loc.starts_with("tcp_v6_rcv+0x")
+                || loc.contains('+'),
+            "{loc}"
+        );
+        let rst = of_type(&lines, "rst", 7101)
+            .into_iter()
+            .find(|l| l["family"] == family && l["dport"] == sport)
             .unwrap_or_else(|| panic!("no {family} rst in {lines:#?}"));
         assert!(rst["flags"].as_str().unwrap().contains('R'));
     }
@@ -78,12 +103,23 @@ fn nft_drop_rule_is_netfilter_drop() {
     let hosts = TwoHosts::new("wp-nft").unwrap();
     // In the lab server namespace only: a plain nftables drop rule on the port.
     hosts.server.run("nft", &["add", "table", "inet", "labfw"]).unwrap();
-    hosts.server.run("nft", &["add chain inet labfw input { type filter hook input priority 0; policy accept; }"]).unwrap();
+    hosts
+        .server
+        .run(
+            "nft",
+            &["add chain inet labfw input { type filter hook input priority 0; policy accept; }"],
+        )
+        .unwrap();
     hosts.server.run("nft", &["add rule inet labfw input tcp dport 7102 drop"]).unwrap();
-    let _listener = hosts.server.run_in(|| TcpListener::bind((TwoHosts::SERVER_V4, 7102))).unwrap().unwrap();
+    let _listener =
+        hosts.server.run_in(|| TcpListener::bind((TwoHosts::SERVER_V4, 7102))).unwrap().unwrap();
     let run = watch(&hosts, 7102);
     let addr = SocketAddr::from((TwoHosts::SERVER_V4, 7102));
-    let e = hosts.client.run_in(move || TcpStream::connect_timeout(&addr, Duration::from_millis(1200))).unwrap().unwrap_err();
+    let e = hosts
+        .client
+        .run_in(move || TcpStream::connect_timeout(&addr, Duration::from_millis(1200)))
+        .unwrap()
+        .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "a dropped SYN times out: {e}");
     let (code, lines) = run.stop();
     assert_eq!(code, Some(0));
@@ -101,7 +137,8 @@ fn accepted_connection_has_a_synack_and_no_drop() {
     require_root();
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let hosts = TwoHosts::new("wp-ok").unwrap();
-    let listener = hosts.server.run_in(|| TcpListener::bind((TwoHosts::SERVER_V4, 7103))).unwrap().unwrap();
+    let listener =
+        hosts.server.run_in(|| TcpListener::bind((TwoHosts::SERVER_V4, 7103))).unwrap().unwrap();
     let run = watch(&hosts, 7103);
     let stream = connect(&hosts, SocketAddr::from((TwoHosts::SERVER_V4, 7103))).expect("connect");
     let (_accepted, peer) = listener.accept().unwrap();
@@ -142,10 +179,79 @@ fn full_accept_queue_is_reported_as_overflow_of_that_listener() {
     let (code, lines) = run.stop();
     drop(fd);
     assert_eq!(code, Some(0));
-    let ovf = lines.iter().find(|l| l["type"] == "overflow").unwrap_or_else(|| panic!("no overflow in {lines:#?}"));
-    assert!(ovf["listen_overflows"].as_u64().unwrap() >= 1 || ovf["listen_drops"].as_u64().unwrap() >= 1, "{ovf}");
+    let ovf = lines
+        .iter()
+        .find(|l| l["type"] == "overflow")
+        .unwrap_or_else(|| panic!("no overflow in {lines:#?}"));
+    assert!(
+        ovf["listen_overflows"].as_u64().unwrap() >= 1
+            || ovf["listen_drops"].as_u64().unwrap() >= 1,
+        "{ovf}"
+    );
     let full = ovf["full_listeners"].as_array().unwrap();
     assert!(full.iter().any(|l| l["port"] == 7104 && l["backlog"] == 0), "{ovf}");
-    assert!(full.iter().any(|l| l["pid"].as_u64() == Some(std::process::id() as u64)), "owner named: {ovf}");
+    assert!(
+        full.iter().any(|l| l["pid"].as_u64() == Some(std::process::id() as u64)),
+        "owner named: {ovf}"
+    );
     assert_clean(&hosts);
+}
+
+#[test]
+fn sigterm_during_setup_still_detaches_everything() {
+    require_root();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let hosts = TwoHosts::new("wp-term").unwrap();
+    for delay_ms in [50, 250, 600] {
+        let mut child = std::process::Command::new(reach_tests::reach_bin())
+            .args(["watch", "--json", "--tc-attach", "netlink", "--netns", hosts.server.name()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "after {delay_ms} ms: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_clean(&hosts);
+        let q = hosts.server.run("tc", &["qdisc", "show", "dev", TwoHosts::SERVER_IF]).unwrap();
+        assert!(!q.contains("clsact"), "clsact left after SIGTERM at {delay_ms} ms: {q}");
+    }
+}
+
+#[test]
+fn filters_of_a_sigkilled_run_are_removed_by_the_next_run() {
+    require_root();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let hosts = TwoHosts::new("wp-kill").unwrap();
+    let run = WatchRun::start(
+        &["--json", "--tc-attach", "netlink", "--netns", hosts.server.name()],
+        "watching drops",
+    );
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(run.pid() as i32, libc::SIGKILL) };
+    let _ = run.finish();
+    let f =
+        hosts.server.run("tc", &["filter", "show", "dev", TwoHosts::SERVER_IF, "ingress"]).unwrap();
+    assert!(
+        f.contains("reach_ingress"),
+        "a SIGKILLed netlink run leaves its filter (that is the point): {f}"
+    );
+
+    let next = WatchRun::start(
+        &["--json", "--tc-attach", "netlink", "--netns", hosts.server.name()],
+        "watching drops",
+    );
+    assert!(next.stderr().contains("removed a stale reach_ingress on srv0"), "{}", next.stderr());
+    let (code, _) = next.stop();
+    assert_eq!(code, Some(0));
+    assert_clean(&hosts);
+    let q = hosts.server.run("tc", &["qdisc", "show", "dev", TwoHosts::SERVER_IF]).unwrap();
+    assert!(!q.contains("clsact"), "the killed run's clsact was adopted and removed: {q}");
 }

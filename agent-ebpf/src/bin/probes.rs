@@ -28,8 +28,8 @@ use reach_ebpf::{
     kread::{deref, read},
     off,
     sock::{
-        Requested, apply_requested, current_netns, fill_backlog, fill_from_sock, fill_peer, new_event,
-        read_requested,
+        Requested, apply_requested, current_netns, fill_backlog, fill_from_sock, fill_peer,
+        new_event, read_requested,
     },
 };
 

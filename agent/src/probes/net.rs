@@ -23,7 +23,7 @@ use crate::{
     ebpf_objects::{self, program_mut},
     kernel::{btf::KernelBtf, capabilities::chain, pseudofs},
     netns::enter,
-    probes::{clsact, offsets},
+    probes::{clsact, clsact_record, offsets},
 };
 
 /// What the classifiers report and how much.
@@ -110,7 +110,7 @@ impl NetnsTap {
         let path = ns_path.clone();
         let (ebpf, attached, created) = enter::in_netns(&ns_path, move || {
             let mut created = Vec::new();
-            let result = attach_inside(&mut ebpf, &wanted, how, &mut created);
+            let result = attach_inside(&mut ebpf, &wanted, how, netns, &mut created);
             match result {
                 Ok(attached) => Ok((ebpf, attached, created)),
                 Err(e) => {
@@ -118,6 +118,7 @@ impl NetnsTap {
                     drop(ebpf);
                     for ifindex in created {
                         let _ = clsact::delete(ifindex);
+                        clsact_record::forget(netns, ifindex);
                     }
                     Err(e)
                 }
@@ -195,6 +196,7 @@ fn attach_inside(
     ebpf: &mut Ebpf,
     ifaces: &[String],
     how: TcHow,
+    netns: u64,
     created: &mut Vec<u32>,
 ) -> anyhow::Result<Vec<(String, u32)>> {
     let ifaces = if ifaces.is_empty() { default_ifaces()? } else { ifaces.to_vec() };
@@ -217,7 +219,16 @@ fn attach_inside(
         }
         if how == TcHow::Netlink {
             match tc::qdisc_add_clsact(iface) {
-                Ok(()) => created.push(ifindex),
+                Ok(()) => {
+                    clsact_record::remember(netns, ifindex);
+                    created.push(ifindex);
+                }
+                // Ours from a killed run (its record names a dead pid): adopt it, so this run
+                // removes it on exit.
+                Err(_) if clsact_record::stale(netns, ifindex) => {
+                    clsact_record::remember(netns, ifindex);
+                    created.push(ifindex);
+                }
                 // EEXIST: another tool's (or the system's) clsact; keep it, never remove it.
                 Err(e)
                     if e.to_string().contains("exists")
@@ -246,10 +257,12 @@ impl Drop for NetnsTap {
     fn drop(&mut self) {
         let Some(ebpf) = self.ebpf.take() else { return };
         let created = std::mem::take(&mut self.created_clsact);
+        let netns = self.netns;
         let detach = move || {
             drop(ebpf);
             for ifindex in created {
                 let _ = clsact::delete(ifindex);
+                clsact_record::forget(netns, ifindex);
             }
         };
         // The namespace may be gone already (its interfaces and filters with it); then only

@@ -97,10 +97,17 @@ impl Decoder {
             seq: ev.seq,
             flags: flags(ev.tcp_flags),
             reason: is_drop.then(|| {
-                if self.reasons.available() { self.reasons.name(ev.reason) } else { "UNKNOWN (kernel < 5.17 reports no drop reasons)".into() }
+                if self.reasons.available() {
+                    self.reasons.name(ev.reason)
+                } else {
+                    "UNKNOWN (kernel < 5.17 reports no drop reasons)".into()
+                }
             }),
             location: is_drop.then(|| {
-                self.kallsyms.as_ref().and_then(|k| k.symbolize(ev.location)).unwrap_or_else(|| format!("{:#x}", ev.location))
+                self.kallsyms
+                    .as_ref()
+                    .and_then(|k| k.symbolize(ev.location))
+                    .unwrap_or_else(|| format!("{:#x}", ev.location))
             }),
         }
     }
@@ -129,7 +136,8 @@ mod tests {
         ev.dport = 8080;
         ev.reason = 7;
         ev.location = 0x1234;
-        let reasons = DropReasons::from_tables(&[("SKB_DROP_REASON_NO_SOCKET".into(), 7)], &[], &[]);
+        let reasons =
+            DropReasons::from_tables(&[("SKB_DROP_REASON_NO_SOCKET".into(), 7)], &[], &[]);
         let d = Decoder { clock: Clock::new(), reasons, kallsyms: None };
         let o = d.decode(&ev, &mut Names::default());
         assert_eq!((o.kind, o.family, o.dport), ("drop", "ipv6", 8080));

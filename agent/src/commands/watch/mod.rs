@@ -7,7 +7,9 @@ mod overflow;
 mod readers;
 pub mod render;
 
-use std::{collections::BTreeSet, io::Write as _, path::PathBuf, process::ExitCode, time::Duration};
+use std::{
+    collections::BTreeSet, io::Write as _, path::PathBuf, process::ExitCode, time::Duration,
+};
 
 use anyhow::{Context as _, bail};
 use tokio::{
@@ -17,7 +19,9 @@ use tokio::{
 };
 
 use crate::{
-    kernel::{btf::KernelBtf, capabilities, drop_reasons::DropReasons, kallsyms::Kallsyms, privileges},
+    kernel::{
+        btf::KernelBtf, capabilities, drop_reasons::DropReasons, kallsyms::Kallsyms, privileges,
+    },
     model::{
         listener_view::ListenerView,
         listeners::{Change, Listener, Listeners},
@@ -54,6 +58,11 @@ pub struct WatchArgs {
     /// Per-CPU bound on packet events per second (SYN floods are counted, not streamed).
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub syn_rate: u32,
+    /// How to attach the TC classifiers: `tcx` links (≥ 6.6, vanish with the process) or a
+    /// `netlink` clsact qdisc + filter (any kernel; coexists with tools that expect clsact).
+    /// Default: what `reach doctor` plans.
+    #[arg(long, value_name = "HOW", value_parser = ["tcx", "netlink"])]
+    pub tc_attach: Option<String>,
     /// Only binds and listens: attach nothing to interfaces and no drop tracer.
     #[arg(long)]
     pub no_packets: bool,
@@ -135,23 +144,33 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
     let plan = probe_plan().await?;
     let mode = match args.attach.or_else(|| AttachMode::from_plan(&plan.bind)) {
         Some(m) => m,
-        None => bail!("no mechanism can observe binds on this kernel; run `reach doctor` for the reasons"),
+        None => bail!(
+            "no mechanism can observe binds on this kernel; run `reach doctor` for the reasons"
+        ),
     };
     let ring_kib = args.ring_buffer_kib;
     let mut binds = tokio::task::spawn_blocking(move || BindListen::attach(mode, ring_kib))
         .await?
-        .with_context(|| format!("attaching the bind/listen probes in {mode} mode failed (see `reach doctor`)"))?;
+        .with_context(|| {
+            format!("attaching the bind/listen probes in {mode} mode failed (see `reach doctor`)")
+        })?;
     eprintln!("reach: watching binds and listens ({mode} mode: {})", binds.attachments.join(", "));
 
     // Packet path: one TC tap per watched namespace, one global drop tracer.
-    let opts = NetOptions { ports: args.port.clone(), rate_per_sec: args.syn_rate, burst: args.syn_rate.max(1) };
+    let opts = NetOptions {
+        ports: args.port.clone(),
+        rate_per_sec: args.syn_rate,
+        burst: args.syn_rate.max(1),
+    };
     let mut taps: Vec<NetnsTap> = Vec::new();
     let mut drops: Option<DropTap> = None;
     if !args.no_packets {
-        let how = match plan.ingress.as_str() {
+        let how = match args.tc_attach.as_deref().unwrap_or(plan.ingress.as_str()) {
             "tcx" => TcHow::Tcx,
-            "tc_netlink" => TcHow::Netlink,
-            _ => bail!("no way to attach a TC classifier on this kernel (see `reach doctor`); use --no-packets"),
+            "tc_netlink" | "netlink" => TcHow::Netlink,
+            _ => bail!(
+                "no way to attach a TC classifier on this kernel (see `reach doctor`); use --no-packets"
+            ),
         };
         let drop_opts = opts.clone();
         drops = Some(
@@ -166,11 +185,18 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
                     // Filters of a killed earlier run (netlink ones outlive their process).
                     let names = ifaces.clone();
                     if let Ok(removed) = crate::netns::enter::in_netns(&ns2.path, move || {
-                        let list = if names.is_empty() { crate::probes::net::default_ifaces().unwrap_or_default() } else { names };
+                        let list = if names.is_empty() {
+                            crate::probes::net::default_ifaces().unwrap_or_default()
+                        } else {
+                            names
+                        };
                         remove_stale_filters(&list)
                     }) {
                         for r in removed {
-                            eprintln!("reach: removed a stale {r} in {} (left by a killed run)", ns2.name);
+                            eprintln!(
+                                "reach: removed a stale {r} in {} (left by a killed run)",
+                                ns2.name
+                            );
                         }
                     }
                 }
@@ -223,26 +249,60 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
     let (tx, mut rx) = mpsc::channel::<Msg>(4096);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut readers = JoinSet::new();
-    readers::spawn(&mut readers, binds.take_events()?, readers::Kind::Sock, tx.clone(), stop_rx.clone())?;
+    readers::spawn(
+        &mut readers,
+        binds.take_events()?,
+        readers::Kind::Sock,
+        tx.clone(),
+        stop_rx.clone(),
+    )?;
     if let Some(d) = drops.as_mut() {
-        readers::spawn(&mut readers, d.take_events()?, readers::Kind::Packet, tx.clone(), stop_rx.clone())?;
+        readers::spawn(
+            &mut readers,
+            d.take_events()?,
+            readers::Kind::Packet,
+            tx.clone(),
+            stop_rx.clone(),
+        )?;
     }
     for t in taps.iter_mut() {
-        readers::spawn(&mut readers, t.take_events()?, readers::Kind::Packet, tx.clone(), stop_rx.clone())?;
+        readers::spawn(
+            &mut readers,
+            t.take_events()?,
+            readers::Kind::Packet,
+            tx.clone(),
+            stop_rx.clone(),
+        )?;
     }
     drop(tx);
 
     let decoder = Decoder {
         clock: Clock::new(),
-        reasons: KernelBtf::load().and_then(|b| DropReasons::load(&b)).unwrap_or_else(|e| DropReasons::unavailable(e.to_string())),
+        reasons: KernelBtf::load()
+            .and_then(|b| DropReasons::load(&b))
+            .unwrap_or_else(|e| DropReasons::unavailable(e.to_string())),
         kallsyms: Kallsyms::load().ok(),
     };
-    let mut state =
-        State { names: Names::new(), model, bind_filter, packet_inodes, lost_seen: 0, suppressed_seen: 0 };
+    let mut state = State {
+        names: Names::new(),
+        model,
+        bind_filter,
+        packet_inodes,
+        lost_seen: 0,
+        suppressed_seen: 0,
+    };
     let mut overflows: Vec<overflow::Watcher> = if args.no_packets {
         Vec::new()
     } else {
-        namespaces.iter().map(|n| overflow::Watcher::new(NetnsRef { inode: n.inode, name: n.name.clone() }, n.path.clone())).collect()
+        namespaces
+            .iter()
+            .map(|n| {
+                overflow::Watcher::new(
+                    NetnsRef { inode: n.inode, name: n.name.clone() },
+                    n.path.clone(),
+                )
+            })
+            .collect()
     };
 
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
@@ -289,7 +349,11 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
 }
 
 fn overflow_line(o: &overflow::Overflow) -> String {
-    let who: Vec<String> = o.full_listeners.iter().map(|l| format!("{} ({})", l.endpoint(), l.comm.as_deref().unwrap_or("?"))).collect();
+    let who: Vec<String> = o
+        .full_listeners
+        .iter()
+        .map(|l| format!("{} ({})", l.endpoint(), l.comm.as_deref().unwrap_or("?")))
+        .collect();
     format!(
         "!! {}: listen queue overflow — {} SYNs refused silently (ListenOverflows +{}, ListenDrops +{}); full: {}",
         o.netns.name,
@@ -310,7 +374,13 @@ struct State {
 }
 
 impl State {
-    fn handle(&mut self, msg: Msg, decoder: &Decoder, out: &mut impl std::io::Write, json: bool) -> anyhow::Result<()> {
+    fn handle(
+        &mut self,
+        msg: Msg,
+        decoder: &Decoder,
+        out: &mut impl std::io::Write,
+        json: bool,
+    ) -> anyhow::Result<()> {
         match msg {
             Msg::Sock(ev) => {
                 if self.bind_filter.as_ref().is_some_and(|f| !f.contains(&(ev.netns as u64))) {
@@ -346,9 +416,14 @@ impl State {
         use reach_common::net::counter;
         let mut lost = binds.lost().unwrap_or(0);
         let mut suppressed = 0;
-        for c in drops.and_then(|d| d.counters().ok()).into_iter().chain(taps.iter().filter_map(|t| t.counters().ok())) {
+        for c in drops
+            .and_then(|d| d.counters().ok())
+            .into_iter()
+            .chain(taps.iter().filter_map(|t| t.counters().ok()))
+        {
             lost += c[counter::LOST as usize];
-            suppressed += c[counter::SYN_RATE_LIMITED as usize] + c[counter::OTHER_RATE_LIMITED as usize];
+            suppressed +=
+                c[counter::SYN_RATE_LIMITED as usize] + c[counter::OTHER_RATE_LIMITED as usize];
         }
         if lost > self.lost_seen {
             let count = lost - self.lost_seen;
@@ -360,9 +435,16 @@ impl State {
         if suppressed > self.suppressed_seen {
             let count = suppressed - self.suppressed_seen;
             self.suppressed_seen = suppressed;
-            render::line(out, json, &serde_json::json!({"type": "suppressed", "count": count, "why": "rate_limit"}), || {
-                format!("!! {count} packet events not reported: more than --syn-rate per second (a SYN flood?)")
-            })?;
+            render::line(
+                out,
+                json,
+                &serde_json::json!({"type": "suppressed", "count": count, "why": "rate_limit"}),
+                || {
+                    format!(
+                        "!! {count} packet events not reported: more than --syn-rate per second (a SYN flood?)"
+                    )
+                },
+            )?;
         }
         Ok(())
     }

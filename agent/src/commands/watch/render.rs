@@ -6,7 +6,12 @@ use serde::Serialize;
 use crate::probes::{packet_event::PacketObservation, sock_event::SockObservation};
 
 /// Writes any serialisable line as JSON, or `text` for humans; flushes (output is a stream).
-pub fn line(out: &mut impl Write, json: bool, value: &impl Serialize, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+pub fn line(
+    out: &mut impl Write,
+    json: bool,
+    value: &impl Serialize,
+    text: impl FnOnce() -> String,
+) -> anyhow::Result<()> {
     if json {
         writeln!(out, "{}", serde_json::to_string(value)?)?;
     } else {
