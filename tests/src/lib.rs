@@ -11,6 +11,8 @@ use std::{
 
 use reach_agent::lab;
 
+pub mod frames;
+
 /// The `reach` binary under test.
 pub fn reach_bin() -> PathBuf {
     let path = std::env::var_os("REACH_BIN").map(PathBuf::from).unwrap_or_else(|| {
