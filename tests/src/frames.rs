@@ -59,7 +59,14 @@ fn checksum(bytes: &[u8]) -> u16 {
 
 /// An IPv4 header: `options` (padded with NOPs to 4 bytes) make IHL > 5; `frag` is the raw
 /// flags + fragment-offset field (0x2000 = more fragments, low 13 bits = offset in 8 bytes).
-pub fn ipv4(src: [u8; 4], dst: [u8; 4], proto: u8, frag: u16, options: &[u8], payload: &[u8]) -> Vec<u8> {
+pub fn ipv4(
+    src: [u8; 4],
+    dst: [u8; 4],
+    proto: u8,
+    frag: u16,
+    options: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
     let mut opts = options.to_vec();
     while opts.len() % 4 != 0 {
         opts.push(1);
@@ -247,7 +254,12 @@ impl Classifiers {
     }
 
     /// Runs program `name` `repeat` times on `frame`.
-    pub fn run(&self, name: &str, frame: &[u8], repeat: u32) -> Result<TestRunResult, ProgramError> {
+    pub fn run(
+        &self,
+        name: &str,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<TestRunResult, ProgramError> {
         let prog: &SchedClassifier = self
             .ebpf
             .program(name)

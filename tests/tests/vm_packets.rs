@@ -42,22 +42,38 @@ fn packets_in_guest(kernel: &str, expect_how: &str) -> Result<()> {
     };
     let outcome = run_in_guest(&opts)?;
     let out = &outcome.output;
-    ensure!(outcome.exit_code == 0, "{kernel}: guest script failed ({}):\n{out}", outcome.exit_code);
+    ensure!(
+        outcome.exit_code == 0,
+        "{kernel}: guest script failed ({}):\n{out}",
+        outcome.exit_code
+    );
     ensure!(out.contains("=== watch exit 0"), "{kernel}: watch did not exit 0:\n{out}");
-    ensure!(section(out, "stderr").contains(expect_how), "{kernel}: expected {expect_how} attachment:\n{out}");
+    ensure!(
+        section(out, "stderr").contains(expect_how),
+        "{kernel}: expected {expect_how} attachment:\n{out}"
+    );
     ensure!(!section(out, "qdisc").contains("clsact"), "{kernel}: clsact left behind:\n{out}");
     ensure!(section(out, "filters").trim().is_empty(), "{kernel}: filters left behind:\n{out}");
-    let lines: Vec<Value> = section(out, "events").lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let lines: Vec<Value> =
+        section(out, "events").lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
     let drop_for = |port: u64| lines.iter().find(|l| l["type"] == "drop" && l["dport"] == port);
-    let closed = drop_for(7101).with_context(|| format!("{kernel}: no drop for the closed port:\n{out}"))?;
+    let closed =
+        drop_for(7101).with_context(|| format!("{kernel}: no drop for the closed port:\n{out}"))?;
     ensure!(closed["reason"] == "NO_SOCKET", "{kernel}: {closed}");
     ensure!(closed["saddr"] == "10.77.0.2" && closed["daddr"] == "10.77.0.1", "{kernel}: {closed}");
-    let filtered = drop_for(7102).with_context(|| format!("{kernel}: no drop for the nft-dropped port:\n{out}"))?;
+    let filtered = drop_for(7102)
+        .with_context(|| format!("{kernel}: no drop for the nft-dropped port:\n{out}"))?;
     ensure!(filtered["reason"] == "NETFILTER_DROP", "{kernel}: {filtered}");
     for port in [7101u64, 7102] {
-        ensure!(lines.iter().any(|l| l["type"] == "syn" && l["dport"] == port && l["iface"] == "s0"), "{kernel}: no syn for {port}:\n{out}");
+        ensure!(
+            lines.iter().any(|l| l["type"] == "syn" && l["dport"] == port && l["iface"] == "s0"),
+            "{kernel}: no syn for {port}:\n{out}"
+        );
     }
-    ensure!(lines.iter().any(|l| l["type"] == "rst" && l["sport"] == 7101), "{kernel}: no RST from the closed port:\n{out}");
+    ensure!(
+        lines.iter().any(|l| l["type"] == "rst" && l["sport"] == 7101),
+        "{kernel}: no RST from the closed port:\n{out}"
+    );
     Ok(())
 }
 

@@ -18,10 +18,24 @@ fn connect(hosts: &TwoHosts, addr: SocketAddr) -> std::io::Result<TcpStream> {
 }
 
 fn watch(hosts: &TwoHosts, port: u16) -> WatchRun {
-    WatchRun::start(
-        &["--json", "--netns", hosts.server.name(), "--port", &port.to_string()],
-        "watching drops",
-    )
+    watch_with(hosts, port, &[])
+}
+
+fn watch_with(hosts: &TwoHosts, port: u16, extra: &[&str]) -> WatchRun {
+    let port = port.to_string();
+    let mut args = vec!["--json", "--netns", hosts.server.name(), "--port", &port];
+    args.extend_from_slice(extra);
+    WatchRun::start(&args, "watching drops")
+}
+
+fn flows(lines: &[Value], port: u16) -> Vec<&Value> {
+    let suffix = format!(":{port}");
+    lines
+        .iter()
+        .filter(|l| {
+            l["type"] == "flow" && l["server"].as_str().is_some_and(|s| s.ends_with(&suffix))
+        })
+        .collect()
 }
 
 fn of_type<'a>(lines: &'a [Value], ty: &str, dport: u64) -> Vec<&'a Value> {
@@ -93,6 +107,13 @@ fn syn_to_a_closed_port_is_seen_answered_with_rst_and_dropped_no_socket() {
             .unwrap_or_else(|| panic!("no {family} rst in {lines:#?}"));
         assert!(rst["flags"].as_str().unwrap().contains('R'));
     }
+    let fl = flows(&lines, 7101);
+    assert_eq!(fl.len(), 2, "one flow per family: {lines:#?}");
+    for f in fl {
+        assert_eq!(f["outcome"], "reset", "{f}");
+        assert_eq!(f["drop"]["reason"], "NO_SOCKET", "{f}");
+        assert_eq!(f["netns"]["name"], hosts.server.name());
+    }
     assert_clean(&hosts);
 }
 
@@ -129,6 +150,13 @@ fn nft_drop_rule_is_netfilter_drop() {
     let loc = drops[0]["location"].as_str().unwrap();
     assert!(loc.starts_with("nft_do_chain+") || loc.starts_with("nf_hook_slow+"), "{}", drops[0]);
     assert!(of_type(&lines, "synack", 7102).is_empty() && of_type(&lines, "rst", 7102).is_empty());
+    let fl = flows(&lines, 7102);
+    assert_eq!(fl.len(), 1, "{lines:#?}");
+    assert_eq!(
+        (fl[0]["outcome"].as_str(), fl[0]["drop"]["reason"].as_str()),
+        (Some("dropped"), Some("NETFILTER_DROP"))
+    );
+    assert_eq!(fl[0]["client"].as_str().unwrap().split(':').next(), Some("10.77.0.2"));
     assert_clean(&hosts);
 }
 
@@ -151,6 +179,14 @@ fn accepted_connection_has_a_synack_and_no_drop() {
     assert_eq!(synack.len(), 1, "{lines:#?}");
     assert_eq!(synack[0]["dport"], syn[0]["sport"]);
     assert!(of_type(&lines, "drop", 7103).is_empty(), "{lines:#?}");
+    let fl = flows(&lines, 7103);
+    assert_eq!(fl.len(), 1, "{lines:#?}");
+    assert_eq!(fl[0]["outcome"], "accepted", "{}", fl[0]);
+    assert_eq!(fl[0]["synack_sent"], true);
+    assert_eq!(
+        fl[0]["client"],
+        format!("{}:{}", TwoHosts::CLIENT_V4, stream.local_addr().unwrap().port())
+    );
     assert_clean(&hosts);
 }
 
@@ -170,7 +206,7 @@ fn full_accept_queue_is_reported_as_overflow_of_that_listener() {
             l
         })
         .unwrap();
-    let run = watch(&hosts, 7104);
+    let run = watch_with(&hosts, 7104, &["--flow-timeout", "1"]);
     let mut clients = Vec::new();
     for _ in 0..4 {
         clients.push(connect(&hosts, SocketAddr::from((TwoHosts::SERVER_V4, 7104))));
@@ -203,7 +239,7 @@ fn sigterm_during_setup_still_detaches_everything() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let hosts = TwoHosts::new("wp-term").unwrap();
     for delay_ms in [50, 250, 600] {
-        let mut child = std::process::Command::new(reach_tests::reach_bin())
+        let child = std::process::Command::new(reach_tests::reach_bin())
             .args(["watch", "--json", "--tc-attach", "netlink", "--netns", hosts.server.name()])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())

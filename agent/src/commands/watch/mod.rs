@@ -23,6 +23,10 @@ use crate::{
         btf::KernelBtf, capabilities, drop_reasons::DropReasons, kallsyms::Kallsyms, privileges,
     },
     model::{
+        flows::{
+            Dropped, Established, Family, FlowRecord, FlowTable, Observation, RstSeen, SynAckSeen,
+            SynSeen,
+        },
         listener_view::ListenerView,
         listeners::{Change, Listener, Listeners},
     },
@@ -31,7 +35,7 @@ use crate::{
     probes::{
         bind_listen::{AttachMode, BindListen, DEFAULT_RING_KIB, validate_ring_kib},
         net::{DropTap, NetOptions, NetnsTap, TcHow, remove_stale_filters},
-        packet_event::Decoder,
+        packet_event::{Decoder, PacketObservation},
         plan::{self, Plan},
         sock_event::{self, NetnsRef, SockObservation},
     },
@@ -63,6 +67,10 @@ pub struct WatchArgs {
     /// Default: what `reach doctor` plans.
     #[arg(long, value_name = "HOW", value_parser = ["tcx", "netlink"])]
     pub tc_attach: Option<String>,
+    /// A connection attempt with no answer (no SYN-ACK, RST or drop) for this long is
+    /// reported as `unanswered` (a silent drop, or a problem before this host).
+    #[arg(long, value_name = "SECS", default_value_t = 3.0)]
+    pub flow_timeout: f64,
     /// Only binds and listens: attach nothing to interfaces and no drop tracer.
     #[arg(long)]
     pub no_packets: bool,
@@ -113,6 +121,12 @@ fn validate(args: &WatchArgs) -> Result<Vec<Watched>, Usage> {
         return Err(Usage(format!("--duration must be a positive number of seconds, got {d}")));
     }
     validate_ring_kib(args.ring_buffer_kib).map_err(Usage)?;
+    if !(args.flow_timeout.is_finite() && args.flow_timeout > 0.0) {
+        return Err(Usage(format!(
+            "--flow-timeout must be a positive number of seconds, got {}",
+            args.flow_timeout
+        )));
+    }
     if args.port.contains(&0) {
         return Err(Usage("--port 0 is not a port a client can connect to".into()));
     }
@@ -283,11 +297,13 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
             .unwrap_or_else(|e| DropReasons::unavailable(e.to_string())),
         kallsyms: Kallsyms::load().ok(),
     };
+    let flows = FlowTable::new(FLOW_CAPACITY, Duration::from_secs_f64(args.flow_timeout));
     let mut state = State {
         names: Names::new(),
         model,
         bind_filter,
         packet_inodes,
+        flows,
         lost_seen: 0,
         suppressed_seen: 0,
     };
@@ -315,6 +331,9 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
             },
             _ = tick.tick() => {
                 state.report_counters(&binds, drops.as_ref(), &taps, &mut out, args.json)?;
+                for rec in state.flows.expire(boot_ns()) {
+                    print_flow(&mut out, &rec, &mut state.names, args.json)?;
+                }
                 for w in overflows.iter_mut() {
                     if let Some(o) = w.poll() {
                         render::line(&mut out, args.json, &o, || overflow_line(&o))?;
@@ -335,6 +354,9 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
         r??;
     }
     state.report_counters(&binds, drops.as_ref(), &taps, &mut out, args.json)?;
+    for rec in state.flows.expire(boot_ns()).into_iter().chain(state.flows.drain()) {
+        print_flow(&mut out, &rec, &mut state.names, args.json)?;
+    }
     for w in overflows.iter_mut() {
         if let Some(o) = w.poll() {
             render::line(&mut out, args.json, &o, || overflow_line(&o))?;
@@ -364,11 +386,59 @@ fn overflow_line(o: &overflow::Overflow) -> String {
     )
 }
 
+/// Connection attempts tracked at once; beyond, the least recently touched are evicted (and
+/// counted by the table).
+const FLOW_CAPACITY: usize = 65_536;
+
+/// CLOCK_BOOTTIME in ns: the clock the BPF programs stamp events with.
+fn boot_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+fn print_flow(
+    out: &mut impl std::io::Write,
+    rec: &FlowRecord,
+    names: &mut Names,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut v = serde_json::to_value(rec)?;
+    // The table keys namespaces by inode; the output names them like every other line.
+    v["netns"] = serde_json::json!({"inode": rec.netns, "name": names.name(rec.netns)});
+    render::line(out, json, &v, || {
+        let evidence = rec
+            .drop
+            .as_ref()
+            .map(|d| {
+                format!(
+                    " reason {}{}",
+                    d.reason,
+                    d.location.as_ref().map(|l| format!(" at {l}")).unwrap_or_default()
+                )
+            })
+            .unwrap_or_default();
+        format!(
+            "{:<12} {:<12} {:<20} {} → {} {:?} ({} SYN{}){}",
+            "",
+            "flow",
+            names.name(rec.netns),
+            rec.client,
+            rec.server,
+            rec.outcome,
+            rec.syn_count,
+            if rec.syn_count == 1 { "" } else { "s" },
+            evidence
+        )
+    })
+}
+
 struct State {
     names: Names,
     model: Listeners,
     bind_filter: Option<BTreeSet<u64>>,
     packet_inodes: BTreeSet<u64>,
+    flows: FlowTable,
     lost_seen: u64,
     suppressed_seen: u64,
 }
@@ -382,6 +452,15 @@ impl State {
         json: bool,
     ) -> anyhow::Result<()> {
         match msg {
+            Msg::Sock(ev) if ev.kind == reach_common::event::kind::ESTABLISHED => {
+                if self.packet_inodes.contains(&(ev.netns as u64))
+                    && let Some(est) = established(&ev)
+                    && let Some(rec) = self.flows.observe_established(est)
+                {
+                    print_flow(out, &rec, &mut self.names, json)?;
+                }
+                Ok(())
+            }
             Msg::Sock(ev) => {
                 if self.bind_filter.as_ref().is_some_and(|f| !f.contains(&(ev.netns as u64))) {
                     return Ok(());
@@ -400,7 +479,11 @@ impl State {
                     return Ok(());
                 }
                 let p = decoder.decode(&ev, &mut self.names);
-                render::line(out, json, &p, || render::packet_line(&p))
+                render::line(out, json, &p, || render::packet_line(&p))?;
+                if let Some(rec) = self.flows.observe(flow_observation(&p)) {
+                    print_flow(out, &rec, &mut self.names, json)?;
+                }
+                Ok(())
             }
         }
     }
@@ -448,6 +531,82 @@ impl State {
         }
         Ok(())
     }
+}
+
+/// The flow-table view of a packet observation (SYN and drops are client → server; replies
+/// server → client, as on the wire).
+fn flow_observation(p: &PacketObservation) -> Observation {
+    let family = if p.family == "ipv6" { Family::V6 } else { Family::V4 };
+    let (netns, at_ns) = (p.netns.inode, p.ts_ns);
+    match p.kind {
+        "synack" => Observation::SynAck(SynAckSeen {
+            netns,
+            ifindex: p.ifindex,
+            family,
+            saddr: p.saddr,
+            sport: p.sport,
+            daddr: p.daddr,
+            dport: p.dport,
+            at_ns,
+        }),
+        "rst" => Observation::Rst(RstSeen {
+            netns,
+            ifindex: p.ifindex,
+            family,
+            saddr: p.saddr,
+            sport: p.sport,
+            daddr: p.daddr,
+            dport: p.dport,
+            at_ns,
+        }),
+        "drop" => Observation::Drop(Dropped {
+            netns,
+            family,
+            saddr: p.saddr,
+            sport: p.sport,
+            daddr: p.daddr,
+            dport: p.dport,
+            reason: p.reason.clone().unwrap_or_default(),
+            location: p.location.clone(),
+            is_syn: p.flags.contains('S') && !p.flags.contains('A'),
+            at_ns,
+        }),
+        _ => Observation::Syn(SynSeen {
+            netns,
+            ifindex: p.ifindex,
+            family,
+            saddr: p.saddr,
+            sport: p.sport,
+            daddr: p.daddr,
+            dport: p.dport,
+            seq: p.seq,
+            at_ns,
+        }),
+    }
+}
+
+/// A completed passive open: the server socket's address is local, the client is its peer.
+fn established(ev: &reach_common::event::SockEvent) -> Option<Established> {
+    use reach_common::event::{AF_INET6, flag};
+    if ev.flags & flag::HAS_PEER == 0 || ev.flags & flag::HAS_SOCKET == 0 {
+        return None;
+    }
+    let ip = |raw: &[u8; 16]| -> std::net::IpAddr {
+        if ev.family == AF_INET6 {
+            std::net::Ipv6Addr::from(*raw).into()
+        } else {
+            std::net::Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]).into()
+        }
+    };
+    Some(Established {
+        netns: ev.netns as u64,
+        family: if ev.family == AF_INET6 { Family::V6 } else { Family::V4 },
+        saddr: ip(&ev.req_addr),
+        sport: ev.req_port,
+        daddr: ip(&ev.bound_addr),
+        dport: ev.bound_port,
+        at_ns: ev.ts_ns,
+    })
 }
 
 /// Applies `obs` to the model. A close no longer carries the port (the kernel released it

@@ -1,0 +1,617 @@
+//! Malformed and unusual packets (issue 5) through `reach_ingress` and `reach_egress` with
+//! BPF_PROG_TEST_RUN: every input passes through (TC_ACT_UNSPEC), the programs never fault, and
+//! the counters and events are exactly those of an independent user-space model of the parse
+//! (`expect`), with the exact tuple for every event.
+//!
+//! The kernel refuses test inputs shorter than an Ethernet header (EINVAL, nothing runs): on an
+//! Ethernet device a classifier never sees one, so the "truncated Ethernet" and "empty" cases
+//! check that refusal, and the shortest frames that do run are 14 bytes with nothing after.
+use aya::maps::{MapData, RingBuf};
+use reach_common::net::{NetConfig, PacketEvent, counter, packet_kind};
+use reach_tests::{
+    frames::{self, *},
+    require_root,
+};
+
+const WATCHED: u16 = 443;
+const UNWATCHED: u16 = 8080;
+const CLIENT_PORT: u16 = 40000;
+const NETNS: u32 = 4026530001;
+/// TC_ACT_UNSPEC as the u32 the kernel returns.
+const PASS: u32 = -1i32 as u32;
+/// Extension headers the classifier walks (headers.rs MAX_IPV6_EXT).
+const MAX_IPV6_EXT: usize = 6;
+/// `__sk_buff.ifindex` of a test run: the loopback device.
+const TEST_IFINDEX: u32 = 1;
+
+// ------------------------------------------------------------------ the model
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seg {
+    v: u8,
+    flags: u8,
+    saddr: [u8; 16],
+    daddr: [u8; 16],
+    sport: u16,
+    dport: u16,
+    seq: u32,
+    ack: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Parse {
+    Tcp(Seg),
+    NotTcp,
+    NotIp,
+    Malformed,
+}
+
+fn get<const N: usize>(p: &[u8], off: usize) -> Option<[u8; N]> {
+    p.get(off..off.checked_add(N)?)?.try_into().ok()
+}
+
+/// What the classifiers should make of `p` (an Ethernet frame), written from the protocol
+/// definitions: Ethernet with at most two VLAN tags; IPv4 (IHL ≥ 5, first fragment only); IPv6
+/// with at most MAX_IPV6_EXT extension headers (non-first fragments are not TCP); a TCP header
+/// that is complete, including the options its data offset claims.
+fn model(p: &[u8]) -> Parse {
+    let Some(et) = get::<2>(p, 12) else { return Parse::Malformed };
+    let mut et = u16::from_be_bytes(et);
+    let mut off = 14;
+    for _ in 0..2 {
+        if et != ETH_P_8021Q && et != ETH_P_8021AD {
+            break;
+        }
+        let Some(tag) = get::<4>(p, off) else { return Parse::Malformed };
+        et = u16::from_be_bytes([tag[2], tag[3]]);
+        off += 4;
+    }
+    match et {
+        ETH_P_IP => model_v4(p, off),
+        ETH_P_IPV6 => model_v6(p, off),
+        _ => Parse::NotIp,
+    }
+}
+
+fn model_v4(p: &[u8], off: usize) -> Parse {
+    let Some(h) = get::<20>(p, off) else { return Parse::Malformed };
+    let ihl = (h[0] & 0x0f) as usize * 4;
+    if h[0] >> 4 != 4 || ihl < 20 {
+        return Parse::Malformed;
+    }
+    if h[9] != IPPROTO_TCP || u16::from_be_bytes([h[6], h[7]]) & 0x1fff != 0 {
+        return Parse::NotTcp;
+    }
+    let mut s = [0u8; 16];
+    let mut d = [0u8; 16];
+    s[..4].copy_from_slice(&h[12..16]);
+    d[..4].copy_from_slice(&h[16..20]);
+    model_tcp(p, off + ihl, 4, s, d)
+}
+
+fn model_v6(p: &[u8], off: usize) -> Parse {
+    let Some(h) = get::<40>(p, off) else { return Parse::Malformed };
+    if h[0] >> 4 != 6 {
+        return Parse::Malformed;
+    }
+    let s: [u8; 16] = h[8..24].try_into().unwrap();
+    let d: [u8; 16] = h[24..40].try_into().unwrap();
+    let mut next = h[6];
+    let mut at = off + 40;
+    for walked in 0..=MAX_IPV6_EXT {
+        if next == IPPROTO_TCP {
+            return model_tcp(p, at, 6, s, d);
+        }
+        if walked == MAX_IPV6_EXT {
+            break;
+        }
+        match next {
+            0 | 43 | 60 => {
+                let Some(e) = get::<2>(p, at) else { return Parse::Malformed };
+                next = e[0];
+                at += (e[1] as usize + 1) * 8;
+            }
+            44 => {
+                let Some(e) = get::<4>(p, at) else { return Parse::Malformed };
+                if u16::from_be_bytes([e[2], e[3]]) >> 3 != 0 {
+                    return Parse::NotTcp;
+                }
+                next = e[0];
+                at += 8;
+            }
+            51 => {
+                let Some(e) = get::<2>(p, at) else { return Parse::Malformed };
+                next = e[0];
+                at += (e[1] as usize + 2) * 4;
+            }
+            _ => return Parse::NotTcp,
+        }
+    }
+    Parse::NotTcp
+}
+
+fn model_tcp(p: &[u8], off: usize, v: u8, saddr: [u8; 16], daddr: [u8; 16]) -> Parse {
+    let Some(t) = get::<20>(p, off) else { return Parse::Malformed };
+    let doff = (t[12] >> 4) as usize * 4;
+    if doff < 20 || off + doff > p.len() {
+        return Parse::Malformed;
+    }
+    Parse::Tcp(Seg {
+        v,
+        flags: t[13],
+        saddr,
+        daddr,
+        sport: u16::from_be_bytes([t[0], t[1]]),
+        dport: u16::from_be_bytes([t[2], t[3]]),
+        seq: u32::from_be_bytes(t[4..8].try_into().unwrap()),
+        ack: u32::from_be_bytes(t[8..12].try_into().unwrap()),
+    })
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dir {
+    Ingress,
+    Egress,
+}
+
+impl Dir {
+    fn prog(self) -> &'static str {
+        match self {
+            Dir::Ingress => "reach_ingress",
+            Dir::Egress => "reach_egress",
+        }
+    }
+}
+
+/// Counter deltas and events one run of `dir` on `p` must produce (port filter on, WATCHED
+/// watched, no rate limit).
+fn expect(dir: Dir, p: &[u8]) -> ([u64; counter::SLOTS as usize], Option<(u8, Seg)>) {
+    let mut c = [0u64; counter::SLOTS as usize];
+    c[counter::PACKETS as usize] = 1;
+    let seg = match model(p) {
+        Parse::Tcp(seg) => seg,
+        Parse::Malformed => {
+            c[counter::MALFORMED as usize] = 1;
+            return (c, None);
+        }
+        Parse::NotTcp | Parse::NotIp => return (c, None),
+    };
+    c[counter::TCP as usize] = 1;
+    let syn = seg.flags & SYN != 0 && seg.flags & ACK == 0;
+    match dir {
+        Dir::Ingress if syn => {
+            c[counter::SYN as usize] = 1;
+            if seg.dport == WATCHED {
+                c[counter::SYN_EVENTS as usize] = 1;
+                return (c, Some((packet_kind::SYN, seg)));
+            }
+            c[counter::SYN_PORT_FILTERED as usize] = 1;
+        }
+        Dir::Egress if seg.sport == WATCHED => {
+            let kind = if seg.flags & RST != 0 {
+                packet_kind::RST
+            } else if seg.flags & (SYN | ACK) == SYN | ACK {
+                packet_kind::SYNACK
+            } else {
+                return (c, None);
+            };
+            c[counter::REPLY_EVENTS as usize] = 1;
+            return (c, Some((kind, seg)));
+        }
+        _ => {}
+    }
+    (c, None)
+}
+
+// ------------------------------------------------------------------ the harness
+
+struct Bed {
+    cls: Classifiers,
+    ring: RingBuf<MapData>,
+}
+
+impl Bed {
+    fn new() -> Bed {
+        require_root();
+        let config = NetConfig { netns: NETNS, filter_ports: 1, rate_per_sec: 0, burst: 0 };
+        let mut cls = Classifiers::load(config, &[WATCHED]).expect("load reach-net");
+        let ring = cls.take_events().unwrap();
+        Bed { cls, ring }
+    }
+
+    /// Runs `dir` once on `p`; returns the counter deltas and the events.
+    fn run(&mut self, dir: Dir, p: &[u8]) -> ([u64; counter::SLOTS as usize], Vec<PacketEvent>) {
+        let before = self.cls.counters().unwrap();
+        let r = self
+            .cls
+            .run(dir.prog(), p, 1)
+            .unwrap_or_else(|e| panic!("{} faulted on {}: {e:?}", dir.prog(), hex(p)));
+        assert_eq!(r.return_value, PASS, "{} must pass {} through", dir.prog(), hex(p));
+        let after = self.cls.counters().unwrap();
+        let mut delta = [0u64; counter::SLOTS as usize];
+        for i in 0..delta.len() {
+            delta[i] = after[i] - before[i];
+        }
+        (delta, drain(&mut self.ring))
+    }
+
+    /// Runs `dir` on `p` and asserts the model's counters and event; returns the event.
+    fn check(&mut self, what: &str, dir: Dir, p: &[u8]) -> Option<PacketEvent> {
+        let (want_c, want_ev) = expect(dir, p);
+        let (got_c, events) = self.run(dir, p);
+        assert_eq!(
+            named(&got_c),
+            named(&want_c),
+            "{what} via {}: counters (frame {})",
+            dir.prog(),
+            hex(p)
+        );
+        match want_ev {
+            None => {
+                assert!(
+                    events.is_empty(),
+                    "{what} via {}: unexpected events {events:?}",
+                    dir.prog()
+                );
+                None
+            }
+            Some((kind, s)) => {
+                assert_eq!(events.len(), 1, "{what} via {}: events {events:?}", dir.prog());
+                let e = events[0];
+                let mut want = PacketEvent::zeroed();
+                want.kind = kind;
+                want.ip_version = s.v;
+                want.tcp_flags = s.flags;
+                want.ifindex = TEST_IFINDEX;
+                want.netns = NETNS;
+                want.ts_ns = e.ts_ns;
+                want.saddr = s.saddr;
+                want.daddr = s.daddr;
+                want.sport = s.sport;
+                want.dport = s.dport;
+                want.seq = s.seq;
+                want.ack_seq = s.ack;
+                assert_eq!(e, want, "{what} via {}: event", dir.prog());
+                assert_ne!(e.ts_ns, 0, "{what}: timestamp");
+                Some(e)
+            }
+        }
+    }
+
+    /// Both classifiers; asserts what the model says and what the case says it should be.
+    fn case(&mut self, what: &str, p: &[u8], want: Want) {
+        let got = model(p);
+        match want {
+            Want::Syn => assert!(
+                matches!(got, Parse::Tcp(s) if s.flags & (SYN | ACK) == SYN && s.dport == WATCHED),
+                "{what}: {got:?}"
+            ),
+            Want::Malformed => assert_eq!(got, Parse::Malformed, "{what}"),
+            Want::NotTcp => assert_eq!(got, Parse::NotTcp, "{what}"),
+            Want::NotIp => assert_eq!(got, Parse::NotIp, "{what}"),
+            Want::Tcp => assert!(matches!(got, Parse::Tcp(_)), "{what}: {got:?}"),
+        }
+        let ev = self.check(what, Dir::Ingress, p);
+        assert_eq!(ev.is_some(), want == Want::Syn, "{what}: ingress event");
+        self.check(what, Dir::Egress, p);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Want {
+    /// A SYN to the watched port: one ingress SYN event.
+    Syn,
+    Tcp,
+    Malformed,
+    NotTcp,
+    NotIp,
+}
+
+fn named(c: &[u64; counter::SLOTS as usize]) -> Vec<(&'static str, u64)> {
+    frames::COUNTER_NAMES.iter().copied().zip(c.iter().copied()).filter(|(_, v)| *v != 0).collect()
+}
+
+fn hex(p: &[u8]) -> String {
+    p.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+// ------------------------------------------------------------------ frames
+
+fn v4_frame(tags: &[u16], ip: Vec<u8>) -> Vec<u8> {
+    ethernet(tags, ETH_P_IP, &ip)
+}
+
+fn syn_tcp(dport: u16) -> Vec<u8> {
+    tcp(CLIENT_PORT, dport, 0x0102_0304, 0, SYN, &SYN_OPTIONS)
+}
+
+fn v4_syn_ip(dport: u16) -> Vec<u8> {
+    ipv4(CLIENT_V4, SERVER_V4, IPPROTO_TCP, 0x4000, &[], &syn_tcp(dport))
+}
+
+fn v6_frame(next: u8, payload: &[u8]) -> Vec<u8> {
+    ethernet(&[], ETH_P_IPV6, &ipv6(CLIENT_V6, SERVER_V6, next, payload))
+}
+
+/// IPv6 SYN to `dport` behind `n` extension headers (cycling through the kinds walked).
+fn v6_syn_behind(n: usize, dport: u16) -> Vec<u8> {
+    const KINDS: [u8; 5] =
+        [ext::HOP_BY_HOP, ext::DEST_OPTS, ext::ROUTING, ext::AUTH, ext::DEST_OPTS];
+    let kinds: Vec<u8> = (0..n).map(|i| KINDS[i % KINDS.len()]).collect();
+    let (first, chain) = ext_chain(&kinds, IPPROTO_TCP, &syn_tcp(dport));
+    v6_frame(first, &chain)
+}
+
+// ------------------------------------------------------------------ cases
+
+#[test]
+fn inputs_shorter_than_ethernet_are_refused_by_the_kernel() {
+    let mut bed = Bed::new();
+    for len in [0usize, 10, 13] {
+        let frame = &syn_v4(CLIENT_PORT, WATCHED)[..len];
+        let before = bed.cls.counters().unwrap();
+        for dir in [Dir::Ingress, Dir::Egress] {
+            let err = bed.cls.run(dir.prog(), frame, 1).expect_err("a frame shorter than 14 bytes");
+            let msg = format!("{err:?}");
+            assert!(msg.contains("InvalidInput") || msg.contains("22"), "{len} bytes: {msg}");
+        }
+        assert_eq!(bed.cls.counters().unwrap(), before, "{len} bytes: nothing ran");
+    }
+    assert!(drain(&mut bed.ring).is_empty());
+}
+
+#[test]
+fn valid_syns_are_events_with_their_exact_tuple() {
+    let mut bed = Bed::new();
+    bed.case("SYN v4", &syn_v4(CLIENT_PORT, WATCHED), Want::Syn);
+    bed.case("SYN v4, unwatched port", &syn_v4(CLIENT_PORT, UNWATCHED), Want::Tcp);
+    bed.case("SYN v6", &syn_v6(CLIENT_PORT, WATCHED), Want::Syn);
+    let opts = [0x94, 4, 0, 0]; // router alert
+    let ip = ipv4(CLIENT_V4, SERVER_V4, IPPROTO_TCP, 0, &opts, &syn_tcp(WATCHED));
+    bed.case("SYN v4 with IP options (IHL 6)", &v4_frame(&[], ip), Want::Syn);
+    let ip = ipv4(CLIENT_V4, SERVER_V4, IPPROTO_TCP, 0x2000, &[], &syn_tcp(WATCHED));
+    bed.case("SYN v4, first fragment (MF, offset 0)", &v4_frame(&[], ip), Want::Syn);
+    let t = tcp(CLIENT_PORT, WATCHED, 7, 0, SYN | 0x40 | 0x80, &SYN_OPTIONS);
+    let ip = ipv4(CLIENT_V4, SERVER_V4, IPPROTO_TCP, 0, &[], &t);
+    bed.case("ECN-setup SYN (SYN|ECE|CWR)", &v4_frame(&[], ip), Want::Syn);
+    // Ethernet padding after a minimal SYN does not matter.
+    let mut f = v4_frame(
+        &[],
+        ipv4(CLIENT_V4, SERVER_V4, IPPROTO_TCP, 0, &[], &{
+            tcp(CLIENT_PORT, WATCHED, 9, 0, SYN, &[])
+        }),
+    );
+    f.resize(60, 0);
+    bed.case("minimal SYN padded to 60 bytes", &f, Want::Syn);
+}
+
+#[test]
+fn replies_are_egress_events() {
+    let mut bed = Bed::new();
+    let t = tcp(WATCHED, CLIENT_PORT, 0x0a0b_0c0d, 0x0102_0305, SYN | ACK, &SYN_OPTIONS);
+    let f = v4_frame(&[], ipv4(SERVER_V4, CLIENT_V4, IPPROTO_TCP, 0, &[], &t));
+    bed.case("SYN-ACK v4", &f, Want::Tcp);
+    assert!(bed.check("SYN-ACK v4", Dir::Egress, &f).is_some());
+    let t = tcp(WATCHED, CLIENT_PORT, 0, 0x0102_0305, RST | ACK, &[]);
+    let f = ethernet(&[], ETH_P_IPV6, &ipv6(SERVER_V6, CLIENT_V6, IPPROTO_TCP, &t));
+    bed.case("RST v6", &f, Want::Tcp);
+    assert!(bed.check("RST v6", Dir::Egress, &f).is_some());
+    bed.case("ACK v4", &ack_v4(CLIENT_PORT, WATCHED), Want::Tcp);
+    bed.case("UDP v4", &udp_v4(CLIENT_PORT, WATCHED), Want::NotTcp);
+}
+
+#[test]
+fn truncated_and_bogus_ipv4() {
+    let mut bed = Bed::new();
+    let full = syn_v4(CLIENT_PORT, WATCHED);
+    bed.case("Ethernet only (IPv4 type, no header)", &full[..14], Want::Malformed);
+    bed.case("IPv4 header cut at 19 bytes", &full[..14 + 19], Want::Malformed);
+    let mut f = full.clone();
+    f[14] = 0x44; // IHL 4 words = 16 bytes
+    bed.case("IPv4 IHL 4 (< 5)", &f, Want::Malformed);
+    f[14] = 0x40;
+    bed.case("IPv4 IHL 0", &f, Want::Malformed);
+    let mut f = full.clone();
+    f[14] = 0x4f; // 60 bytes of header claimed, 20 + 40 present: TCP would start past the end
+    bed.case("IPv4 IHL 15 pointing past the end", &f, Want::Malformed);
+    let mut f = full.clone();
+    f[14] = 0x65; // version 6 in an IPv4 EtherType
+    bed.case("IPv4 EtherType, version 6", &f, Want::Malformed);
+    let ip = ipv4(CLIENT_V4, SERVER_V4, IPPROTO_TCP, 0x0001, &[], &syn_tcp(WATCHED));
+    bed.case("IPv4 non-first fragment (offset 8), proto TCP", &v4_frame(&[], ip), Want::NotTcp);
+    let ip = ipv4(CLIENT_V4, SERVER_V4, IPPROTO_TCP, 0x2000 | 0x1fff, &[], &syn_tcp(WATCHED));
+    bed.case("IPv4 last-offset fragment with MF", &v4_frame(&[], ip), Want::NotTcp);
+}
+
+#[test]
+fn truncated_and_bogus_tcp() {
+    let mut bed = Bed::new();
+    let full = syn_v4(CLIENT_PORT, WATCHED);
+    let tcp_at = 14 + 20;
+    for cut in [0, 1, 12, 13, 19] {
+        bed.case(&format!("TCP header cut at {cut} bytes"), &full[..tcp_at + cut], Want::Malformed);
+    }
+    for doff in [0u8, 1, 4] {
+        let mut f = full.clone();
+        f[tcp_at + 12] = doff << 4;
+        bed.case(&format!("TCP doff {doff} (< 5)"), &f, Want::Malformed);
+    }
+    // The header is complete but its data offset claims options that are not there.
+    let mut f = full.clone();
+    f[tcp_at + 12] = 15 << 4;
+    bed.case("TCP doff 15 past the end (40 of 60 header bytes)", &f, Want::Malformed);
+    bed.case("SYN with its options cut", &full[..tcp_at + 24], Want::Malformed);
+    let v6 = syn_v6(CLIENT_PORT, WATCHED);
+    bed.case("IPv6 SYN cut in the TCP header", &v6[..14 + 40 + 10], Want::Malformed);
+    bed.case("IPv6 header cut", &v6[..14 + 39], Want::Malformed);
+    let mut f = v6.clone();
+    f[14] = 0x45;
+    bed.case("IPv6 EtherType, version 4", &f, Want::Malformed);
+}
+
+#[test]
+fn ipv6_extension_chains() {
+    let mut bed = Bed::new();
+    for n in 1..=MAX_IPV6_EXT {
+        bed.case(
+            &format!("SYN v6 behind {n} extension headers"),
+            &v6_syn_behind(n, WATCHED),
+            Want::Syn,
+        );
+    }
+    for n in [MAX_IPV6_EXT + 1, MAX_IPV6_EXT + 2, 12] {
+        bed.case(
+            &format!("SYN v6 behind {n} extension headers (beyond the bound)"),
+            &v6_syn_behind(n, WATCHED),
+            Want::NotTcp,
+        );
+    }
+    // Fragments: the first carries TCP, the others do not.
+    let mut chain = ext_header(ext::FRAGMENT, IPPROTO_TCP, 0, 0, true);
+    chain.extend(syn_tcp(WATCHED));
+    bed.case("IPv6 first fragment (offset 0, M)", &v6_frame(ext::FRAGMENT, &chain), Want::Syn);
+    for offset in [1u16, 185, 0x1fff] {
+        let mut chain = ext_header(ext::FRAGMENT, IPPROTO_TCP, 0, offset, offset != 0x1fff);
+        chain.extend(syn_tcp(WATCHED));
+        bed.case(
+            &format!("IPv6 fragment at offset {offset}"),
+            &v6_frame(ext::FRAGMENT, &chain),
+            Want::NotTcp,
+        );
+    }
+    let mut chain = ext_header(ext::HOP_BY_HOP, ext::FRAGMENT, 0, 0, false);
+    chain.extend(ext_header(ext::FRAGMENT, IPPROTO_TCP, 0, 3, false));
+    chain.extend(syn_tcp(WATCHED));
+    bed.case(
+        "hop-by-hop then non-first fragment",
+        &v6_frame(ext::HOP_BY_HOP, &chain),
+        Want::NotTcp,
+    );
+    // Long options header (2 KiB claimed) pointing past the end.
+    let mut chain = ext_header(ext::DEST_OPTS, IPPROTO_TCP, 0, 0, false);
+    chain[1] = 255;
+    chain.extend(syn_tcp(WATCHED));
+    bed.case(
+        "destination options longer than the packet",
+        &v6_frame(ext::DEST_OPTS, &chain),
+        Want::Malformed,
+    );
+    let f = v6_frame(ext::HOP_BY_HOP, &[]);
+    bed.case("hop-by-hop announced, nothing after the IPv6 header", &f, Want::Malformed);
+    let f = v6_frame(59, &syn_tcp(WATCHED));
+    bed.case("IPv6 no-next-header", &f, Want::NotTcp);
+    let f = v6_frame(IPPROTO_UDP, &udp(CLIENT_PORT, WATCHED, &[0; 16]));
+    bed.case("UDP v6", &f, Want::NotTcp);
+}
+
+#[test]
+fn vlan_tags() {
+    let mut bed = Bed::new();
+    let ip = v4_syn_ip(WATCHED);
+    bed.case("802.1Q SYN", &v4_frame(&[ETH_P_8021Q], ip.clone()), Want::Syn);
+    bed.case("802.1ad SYN", &v4_frame(&[ETH_P_8021AD], ip.clone()), Want::Syn);
+    bed.case(
+        "QinQ SYN (88a8, 8100)",
+        &v4_frame(&[ETH_P_8021AD, ETH_P_8021Q], ip.clone()),
+        Want::Syn,
+    );
+    bed.case("double 8100 SYN", &v4_frame(&[ETH_P_8021Q, ETH_P_8021Q], ip.clone()), Want::Syn);
+    let v6 = ipv6(CLIENT_V6, SERVER_V6, IPPROTO_TCP, &syn_tcp(WATCHED));
+    bed.case("QinQ SYN v6", &ethernet(&[ETH_P_8021AD, ETH_P_8021Q], ETH_P_IPV6, &v6), Want::Syn);
+    let three = [ETH_P_8021AD, ETH_P_8021Q, ETH_P_8021Q];
+    bed.case("three tags", &v4_frame(&three, ip.clone()), Want::NotIp);
+    let tagged = v4_frame(&[ETH_P_8021Q], ip.clone());
+    bed.case("802.1Q tag cut", &tagged[..16], Want::Malformed);
+    bed.case("802.1Q tag, nothing after", &tagged[..18], Want::Malformed);
+    bed.case("ARP", &ethernet(&[], ETH_P_ARP, &[0, 1, 8, 0, 6, 4, 0, 1]), Want::NotIp);
+    bed.case("ARP inside 802.1Q", &ethernet(&[ETH_P_8021Q], ETH_P_ARP, &[0; 28]), Want::NotIp);
+    bed.case("LLDP", &ethernet(&[], 0x88cc, &[0; 46]), Want::NotIp);
+    bed.case("802.3 length field", &ethernet(&[], 46, &[0; 46]), Want::NotIp);
+}
+
+/// xorshift64*: deterministic, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+#[test]
+fn random_garbage_matches_the_model() {
+    let mut bed = Bed::new();
+    let mut rng = Rng(0x5eed_0005_1234_5678);
+    let seeds: Vec<Vec<u8>> = vec![
+        syn_v4(CLIENT_PORT, WATCHED),
+        syn_v6(CLIENT_PORT, WATCHED),
+        v6_syn_behind(3, WATCHED),
+        v6_syn_behind(MAX_IPV6_EXT, WATCHED),
+        v4_frame(&[ETH_P_8021AD, ETH_P_8021Q], v4_syn_ip(WATCHED)),
+        {
+            let t = tcp(WATCHED, CLIENT_PORT, 1, 2, SYN | ACK, &SYN_OPTIONS);
+            v4_frame(&[], ipv4(SERVER_V4, CLIENT_V4, IPPROTO_TCP, 0, &[], &t))
+        },
+        udp_v4(CLIENT_PORT, WATCHED),
+    ];
+    let mut seen = std::collections::HashMap::<&str, usize>::new();
+    const N: usize = 3000;
+    for i in 0..N {
+        let frame = match i % 4 {
+            // Pure noise.
+            0 => {
+                let len = ETH_HLEN + rng.below(200);
+                rng.bytes(len)
+            }
+            // Noise behind a plausible EtherType (and version nibble).
+            1 => {
+                let len = ETH_HLEN + rng.below(140);
+                let mut f = rng.bytes(len);
+                let (et, v) =
+                    [(ETH_P_IP, 0x40), (ETH_P_IPV6, 0x60), (ETH_P_8021Q, 0), (ETH_P_8021AD, 0)]
+                        [rng.below(4)];
+                f[12..14].copy_from_slice(&et.to_be_bytes());
+                if f.len() > 14 && v != 0 {
+                    f[14] = v | (f[14] & 0x0f);
+                }
+                f
+            }
+            // A valid frame with a few bytes changed and maybe cut.
+            _ => {
+                let mut f = seeds[rng.below(seeds.len())].clone();
+                for _ in 0..1 + rng.below(4) {
+                    let at = rng.below(f.len());
+                    f[at] = rng.next() as u8;
+                }
+                if rng.below(3) == 0 {
+                    let len = ETH_HLEN + rng.below(f.len() - ETH_HLEN + 1);
+                    f.truncate(len);
+                }
+                f
+            }
+        };
+        let what = format!("random input #{i}");
+        let label = match model(&frame) {
+            Parse::Tcp(_) => "tcp",
+            Parse::NotTcp => "not tcp",
+            Parse::NotIp => "not ip",
+            Parse::Malformed => "malformed",
+        };
+        *seen.entry(label).or_default() += 1;
+        bed.check(&what, Dir::Ingress, &frame);
+        bed.check(&what, Dir::Egress, &frame);
+    }
+    // The inputs reach every outcome, not only "not IP".
+    for label in ["tcp", "not tcp", "not ip", "malformed"] {
+        assert!(seen.get(label).copied().unwrap_or(0) >= 50, "too few {label} inputs: {seen:?}");
+    }
+}
