@@ -58,7 +58,7 @@ fn closed_port_is_syn_rst_and_no_socket_drop(how: TcHow) -> TwoHosts {
     let hosts = TwoHosts::new("pkt").unwrap();
     let mut tap = tap(&hosts, how, vec![7000]);
     let mut drops =
-        DropTap::attach(&NetOptions { ports: vec![7000], ..NetOptions::default() }).unwrap();
+        DropTap::attach(&NetOptions { ports: vec![7000], ..NetOptions::default() }, false).unwrap();
     let mut ring = tap.take_events().unwrap();
     let mut drop_ring = drops.take_events().unwrap();
 

@@ -291,3 +291,94 @@ fn filters_of_a_sigkilled_run_are_removed_by_the_next_run() {
     let q = hosts.server.run("tc", &["qdisc", "show", "dev", TwoHosts::SERVER_IF]).unwrap();
     assert!(!q.contains("clsact"), "the killed run's clsact was adopted and removed: {q}");
 }
+
+#[test]
+fn syn_rate_bound_counts_every_suppressed_syn() {
+    require_root();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let hosts = TwoHosts::new("wp-rate").unwrap();
+    let run = watch_with(&hosts, 7105, &["--syn-rate", "5"]);
+    const N: u64 = 60;
+    for _ in 0..N {
+        let _ = connect(&hosts, SocketAddr::from((TwoHosts::SERVER_V4, 7105)));
+    }
+    let (code, lines) = run.stop();
+    assert_eq!(code, Some(0));
+    let syns = of_type(&lines, "syn", 7105).len() as u64;
+    let suppressed: u64 = lines
+        .iter()
+        .filter(|l| l["type"] == "suppressed")
+        .map(|l| l["syn"].as_u64().unwrap())
+        .sum();
+    assert!(suppressed > 0, "{N} SYNs at --syn-rate 5 must be bounded: {syns} reported");
+    assert_eq!(syns + suppressed, N, "every SYN is reported or counted ({syns} + {suppressed})");
+    assert_clean(&hosts);
+}
+
+#[test]
+fn classic_kfree_skb_tracepoint_reports_the_same_drops() {
+    require_root();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let hosts = TwoHosts::new("wp-classic").unwrap();
+    let run = watch_with(&hosts, 7106, &["--drop-attach", "tracepoint"]);
+    assert!(run.stderr().contains("tracepoint skb:kfree_skb"), "{}", run.stderr());
+    let _ = connect(&hosts, SocketAddr::from((TwoHosts::SERVER_V6, 7106)));
+    let (code, lines) = run.stop();
+    assert_eq!(code, Some(0));
+    let d = of_type(&lines, "drop", 7106);
+    assert_eq!(d.len(), 1, "{lines:#?}");
+    assert_eq!(
+        (d[0]["reason"].as_str(), d[0]["family"].as_str()),
+        (Some("NO_SOCKET"), Some("ipv6"))
+    );
+    assert_eq!(d[0]["saddr"], TwoHosts::CLIENT_V6.to_string());
+    assert_clean(&hosts);
+}
+
+#[test]
+fn ipv6_accepted_and_ipv6_nft_drop() {
+    require_root();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let hosts = TwoHosts::new("wp-v6").unwrap();
+    hosts.server.run("nft", &["add", "table", "ip6", "labfw6"]).unwrap();
+    hosts
+        .server
+        .run(
+            "nft",
+            &["add chain ip6 labfw6 input { type filter hook input priority 0; policy accept; }"],
+        )
+        .unwrap();
+    hosts.server.run("nft", &["add rule ip6 labfw6 input tcp dport 7108 drop"]).unwrap();
+    let ok =
+        hosts.server.run_in(|| TcpListener::bind((TwoHosts::SERVER_V6, 7107))).unwrap().unwrap();
+    let run = watch_with(&hosts, 7107, &["--port", "7108"]);
+    let stream =
+        connect(&hosts, SocketAddr::from((TwoHosts::SERVER_V6, 7107))).expect("v6 connect");
+    let _ = ok.accept().unwrap();
+    let addr = SocketAddr::from((TwoHosts::SERVER_V6, 7108));
+    let e = hosts
+        .client
+        .run_in(move || TcpStream::connect_timeout(&addr, Duration::from_millis(700)))
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+    let (code, lines) = run.stop();
+    assert_eq!(code, Some(0));
+    let acc = flows(&lines, 7107);
+    assert_eq!(acc.len(), 1, "{lines:#?}");
+    assert_eq!(
+        (acc[0]["outcome"].as_str(), acc[0]["family"].as_str()),
+        (Some("accepted"), Some("ipv6"))
+    );
+    assert_eq!(
+        acc[0]["client"],
+        format!("[{}]:{}", TwoHosts::CLIENT_V6, stream.local_addr().unwrap().port())
+    );
+    let dropped = flows(&lines, 7108);
+    assert_eq!(dropped.len(), 1, "{lines:#?}");
+    assert_eq!(
+        (dropped[0]["outcome"].as_str(), dropped[0]["drop"]["reason"].as_str()),
+        (Some("dropped"), Some("NETFILTER_DROP"))
+    );
+    assert_clean(&hosts);
+}

@@ -300,7 +300,9 @@ pub struct DropTap {
 }
 
 impl DropTap {
-    pub fn attach(opts: &NetOptions) -> anyhow::Result<Self> {
+    /// Attaches tp_btf kfree_skb, falling back to the classic tracepoint (or using it directly
+    /// with `force_classic`).
+    pub fn attach(opts: &NetOptions, force_classic: bool) -> anyhow::Result<Self> {
         let kbtf = KernelBtf::load()?;
         let tracefs = pseudofs::tracefs().ok();
         let skb = offsets::resolve_skb(&kbtf, tracefs.as_ref().map(|t| t.path.as_path()))?;
@@ -314,6 +316,9 @@ impl DropTap {
         fill_ports(&mut ebpf, &opts.ports)?;
         let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
         let typed = (|| -> anyhow::Result<()> {
+            if force_classic {
+                bail!("classic tracepoint requested");
+            }
             let p: &mut BtfTracePoint = program_mut(&mut ebpf, "reach_kfree_skb")?;
             p.load("kfree_skb", &btf).map_err(|e| anyhow!("{}", chain(&e)))?;
             p.attach().map_err(|e| anyhow!("{}", chain(&e)))?;

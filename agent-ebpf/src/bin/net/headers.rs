@@ -4,7 +4,10 @@
 //! Every read goes through `bpf_skb_load_bytes` (TcContext::load): it works on non-linear skbs
 //! and the verifier needs no packet-pointer range proofs for the variable offsets that IHL and
 //! extension headers produce, which keeps the program loadable from 6.1 to current kernels.
-use aya_ebpf::programs::TcContext;
+//!
+//! The IP and TCP parsers are generic over where the bytes come from (`Source`), so the drop
+//! tracer decodes a freed skb's headers (read from kernel memory) with the same rules.
+use aya_ebpf::{helpers::bpf_probe_read_kernel, programs::TcContext};
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, ip::Ipv6Hdr, tcp::TcpHdr, vlan::VlanHdr};
 
 const ETH_P_IP: u16 = 0x0800;
@@ -35,6 +38,44 @@ pub enum Parsed {
     NotIp,
     /// A header shorter than its fields claim.
     Malformed,
+}
+
+/// Where the parsers read a packet's bytes.
+pub trait Source {
+    /// The `T` at byte `off`, None when it cannot be read.
+    fn read<T>(&self, off: usize) -> Option<T>;
+    /// Whether the packet has at least `end` bytes (true when its end is unknown).
+    fn has(&self, end: usize) -> bool;
+}
+
+impl Source for TcContext {
+    #[inline(always)]
+    fn read<T>(&self, off: usize) -> Option<T> {
+        self.load(off).ok()
+    }
+
+    #[inline(always)]
+    fn has(&self, end: usize) -> bool {
+        end <= self.len() as usize
+    }
+}
+
+/// Packet bytes in kernel memory from a base address (a freed skb's network header), read
+/// with `bpf_probe_read_kernel`. The packet's end is not known here: reads are bounded only by
+/// faults, and the stack has already validated the headers of what it drops after parsing.
+pub struct KernelBytes(pub u64);
+
+impl Source for KernelBytes {
+    #[inline(always)]
+    fn read<T>(&self, off: usize) -> Option<T> {
+        // SAFETY: bpf_probe_read_kernel validates the address and fails on a fault.
+        unsafe { bpf_probe_read_kernel((self.0 + off as u64) as *const T) }.ok()
+    }
+
+    #[inline(always)]
+    fn has(&self, _end: usize) -> bool {
+        true
+    }
 }
 
 /// Parses the packet; `no_l2` when the interface has no link-layer header.
@@ -71,9 +112,10 @@ fn link_layer(ctx: &TcContext) -> Option<(u16, usize)> {
     Some((ether_type, off))
 }
 
+/// IPv4 at `off` (then TCP).
 #[inline(always)]
-fn ipv4(ctx: &TcContext, off: usize) -> Parsed {
-    let Ok(ip) = ctx.load::<Ipv4Hdr>(off) else { return Parsed::Malformed };
+pub fn ipv4<S: Source>(ctx: &S, off: usize) -> Parsed {
+    let Some(ip) = ctx.read::<Ipv4Hdr>(off) else { return Parsed::Malformed };
     let ihl = (ip.vihl & 0x0f) as usize * 4;
     if ip.vihl >> 4 != 4 || ihl < Ipv4Hdr::LEN {
         return Parsed::Malformed;
@@ -90,9 +132,10 @@ fn ipv4(ctx: &TcContext, off: usize) -> Parsed {
     tcp(ctx, off + ihl, 4, saddr, daddr)
 }
 
+/// IPv6 at `off`, its extension headers, then TCP.
 #[inline(always)]
-fn ipv6(ctx: &TcContext, off: usize) -> Parsed {
-    let Ok(ip) = ctx.load::<Ipv6Hdr>(off) else { return Parsed::Malformed };
+pub fn ipv6<S: Source>(ctx: &S, off: usize) -> Parsed {
+    let Some(ip) = ctx.read::<Ipv6Hdr>(off) else { return Parsed::Malformed };
     if ip.vcf[0] >> 4 != 6 {
         return Parsed::Malformed;
     }
@@ -103,13 +146,13 @@ fn ipv6(ctx: &TcContext, off: usize) -> Parsed {
             IPPROTO_TCP => return tcp(ctx, l4, 6, ip.src_addr, ip.dst_addr),
             // hop-by-hop, routing, destination options: length in 8-octet units after the first 8.
             0 | 43 | 60 => {
-                let Ok(h) = ctx.load::<[u8; 2]>(l4) else { return Parsed::Malformed };
+                let Some(h) = ctx.read::<[u8; 2]>(l4) else { return Parsed::Malformed };
                 next = h[0];
                 l4 += (h[1] as usize + 1) * 8;
             }
             // fragment: fixed 8 bytes; a non-first fragment has no TCP header.
             44 => {
-                let Ok(h) = ctx.load::<[u8; 4]>(l4) else { return Parsed::Malformed };
+                let Some(h) = ctx.read::<[u8; 4]>(l4) else { return Parsed::Malformed };
                 if u16::from_be_bytes([h[2], h[3]]) & 0xfff8 != 0 {
                     return Parsed::NotTcp;
                 }
@@ -118,7 +161,7 @@ fn ipv6(ctx: &TcContext, off: usize) -> Parsed {
             }
             // authentication header: length in 4-octet units minus 2.
             51 => {
-                let Ok(h) = ctx.load::<[u8; 2]>(l4) else { return Parsed::Malformed };
+                let Some(h) = ctx.read::<[u8; 2]>(l4) else { return Parsed::Malformed };
                 next = h[0];
                 l4 += (h[1] as usize + 2) * 4;
             }
@@ -129,11 +172,14 @@ fn ipv6(ctx: &TcContext, off: usize) -> Parsed {
 }
 
 #[inline(always)]
-fn tcp(ctx: &TcContext, off: usize, ip_version: u8, saddr: [u8; 16], daddr: [u8; 16]) -> Parsed {
-    let Ok(th) = ctx.load::<TcpHdr>(off) else { return Parsed::Malformed };
+fn tcp<S: Source>(ctx: &S, off: usize, ip_version: u8, saddr: [u8; 16], daddr: [u8; 16]) -> Parsed {
+    let Some(th) = ctx.read::<TcpHdr>(off) else { return Parsed::Malformed };
     // Byte 12: data offset (high nibble); byte 13: flags. Read raw to avoid bitfield helpers.
-    let Ok(raw) = ctx.load::<[u8; 2]>(off + 12) else { return Parsed::Malformed };
-    if (raw[0] >> 4) < 5 {
+    let Some(raw) = ctx.read::<[u8; 2]>(off + 12) else { return Parsed::Malformed };
+    // The data offset covers the options: a header whose options are cut off is as truncated as
+    // one cut inside its first 20 bytes (the stack drops both as too small).
+    let doff = (raw[0] >> 4) as usize * 4;
+    if doff < TcpHdr::LEN || !ctx.has(off + doff) {
         return Parsed::Malformed;
     }
     Parsed::Tcp(Segment {

@@ -18,8 +18,7 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, RingBuf},
     programs::{BtfTracePointContext, TcContext, TracePointContext},
 };
-use headers::{Parsed, Segment, parse};
-use network_types::{ip::Ipv4Hdr, ip::Ipv6Hdr, tcp::TcpHdr};
+use headers::{KernelBytes, Parsed, Segment, ipv4, ipv6, parse};
 use reach_common::{
     field::Field,
     net::{Bucket, NetConfig, PacketEvent, SkbOffsets, counter, l2, packet_kind, tcp_flag},
@@ -277,50 +276,19 @@ fn on_drop(skb: u64, location: u64, reason: u32) -> Option<()> {
     if nh == u16::MAX {
         return None;
     }
-    let th_raw = read(skb, &skb_off!(skb_transport_header)).unwrap_or(u16::MAX as u64) as u16;
     let ip_at = head + nh as u64;
     // SAFETY: bpf_probe_read_kernel validates addresses.
     let version = unsafe { bpf_probe_read_kernel(ip_at as *const u8) }.ok()? >> 4;
-    let (mut saddr, mut daddr) = ([0u8; 16], [0u8; 16]);
-    let tcp_at = if version == 4 {
-        // SAFETY: as above.
-        let ip = unsafe { bpf_probe_read_kernel(ip_at as *const Ipv4Hdr) }.ok()?;
-        if ip.proto != 6 {
-            return None;
-        }
-        saddr[..4].copy_from_slice(&ip.src_addr);
-        daddr[..4].copy_from_slice(&ip.dst_addr);
-        let ihl = (ip.vihl & 0x0f) as u64 * 4;
-        if th_raw != u16::MAX && th_raw > nh { head + th_raw as u64 } else { ip_at + ihl }
-    } else if version == 6 {
-        // SAFETY: as above.
-        let ip = unsafe { bpf_probe_read_kernel(ip_at as *const Ipv6Hdr) }.ok()?;
-        saddr = ip.src_addr;
-        daddr = ip.dst_addr;
-        if ip.next_hdr == 6 {
-            ip_at + Ipv6Hdr::LEN as u64
-        } else if th_raw != u16::MAX && th_raw > nh {
-            // Past extension headers: trust the stack's transport header only for TCP below.
-            head + th_raw as u64
-        } else {
-            return None;
-        }
-    } else {
-        return None;
+    // The classifiers' parser on the packet in kernel memory: only TCP (first fragments, after
+    // at most MAX_IPV6_EXT extension headers) is decoded. The skb's transport header is not
+    // enough to go by: an IPv6 UDP or ICMPv6 packet has one too.
+    let bytes = KernelBytes(ip_at);
+    let parsed = match version {
+        4 => ipv4(&bytes, 0),
+        6 => ipv6(&bytes, 0),
+        _ => return None,
     };
-    // SAFETY: as above.
-    let th = unsafe { bpf_probe_read_kernel(tcp_at as *const TcpHdr) }.ok()?;
-    let raw = unsafe { bpf_probe_read_kernel((tcp_at + 12) as *const [u8; 2]) }.ok()?;
-    let seg = Segment {
-        ip_version: version,
-        flags: raw[1],
-        saddr,
-        daddr,
-        sport: u16::from_be_bytes(th.source),
-        dport: u16::from_be_bytes(th.dest),
-        seq: u32::from_be_bytes(th.seq),
-        ack_seq: u32::from_be_bytes(th.ack_seq),
-    };
+    let Parsed::Tcp(seg) = parsed else { return None };
     let is_syn = seg.flags & tcp_flag::SYN != 0 && seg.flags & tcp_flag::ACK == 0;
     let of_interest = if cfg!(filter_ports) == 0 {
         is_syn

@@ -6,6 +6,7 @@
 mod overflow;
 mod readers;
 pub mod render;
+mod reorder;
 
 use std::{
     collections::BTreeSet, io::Write as _, path::PathBuf, process::ExitCode, time::Duration,
@@ -71,6 +72,10 @@ pub struct WatchArgs {
     /// reported as `unanswered` (a silent drop, or a problem before this host).
     #[arg(long, value_name = "SECS", default_value_t = 3.0)]
     pub flow_timeout: f64,
+    /// Force how drops are traced: `tp_btf` (typed kfree_skb) or `tracepoint` (skb:kfree_skb,
+    /// whose record layout is read from tracefs). Default: tp_btf when the kernel allows it.
+    #[arg(long, value_name = "HOW", value_parser = ["tp_btf", "tracepoint"])]
+    pub drop_attach: Option<String>,
     /// Only binds and listens: attach nothing to interfaces and no drop tracer.
     #[arg(long)]
     pub no_packets: bool,
@@ -187,8 +192,9 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
             ),
         };
         let drop_opts = opts.clone();
+        let force_classic = args.drop_attach.as_deref() == Some("tracepoint");
         drops = Some(
-            tokio::task::spawn_blocking(move || DropTap::attach(&drop_opts))
+            tokio::task::spawn_blocking(move || DropTap::attach(&drop_opts, force_classic))
                 .await?
                 .context("attaching the kfree_skb drop tracer failed (see `reach doctor`)")?,
         );
@@ -304,8 +310,9 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
         bind_filter,
         packet_inodes,
         flows,
+        reorder: reorder::Reorder::default(),
         lost_seen: 0,
-        suppressed_seen: 0,
+        suppressed_seen: (0, 0),
     };
     let mut overflows: Vec<overflow::Watcher> = if args.no_packets {
         Vec::new()
@@ -322,7 +329,8 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
     };
 
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
@@ -330,13 +338,15 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
                 None => break,
             },
             _ = tick.tick() => {
-                state.report_counters(&binds, drops.as_ref(), &taps, &mut out, args.json)?;
-                for rec in state.flows.expire(boot_ns()) {
-                    print_flow(&mut out, &rec, &mut state.names, args.json)?;
-                }
-                for w in overflows.iter_mut() {
-                    if let Some(o) = w.poll() {
-                        render::line(&mut out, args.json, &o, || overflow_line(&o))?;
+                ticks += 1;
+                state.settle_flows(boot_ns(), &mut out, args.json)?;
+                // Counters change slowly; reading them every 500 ms keeps the cost flat.
+                if ticks % 5 == 0 {
+                    state.report_counters(&binds, drops.as_ref(), &taps, &mut out, args.json)?;
+                    for w in overflows.iter_mut() {
+                        if let Some(o) = w.poll() {
+                            render::line(&mut out, args.json, &o, || overflow_line(&o))?;
+                        }
                     }
                 }
             }
@@ -354,7 +364,8 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
         r??;
     }
     state.report_counters(&binds, drops.as_ref(), &taps, &mut out, args.json)?;
-    for rec in state.flows.expire(boot_ns()).into_iter().chain(state.flows.drain()) {
+    state.settle_flows(u64::MAX, &mut out, args.json)?;
+    for rec in state.flows.drain() {
         print_flow(&mut out, &rec, &mut state.names, args.json)?;
     }
     for w in overflows.iter_mut() {
@@ -439,8 +450,10 @@ struct State {
     bind_filter: Option<BTreeSet<u64>>,
     packet_inodes: BTreeSet<u64>,
     flows: FlowTable,
+    reorder: reorder::Reorder,
     lost_seen: u64,
-    suppressed_seen: u64,
+    /// (SYN, reply/drop) events suppressed by the rate bound, reported so far.
+    suppressed_seen: (u64, u64),
 }
 
 impl State {
@@ -455,9 +468,8 @@ impl State {
             Msg::Sock(ev) if ev.kind == reach_common::event::kind::ESTABLISHED => {
                 if self.packet_inodes.contains(&(ev.netns as u64))
                     && let Some(est) = established(&ev)
-                    && let Some(rec) = self.flows.observe_established(est)
                 {
-                    print_flow(out, &rec, &mut self.names, json)?;
+                    self.reorder.push(ev.ts_ns, Observation::Established(est));
                 }
                 Ok(())
             }
@@ -480,12 +492,31 @@ impl State {
                 }
                 let p = decoder.decode(&ev, &mut self.names);
                 render::line(out, json, &p, || render::packet_line(&p))?;
-                if let Some(rec) = self.flows.observe(flow_observation(&p)) {
-                    print_flow(out, &rec, &mut self.names, json)?;
-                }
+                self.reorder.push(p.ts_ns, flow_observation(&p));
                 Ok(())
             }
         }
+    }
+
+    /// Feeds observations that left the reorder window to the flow table, then expires
+    /// unanswered attempts; prints every flow that settled. `now == u64::MAX`: flush all.
+    fn settle_flows(
+        &mut self,
+        now: u64,
+        out: &mut impl std::io::Write,
+        json: bool,
+    ) -> anyhow::Result<()> {
+        let mut settled: Vec<FlowRecord> = Vec::new();
+        for obs in self.reorder.ready(now) {
+            settled.extend(self.flows.observe(obs));
+        }
+        let expire_at =
+            if now == u64::MAX { boot_ns() } else { now.saturating_sub(reorder::WINDOW_NS) };
+        settled.extend(self.flows.expire(expire_at));
+        for rec in settled {
+            print_flow(out, &rec, &mut self.names, json)?;
+        }
+        Ok(())
     }
 
     fn report_counters(
@@ -498,15 +529,15 @@ impl State {
     ) -> anyhow::Result<()> {
         use reach_common::net::counter;
         let mut lost = binds.lost().unwrap_or(0);
-        let mut suppressed = 0;
+        let (mut syn, mut other) = (0, 0);
         for c in drops
             .and_then(|d| d.counters().ok())
             .into_iter()
             .chain(taps.iter().filter_map(|t| t.counters().ok()))
         {
             lost += c[counter::LOST as usize];
-            suppressed +=
-                c[counter::SYN_RATE_LIMITED as usize] + c[counter::OTHER_RATE_LIMITED as usize];
+            syn += c[counter::SYN_RATE_LIMITED as usize];
+            other += c[counter::OTHER_RATE_LIMITED as usize];
         }
         if lost > self.lost_seen {
             let count = lost - self.lost_seen;
@@ -515,19 +546,16 @@ impl State {
                 format!("!! {count} events lost: a ring buffer was full (the kernel kept running)")
             })?;
         }
-        if suppressed > self.suppressed_seen {
-            let count = suppressed - self.suppressed_seen;
-            self.suppressed_seen = suppressed;
-            render::line(
-                out,
-                json,
-                &serde_json::json!({"type": "suppressed", "count": count, "why": "rate_limit"}),
-                || {
-                    format!(
-                        "!! {count} packet events not reported: more than --syn-rate per second (a SYN flood?)"
-                    )
-                },
-            )?;
+        if (syn, other) != self.suppressed_seen {
+            let (ds, dother) = (syn - self.suppressed_seen.0, other - self.suppressed_seen.1);
+            self.suppressed_seen = (syn, other);
+            let v = serde_json::json!({"type": "suppressed", "syn": ds, "other": dother, "why": "rate_limit"});
+            render::line(out, json, &v, || {
+                format!(
+                    "!! {ds} SYN and {dother} reply/drop events not reported: more than --syn-rate \
+                     per second per CPU (a SYN flood?)"
+                )
+            })?;
         }
         Ok(())
     }
