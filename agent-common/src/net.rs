@@ -117,15 +117,17 @@ pub struct NetConfig {
     /// Token bucket per CPU: events per second and burst size. 0 = unlimited.
     pub rate_per_sec: u32,
     pub burst: u32,
+    /// 1: the drop tracer reports only namespaces in `WATCHED_NETNS`; 0: all.
+    pub filter_netns: u32,
 }
 
 impl NetConfig {
     pub const DEFAULT: NetConfig =
-        NetConfig { netns: 0, filter_ports: 0, rate_per_sec: 0, burst: 0 };
+        NetConfig { netns: 0, filter_ports: 0, rate_per_sec: 0, burst: 0, filter_netns: 0 };
 }
 
 #[cfg(feature = "user")]
-// SAFETY: four u32s.
+// SAFETY: five u32s.
 unsafe impl aya::Pod for NetConfig {}
 
 /// Per-CPU token bucket state.

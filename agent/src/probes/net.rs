@@ -29,6 +29,8 @@ use crate::{
 /// What the classifiers report and how much.
 #[derive(Debug, Clone)]
 pub struct NetOptions {
+    /// Namespaces (inodes) whose drops the drop tracer reports (empty: all).
+    pub netns: Vec<u64>,
     /// Only these ports (empty: every port; then drops are limited to SYNs).
     pub ports: Vec<u16>,
     /// Token bucket per CPU: events per second (0 = unbounded) and burst.
@@ -38,7 +40,7 @@ pub struct NetOptions {
 
 impl Default for NetOptions {
     fn default() -> Self {
-        Self { ports: Vec::new(), rate_per_sec: 1000, burst: 200 }
+        Self { netns: Vec::new(), ports: Vec::new(), rate_per_sec: 1000, burst: 200 }
     }
 }
 
@@ -99,6 +101,7 @@ impl NetnsTap {
             filter_ports: u32::from(!opts.ports.is_empty()),
             rate_per_sec: opts.rate_per_sec,
             burst: opts.burst,
+            filter_netns: 0,
         };
         let mut ebpf = load(config, &SkbOffsets::ABSENT)?;
         fill_ports(&mut ebpf, &opts.ports)?;
@@ -311,9 +314,15 @@ impl DropTap {
             filter_ports: u32::from(!opts.ports.is_empty()),
             rate_per_sec: opts.rate_per_sec,
             burst: opts.burst,
+            filter_netns: u32::from(!opts.netns.is_empty()),
         };
         let mut ebpf = load(config, &skb)?;
         fill_ports(&mut ebpf, &opts.ports)?;
+        let mut watched: BpfHashMap<_, u32, u8> =
+            BpfHashMap::try_from(ebpf.map_mut("WATCHED_NETNS").context("WATCHED_NETNS map")?)?;
+        for ns in &opts.netns {
+            watched.insert(*ns as u32, 1, 0)?;
+        }
         let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
         let typed = (|| -> anyhow::Result<()> {
             if force_classic {

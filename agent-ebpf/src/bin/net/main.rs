@@ -39,6 +39,11 @@ static NET_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::S
 /// Ports whose SYNs (and drops and replies) are reported when `filter_ports` is set.
 #[map]
 static WATCHED_PORTS: HashMap<u16, u8> = HashMap::with_max_entries(1024, 0);
+/// Network namespaces (inodes) whose drops are reported; empty = every namespace. The drop
+/// tracer sees the whole machine, so without this a busy host namespace would spend the token
+/// budget (and the ring) on traffic nobody asked about.
+#[map]
+static WATCHED_NETNS: HashMap<u32, u8> = HashMap::with_max_entries(1024, 0);
 /// ifindex → `l2::*` for interfaces without an Ethernet header (absent = Ethernet).
 #[map]
 static IFACE_L2: HashMap<u32, u8> = HashMap::with_max_entries(256, 0);
@@ -289,6 +294,16 @@ fn on_drop(skb: u64, location: u64, reason: u32) -> Option<()> {
         _ => return None,
     };
     let Parsed::Tcp(seg) = parsed else { return None };
+    let dev = deref(skb, &skb_off!(skb_dev));
+    let net = match dev {
+        Some(d) => deref(d, &skb_off!(dev_nd_net)),
+        None => deref(skb, &skb_off!(skb_sk)).and_then(|sk| deref(sk, &skb_off!(sk_net))),
+    };
+    let netns = net.and_then(|n| read(n, &skb_off!(net_inum))).unwrap_or(0) as u32;
+    // SAFETY: plain map lookup.
+    if cfg!(filter_netns) != 0 && unsafe { WATCHED_NETNS.get(&netns) }.is_none() {
+        return None;
+    }
     let is_syn = seg.flags & tcp_flag::SYN != 0 && seg.flags & tcp_flag::ACK == 0;
     let of_interest = if cfg!(filter_ports) == 0 {
         is_syn
@@ -305,13 +320,7 @@ fn on_drop(skb: u64, location: u64, reason: u32) -> Option<()> {
         count(counter::OTHER_RATE_LIMITED);
         return None;
     }
-    let dev = deref(skb, &skb_off!(skb_dev));
     let ifindex = dev.and_then(|d| read(d, &skb_off!(dev_ifindex))).unwrap_or(0) as u32;
-    let net = match dev {
-        Some(d) => deref(d, &skb_off!(dev_nd_net)),
-        None => deref(skb, &skb_off!(skb_sk)).and_then(|sk| deref(sk, &skb_off!(sk_net))),
-    };
-    let netns = net.and_then(|n| read(n, &skb_off!(net_inum))).unwrap_or(0) as u32;
     let mut ev = event(packet_kind::DROP, &seg, ifindex, netns);
     ev.reason = reason;
     ev.location = location;

@@ -177,6 +177,7 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
 
     // Packet path: one TC tap per watched namespace, one global drop tracer.
     let opts = NetOptions {
+        netns: namespaces.iter().map(|n| n.inode).collect(),
         ports: args.port.clone(),
         rate_per_sec: args.syn_rate,
         burst: args.syn_rate.max(1),
@@ -430,13 +431,16 @@ fn print_flow(
             })
             .unwrap_or_default();
         format!(
-            "{:<12} {:<12} {:<20} {} → {} {:?} ({} SYN{}){}",
+            "{:<12} {:<12} {:<20} {} → {} {} ({} SYN{}){}",
             "",
             "flow",
             names.name(rec.netns),
             rec.client,
             rec.server,
-            rec.outcome,
+            serde_json::to_value(rec.outcome)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default(),
             rec.syn_count,
             if rec.syn_count == 1 { "" } else { "s" },
             evidence
