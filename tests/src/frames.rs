@@ -68,7 +68,7 @@ pub fn ipv4(
     payload: &[u8],
 ) -> Vec<u8> {
     let mut opts = options.to_vec();
-    while opts.len() % 4 != 0 {
+    while !opts.len().is_multiple_of(4) {
         opts.push(1);
     }
     let hlen = 20 + opts.len();
@@ -156,7 +156,7 @@ pub fn ext_chain(kinds: &[u8], last: u8, payload: &[u8]) -> (u8, Vec<u8>) {
 /// A TCP header (doff from the options, padded with NOPs), no payload.
 pub fn tcp(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, options: &[u8]) -> Vec<u8> {
     let mut opts = options.to_vec();
-    while opts.len() % 4 != 0 {
+    while !opts.len().is_multiple_of(4) {
         opts.push(1);
     }
     let doff = (20 + opts.len()) / 4;

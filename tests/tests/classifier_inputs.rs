@@ -217,7 +217,8 @@ struct Bed {
 impl Bed {
     fn new() -> Bed {
         require_root();
-        let config = NetConfig { netns: NETNS, filter_ports: 1, rate_per_sec: 0, burst: 0 };
+        let config =
+            NetConfig { netns: NETNS, filter_ports: 1, rate_per_sec: 0, burst: 0, filter_netns: 0 };
         let mut cls = Classifiers::load(config, &[WATCHED]).expect("load reach-net");
         let ring = cls.take_events().unwrap();
         Bed { cls, ring }
@@ -680,8 +681,11 @@ fn udp_drops_are_not_tcp(classic: bool) {
         probes::net::{DropTap, NetOptions},
     };
     let ns = NetNs::new("dropin").unwrap();
-    let mut tap =
-        DropTap::attach(&NetOptions { ports: vec![], rate_per_sec: 0, burst: 0 }, classic).unwrap();
+    let mut tap = DropTap::attach(
+        &NetOptions { netns: vec![], ports: vec![], rate_per_sec: 0, burst: 0 },
+        classic,
+    )
+    .unwrap();
     let mut ring = tap.take_events().unwrap();
     // UDP payload byte 5 is where a TCP header's flag byte (offset 13) would be: SYN.
     let payload = [0u8, 0, 0, 0, 0, SYN, 0, 0];

@@ -33,6 +33,14 @@ enum Task {
     /// Boot a Debian kernel (6.1, 6.12, 6.18, ...) under QEMU and run a host command in it; the
     /// exit code is the command's.
     VmTest(xtask::vm::VmTestArgs),
+    /// The hot-path benchmark: build `reach-bench` in release, run it (the TC classifier next to
+    /// an empty one under BPF_PROG_TEST_RUN; the kfree_skb handler's run-time statistics under a
+    /// loopback SYN load), print the tables and rewrite BENCHMARKS.md. Needs root.
+    Bench {
+        /// Arguments passed to `reach-bench` (`--repeat N`, `--rounds N`, `--syns N`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// The built-in demo: build reach and run `reach lab` (lab namespaces, scenarios, teardown).
     Lab {
         /// Arguments passed to `reach lab`.
@@ -69,6 +77,7 @@ fn try_main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Task::VmTest(args) => xtask::vm::vm_test_command(args),
+        Task::Bench { args } => xtask::bench::bench(&args).map(|()| ExitCode::SUCCESS),
         Task::Lab { args } => {
             setup::all()?;
             build(false)?;

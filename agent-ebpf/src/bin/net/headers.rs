@@ -173,23 +173,23 @@ pub fn ipv6<S: Source>(ctx: &S, off: usize) -> Parsed {
 
 #[inline(always)]
 fn tcp<S: Source>(ctx: &S, off: usize, ip_version: u8, saddr: [u8; 16], daddr: [u8; 16]) -> Parsed {
-    let Some(th) = ctx.read::<TcpHdr>(off) else { return Parsed::Malformed };
-    // Byte 12: data offset (high nibble); byte 13: flags. Read raw to avoid bitfield helpers.
-    let Some(raw) = ctx.read::<[u8; 2]>(off + 12) else { return Parsed::Malformed };
+    // The fixed header as raw bytes, in one read (TcpHdr's data offset and flags are bitfields):
+    // 12 = data offset (high nibble), 13 = flags.
+    let Some(th) = ctx.read::<[u8; TcpHdr::LEN]>(off) else { return Parsed::Malformed };
     // The data offset covers the options: a header whose options are cut off is as truncated as
     // one cut inside its first 20 bytes (the stack drops both as too small).
-    let doff = (raw[0] >> 4) as usize * 4;
+    let doff = (th[12] >> 4) as usize * 4;
     if doff < TcpHdr::LEN || !ctx.has(off + doff) {
         return Parsed::Malformed;
     }
     Parsed::Tcp(Segment {
         ip_version,
-        flags: raw[1],
+        flags: th[13],
         saddr,
         daddr,
-        sport: u16::from_be_bytes(th.source),
-        dport: u16::from_be_bytes(th.dest),
-        seq: u32::from_be_bytes(th.seq),
-        ack_seq: u32::from_be_bytes(th.ack_seq),
+        sport: u16::from_be_bytes([th[0], th[1]]),
+        dport: u16::from_be_bytes([th[2], th[3]]),
+        seq: u32::from_be_bytes([th[4], th[5], th[6], th[7]]),
+        ack_seq: u32::from_be_bytes([th[8], th[9], th[10], th[11]]),
     })
 }
