@@ -12,7 +12,7 @@
 mod headers;
 
 use aya_ebpf::{
-    bindings::TC_ACT_UNSPEC,
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP, TC_ACT_UNSPEC},
     helpers::{bpf_probe_read_kernel, generated::bpf_ktime_get_boot_ns},
     macros::{btf_tracepoint, classifier, map, tracepoint},
     maps::{HashMap, PerCpuArray, RingBuf},
@@ -34,6 +34,9 @@ static SKB_OFFSETS: SkbOffsets = SkbOffsets::ABSENT;
 /// Packet events. 256 KiB ≈ 3000 events between two user-space reads.
 #[map]
 static NET_EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+/// Queued bytes (≈ 200 events) at which a submit wakes the reader at once.
+const WAKEUP_BACKLOG: u64 = 16 * 1024;
+
 #[map]
 static NET_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::SLOTS, 0);
 /// Ports whose SYNs (and drops and replies) are reported when `filter_ports` is set.
@@ -115,7 +118,12 @@ fn send(ev: &PacketEvent) -> bool {
         Some(mut entry) => {
             // SAFETY: the reservation is exactly one PacketEvent.
             unsafe { entry.as_mut_ptr().write(*ev) };
-            entry.submit(0);
+            // Waking the reader costs microseconds (an irq_work per record when the ring was
+            // empty), far more than the event itself. Readers also drain on a short timer, so
+            // wake them only once a backlog has built up.
+            let backlog = NET_EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+            let flags = if backlog >= WAKEUP_BACKLOG { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
+            entry.submit(flags as u64);
             true
         }
         None => {
@@ -294,16 +302,6 @@ fn on_drop(skb: u64, location: u64, reason: u32) -> Option<()> {
         _ => return None,
     };
     let Parsed::Tcp(seg) = parsed else { return None };
-    let dev = deref(skb, &skb_off!(skb_dev));
-    let net = match dev {
-        Some(d) => deref(d, &skb_off!(dev_nd_net)),
-        None => deref(skb, &skb_off!(skb_sk)).and_then(|sk| deref(sk, &skb_off!(sk_net))),
-    };
-    let netns = net.and_then(|n| read(n, &skb_off!(net_inum))).unwrap_or(0) as u32;
-    // SAFETY: plain map lookup.
-    if cfg!(filter_netns) != 0 && unsafe { WATCHED_NETNS.get(&netns) }.is_none() {
-        return None;
-    }
     let is_syn = seg.flags & tcp_flag::SYN != 0 && seg.flags & tcp_flag::ACK == 0;
     let of_interest = if cfg!(filter_ports) == 0 {
         is_syn
@@ -314,6 +312,18 @@ fn on_drop(skb: u64, location: u64, reason: u32) -> Option<()> {
         }
     };
     if !of_interest {
+        return None;
+    }
+    // The namespace costs three pointer reads: only for segments that passed the cheap
+    // header/port test above.
+    let dev = deref(skb, &skb_off!(skb_dev));
+    let net = match dev {
+        Some(d) => deref(d, &skb_off!(dev_nd_net)),
+        None => deref(skb, &skb_off!(skb_sk)).and_then(|sk| deref(sk, &skb_off!(sk_net))),
+    };
+    let netns = net.and_then(|n| read(n, &skb_off!(net_inum))).unwrap_or(0) as u32;
+    // SAFETY: plain map lookup.
+    if cfg!(filter_netns) != 0 && unsafe { WATCHED_NETNS.get(&netns) }.is_none() {
         return None;
     }
     if !take_token(1) {

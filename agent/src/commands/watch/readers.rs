@@ -12,6 +12,9 @@ use tokio::{
 
 use crate::probes::{packet_event, sock_event};
 
+/// Longest delay before a queued event is read when the kernel did not wake the reader.
+const POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 pub enum Msg {
     Sock(SockEvent),
     Packet(PacketEvent),
@@ -43,8 +46,18 @@ pub fn spawn(
     let mut fd = unsafe { AsyncFd::register(ring) }
         .map_err(|e| anyhow::anyhow!("polling a ring buffer: {e}"))?;
     set.spawn(async move {
+        // The packet programs wake readers only once a backlog builds up (a wake-up costs more
+        // than an event); this timer bounds the delivery delay of sparse events.
+        let mut poll = tokio::time::interval(POLL);
         loop {
             tokio::select! {
+                _ = poll.tick() => {
+                    for msg in drain(fd.get_mut(), kind) {
+                        if tx.send(msg).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
                 guard = fd.readable_mut() => {
                     let mut guard = guard?;
                     let batch = drain(guard.get_inner_mut(), kind);
