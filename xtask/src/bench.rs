@@ -199,15 +199,18 @@ const HOW_TO_READ: &str = "
   BPF_PROG_TEST_RUN costs per packet when the program does nothing: the classifier's own cost
   is roughly `ns/packet − floor`.
 - **Watched port, ring read**: every SYN becomes an event (no rate limit) while a thread reads
-  the ring as fast as it can. The ring is then usually empty, and the kernel wakes the reader
-  for each record (an irq_work, expensive inside a VM): this is the cost of sparse events with
-  a reader waiting. **Ring full**: nothing reads, every reservation fails and is counted as
-  lost; the cheapest event path. Reach's token bucket bounds how often either happens.
+  the ring as fast as it can. The programs submit without waking the reader and wake it only
+  when the queued backlog crosses 16 KiB (a wake-up is an irq_work, which costs more than the
+  event itself inside a VM; `reach watch` also drains every 50 ms). At this unbounded rate a
+  few events can be counted as lost; reach's token bucket (`--syn-rate`, default 1000/s per
+  CPU) keeps real loads far below it. **Ring full**: nothing reads, every reservation fails
+  and is counted as lost; the cheapest event path.
 - **Port not watched**: the SYN is parsed and counted, then filtered out (`--port`).
 - **kfree_skb** numbers come from the kernel's BPF run-time statistics (`run_time_ns /
   run_cnt`) over a real loopback load, so they include the kernel's own accounting around each
   run. *Reader waiting* and *reader behind* differ only in how often user space reads the
-  ring (continuously, or every 10 ms): the difference is the reader wake-up. *Early exit*:
+  ring (continuously, or every 10 ms); with wake-ups only at the backlog threshold they cost
+  the same. *Early exit*:
   the port filter excludes the SYNs, so the handler parses the headers and returns.
 ";
 

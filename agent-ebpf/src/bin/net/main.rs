@@ -36,6 +36,8 @@ static SKB_OFFSETS: SkbOffsets = SkbOffsets::ABSENT;
 static NET_EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
 /// Queued bytes (≈ 200 events) at which a submit wakes the reader at once.
 const WAKEUP_BACKLOG: u64 = 16 * 1024;
+/// One record in the ring: the event plus the ring's 8-byte header.
+const RECORD_BYTES: u64 = core::mem::size_of::<PacketEvent>() as u64 + 8;
 
 #[map]
 static NET_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::SLOTS, 0);
@@ -121,8 +123,11 @@ fn send(ev: &PacketEvent) -> bool {
             // Waking the reader costs microseconds (an irq_work per record when the ring was
             // empty), far more than the event itself. Readers also drain on a short timer, so
             // wake them only once a backlog has built up.
+            // Only the record that crosses the threshold wakes the reader (the backlog includes
+            // this reservation): beyond it the reader is already awake, or the 50 ms timer is.
             let backlog = NET_EVENTS.query(BPF_RB_AVAIL_DATA as u64);
-            let flags = if backlog >= WAKEUP_BACKLOG { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
+            let crossing = backlog >= WAKEUP_BACKLOG && backlog < WAKEUP_BACKLOG + RECORD_BYTES;
+            let flags = if crossing { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP };
             entry.submit(flags as u64);
             true
         }
