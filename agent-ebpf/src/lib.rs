@@ -9,6 +9,8 @@ pub mod emit;
 pub mod kread;
 #[cfg(target_arch = "bpf")]
 pub mod sock;
+#[cfg(target_arch = "bpf")]
+pub mod tp;
 
 /// The panic handler of every BPF object (each links this library). A BPF program cannot unwind
 /// or abort; the programs are written so that no panic is reachable, and this is never called.

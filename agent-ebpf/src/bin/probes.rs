@@ -19,10 +19,7 @@ use aya_ebpf::{
         BtfTracePointContext, FExitContext, ProbeContext, RetProbeContext, TracePointContext,
     },
 };
-use reach_common::{
-    event::{IPPROTO_TCP, SockEvent, kind, source},
-    field::Field,
-};
+use reach_common::event::{IPPROTO_TCP, SockEvent, kind, source};
 use reach_ebpf::{
     emit::{SOCK_EVENTS, send},
     kread::{deref, read},
@@ -152,8 +149,8 @@ pub fn reach_sys_bind(ctx: TracePointContext) -> u32 {
 }
 
 fn try_sys_bind(ctx: &TracePointContext) -> Result<(), i64> {
-    let fd = tp_read(ctx, &off!(tp_bind_fd)).ok_or(1)?;
-    let uaddr = tp_read(ctx, &off!(tp_bind_umyaddr)).ok_or(1)?;
+    let fd = reach_ebpf::tp::read(ctx, &off!(tp_bind_fd)).ok_or(1)?;
+    let uaddr = reach_ebpf::tp::read(ctx, &off!(tp_bind_umyaddr)).ok_or(1)?;
     // Only inet binds matter; AF_UNIX/netlink binds go through here too.
     let request = read_requested(uaddr, true);
     if !request.is_inet() {
@@ -164,7 +161,7 @@ fn try_sys_bind(ctx: &TracePointContext) -> Result<(), i64> {
 
 #[tracepoint]
 pub fn reach_sys_bindx(ctx: TracePointContext) -> u32 {
-    if let Some(ret) = tp_read(&ctx, &off!(tp_exit_ret)) {
+    if let Some(ret) = reach_ebpf::tp::read(&ctx, &off!(tp_exit_ret)) {
         let _ = try_bind_return(ret as i64, source::SYSCALL_TRACEPOINT);
     }
     0
@@ -205,10 +202,11 @@ pub fn reach_tp_state(ctx: TracePointContext) -> u32 {
 }
 
 fn try_tp_state(ctx: &TracePointContext) -> Result<(), i64> {
-    let sk = tp_read(ctx, &off!(tp_state_skaddr)).ok_or(1)?;
-    let old = tp_read(ctx, &off!(tp_state_oldstate)).ok_or(1)? as i32;
-    let new = tp_read(ctx, &off!(tp_state_newstate)).ok_or(1)? as i32;
-    let proto = tp_read(ctx, &off!(tp_state_protocol)).unwrap_or(IPPROTO_TCP as u64) as u16;
+    let sk = reach_ebpf::tp::read(ctx, &off!(tp_state_skaddr)).ok_or(1)?;
+    let old = reach_ebpf::tp::read(ctx, &off!(tp_state_oldstate)).ok_or(1)? as i32;
+    let new = reach_ebpf::tp::read(ctx, &off!(tp_state_newstate)).ok_or(1)? as i32;
+    let proto =
+        reach_ebpf::tp::read(ctx, &off!(tp_state_protocol)).unwrap_or(IPPROTO_TCP as u64) as u16;
     on_state_change(sk, old, new, proto, source::STATE_TRACEPOINT);
     Ok(())
 }
@@ -287,22 +285,6 @@ fn emit_listen(sock: u64, ret: i32, src: u8) {
         ev.netns = current_netns();
     }
     send(&SOCK_EVENTS, &ev);
-}
-
-/// Reads a tracepoint record field (offsets parsed from its format file by user space).
-#[inline(always)]
-fn tp_read(ctx: &TracePointContext, field: &Field) -> Option<u64> {
-    if !field.is_present() {
-        return None;
-    }
-    // SAFETY: read_at goes through bpf_probe_read on the record.
-    unsafe {
-        match field.size {
-            2 => ctx.read_at::<u16>(field.offset as usize).ok().map(|v| v as u64),
-            4 => ctx.read_at::<u32>(field.offset as usize).ok().map(|v| v as u64),
-            _ => ctx.read_at::<u64>(field.offset as usize).ok(),
-        }
-    }
 }
 
 #[unsafe(link_section = "license")]

@@ -104,17 +104,8 @@ pub struct SynAckSeen {
 }
 
 /// A RST sent to the client (closed port, or a firewall's tcp-reset): `saddr` is the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RstSeen {
-    pub netns: u64,
-    pub ifindex: u32,
-    pub family: Family,
-    pub saddr: IpAddr,
-    pub sport: u16,
-    pub daddr: IpAddr,
-    pub dport: u16,
-    pub at_ns: u64,
-}
+/// Same shape as a SYN-ACK: both are server → client replies.
+pub type RstSeen = SynAckSeen;
 
 /// A kfree_skb drop of a client→server segment, with the tuple as in the packet.
 #[derive(Debug, Clone, PartialEq, Eq)]

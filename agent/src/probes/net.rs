@@ -191,7 +191,7 @@ fn link_type(iface: &str) -> Option<u16> {
         }
         let r = libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req);
         libc::close(fd);
-        (r == 0).then(|| req.ifr_ifru.ifru_hwaddr.sa_family)
+        (r == 0).then_some(req.ifr_ifru.ifru_hwaddr.sa_family)
     }
 }
 

@@ -19,9 +19,8 @@ use aya_ebpf::{
     programs::{BtfTracePointContext, TcContext, TracePointContext},
 };
 use headers::{KernelBytes, Parsed, Segment, ipv4, ipv6, parse};
-use reach_common::{
-    field::Field,
-    net::{Bucket, NetConfig, PacketEvent, SkbOffsets, counter, l2, packet_kind, tcp_flag},
+use reach_common::net::{
+    Bucket, NetConfig, PacketEvent, SkbOffsets, counter, l2, packet_kind, tcp_flag,
 };
 use reach_ebpf::kread::{deref, read};
 
@@ -262,27 +261,12 @@ pub fn reach_kfree_skb(ctx: BtfTracePointContext) -> i32 {
 
 #[tracepoint]
 pub fn reach_tp_kfree_skb(ctx: TracePointContext) -> u32 {
-    let skb = tp_read(&ctx, &skb_off!(tp_skbaddr)).unwrap_or(0);
-    let location = tp_read(&ctx, &skb_off!(tp_location)).unwrap_or(0);
+    let skb = reach_ebpf::tp::read(&ctx, &skb_off!(tp_skbaddr)).unwrap_or(0);
+    let location = reach_ebpf::tp::read(&ctx, &skb_off!(tp_location)).unwrap_or(0);
     // Kernels before 5.17 have no reason field: 0 (user space says "no reason on this kernel").
-    let reason = tp_read(&ctx, &skb_off!(tp_reason)).unwrap_or(0) as u32;
+    let reason = reach_ebpf::tp::read(&ctx, &skb_off!(tp_reason)).unwrap_or(0) as u32;
     let _ = on_drop(skb, location, reason);
     0
-}
-
-#[inline(always)]
-fn tp_read(ctx: &TracePointContext, f: &Field) -> Option<u64> {
-    if !f.is_present() {
-        return None;
-    }
-    // SAFETY: read_at goes through bpf_probe_read on the record.
-    unsafe {
-        match f.size {
-            2 => ctx.read_at::<u16>(f.offset as usize).ok().map(|v| v as u64),
-            4 => ctx.read_at::<u32>(f.offset as usize).ok().map(|v| v as u64),
-            _ => ctx.read_at::<u64>(f.offset as usize).ok(),
-        }
-    }
 }
 
 /// Reads the IP/TCP headers of a freed skb; reports TCP SYNs and segments of watched ports.

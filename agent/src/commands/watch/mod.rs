@@ -25,8 +25,7 @@ use crate::{
     },
     model::{
         flows::{
-            Dropped, Established, Family, FlowRecord, FlowTable, Observation, RstSeen, SynAckSeen,
-            SynSeen,
+            Dropped, Established, Family, FlowRecord, FlowTable, Observation, SynAckSeen, SynSeen,
         },
         listener_view::ListenerView,
         listeners::{Change, Listener, Listeners},
@@ -342,7 +341,7 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
                 ticks += 1;
                 state.settle_flows(boot_ns(), &mut out, args.json)?;
                 // Counters change slowly; reading them every 500 ms keeps the cost flat.
-                if ticks % 5 == 0 {
+                if ticks.is_multiple_of(5) {
                     state.report_counters(&binds, drops.as_ref(), &taps, &mut out, args.json)?;
                     for w in overflows.iter_mut() {
                         if let Some(o) = w.poll() {
@@ -571,26 +570,19 @@ fn flow_observation(p: &PacketObservation) -> Observation {
     let family = if p.family == "ipv6" { Family::V6 } else { Family::V4 };
     let (netns, at_ns) = (p.netns.inode, p.ts_ns);
     match p.kind {
-        "synack" => Observation::SynAck(SynAckSeen {
-            netns,
-            ifindex: p.ifindex,
-            family,
-            saddr: p.saddr,
-            sport: p.sport,
-            daddr: p.daddr,
-            dport: p.dport,
-            at_ns,
-        }),
-        "rst" => Observation::Rst(RstSeen {
-            netns,
-            ifindex: p.ifindex,
-            family,
-            saddr: p.saddr,
-            sport: p.sport,
-            daddr: p.daddr,
-            dport: p.dport,
-            at_ns,
-        }),
+        "synack" | "rst" => {
+            let reply = SynAckSeen {
+                netns,
+                ifindex: p.ifindex,
+                family,
+                saddr: p.saddr,
+                sport: p.sport,
+                daddr: p.daddr,
+                dport: p.dport,
+                at_ns,
+            };
+            if p.kind == "rst" { Observation::Rst(reply) } else { Observation::SynAck(reply) }
+        }
         "drop" => Observation::Drop(Dropped {
             netns,
             family,
