@@ -2,3 +2,6 @@
 //! (the configuration users think in).
 pub mod firewalld_presence;
 pub mod nft_tables;
+pub mod trace;
+pub mod trace_listener;
+pub mod trace_table;

@@ -1,0 +1,88 @@
+//! nftables tracing (issue 6, item 3) in a lab namespace: reach's `inet reach_trace` table marks
+//! SYNs to the watched port, the NFNLGRP_NFTRACE listener assembles each packet's walk, and the
+//! deciding rule is identified by table, chain and handle. The table is gone afterwards and the
+//! root namespace's ruleset is unchanged.
+use std::{
+    net::{SocketAddr, TcpStream},
+    time::{Duration, Instant},
+};
+
+use reach_agent::{
+    firewall::{
+        trace::{Assembler, PacketTrace, Verdict},
+        trace_listener::TraceListener,
+        trace_table::TraceTable,
+    },
+    lab::TwoHosts,
+};
+use reach_tests::require_root;
+
+fn root_ruleset() -> String {
+    let out = std::process::Command::new("nft").args(["list", "ruleset"]).output().expect("nft (nftables) is needed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_dropped_syn_is_traced_to_the_rule_that_dropped_it() {
+    require_root();
+    let before = root_ruleset();
+    let hosts = TwoHosts::new("trace").unwrap();
+    hosts.server.run("nft", &["add", "table", "inet", "labfw"]).unwrap();
+    hosts.server.run("nft", &["add chain inet labfw input { type filter hook input priority 0; policy accept; }"]).unwrap();
+    hosts.server.run("nft", &["add rule inet labfw input tcp dport 7200 counter drop"]).unwrap();
+    // The handle the drop rule got (what the trace must point at).
+    let listing = hosts.server.run("nft", &["-a", "list", "chain", "inet", "labfw", "input"]).unwrap();
+    let handle: u64 = listing
+        .lines()
+        .find(|l| l.contains("dport 7200"))
+        .and_then(|l| l.rsplit("# handle ").next())
+        .and_then(|h| h.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no handle in {listing}"));
+
+    let table = TraceTable::install(hosts.server.path(), &[7200]).unwrap();
+    let listener = TraceListener::open(hosts.server.path(), Duration::from_millis(200)).unwrap();
+    let addr = SocketAddr::from((TwoHosts::SERVER_V4, 7200));
+    let client = std::thread::spawn({
+        let client_ns = hosts.client.path().to_path_buf();
+        move || reach_agent::netns::enter::in_netns(&client_ns, || TcpStream::connect_timeout(&addr, Duration::from_millis(800)).map(drop))
+    });
+    let mut asm = Assembler::new(64);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let trace: PacketTrace = loop {
+        let mut done = None;
+        for ev in listener.recv().unwrap() {
+            if let Some(t) = asm.push(ev) {
+                done = Some(t);
+            }
+        }
+        if let Some(t) = done {
+            break t;
+        }
+        assert!(Instant::now() < deadline, "no complete trace; open: {:#?}", asm.drain());
+    };
+    let _ = client.join();
+    let tuple = trace.tuple.expect("tuple from the trace headers");
+    assert_eq!((tuple.dport, tuple.saddr.to_string()), (7200, TwoHosts::CLIENT_V4.to_string()));
+    assert_eq!(trace.verdict(), Some(&Verdict::Drop));
+    let d = trace.decision().unwrap();
+    assert_eq!((d.family, d.table.as_str(), d.chain.as_str(), d.rule_handle), ("inet", "labfw", "input", Some(handle)));
+    assert!(trace.steps.iter().any(|s| s.table == "reach_trace"), "the walk starts at our marking rule: {trace:#?}");
+
+    drop(table);
+    let tables = hosts.server.run("nft", &["list", "tables"]).unwrap();
+    assert!(!tables.contains("reach_trace"), "{tables}");
+    assert!(tables.contains("labfw"), "other tables untouched: {tables}");
+    assert_eq!(root_ruleset(), before, "the root namespace's ruleset must not change");
+}
+
+#[test]
+fn installing_replaces_a_stale_table() {
+    require_root();
+    let hosts = TwoHosts::new("trace-stale").unwrap();
+    let first = TraceTable::install(hosts.server.path(), &[1]).unwrap();
+    std::mem::forget(first); // a killed run leaves its table behind
+    let second = TraceTable::install(hosts.server.path(), &[7201]).unwrap();
+    let rules = hosts.server.run("nft", &["list", "table", "inet", "reach_trace"]).unwrap();
+    assert!(rules.contains("7201") && !rules.contains("dport 1 "), "{rules}");
+    drop(second);
+}
