@@ -128,7 +128,7 @@ pub fn bpf_programs_left(prefix: &str) -> Vec<String> {
 /// for the line that says everything is attached.
 pub struct WatchRun {
     child: std::process::Child,
-    stdout: std::thread::JoinHandle<String>,
+    stdout: Option<std::thread::JoinHandle<String>>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
@@ -160,7 +160,7 @@ impl WatchRun {
                 s.push('\n');
             }
         });
-        let run = WatchRun { child, stdout, stderr };
+        let run = WatchRun { child, stdout: Some(stdout), stderr };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
             if run.stderr().contains(ready_marker) {
@@ -203,11 +203,31 @@ impl WatchRun {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         };
-        let text = self.stdout.join().unwrap();
+        let text = self.stdout.take().map(|h| h.join().unwrap()).unwrap_or_default();
         let lines = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
             .collect();
         (status.code(), lines)
+    }
+}
+
+impl Drop for WatchRun {
+    /// A test that panics before stopping its watch must not leave reach running (and
+    /// attached) for the next test: SIGINT, so reach still detaches, then SIGKILL if it hangs.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }

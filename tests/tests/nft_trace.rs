@@ -18,7 +18,10 @@ use reach_agent::{
 use reach_tests::require_root;
 
 fn root_ruleset() -> String {
-    let out = std::process::Command::new("nft").args(["list", "ruleset"]).output().expect("nft (nftables) is needed");
+    let out = std::process::Command::new("nft")
+        .args(["list", "ruleset"])
+        .output()
+        .expect("nft (nftables) is needed");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -28,10 +31,17 @@ fn a_dropped_syn_is_traced_to_the_rule_that_dropped_it() {
     let before = root_ruleset();
     let hosts = TwoHosts::new("trace").unwrap();
     hosts.server.run("nft", &["add", "table", "inet", "labfw"]).unwrap();
-    hosts.server.run("nft", &["add chain inet labfw input { type filter hook input priority 0; policy accept; }"]).unwrap();
+    hosts
+        .server
+        .run(
+            "nft",
+            &["add chain inet labfw input { type filter hook input priority 0; policy accept; }"],
+        )
+        .unwrap();
     hosts.server.run("nft", &["add rule inet labfw input tcp dport 7200 counter drop"]).unwrap();
     // The handle the drop rule got (what the trace must point at).
-    let listing = hosts.server.run("nft", &["-a", "list", "chain", "inet", "labfw", "input"]).unwrap();
+    let listing =
+        hosts.server.run("nft", &["-a", "list", "chain", "inet", "labfw", "input"]).unwrap();
     let handle: u64 = listing
         .lines()
         .find(|l| l.contains("dport 7200"))
@@ -44,7 +54,11 @@ fn a_dropped_syn_is_traced_to_the_rule_that_dropped_it() {
     let addr = SocketAddr::from((TwoHosts::SERVER_V4, 7200));
     let client = std::thread::spawn({
         let client_ns = hosts.client.path().to_path_buf();
-        move || reach_agent::netns::enter::in_netns(&client_ns, || TcpStream::connect_timeout(&addr, Duration::from_millis(800)).map(drop))
+        move || {
+            reach_agent::netns::enter::in_netns(&client_ns, || {
+                TcpStream::connect_timeout(&addr, Duration::from_millis(800)).map(drop)
+            })
+        }
     });
     let mut asm = Assembler::new(64);
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -65,8 +79,14 @@ fn a_dropped_syn_is_traced_to_the_rule_that_dropped_it() {
     assert_eq!((tuple.dport, tuple.saddr.to_string()), (7200, TwoHosts::CLIENT_V4.to_string()));
     assert_eq!(trace.verdict(), Some(&Verdict::Drop));
     let d = trace.decision().unwrap();
-    assert_eq!((d.family, d.table.as_str(), d.chain.as_str(), d.rule_handle), ("inet", "labfw", "input", Some(handle)));
-    assert!(trace.steps.iter().any(|s| s.table == "reach_trace"), "the walk starts at our marking rule: {trace:#?}");
+    assert_eq!(
+        (d.family, d.table.as_str(), d.chain.as_str(), d.rule_handle),
+        ("inet", "labfw", "input", Some(handle))
+    );
+    assert!(
+        trace.steps.iter().any(|s| s.table == "reach_trace"),
+        "the walk starts at our marking rule: {trace:#?}"
+    );
 
     drop(table);
     let tables = hosts.server.run("nft", &["list", "tables"]).unwrap();

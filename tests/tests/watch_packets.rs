@@ -382,3 +382,67 @@ fn ipv6_accepted_and_ipv6_nft_drop() {
     );
     assert_clean(&hosts);
 }
+
+#[test]
+fn trace_names_the_nft_rule_that_dropped_the_flow() {
+    require_root();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let hosts = TwoHosts::new("wp-trace").unwrap();
+    hosts.server.run("nft", &["add", "table", "inet", "labfw"]).unwrap();
+    hosts
+        .server
+        .run(
+            "nft",
+            &["add chain inet labfw input { type filter hook input priority 0; policy accept; }"],
+        )
+        .unwrap();
+    hosts.server.run("nft", &["add rule inet labfw input tcp dport 7109 drop"]).unwrap();
+    let listing =
+        hosts.server.run("nft", &["-a", "list", "chain", "inet", "labfw", "input"]).unwrap();
+    let handle: u64 = listing
+        .lines()
+        .find(|l| l.contains("dport 7109"))
+        .and_then(|l| l.rsplit("# handle ").next())
+        .and_then(|h| h.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{listing}"));
+    let _ok =
+        hosts.server.run_in(|| TcpListener::bind((TwoHosts::SERVER_V4, 7110))).unwrap().unwrap();
+    let run = WatchRun::start(
+        &["--json", "--netns", hosts.server.name(), "--port", "7109", "--port", "7110", "--trace"],
+        "added table inet reach_trace",
+    );
+    assert!(
+        run.stderr().contains("added table inet reach_trace"),
+        "tracing is announced: {}",
+        run.stderr()
+    );
+    let addr = SocketAddr::from((TwoHosts::SERVER_V4, 7109));
+    let _ = hosts
+        .client
+        .run_in(move || TcpStream::connect_timeout(&addr, Duration::from_millis(600)))
+        .unwrap();
+    let _ok_conn =
+        connect(&hosts, SocketAddr::from((TwoHosts::SERVER_V4, 7110))).expect("allowed port");
+    let (code, lines) = run.stop();
+    assert_eq!(code, Some(0));
+    let v = lines
+        .iter()
+        .find(|l| l["type"] == "nft_verdict" && l["tuple"]["dport"] == 7109)
+        .unwrap_or_else(|| panic!("no nft_verdict for 7109: {lines:#?}"));
+    assert_eq!(
+        (v["verdict"].as_str(), v["table"].as_str(), v["chain"].as_str()),
+        (Some("drop"), Some("inet labfw"), Some("input"))
+    );
+    assert_eq!(v["rule_handle"].as_u64(), Some(handle));
+    let f = flows(&lines, 7109);
+    assert_eq!(f[0]["outcome"], "dropped");
+    assert_eq!(f[0]["firewall"]["rule_handle"].as_u64(), Some(handle), "{}", f[0]);
+    let ok = lines
+        .iter()
+        .find(|l| l["type"] == "nft_verdict" && l["tuple"]["dport"] == 7110)
+        .expect("allowed port traced");
+    assert_eq!(ok["verdict"], "accept");
+    let tables = hosts.server.run("nft", &["list", "tables"]).unwrap();
+    assert!(!tables.contains("reach_trace"), "trace table removed on exit: {tables}");
+    assert_clean(&hosts);
+}

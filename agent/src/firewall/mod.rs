@@ -1,7 +1,10 @@
 //! Firewalls that can decide a SYN's fate: nftables (what the kernel runs) and firewalld
 //! (the configuration users think in).
+pub mod firewalld;
+pub mod firewalld_chains;
 pub mod firewalld_presence;
 pub mod nft_tables;
+pub mod nftables;
 pub mod trace;
 pub mod trace_listener;
 pub mod trace_table;

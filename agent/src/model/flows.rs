@@ -362,9 +362,13 @@ impl Flow {
     }
 
     /// Whether a SYN with this ISN is a new connect() rather than part of this attempt.
-    fn starts_new_attempt(&self, seq: u32) -> bool {
+    fn starts_new_attempt(&self, seq: u32, at_ns: u64) -> bool {
         match self.isn {
             Some(isn) => isn != seq,
+            // A SYN older than everything this flow has seen cannot be a later attempt: it is
+            // this attempt's own SYN, read late from another ring buffer (e.g. after the
+            // handshake completion that created the flow).
+            None if at_ns < self.first_ns => false,
             None => matches!(self.reported, Some(Outcome::Accepted | Outcome::Reset)),
         }
     }
@@ -532,7 +536,7 @@ impl FlowTable {
         self.tick += 1;
         let key = FlowKey::new(o.netns, (o.saddr, o.sport), (o.daddr, o.dport));
         let mut superseded = None;
-        if self.flows.get(&key).is_some_and(|f| f.starts_new_attempt(o.seq))
+        if self.flows.get(&key).is_some_and(|f| f.starts_new_attempt(o.seq, o.at_ns))
             && let Some(old) = self.remove(&key)
             && old.reported.is_none()
         {
@@ -1321,5 +1325,34 @@ mod tests {
         assert!(s.evicted_pending + s.evicted_settled > 0, "the workload must overflow the table");
         assert!(reported > 10_000);
         assert!(t.is_empty());
+    }
+
+    #[test]
+    fn a_syn_read_after_its_own_handshake_joins_that_flow() {
+        let mut t = FlowTable::new(16, Duration::from_secs(3));
+        let key_est = Established {
+            netns: 1,
+            family: Family::V4,
+            saddr: "10.0.0.2".parse().unwrap(),
+            sport: 40000,
+            daddr: "10.0.0.1".parse().unwrap(),
+            dport: 80,
+            at_ns: 2_000,
+        };
+        let rec = t.observe_established(key_est).expect("established settles at once");
+        assert_eq!(rec.outcome, Outcome::Accepted);
+        let late_syn = SynSeen {
+            netns: 1,
+            ifindex: 2,
+            family: Family::V4,
+            saddr: "10.0.0.2".parse().unwrap(),
+            sport: 40000,
+            daddr: "10.0.0.1".parse().unwrap(),
+            dport: 80,
+            seq: 77,
+            at_ns: 1_000,
+        };
+        assert!(t.observe_syn(late_syn).is_none());
+        assert!(t.drain().is_empty(), "no second attempt from the late SYN");
     }
 }

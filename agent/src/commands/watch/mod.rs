@@ -20,6 +20,11 @@ use tokio::{
 };
 
 use crate::{
+    firewall::{
+        trace::PacketTrace,
+        trace_listener::TraceListener,
+        trace_table::{self, TraceTable},
+    },
     kernel::{
         btf::KernelBtf, capabilities, drop_reasons::DropReasons, kallsyms::Kallsyms, privileges,
     },
@@ -75,6 +80,12 @@ pub struct WatchArgs {
     /// whose record layout is read from tracefs). Default: tp_btf when the kernel allows it.
     #[arg(long, value_name = "HOW", value_parser = ["tp_btf", "tracepoint"])]
     pub drop_attach: Option<String>,
+    /// Trace SYNs to the `--port` ports through nftables: reach adds its own table `inet
+    /// reach_trace` in each watched namespace (removed on exit) and reports, per packet, the
+    /// table, chain and rule that accepted or dropped it (`nft_verdict` lines, and `firewall` in
+    /// flows that netfilter decided).
+    #[arg(long, requires = "port")]
+    pub trace: bool,
     /// Only binds and listens: attach nothing to interfaces and no drop tracer.
     #[arg(long)]
     pub no_packets: bool,
@@ -245,6 +256,21 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
             eprintln!("reach: watching drops via {}", d.how);
         }
     }
+    let mut trace_tables = Vec::new();
+    let mut trace_listeners = Vec::new();
+    if args.trace && !args.no_packets {
+        for ns in &namespaces {
+            let listener = TraceListener::open(&ns.path, Duration::from_millis(200))?;
+            trace_tables.push(TraceTable::install(&ns.path, &args.port)?);
+            eprintln!(
+                "reach: added table inet {} in {} to trace SYNs to port(s) {} (removed on exit)",
+                trace_table::TABLE,
+                ns.name,
+                args.port.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+            );
+            trace_listeners.push((ns.inode, listener));
+        }
+    }
 
     // Binds/listens: every namespace unless --netns narrows it; packets: the tapped namespaces
     // (the drop tracer sees the whole machine).
@@ -294,6 +320,9 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
             stop_rx.clone(),
         )?;
     }
+    for (inode, listener) in trace_listeners {
+        readers::spawn_trace(&mut readers, listener, inode, tx.clone(), stop_rx.clone());
+    }
     drop(tx);
 
     let decoder = Decoder {
@@ -311,6 +340,7 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
         packet_inodes,
         flows,
         reorder: reorder::Reorder::default(),
+        verdicts: Verdicts::default(),
         lost_seen: 0,
         suppressed_seen: (0, 0),
     };
@@ -373,7 +403,8 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
             render::line(&mut out, args.json, &o, || overflow_line(&o))?;
         }
     }
-    // Detach: taps inside their namespaces, then the global probes.
+    // Detach: trace tables and taps inside their namespaces, then the global probes.
+    drop(trace_tables);
     drop(taps);
     drop(drops);
     drop(binds);
@@ -414,7 +445,87 @@ fn print_flow(
     names: &mut Names,
     json: bool,
 ) -> anyhow::Result<()> {
+    print_flow_with(out, rec, names, json, None)
+}
+
+/// Bounded map of the latest nftables walk per connection tuple.
+#[derive(Default)]
+struct Verdicts {
+    map: std::collections::HashMap<VerdictKey, serde_json::Value>,
+    order: std::collections::VecDeque<VerdictKey>,
+}
+
+type VerdictKey = (u64, std::net::IpAddr, u16, std::net::IpAddr, u16);
+
+impl Verdicts {
+    const CAPACITY: usize = 16_384;
+
+    fn insert(&mut self, k: VerdictKey, v: serde_json::Value) {
+        if self.map.insert(k, v).is_none() {
+            self.order.push_back(k);
+            if self.order.len() > Self::CAPACITY
+                && let Some(old) = self.order.pop_front()
+            {
+                self.map.remove(&old);
+            }
+        }
+    }
+
+    fn get(&self, k: &VerdictKey) -> Option<&serde_json::Value> {
+        self.map.get(k)
+    }
+}
+
+/// `{"type":"nft_verdict", ...}` for one packet's walk.
+fn verdict_json(netns: u64, t: &PacketTrace, names: &mut Names) -> serde_json::Value {
+    let d = t.decision();
+    serde_json::json!({
+        "type": "nft_verdict",
+        "netns": {"inode": netns, "name": names.name(netns)},
+        "trace_id": t.id,
+        "tuple": t.tuple,
+        "verdict": t.verdict().map(|v| serde_json::to_value(v).unwrap_or_default()["verdict"].clone()),
+        "table": d.map(|s| format!("{} {}", s.family, s.table)),
+        "chain": d.map(|s| s.chain.clone()),
+        "rule_handle": d.and_then(|s| s.rule_handle),
+        "by_policy": d.is_some_and(|s| s.kind == crate::firewall::trace::TraceType::Policy),
+        "path": t.steps.iter().filter(|s| s.table != trace_table::TABLE).map(|s| format!("{} {} {}", s.family, s.table, s.chain)).collect::<Vec<_>>(),
+    })
+}
+
+fn verdict_line(v: &serde_json::Value) -> String {
+    let tuple = &v["tuple"];
+    format!(
+        "{:<12} {:<12} {:<20} {}:{} → {}:{} {} in {} {}{}",
+        "",
+        "nft_verdict",
+        v["netns"]["name"].as_str().unwrap_or("?"),
+        tuple["saddr"].as_str().unwrap_or("?"),
+        tuple["sport"],
+        tuple["daddr"].as_str().unwrap_or("?"),
+        tuple["dport"],
+        v["verdict"].as_str().unwrap_or("undecided"),
+        v["table"].as_str().unwrap_or("-"),
+        v["chain"].as_str().unwrap_or("-"),
+        v["rule_handle"].as_u64().map(|h| format!(" rule handle {h}")).unwrap_or_else(|| {
+            if v["by_policy"] == true { " (chain policy)".into() } else { String::new() }
+        }),
+    )
+}
+
+fn print_flow_with(
+    out: &mut impl std::io::Write,
+    rec: &FlowRecord,
+    names: &mut Names,
+    json: bool,
+    firewall: Option<serde_json::Value>,
+) -> anyhow::Result<()> {
     let mut v = serde_json::to_value(rec)?;
+    if let Some(fw) = &firewall {
+        v["firewall"] = serde_json::json!({
+            "verdict": fw["verdict"], "table": fw["table"], "chain": fw["chain"], "rule_handle": fw["rule_handle"],
+        });
+    }
     // The table keys namespaces by inode; the output names them like every other line.
     v["netns"] = serde_json::json!({"inode": rec.netns, "name": names.name(rec.netns)});
     render::line(out, json, &v, || {
@@ -454,6 +565,8 @@ struct State {
     packet_inodes: BTreeSet<u64>,
     flows: FlowTable,
     reorder: reorder::Reorder,
+    /// Last nftables walk per (netns, client, server): joined into flows that netfilter decided.
+    verdicts: Verdicts,
     lost_seen: u64,
     /// (SYN, reply/drop) events suppressed by the rate bound, reported so far.
     suppressed_seen: (u64, u64),
@@ -488,6 +601,16 @@ impl State {
                 name_closed_listener(&mut self.model, &mut obs);
                 render::observation(out, &obs, json)
             }
+            Msg::Trace(netns, t) => {
+                let v = verdict_json(netns, &t, &mut self.names);
+                if let Some(tuple) = &t.tuple {
+                    self.verdicts.insert(
+                        (netns, tuple.saddr, tuple.sport, tuple.daddr, tuple.dport),
+                        v.clone(),
+                    );
+                }
+                render::line(out, json, &v, || verdict_line(&v))
+            }
             Msg::Packet(ev) => {
                 // The drop tracer sees every namespace; report only the watched ones.
                 if !self.packet_inodes.contains(&(ev.netns as u64)) {
@@ -517,7 +640,17 @@ impl State {
             if now == u64::MAX { boot_ns() } else { now.saturating_sub(reorder::WINDOW_NS) };
         settled.extend(self.flows.expire(expire_at));
         for rec in settled {
-            print_flow(out, &rec, &mut self.names, json)?;
+            let fw = self
+                .verdicts
+                .get(&(
+                    rec.netns,
+                    rec.client.ip(),
+                    rec.client.port(),
+                    rec.server.ip(),
+                    rec.server.port(),
+                ))
+                .cloned();
+            print_flow_with(out, &rec, &mut self.names, json, fw)?;
         }
         Ok(())
     }

@@ -10,7 +10,13 @@ use tokio::{
     task::JoinSet,
 };
 
-use crate::probes::{packet_event, sock_event};
+use crate::{
+    firewall::{
+        trace::{Assembler, PacketTrace},
+        trace_listener::TraceListener,
+    },
+    probes::{packet_event, sock_event},
+};
 
 /// Longest delay before a queued event is read when the kernel did not wake the reader.
 const POLL: std::time::Duration = std::time::Duration::from_millis(50);
@@ -18,6 +24,45 @@ const POLL: std::time::Duration = std::time::Duration::from_millis(50);
 pub enum Msg {
     Sock(SockEvent),
     Packet(PacketEvent),
+    /// A packet's walk through nftables in a watched namespace (inode).
+    Trace(u64, PacketTrace),
+}
+
+/// Spawns a blocking reader of nftables traces for the namespace `netns` (inode); it assembles
+/// each packet's messages and sends finished walks (a drop ends one at once; otherwise the walk
+/// is sent when no message came for a receive timeout).
+pub fn spawn_trace(
+    set: &mut JoinSet<anyhow::Result<()>>,
+    listener: TraceListener,
+    netns: u64,
+    tx: mpsc::Sender<Msg>,
+    stop: watch::Receiver<bool>,
+) {
+    set.spawn_blocking(move || {
+        let mut asm = Assembler::new(4096);
+        loop {
+            let events = listener.recv()?;
+            let idle = events.is_empty();
+            for ev in events {
+                if let Some(t) = asm.push(ev)
+                    && tx.blocking_send(Msg::Trace(netns, t)).is_err()
+                {
+                    return Ok(());
+                }
+            }
+            // Accepted packets never get a closing "drop": flush open walks when quiet.
+            if idle {
+                for t in asm.drain() {
+                    if tx.blocking_send(Msg::Trace(netns, t)).is_err() {
+                        return Ok(());
+                    }
+                }
+                if *stop.borrow() {
+                    return Ok(());
+                }
+            }
+        }
+    });
 }
 
 #[derive(Clone, Copy)]

@@ -7,8 +7,9 @@ use std::{cmp::Reverse, collections::BinaryHeap};
 use crate::model::flows::Observation;
 
 /// How long an observation waits for earlier ones still sitting in another ring. Rings are
-/// drained continuously, so this only has to cover one scheduling round.
-pub const WINDOW_NS: u64 = 200_000_000;
+/// drained continuously (packet rings at least every 50 ms), so this covers several scheduling
+/// rounds even on a loaded machine; flow lines appear this much later.
+pub const WINDOW_NS: u64 = 500_000_000;
 
 struct Entry {
     ts: u64,
