@@ -5,6 +5,8 @@ pub mod firewalld_chains;
 pub mod firewalld_presence;
 pub mod nft_tables;
 pub mod nftables;
+pub mod predict;
 pub mod trace;
 pub mod trace_listener;
 pub mod trace_table;
+pub mod attribute;

@@ -341,6 +341,7 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
         flows,
         reorder: reorder::Reorder::default(),
         verdicts: Verdicts::default(),
+        ns_paths: namespaces.iter().map(|n| (n.inode, n.path.clone())).collect(),
         lost_seen: 0,
         suppressed_seen: (0, 0),
     };
@@ -495,7 +496,7 @@ fn verdict_json(netns: u64, t: &PacketTrace, names: &mut Names) -> serde_json::V
 
 fn verdict_line(v: &serde_json::Value) -> String {
     let tuple = &v["tuple"];
-    format!(
+    let mut line = format!(
         "{:<12} {:<12} {:<20} {}:{} → {}:{} {} in {} {}{}",
         "",
         "nft_verdict",
@@ -510,7 +511,14 @@ fn verdict_line(v: &serde_json::Value) -> String {
         v["rule_handle"].as_u64().map(|h| format!(" rule handle {h}")).unwrap_or_else(|| {
             if v["by_policy"] == true { " (chain policy)".into() } else { String::new() }
         }),
-    )
+    );
+    if let Some(summary) = v["firewalld"]["summary"].as_str() {
+        line.push_str(&format!("\n{:<12} {:<12} firewalld: {summary}", "", ""));
+        for cmd in v["firewalld"]["fix"].as_array().into_iter().flatten().filter_map(|c| c.as_str()) {
+            line.push_str(&format!("\n{:<12} {:<12} fix: {cmd}", "", ""));
+        }
+    }
+    line
 }
 
 fn print_flow_with(
@@ -524,6 +532,7 @@ fn print_flow_with(
     if let Some(fw) = &firewall {
         v["firewall"] = serde_json::json!({
             "verdict": fw["verdict"], "table": fw["table"], "chain": fw["chain"], "rule_handle": fw["rule_handle"],
+            "firewalld": fw["firewalld"],
         });
     }
     // The table keys namespaces by inode; the output names them like every other line.
@@ -567,6 +576,8 @@ struct State {
     reorder: reorder::Reorder,
     /// Last nftables walk per (netns, client, server): joined into flows that netfilter decided.
     verdicts: Verdicts,
+    /// Watched namespace inode → a path to enter it (reading rulesets for attribution).
+    ns_paths: std::collections::HashMap<u64, PathBuf>,
     lost_seen: u64,
     /// (SYN, reply/drop) events suppressed by the rate bound, reported so far.
     suppressed_seen: (u64, u64),
@@ -602,7 +613,10 @@ impl State {
                 render::observation(out, &obs, json)
             }
             Msg::Trace(netns, t) => {
-                let v = verdict_json(netns, &t, &mut self.names);
+                let mut v = verdict_json(netns, &t, &mut self.names);
+                if let Some(a) = self.attribute(netns, &t) {
+                    v["firewalld"] = serde_json::to_value(&a)?;
+                }
                 if let Some(tuple) = &t.tuple {
                     self.verdicts.insert(
                         (netns, tuple.saddr, tuple.sport, tuple.daddr, tuple.dport),
@@ -622,6 +636,20 @@ impl State {
                 Ok(())
             }
         }
+    }
+
+    /// Names the firewalld rule that decided `t`, reading the namespace's ruleset now: firewalld
+    /// renumbers every handle on reload, so a cached ruleset could name the wrong rule.
+    fn attribute(&self, netns: u64, t: &PacketTrace) -> Option<crate::firewall::attribute::Attribution> {
+        let d = t.decision()?;
+        let handle = d.rule_handle?;
+        if d.table != "firewalld" {
+            return None;
+        }
+        let path = self.ns_paths.get(&netns)?;
+        let ns = crate::lab::NetNsFd::open(path).ok()?;
+        let ruleset = crate::firewall::nftables::read_in(&ns).ok()?;
+        crate::firewall::attribute::attribute(&ruleset, d.family, &d.table, handle, t.tuple?.dport, None)
     }
 
     /// Feeds observations that left the reorder window to the flow table, then expires

@@ -1,0 +1,175 @@
+//! Firewall verdicts (issue 6) against a real firewalld 1.3.3 in a lab namespace: for every
+//! case the traced packet is attributed to the zone, target or rich rule that decided it, in
+//! firewalld's terms, with the fix — across a reload that renumbers every rule handle. The root
+//! namespace's ruleset is unchanged by the whole suite (compared by hash).
+use std::{
+    net::{SocketAddr, TcpListener, TcpStream},
+    time::Duration,
+};
+
+use reach_agent::lab::{Firewalld, TwoHosts};
+use reach_tests::{WatchRun, require_root};
+use serde_json::Value;
+
+fn root_ruleset() -> String {
+    let out = std::process::Command::new("nft")
+        .args(["list", "ruleset"])
+        .output()
+        .expect("nft is needed");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn connect(hosts: &TwoHosts, addr: SocketAddr) -> std::io::Result<()> {
+    hosts
+        .client
+        .run_in(move || TcpStream::connect_timeout(&addr, Duration::from_millis(900)).map(drop))
+        .unwrap()
+}
+
+/// The verdict line of the SYN from `client_port`'s connection to `port` (the latest one).
+fn verdict<'a>(lines: &'a [Value], port: u16, nth: usize) -> &'a Value {
+    lines
+        .iter()
+        .filter(|l| l["type"] == "nft_verdict" && l["tuple"]["dport"] == port)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("no verdict #{nth} for port {port}: {lines:#?}"))
+}
+
+#[test]
+fn each_firewalld_decision_is_named_with_its_fix() {
+    require_root();
+    let root_before = root_ruleset();
+    let hosts = TwoHosts::new("fwv").unwrap();
+    let fw = Firewalld::start(&hosts.server).unwrap();
+    fw.cmd(&["--zone=public", "--add-interface=srv0"]).unwrap();
+    fw.cmd(&["--zone=public", "--add-port=8080/tcp"]).unwrap();
+    fw.cmd(&["--zone=public", "--add-rich-rule=rule family=ipv4 source address=10.77.0.2 port port=9090 protocol=tcp reject type=tcp-reset"]).unwrap();
+    fw.cmd(&["--zone=public", "--add-rich-rule=rule family=ipv4 source address=10.77.0.2 port port=9191 protocol=tcp log prefix=\"reach-test \" drop"]).unwrap();
+    // 8080 is allowed, but the server listens on loopback only: the classic seed mistake.
+    let _lo = hosts.server.run_in(|| TcpListener::bind(("127.0.0.1", 8080))).unwrap().unwrap();
+
+    let run = WatchRun::start(
+        &[
+            "--json",
+            "--netns",
+            hosts.server.name(),
+            "--trace",
+            "--port",
+            "7777",
+            "--port",
+            "9090",
+            "--port",
+            "9191",
+            "--port",
+            "8080",
+        ],
+        "added table inet reach_trace",
+    );
+    let v4 = |p: u16| SocketAddr::from((TwoHosts::SERVER_V4, p));
+
+    // 1. Port not allowed, target default: ICMP admin-prohibited ("no route to host").
+    let e = connect(&hosts, v4(7777)).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EHOSTUNREACH), "admin-prohibited: {e}");
+    // 2. Rich rule reject type=tcp-reset: connection refused.
+    assert_eq!(
+        connect(&hosts, v4(9090)).unwrap_err().kind(),
+        std::io::ErrorKind::ConnectionRefused
+    );
+    // 3. Rich rule log + drop: the client times out.
+    assert_eq!(connect(&hosts, v4(9191)).unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+    // 4. Allowed port, loopback-only server: refused by the stack, not the firewall.
+    assert_eq!(
+        connect(&hosts, v4(8080)).unwrap_err().kind(),
+        std::io::ErrorKind::ConnectionRefused
+    );
+    // 5. IPv6 source, same zone, port not allowed.
+    // The client's view of an ICMPv6 admin-prohibited reply is not the subject here (on this
+    // kernel the v6 client sees a timeout, an open question noted for issue 7); what reach must
+    // get right is the attribution, asserted below.
+    assert!(connect(&hosts, SocketAddr::from((TwoHosts::SERVER_V6, 7777))).is_err());
+    // 6. Reload with target DROP: every handle changes between two SYNs to the same port.
+    fw.cmd(&["--runtime-to-permanent"]).unwrap();
+    fw.cmd(&["--permanent", "--zone=public", "--set-target=DROP"]).unwrap();
+    fw.cmd(&["--reload"]).unwrap();
+    assert_eq!(connect(&hosts, v4(7777)).unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+    // 7. The interface moves to another zone.
+    fw.cmd(&["--zone=internal", "--change-interface=srv0"]).unwrap();
+    let _ = connect(&hosts, v4(7777));
+
+    let (code, lines) = run.stop();
+    assert_eq!(code, Some(0));
+    drop(fw);
+
+    let fwd = |v: &Value| v["firewalld"].clone();
+    let c1 = fwd(verdict(&lines, 7777, 0));
+    assert_eq!(
+        (c1["zone"].as_str(), c1["action"].as_str()),
+        (Some("public"), Some("reject icmpx admin-prohibited")),
+        "{c1:#}"
+    );
+    assert_eq!(
+        (c1["concept"]["concept"].as_str(), c1["concept"]["target"].as_str()),
+        (Some("zone_target"), Some("default"))
+    );
+    assert_eq!(c1["fix"][0], "firewall-cmd --zone=public --add-port=7777/tcp");
+
+    let c2 = fwd(verdict(&lines, 9090, 0));
+    assert_eq!(
+        (c2["concept"]["concept"].as_str(), c2["action"].as_str()),
+        (Some("rich_rule"), Some("reject tcp reset")),
+        "{c2:#}"
+    );
+    assert!(c2["summary"].as_str().unwrap().contains("10.77.0.2"), "{c2:#}");
+
+    let c3 = fwd(verdict(&lines, 9191, 0));
+    assert_eq!(
+        (c3["concept"]["concept"].as_str(), c3["action"].as_str()),
+        (Some("rich_rule"), Some("drop")),
+        "{c3:#}"
+    );
+
+    let v8080 = verdict(&lines, 8080, 0);
+    assert_eq!(v8080["verdict"], "accept", "the firewall let it in: {v8080:#}");
+    let flow = lines
+        .iter()
+        .find(|l| l["type"] == "flow" && l["server"] == "10.77.0.1:8080")
+        .expect("8080 flow");
+    assert_eq!(
+        (flow["outcome"].as_str(), flow["drop"]["reason"].as_str()),
+        (Some("reset"), Some("NO_SOCKET")),
+        "{flow:#}"
+    );
+
+    let c5 = fwd(lines
+        .iter()
+        .find(|l| {
+            l["type"] == "nft_verdict"
+                && l["tuple"]["dport"] == 7777
+                && l["tuple"]["saddr"] == TwoHosts::CLIENT_V6.to_string()
+        })
+        .expect("v6 verdict"));
+    assert_eq!(
+        (c5["zone"].as_str(), c5["concept"]["target"].as_str()),
+        (Some("public"), Some("default")),
+        "{c5:#}"
+    );
+
+    let c6 = fwd(verdict(&lines, 7777, 2));
+    assert_eq!(
+        (c6["zone"].as_str(), c6["action"].as_str(), c6["concept"]["target"].as_str()),
+        (Some("public"), Some("drop"), Some("drop")),
+        "after reload: {c6:#}"
+    );
+
+    let c7 = fwd(verdict(&lines, 7777, 3));
+    assert_eq!(c7["zone"], "internal", "after the interface moved: {c7:#}");
+
+    // Dropped/rejected flows carry the firewall's verdict.
+    let f1 = lines
+        .iter()
+        .find(|l| l["type"] == "flow" && l["server"] == "10.77.0.1:9191")
+        .expect("9191 flow");
+    assert_eq!(f1["firewall"]["firewalld"]["concept"]["concept"], "rich_rule", "{f1:#}");
+
+    assert_eq!(root_ruleset(), root_before, "the root namespace's ruleset must be unchanged");
+}
