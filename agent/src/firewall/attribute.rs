@@ -124,7 +124,7 @@ fn rich_rule_text(cfg: &FirewalldConfig, zone: &str, concept: &Concept) -> Optio
             let has = |needle: &str| text.contains(needle);
             port.as_deref()
                 .is_none_or(|p| has(&format!("port=\"{p}\"")) || has(&format!("port={p}")))
-                && source.as_deref().is_none_or(|s| has(s))
+                && source.as_deref().is_none_or(&has)
                 && has(verb)
         })
         .cloned()
