@@ -86,7 +86,11 @@ fn each_firewalld_decision_is_named_with_its_fix() {
     // ICMPv6 admin-prohibited: the client gets EACCES. The first IPv6 packet of the lab also
     // resolves neighbours, so this connect gets a longer timeout than the IPv4 ones.
     let v6 = SocketAddr::from((TwoHosts::SERVER_V6, 7777));
-    let e6 = hosts.client.run_in(move || TcpStream::connect_timeout(&v6, Duration::from_secs(3)).map(drop)).unwrap().unwrap_err();
+    let e6 = hosts
+        .client
+        .run_in(move || TcpStream::connect_timeout(&v6, Duration::from_secs(3)).map(drop))
+        .unwrap()
+        .unwrap_err();
     assert_eq!(e6.raw_os_error(), Some(libc::EACCES), "{e6}");
     // 6. Reload with target DROP: every handle changes between two SYNs to the same port.
     fw.cmd(&["--runtime-to-permanent"]).unwrap();
@@ -159,12 +163,21 @@ fn each_firewalld_decision_is_named_with_its_fix() {
     // renumbered every handle) drop by target DROP, then (interface moved) zone internal.
     let v4_7777: Vec<Value> = lines
         .iter()
-        .filter(|l| l["type"] == "nft_verdict" && l["tuple"]["dport"] == 7777 && l["tuple"]["saddr"] == TwoHosts::CLIENT_V4.to_string())
+        .filter(|l| {
+            l["type"] == "nft_verdict"
+                && l["tuple"]["dport"] == 7777
+                && l["tuple"]["saddr"] == TwoHosts::CLIENT_V4.to_string()
+        })
         .map(fwd)
         .collect();
     let mut phases: Vec<(String, String)> = v4_7777
         .iter()
-        .map(|c| (c["zone"].as_str().unwrap_or("?").to_string(), c["action"].as_str().unwrap_or("?").to_string()))
+        .map(|c| {
+            (
+                c["zone"].as_str().unwrap_or("?").to_string(),
+                c["action"].as_str().unwrap_or("?").to_string(),
+            )
+        })
         .collect();
     phases.dedup();
     assert_eq!(

@@ -1,5 +1,6 @@
 //! Firewalls that can decide a SYN's fate: nftables (what the kernel runs) and firewalld
 //! (the configuration users think in).
+pub mod attribute;
 pub mod firewalld;
 pub mod firewalld_chains;
 pub mod firewalld_presence;
@@ -9,4 +10,3 @@ pub mod predict;
 pub mod trace;
 pub mod trace_listener;
 pub mod trace_table;
-pub mod attribute;

@@ -496,15 +496,18 @@ fn verdict_json(netns: u64, t: &PacketTrace, names: &mut Names) -> serde_json::V
 
 fn verdict_line(v: &serde_json::Value) -> String {
     let tuple = &v["tuple"];
+    let ep = |addr: &serde_json::Value, port: &serde_json::Value| match addr.as_str() {
+        Some(a) if a.contains(':') => format!("[{a}]:{port}"),
+        Some(a) => format!("{a}:{port}"),
+        None => "?".to_string(),
+    };
     let mut line = format!(
-        "{:<12} {:<12} {:<20} {}:{} → {}:{} {} in {} {}{}",
+        "{:<12} {:<12} {:<20} {} → {} {} in {} {}{}",
         "",
         "nft_verdict",
         v["netns"]["name"].as_str().unwrap_or("?"),
-        tuple["saddr"].as_str().unwrap_or("?"),
-        tuple["sport"],
-        tuple["daddr"].as_str().unwrap_or("?"),
-        tuple["dport"],
+        ep(&tuple["saddr"], &tuple["sport"]),
+        ep(&tuple["daddr"], &tuple["dport"]),
         v["verdict"].as_str().unwrap_or("undecided"),
         v["table"].as_str().unwrap_or("-"),
         v["chain"].as_str().unwrap_or("-"),
@@ -514,7 +517,8 @@ fn verdict_line(v: &serde_json::Value) -> String {
     );
     if let Some(summary) = v["firewalld"]["summary"].as_str() {
         line.push_str(&format!("\n{:<12} {:<12} firewalld: {summary}", "", ""));
-        for cmd in v["firewalld"]["fix"].as_array().into_iter().flatten().filter_map(|c| c.as_str()) {
+        for cmd in v["firewalld"]["fix"].as_array().into_iter().flatten().filter_map(|c| c.as_str())
+        {
             line.push_str(&format!("\n{:<12} {:<12} fix: {cmd}", "", ""));
         }
     }
@@ -640,7 +644,11 @@ impl State {
 
     /// Names the firewalld rule that decided `t`, reading the namespace's ruleset now: firewalld
     /// renumbers every handle on reload, so a cached ruleset could name the wrong rule.
-    fn attribute(&self, netns: u64, t: &PacketTrace) -> Option<crate::firewall::attribute::Attribution> {
+    fn attribute(
+        &self,
+        netns: u64,
+        t: &PacketTrace,
+    ) -> Option<crate::firewall::attribute::Attribution> {
         let d = t.decision()?;
         let handle = d.rule_handle?;
         if d.table != "firewalld" {
@@ -649,7 +657,14 @@ impl State {
         let path = self.ns_paths.get(&netns)?;
         let ns = crate::lab::NetNsFd::open(path).ok()?;
         let ruleset = crate::firewall::nftables::read_in(&ns).ok()?;
-        crate::firewall::attribute::attribute(&ruleset, d.family, &d.table, handle, t.tuple?.dport, None)
+        crate::firewall::attribute::attribute(
+            &ruleset,
+            d.family,
+            &d.table,
+            handle,
+            t.tuple?.dport,
+            None,
+        )
     }
 
     /// Feeds observations that left the reorder window to the flow table, then expires
