@@ -27,7 +27,7 @@ fn connect(hosts: &TwoHosts, addr: SocketAddr) -> std::io::Result<()> {
 }
 
 /// The verdict line of the SYN from `client_port`'s connection to `port` (the latest one).
-fn verdict<'a>(lines: &'a [Value], port: u16, nth: usize) -> &'a Value {
+fn verdict(lines: &[Value], port: u16, nth: usize) -> &Value {
     lines
         .iter()
         .filter(|l| l["type"] == "nft_verdict" && l["tuple"]["dport"] == port)
@@ -48,12 +48,15 @@ fn each_firewalld_decision_is_named_with_its_fix() {
     // 8080 is allowed, but the server listens on loopback only: the classic seed mistake.
     let _lo = hosts.server.run_in(|| TcpListener::bind(("127.0.0.1", 8080))).unwrap().unwrap();
 
+    let bus = fw.bus_address();
     let run = WatchRun::start(
         &[
             "--json",
             "--netns",
             hosts.server.name(),
             "--trace",
+            "--firewalld-bus",
+            &bus,
             "--port",
             "7777",
             "--port",
@@ -125,6 +128,11 @@ fn each_firewalld_decision_is_named_with_its_fix() {
         "{c2:#}"
     );
     assert!(c2["summary"].as_str().unwrap().contains("10.77.0.2"), "{c2:#}");
+    assert_eq!(
+        c2["fix"][0],
+        r#"firewall-cmd --zone=public --remove-rich-rule='rule family="ipv4" source address="10.77.0.2" port port="9090" protocol="tcp" reject type="tcp-reset"'"#,
+        "the exact rule text from firewalld's D-Bus view: {c2:#}"
+    );
 
     let c3 = fwd(verdict(&lines, 9191, 0));
     assert_eq!(

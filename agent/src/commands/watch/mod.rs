@@ -86,6 +86,10 @@ pub struct WatchArgs {
     /// flows that netfilter decided).
     #[arg(long, requires = "port")]
     pub trace: bool,
+    /// D-Bus address of firewalld's bus (default: the system bus). With it, a rich rule that
+    /// decided is named by its exact text in the fix (`--remove-rich-rule='…'`).
+    #[arg(long, value_name = "ADDRESS", requires = "trace")]
+    pub firewalld_bus: Option<String>,
     /// Only binds and listens: attach nothing to interfaces and no drop tracer.
     #[arg(long)]
     pub no_packets: bool,
@@ -342,6 +346,7 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
         reorder: reorder::Reorder::default(),
         verdicts: Verdicts::default(),
         ns_paths: namespaces.iter().map(|n| (n.inode, n.path.clone())).collect(),
+        firewalld_bus: args.firewalld_bus.clone(),
         lost_seen: 0,
         suppressed_seen: (0, 0),
     };
@@ -582,6 +587,7 @@ struct State {
     verdicts: Verdicts,
     /// Watched namespace inode → a path to enter it (reading rulesets for attribution).
     ns_paths: std::collections::HashMap<u64, PathBuf>,
+    firewalld_bus: Option<String>,
     lost_seen: u64,
     /// (SYN, reply/drop) events suppressed by the rate bound, reported so far.
     suppressed_seen: (u64, u64),
@@ -657,13 +663,27 @@ impl State {
         let path = self.ns_paths.get(&netns)?;
         let ns = crate::lab::NetNsFd::open(path).ok()?;
         let ruleset = crate::firewall::nftables::read_in(&ns).ok()?;
+        // firewalld's own view names a rich rule by its exact text. Blocking here is fine: only
+        // traced SYNs to watched ports (rate-bounded) get here. Without firewalld on the bus the
+        // nftables attribution stands alone.
+        let bus = self.firewalld_bus.clone();
+        let config = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current()
+                .block_on(crate::firewall::firewalld::read(bus.as_deref()))
+        })
+        .map_err(|e| {
+            tracing::info!(
+                "firewalld's D-Bus view unavailable, naming rules from nftables only: {e:#}"
+            )
+        })
+        .ok();
         crate::firewall::attribute::attribute(
             &ruleset,
             d.family,
             &d.table,
             handle,
             t.tuple?.dport,
-            None,
+            config.as_ref(),
         )
     }
 
