@@ -2,7 +2,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    doctor::DoctorArgs, lab::LabArgs, listeners::ListenersArgs, watch::WatchArgs,
+    doctor::DoctorArgs, lab::LabArgs, listeners::ListenersArgs, predict::PredictArgs,
+    watch::WatchArgs,
 };
 
 const ABOUT: &str = "Why can't that client reach my server, and where exactly did its packets die?";
@@ -53,6 +54,12 @@ pub enum Command {
     ///
     /// Exit codes: 0 ok; 2 unknown namespace; 3 missing privileges.
     Listeners(ListenersArgs),
+    /// What firewalld would do with a client's SYN, before any client tries: the zone (by source,
+    /// interface or default), the deciding port, service, rich rule or target, and the fix.
+    ///
+    /// Exit codes: 0 firewalld would accept; 4 it would reject or drop; 1 firewalld's
+    /// configuration could not be read (not running, no D-Bus); 2 bad usage.
+    Predict(PredictArgs),
     /// The built-in demo in throwaway network namespaces: a server and a client namespace over
     /// a veth pair, a real firewalld in the server namespace (when installed), and `reach
     /// doctor` run inside it. Everything is removed before exit, leftovers of a killed run first.

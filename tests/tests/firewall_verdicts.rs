@@ -54,7 +54,6 @@ fn each_firewalld_decision_is_named_with_its_fix() {
             "--json",
             "--netns",
             hosts.server.name(),
-            "--trace",
             "--firewalld-bus",
             &bus,
             "--port",

@@ -408,7 +408,7 @@ fn trace_names_the_nft_rule_that_dropped_the_flow() {
     let _ok =
         hosts.server.run_in(|| TcpListener::bind((TwoHosts::SERVER_V4, 7110))).unwrap().unwrap();
     let run = WatchRun::start(
-        &["--json", "--netns", hosts.server.name(), "--port", "7109", "--port", "7110", "--trace"],
+        &["--json", "--netns", hosts.server.name(), "--port", "7109", "--port", "7110"],
         "added table inet reach_trace",
     );
     assert!(
@@ -445,4 +445,24 @@ fn trace_names_the_nft_rule_that_dropped_the_flow() {
     let tables = hosts.server.run("nft", &["list", "tables"]).unwrap();
     assert!(!tables.contains("reach_trace"), "trace table removed on exit: {tables}");
     assert_clean(&hosts);
+}
+
+#[test]
+fn no_trace_adds_no_table_and_reports_no_verdicts() {
+    require_root();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let hosts = TwoHosts::new("wp-notrace").unwrap();
+    let run = watch_with(&hosts, 7111, &["--no-trace"]);
+    let tables = hosts.server.run("nft", &["list", "tables"]).unwrap();
+    assert!(!tables.contains("reach_trace"), "--no-trace must not add a table: {tables}");
+    let _ = connect(&hosts, SocketAddr::from((TwoHosts::SERVER_V4, 7111)));
+    let (code, lines) = run.stop();
+    assert_eq!(code, Some(0));
+    assert!(!run_has(&lines, "nft_verdict"), "{lines:#?}");
+    assert!(run_has(&lines, "drop"), "drops are still reported: {lines:#?}");
+    assert_clean(&hosts);
+}
+
+fn run_has(lines: &[Value], ty: &str) -> bool {
+    lines.iter().any(|l| l["type"] == ty)
 }

@@ -2,4 +2,5 @@
 pub mod doctor;
 pub mod lab;
 pub mod listeners;
+pub mod predict;
 pub mod watch;

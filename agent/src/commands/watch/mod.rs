@@ -80,15 +80,15 @@ pub struct WatchArgs {
     /// whose record layout is read from tracefs). Default: tp_btf when the kernel allows it.
     #[arg(long, value_name = "HOW", value_parser = ["tp_btf", "tracepoint"])]
     pub drop_attach: Option<String>,
-    /// Trace SYNs to the `--port` ports through nftables: reach adds its own table `inet
-    /// reach_trace` in each watched namespace (removed on exit) and reports, per packet, the
-    /// table, chain and rule that accepted or dropped it (`nft_verdict` lines, and `firewall` in
-    /// flows that netfilter decided).
-    #[arg(long, requires = "port")]
-    pub trace: bool,
+    /// Do not trace SYNs through nftables. By default, with `--port`, reach adds its own table
+    /// `inet reach_trace` in each watched namespace (announced; removed on exit) and reports,
+    /// per packet, the table, chain and rule that accepted or dropped it (`nft_verdict` lines,
+    /// and `firewall` in flows), named in firewalld's terms when firewalld decided.
+    #[arg(long)]
+    pub no_trace: bool,
     /// D-Bus address of firewalld's bus (default: the system bus). With it, a rich rule that
     /// decided is named by its exact text in the fix (`--remove-rich-rule='…'`).
-    #[arg(long, value_name = "ADDRESS", requires = "trace")]
+    #[arg(long, value_name = "ADDRESS")]
     pub firewalld_bus: Option<String>,
     /// Only binds and listens: attach nothing to interfaces and no drop tracer.
     #[arg(long)]
@@ -262,7 +262,10 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
     }
     let mut trace_tables = Vec::new();
     let mut trace_listeners = Vec::new();
-    if args.trace && !args.no_packets {
+    if !args.no_trace && !args.no_packets && args.port.is_empty() {
+        eprintln!("reach: nftables tracing needs --port (the ports to trace); tracing is off");
+    }
+    if !args.no_trace && !args.no_packets && !args.port.is_empty() {
         for ns in &namespaces {
             let listener = TraceListener::open(&ns.path, Duration::from_millis(200))?;
             trace_tables.push(TraceTable::install(&ns.path, &args.port)?);
