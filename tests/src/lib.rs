@@ -231,3 +231,26 @@ impl Drop for WatchRun {
         }
     }
 }
+
+/// In a lab namespace: adds table `inet NAME` with an input chain (policy accept) holding
+/// `tcp dport PORT drop`, and returns that rule's handle (what traces must point at).
+pub fn nft_drop_rule(ns: &reach_agent::lab::NetNs, table: &str, port: u16) -> u64 {
+    ns.run("nft", &["add", "table", "inet", table]).expect("nft add table");
+    ns.run(
+        "nft",
+        &[&format!(
+            "add chain inet {table} input {{ type filter hook input priority 0; policy accept; }}"
+        )],
+    )
+    .expect("nft add chain");
+    ns.run("nft", &[&format!("add rule inet {table} input tcp dport {port} drop")])
+        .expect("nft add rule");
+    let listing =
+        ns.run("nft", &["-a", "list", "chain", "inet", table, "input"]).expect("nft list");
+    listing
+        .lines()
+        .find(|l| l.contains(&format!("dport {port}")))
+        .and_then(|l| l.rsplit("# handle ").next())
+        .and_then(|h| h.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no handle for the port {port} rule in:\n{listing}"))
+}

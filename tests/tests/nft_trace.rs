@@ -30,24 +30,7 @@ fn a_dropped_syn_is_traced_to_the_rule_that_dropped_it() {
     require_root();
     let before = root_ruleset();
     let hosts = TwoHosts::new("trace").unwrap();
-    hosts.server.run("nft", &["add", "table", "inet", "labfw"]).unwrap();
-    hosts
-        .server
-        .run(
-            "nft",
-            &["add chain inet labfw input { type filter hook input priority 0; policy accept; }"],
-        )
-        .unwrap();
-    hosts.server.run("nft", &["add rule inet labfw input tcp dport 7200 counter drop"]).unwrap();
-    // The handle the drop rule got (what the trace must point at).
-    let listing =
-        hosts.server.run("nft", &["-a", "list", "chain", "inet", "labfw", "input"]).unwrap();
-    let handle: u64 = listing
-        .lines()
-        .find(|l| l.contains("dport 7200"))
-        .and_then(|l| l.rsplit("# handle ").next())
-        .and_then(|h| h.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no handle in {listing}"));
+    let handle = reach_tests::nft_drop_rule(&hosts.server, "labfw", 7200);
 
     let table = TraceTable::install(hosts.server.path(), &[7200]).unwrap();
     let listener = TraceListener::open(hosts.server.path(), Duration::from_millis(200)).unwrap();

@@ -388,23 +388,7 @@ fn trace_names_the_nft_rule_that_dropped_the_flow() {
     require_root();
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let hosts = TwoHosts::new("wp-trace").unwrap();
-    hosts.server.run("nft", &["add", "table", "inet", "labfw"]).unwrap();
-    hosts
-        .server
-        .run(
-            "nft",
-            &["add chain inet labfw input { type filter hook input priority 0; policy accept; }"],
-        )
-        .unwrap();
-    hosts.server.run("nft", &["add rule inet labfw input tcp dport 7109 drop"]).unwrap();
-    let listing =
-        hosts.server.run("nft", &["-a", "list", "chain", "inet", "labfw", "input"]).unwrap();
-    let handle: u64 = listing
-        .lines()
-        .find(|l| l.contains("dport 7109"))
-        .and_then(|l| l.rsplit("# handle ").next())
-        .and_then(|h| h.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{listing}"));
+    let handle = reach_tests::nft_drop_rule(&hosts.server, "labfw", 7109);
     let _ok =
         hosts.server.run_in(|| TcpListener::bind((TwoHosts::SERVER_V4, 7110))).unwrap().unwrap();
     let run = WatchRun::start(

@@ -146,7 +146,8 @@ fn align4(n: usize) -> usize {
     (n + 3) & !3
 }
 
-fn family_name(nfproto: u8) -> &'static str {
+/// nftables family name of an NFPROTO_* value (as carried in nfgenmsg).
+pub fn family_name(nfproto: u8) -> &'static str {
     match nfproto {
         1 => "inet",
         2 => "ip",

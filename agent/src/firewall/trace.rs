@@ -95,18 +95,6 @@ pub struct TraceEvent {
     pub transport_header: Vec<u8>,
 }
 
-fn family_name(nfproto: u8) -> &'static str {
-    match nfproto {
-        1 => "inet",
-        2 => "ip",
-        3 => "arp",
-        5 => "netdev",
-        7 => "bridge",
-        10 => "ip6",
-        _ => "unknown",
-    }
-}
-
 fn be32(b: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(..4)?.try_into().ok()?))
 }
@@ -146,7 +134,7 @@ fn verdict(nested: &[u8]) -> Option<Verdict> {
 
 /// Parses the body (nfgenmsg + attributes) of one NFT_MSG_TRACE netlink message.
 pub fn parse_trace(body: &[u8]) -> Option<TraceEvent> {
-    let family = family_name(*body.first()?);
+    let family = super::nft_tables::family_name(*body.first()?);
     let mut ev = TraceEvent {
         id: 0,
         family,
