@@ -2,6 +2,7 @@
 //! and the integration tests drive the same code.
 pub mod cli;
 pub mod commands;
+pub mod diagnose;
 pub mod ebpf_objects;
 pub mod firewall;
 pub mod kernel;

@@ -1,0 +1,116 @@
+//! `reach why TARGET`: one diagnosis for one port. This module is the pure decision engine: the
+//! command gathers [`Evidence`] (listeners, failed binds, the client's flow record, the firewall's
+//! verdict on its SYN, overflow counters, WSL2 mode) and [`diagnose`] turns it into a
+//! [`Diagnosis`]: a verdict, the evidence lines that prove it, the fix, and the path of the SYN
+//! with the hop where it died. No I/O here, so every class is testable with hand-built evidence.
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use crate::{
+    firewall::{attribute::Attribution, predict::Prediction},
+    kernel::wsl::Wsl2,
+    model::{flows::FlowRecord, listener_view::ListenerView},
+    probes::sock_event::{NetnsRef, SockObservation},
+};
+
+mod fix;
+mod verdict;
+mod wsl;
+
+#[cfg(test)]
+mod tests;
+
+pub use verdict::{Diagnosis, Hop, Verdict, diagnose};
+
+/// Everything known about one TARGET.
+#[derive(Debug, Clone, Default)]
+pub struct Evidence {
+    pub port: u16,
+    /// The address the client connects to, when the user named one (the flow's server address
+    /// wins when a flow was seen: that is what the SYN really carried).
+    pub addr: Option<IpAddr>,
+    /// The namespace the SYN arrived in (or is expected in). None: the flow's namespace, if any.
+    pub netns: Option<NetnsRef>,
+    /// Listeners on `port` in every namespace.
+    pub listeners: Vec<ListenerView>,
+    /// Recent binds/listens on `port` that failed.
+    pub failed_binds: Vec<FailedBind>,
+    /// True when traffic was watched for the client's attempt. False: nothing was watched yet,
+    /// so the diagnosis predicts from the firewall prediction and the listeners.
+    pub watched: bool,
+    /// Whether any SYN to `port` was seen on the watched interfaces.
+    pub syn_seen: bool,
+    /// Interface the SYN arrived on (`lo`, `eth0`, …). In prediction mode: the interface the
+    /// client will come in on; None there means "from outside" (why else would one ask).
+    pub iface: Option<String>,
+    /// The client's attempt, when one was recorded.
+    pub flow: Option<FlowRecord>,
+    /// firewalld's rule that decided the SYN (from an nft trace), if firewalld's.
+    pub attribution: Option<Attribution>,
+    /// A non-firewalld netfilter rule that decided the SYN (from an nft trace).
+    pub netfilter: Option<NetfilterRule>,
+    /// What firewalld would do with the SYN.
+    pub prediction: Option<Prediction>,
+    /// Listen-queue overflow seen while watching.
+    pub overflow: Option<OverflowEvidence>,
+    /// Set only on WSL2.
+    pub wsl: Option<WslInfo>,
+}
+
+/// A bind or listen on the port that failed: who tried, and the errno.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FailedBind {
+    pub netns: NetnsRef,
+    pub pid: u32,
+    pub comm: String,
+    pub addr: Option<String>,
+    /// `EADDRINUSE`, `EACCES`, …
+    pub errno: String,
+}
+
+impl FailedBind {
+    /// The failed bind/listen in `o`, if it is one on `port`.
+    pub fn from_observation(o: &SockObservation, port: u16) -> Option<Self> {
+        let on_port = o.port.or(o.bound_port) == Some(port);
+        (on_port && o.result != "ok" && matches!(o.kind, "bind" | "listen")).then(|| Self {
+            netns: o.netns.clone(),
+            pid: o.pid,
+            comm: o.comm.clone(),
+            addr: o.addr.clone(),
+            errno: o.result.clone(),
+        })
+    }
+}
+
+/// A netfilter rule outside firewalld's tables that decided the SYN.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NetfilterRule {
+    /// `inet`, `ip`, `ip6`.
+    pub family: String,
+    pub table: String,
+    pub chain: String,
+    pub handle: Option<u64>,
+    /// The rule as `nft -a list ruleset` prints it, when known.
+    pub rule: Option<String>,
+    /// `accept`, `drop`, `reject …`, or `policy drop` when the chain's policy decided.
+    pub action: String,
+}
+
+/// A listen-queue overflow (the `{"type":"overflow"}` report of `reach watch`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct OverflowEvidence {
+    pub netns: NetnsRef,
+    pub listen_overflows: u64,
+    pub listen_drops: u64,
+    pub syn_queue_full_drops: u64,
+    /// Listeners whose accept queue was full.
+    pub full_listeners: Vec<ListenerView>,
+}
+
+/// WSL2 mode plus the VM's eth0 address (what a LAN portproxy must forward to).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WslInfo {
+    pub wsl2: Wsl2,
+    pub eth0_addr: Option<IpAddr>,
+}
