@@ -25,10 +25,8 @@ pub struct LabArgs {
 }
 
 pub async fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
-    let privs = privileges::current();
-    if !privs.missing.is_empty() {
-        eprintln!("reach lab: missing {}: {}", privs.missing.join(", "), privs.how_to_fix());
-        return Ok(ExitCode::from(3));
+    if let Some(code) = privileges::refuse_unless_privileged("lab") {
+        return Ok(code);
     }
     // The lab runs to completion in about a second; Ctrl-C/SIGTERM meanwhile are noted (so the
     // default action cannot kill us with namespaces and daemons still up) and honoured after

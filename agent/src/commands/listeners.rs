@@ -30,10 +30,8 @@ struct NsView {
 }
 
 pub async fn run(args: ListenersArgs) -> anyhow::Result<ExitCode> {
-    let privs = privileges::current();
-    if !privs.missing.is_empty() {
-        eprintln!("reach listeners: missing {}: {}", privs.missing.join(", "), privs.how_to_fix());
-        return Ok(ExitCode::from(3));
+    if let Some(code) = privileges::refuse_unless_privileged("listeners") {
+        return Ok(code);
     }
     let mut wanted = Vec::new();
     for spec in &args.netns {

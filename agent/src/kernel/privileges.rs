@@ -42,6 +42,17 @@ pub fn from_status(status: &str, euid: u32) -> Privileges {
     Privileges { euid, capabilities, missing }
 }
 
+/// For commands that cannot work without privileges: None when all are held, else the exit
+/// code 3 after telling the user which capability is missing and how to run the command.
+pub fn refuse_unless_privileged(command: &str) -> Option<std::process::ExitCode> {
+    let privs = current();
+    if privs.missing.is_empty() {
+        return None;
+    }
+    eprintln!("reach {command}: missing {}: {}", privs.missing.join(", "), privs.how_to_fix());
+    Some(std::process::ExitCode::from(3))
+}
+
 impl Privileges {
     /// True when BPF programs can be loaded at all (CAP_BPF, or CAP_SYS_ADMIN on old kernels).
     pub fn can_load_bpf(&self) -> bool {

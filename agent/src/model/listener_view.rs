@@ -69,11 +69,7 @@ impl ListenerView {
     }
 
     pub fn endpoint(&self) -> String {
-        if self.addr.contains(':') {
-            format!("[{}]:{}", self.addr, self.port)
-        } else {
-            format!("{}:{}", self.addr, self.port)
-        }
+        crate::output::endpoint::endpoint(Some(&self.addr), self.port)
     }
 
     pub fn human(&self) -> String {

@@ -1,2 +1,3 @@
 //! Rendering for people and for programs.
+pub mod endpoint;
 pub mod time;

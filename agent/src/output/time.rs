@@ -8,14 +8,19 @@ pub struct Clock {
     offset_ns: i128,
 }
 
+fn now_ns(id: ClockId) -> u64 {
+    clock_gettime(id).map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64).unwrap_or(0)
+}
+
+/// CLOCK_BOOTTIME now, in ns: the clock the BPF programs stamp events with.
+pub fn boot_ns() -> u64 {
+    now_ns(ClockId::CLOCK_BOOTTIME)
+}
+
 impl Clock {
     pub fn new() -> Self {
-        let ns = |id| {
-            clock_gettime(id)
-                .map(|t| t.tv_sec() as i128 * 1_000_000_000 + t.tv_nsec() as i128)
-                .unwrap_or(0)
-        };
-        Self { offset_ns: ns(ClockId::CLOCK_REALTIME) - ns(ClockId::CLOCK_BOOTTIME) }
+        let realtime = now_ns(ClockId::CLOCK_REALTIME) as i128;
+        Self { offset_ns: realtime - boot_ns() as i128 }
     }
 
     /// Wall-clock nanoseconds since the epoch for a boot-time stamp.

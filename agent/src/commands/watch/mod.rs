@@ -36,7 +36,7 @@ use crate::{
         listeners::{Change, Listener, Listeners},
     },
     netns::{inventory, names::Names, select, snapshot},
-    output::time::Clock,
+    output::time::{Clock, boot_ns},
     probes::{
         bind_listen::{AttachMode, BindListen, DEFAULT_RING_KIB, validate_ring_kib},
         net::{DropTap, NetOptions, NetnsTap, TcHow, remove_stale_filters},
@@ -111,10 +111,8 @@ struct Usage(String);
 /// Exit codes (README): 0 stopped normally; 1 attach or runtime error; 2 bad usage; 3 missing
 /// privileges.
 pub async fn run(args: WatchArgs) -> anyhow::Result<ExitCode> {
-    let privs = privileges::current();
-    if !privs.missing.is_empty() {
-        eprintln!("reach watch: missing {}: {}", privs.missing.join(", "), privs.how_to_fix());
-        return Ok(ExitCode::from(3));
+    if let Some(code) = privileges::refuse_unless_privileged("watch") {
+        return Ok(code);
     }
     match validate(&args) {
         Ok(namespaces) => watch(args, namespaces).await,
@@ -441,13 +439,6 @@ fn overflow_line(o: &overflow::Overflow) -> String {
 /// counted by the table).
 const FLOW_CAPACITY: usize = 65_536;
 
-/// CLOCK_BOOTTIME in ns: the clock the BPF programs stamp events with.
-fn boot_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME)
-        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
-        .unwrap_or(0)
-}
-
 fn print_flow(
     out: &mut impl std::io::Write,
     rec: &FlowRecord,
@@ -504,10 +495,8 @@ fn verdict_json(netns: u64, t: &PacketTrace, names: &mut Names) -> serde_json::V
 
 fn verdict_line(v: &serde_json::Value) -> String {
     let tuple = &v["tuple"];
-    let ep = |addr: &serde_json::Value, port: &serde_json::Value| match addr.as_str() {
-        Some(a) if a.contains(':') => format!("[{a}]:{port}"),
-        Some(a) => format!("{a}:{port}"),
-        None => "?".to_string(),
+    let ep = |addr: &serde_json::Value, port: &serde_json::Value| {
+        crate::output::endpoint::endpoint(addr.as_str(), port)
     };
     let mut line = format!(
         "{:<12} {:<12} {:<20} {} → {} {} in {} {}{}",

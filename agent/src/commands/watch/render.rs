@@ -26,10 +26,9 @@ pub fn observation(out: &mut impl Write, o: &SockObservation, json: bool) -> any
 }
 
 pub fn human_line(o: &SockObservation) -> String {
-    let endpoint = |a: &Option<String>, p: Option<u16>| match (a, p) {
-        (Some(a), Some(p)) if a.contains(':') => format!("[{a}]:{p}"),
-        (Some(a), Some(p)) => format!("{a}:{p}"),
-        _ => "?".to_string(),
+    let endpoint = |a: &Option<String>, p: Option<u16>| match p {
+        Some(p) => crate::output::endpoint::endpoint(a.as_deref(), p),
+        None => "?".to_string(),
     };
     let mut line = format!(
         "{} {:<12} {:<20} pid {:<7} {:<15} {:<4} {}",
@@ -69,9 +68,8 @@ pub fn human_line(o: &SockObservation) -> String {
 }
 
 pub fn packet_line(p: &PacketObservation) -> String {
-    let ep = |a: &std::net::IpAddr, port: u16| match a {
-        std::net::IpAddr::V6(v6) => format!("[{v6}]:{port}"),
-        std::net::IpAddr::V4(v4) => format!("{v4}:{port}"),
+    let ep = |a: &std::net::IpAddr, port: u16| {
+        crate::output::endpoint::endpoint(Some(&a.to_string()), port)
     };
     let mut s = format!(
         "{} {:<12} {:<20} {:<8} {} → {} {}",
