@@ -3,7 +3,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     doctor::DoctorArgs, lab::LabArgs, listeners::ListenersArgs, predict::PredictArgs,
-    watch::WatchArgs,
+    watch::WatchArgs, why::WhyArgs,
 };
 
 const ABOUT: &str = "Why can't that client reach my server, and where exactly did its packets die?";
@@ -66,4 +66,29 @@ pub enum Command {
     ///
     /// Exit codes: those of `reach doctor`; 3 missing privileges; 130 interrupted.
     Lab(LabArgs),
+    /// Why can't the client reach TARGET? One diagnosis with the evidence and the fix.
+    ///
+    /// TARGET is what the client connects to: PORT, ADDR:PORT or [IPV6]:PORT. reach reads the
+    /// listeners of every network namespace and firewalld's configuration, attaches its probes
+    /// for that port (announced on stderr, all detached before it prints), then waits up to
+    /// --timeout for the client's attempt — "waiting for a SYN ... — try connecting now". It
+    /// follows that SYN: the interface it arrived on, the nftables rule that decided it, the
+    /// kernel's drop reason, the server's answer. With --timeout 0 it predicts instead.
+    ///
+    /// Output: the SYN's path (client → interface → firewall → socket) with the failing hop
+    /// marked, the evidence, and the fix; on WSL2, what NAT or mirrored networking changes.
+    ///
+    /// Exit codes (the verdict class): 0 reachable; 10 loopback_only_bind; 11
+    /// listener_in_other_netns; 12 no_listener; 13 firewall_drop; 14 firewall_reject; 15
+    /// other_netfilter_drop; 16 listen_overflow; 17 no_syn_seen; 18 kernel_drop. Errors: 1
+    /// runtime error; 2 bad usage (bad TARGET, unknown namespace or interface); 3 missing
+    /// privileges.
+    ///
+    /// Examples:
+    ///   reach why 8080                      # anything to port 8080 on the host
+    ///   reach why 172.20.1.5:8080 --iface eth0
+    ///   reach why 8080 --netns myapp --timeout 60
+    ///   reach why 8080 --timeout 0          # predict, attach nothing
+    #[command(verbatim_doc_comment)]
+    Why(WhyArgs),
 }

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
             Command::Listeners(args) => reach_agent::commands::listeners::run(args).await,
             Command::Lab(args) => reach_agent::commands::lab::run(args).await,
             Command::Watch(args) => reach_agent::commands::watch::run(args).await,
+            Command::Why(args) => reach_agent::commands::why::run(args).await,
         }
     });
     match result {

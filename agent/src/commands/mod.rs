@@ -4,3 +4,4 @@ pub mod lab;
 pub mod listeners;
 pub mod predict;
 pub mod watch;
+pub mod why;

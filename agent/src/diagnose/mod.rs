@@ -39,6 +39,8 @@ pub struct Evidence {
     /// True when traffic was watched for the client's attempt. False: nothing was watched yet,
     /// so the diagnosis predicts from the firewall prediction and the listeners.
     pub watched: bool,
+    /// The interfaces watched (named in a `no_syn_seen` verdict).
+    pub watched_ifaces: Vec<String>,
     /// Whether any SYN to `port` was seen on the watched interfaces.
     pub syn_seen: bool,
     /// Interface the SYN arrived on (`lo`, `eth0`, …). In prediction mode: the interface the

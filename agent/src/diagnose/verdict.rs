@@ -48,6 +48,78 @@ pub enum Verdict {
     KernelDrop,
 }
 
+impl Verdict {
+    pub const ALL: [Verdict; 10] = [
+        Verdict::Reachable,
+        Verdict::LoopbackOnlyBind,
+        Verdict::ListenerInOtherNetns,
+        Verdict::NoListener,
+        Verdict::FirewallDrop,
+        Verdict::FirewallReject,
+        Verdict::OtherNetfilterDrop,
+        Verdict::ListenOverflow,
+        Verdict::NoSynSeen,
+        Verdict::KernelDrop,
+    ];
+
+    /// `reach why`'s exit code: 0 reachable, one code per failure class (10-18), so scripts
+    /// can branch on the class without parsing output. 1-3 stay the usual error codes.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Reachable => 0,
+            Verdict::LoopbackOnlyBind => 10,
+            Verdict::ListenerInOtherNetns => 11,
+            Verdict::NoListener => 12,
+            Verdict::FirewallDrop => 13,
+            Verdict::FirewallReject => 14,
+            Verdict::OtherNetfilterDrop => 15,
+            Verdict::ListenOverflow => 16,
+            Verdict::NoSynSeen => 17,
+            Verdict::KernelDrop => 18,
+        }
+    }
+
+    /// The snake_case name, as in the JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Reachable => "reachable",
+            Verdict::LoopbackOnlyBind => "loopback_only_bind",
+            Verdict::ListenerInOtherNetns => "listener_in_other_netns",
+            Verdict::NoListener => "no_listener",
+            Verdict::FirewallDrop => "firewall_drop",
+            Verdict::FirewallReject => "firewall_reject",
+            Verdict::OtherNetfilterDrop => "other_netfilter_drop",
+            Verdict::ListenOverflow => "listen_overflow",
+            Verdict::NoSynSeen => "no_syn_seen",
+            Verdict::KernelDrop => "kernel_drop",
+        }
+    }
+
+    /// One sentence a user reads first.
+    pub fn headline(self) -> &'static str {
+        match self {
+            Verdict::Reachable => "reachable: a listener takes the connection",
+            Verdict::LoopbackOnlyBind => {
+                "the server listens on loopback only, and the client is not on loopback"
+            }
+            Verdict::ListenerInOtherNetns => {
+                "the server listens in another network namespace than the one the SYN arrives in"
+            }
+            Verdict::NoListener => "nothing listens on that port",
+            Verdict::FirewallDrop => "the firewall (firewalld) silently drops the SYN",
+            Verdict::FirewallReject => "the firewall (firewalld) rejects the SYN",
+            Verdict::OtherNetfilterDrop => "a netfilter rule outside firewalld drops the SYN",
+            Verdict::ListenOverflow => {
+                "the listener's accept queue is full: the kernel drops new SYNs silently"
+            }
+            Verdict::NoSynSeen => {
+                "no SYN arrived on the watched interfaces: the problem is before this host"
+            }
+            Verdict::KernelDrop => "the kernel dropped the SYN",
+        }
+    }
+}
+
 /// One hop of the SYN's path: `client`, `interface <if>`, `firewall`, `socket`.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Hop {
@@ -94,6 +166,11 @@ impl Facts {
     fn in_target_ns(&self, l: &ListenerView) -> bool {
         self.target_ns.is_none_or(|n| l.netns.inode == n)
     }
+}
+
+/// `accepted`, `reset`, … as in the JSON.
+fn outcome_word(o: Outcome) -> String {
+    serde_json::to_value(o).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
 }
 
 /// `SKB_DROP_REASON_NO_SOCKET` and `no_socket` → `NO_SOCKET`.
@@ -147,11 +224,15 @@ fn decide(e: &Evidence, f: &Facts) -> Decided {
     let mut ev = Vec::new();
     match &e.flow {
         Some(fl) => ev.push(format!(
-            "attempt {} → {} in netns:[{}]: {:?}{}{}",
+            "attempt {} → {} in netns {}: {}{}{}",
             fl.client,
             fl.server,
-            fl.netns,
-            fl.outcome,
+            e.netns
+                .as_ref()
+                .filter(|n| n.inode == fl.netns)
+                .map(ns_name)
+                .unwrap_or_else(|| format!("netns:[{}]", fl.netns)),
+            outcome_word(fl.outcome),
             fl.drop
                 .as_ref()
                 .map(|d| format!(", dropped: {}", short_reason(&d.reason)))
@@ -169,7 +250,12 @@ fn decide(e: &Evidence, f: &Facts) -> Decided {
         None => {}
     }
     if e.watched && !e.syn_seen && e.flow.is_none() {
-        ev.push(format!("no SYN to port {} was seen on the watched interfaces", e.port));
+        let on = if e.watched_ifaces.is_empty() {
+            "the watched interfaces".to_string()
+        } else {
+            e.watched_ifaces.join(", ")
+        };
+        ev.push(format!("no SYN to port {} was seen on {on}", e.port));
         return (Verdict::NoSynSeen, ev, fix::no_syn(e.port));
     }
     if let Some((v, more, fix)) = firewall(e, f) {

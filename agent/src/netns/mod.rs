@@ -1,4 +1,5 @@
 //! Network namespaces: entering them safely and knowing which exist.
+pub mod addresses;
 pub mod enter;
 pub mod inventory;
 pub mod names;

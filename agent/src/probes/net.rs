@@ -6,7 +6,7 @@
 //! attachments must be detached from inside their namespace: aya opens its netlink socket in
 //! the current thread's namespace, so a detach run from the host would address the host
 //! interface with the same ifindex. `NetnsTap` therefore drops its `Ebpf` inside the namespace.
-use std::{ffi::CStr, path::PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
@@ -153,27 +153,11 @@ impl NetnsTap {
 /// Interfaces of the calling thread's namespace that carry an address, plus lo.
 pub fn default_ifaces() -> std::io::Result<Vec<String>> {
     let mut names = vec!["lo".to_string()];
-    let mut addrs: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs allocates a list we free below.
-    if unsafe { libc::getifaddrs(&mut addrs) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let mut cur = addrs;
-    while !cur.is_null() {
-        // SAFETY: cur walks the list getifaddrs returned.
-        let ifa = unsafe { &*cur };
-        if !ifa.ifa_addr.is_null() {
-            // SAFETY: ifa_addr is non-null; ifa_name is a valid C string.
-            let family = unsafe { (*ifa.ifa_addr).sa_family } as i32;
-            let name = unsafe { CStr::from_ptr(ifa.ifa_name) }.to_string_lossy().into_owned();
-            if (family == libc::AF_INET || family == libc::AF_INET6) && !names.contains(&name) {
-                names.push(name);
-            }
+    for (name, _) in crate::netns::addresses::iface_addrs()? {
+        if !names.contains(&name) {
+            names.push(name);
         }
-        cur = ifa.ifa_next;
     }
-    // SAFETY: freeing the list once.
-    unsafe { libc::freeifaddrs(addrs) };
     Ok(names)
 }
 

@@ -1,0 +1,728 @@
+//! One observation session: everything `reach watch` and `reach why` attach (bind/listen probes,
+//! TC taps per namespace, the drop tracer, nftables tracing, listen-overflow counters), the loop
+//! that turns their events into observations and settled connection attempts, and the orderly
+//! detach. What to do with each observation is the caller's [`Sink`]: `watch` prints it, `why`
+//! collects evidence from it. Keeping one session means both commands see the same truth.
+use std::{collections::BTreeSet, path::PathBuf, time::Duration};
+
+use anyhow::{Context as _, bail};
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinSet,
+};
+
+use super::{overflow, readers, reorder};
+use crate::{
+    firewall::{
+        attribute::Attribution,
+        trace::{PacketTrace, TraceType},
+        trace_listener::TraceListener,
+        trace_table::{self, TraceTable},
+    },
+    kernel::{btf::KernelBtf, capabilities, drop_reasons::DropReasons, kallsyms::Kallsyms},
+    model::{
+        flows::{
+            Dropped, Established, Family, FlowRecord, FlowTable, Observation, SynAckSeen, SynSeen,
+        },
+        listener_view::ListenerView,
+        listeners::{Change, Listener, Listeners},
+    },
+    netns::{names::Names, snapshot},
+    output::time::{Clock, boot_ns},
+    probes::{
+        bind_listen::{AttachMode, BindListen},
+        net::{DropTap, NetOptions, NetnsTap, TcHow, remove_stale_filters},
+        packet_event::{Decoder, PacketObservation},
+        plan::{self, Plan},
+        sock_event::{self, NetnsRef, SockObservation},
+    },
+};
+use readers::Msg;
+
+pub use overflow::Overflow;
+
+/// A watched namespace: identity and a path to enter it.
+#[derive(Debug, Clone)]
+pub struct Watched {
+    pub inode: u64,
+    pub name: String,
+    pub path: PathBuf,
+}
+
+impl Watched {
+    /// Resolves namespace specs (`host`, an `ip netns` name, a PID, a path) to namespaces,
+    /// with the name every output uses. Err: a message naming the spec that does not exist.
+    pub fn resolve_all(specs: &[String]) -> Result<Vec<Self>, String> {
+        let all = crate::netns::inventory::list();
+        let mut out = Vec::new();
+        for spec in specs {
+            let inode = crate::netns::select::resolve(spec).map_err(|e| e.to_string())?;
+            let ns = all.iter().find(|n| n.inode == inode);
+            out.push(Self {
+                inode,
+                name: ns.map_or_else(|| spec.clone(), |n| n.name.clone()),
+                path: ns.map_or_else(|| PathBuf::from(spec), |n| n.path.clone()),
+            });
+        }
+        Ok(out)
+    }
+
+    pub fn netns_ref(&self) -> NetnsRef {
+        NetnsRef { inode: self.inode, name: self.name.clone() }
+    }
+}
+
+/// What to attach and how.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// Namespaces whose interfaces are tapped (and whose nftables are traced).
+    pub namespaces: Vec<Watched>,
+    /// Binds/listens only from these namespaces (None: every namespace).
+    pub bind_filter: Option<BTreeSet<u64>>,
+    pub ifaces: Vec<String>,
+    pub ports: Vec<u16>,
+    pub syn_rate: u32,
+    /// `tcx` / `netlink`; None: what the attach plan chose.
+    pub tc_attach: Option<String>,
+    pub flow_timeout: Duration,
+    pub force_classic_drops: bool,
+    pub trace: bool,
+    pub firewalld_bus: Option<String>,
+    pub packets: bool,
+    pub attach: Option<AttachMode>,
+    pub ring_kib: u32,
+}
+
+/// An interface that does not exist in a watched namespace: bad input, not a failure.
+#[derive(Debug)]
+pub struct NoSuchInterface(pub String);
+
+impl std::fmt::Display for NoSuchInterface {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NoSuchInterface {}
+
+/// The nftables walk that decided a packet, typed, plus its JSON line.
+#[derive(Debug, Clone)]
+pub struct VerdictRecord {
+    pub json: serde_json::Value,
+    /// firewalld's rule, in firewalld's terms, when firewalld's table decided.
+    pub attribution: Option<Attribution>,
+    /// The deciding step: (family, table, chain, rule handle, verdict word, by chain policy).
+    pub family: Option<String>,
+    pub table: Option<String>,
+    pub chain: Option<String>,
+    pub rule_handle: Option<u64>,
+    pub verdict: Option<String>,
+    pub by_policy: bool,
+}
+
+/// What the session observed; the sink decides what to make of it.
+pub enum Event<'a> {
+    /// A listener that existed when the session started.
+    Existing(&'a ListenerView),
+    Sock(&'a SockObservation),
+    Packet(&'a PacketObservation),
+    Verdict(&'a VerdictRecord),
+    /// A connection attempt settled, with the nftables walk of its SYN when one was traced.
+    Flow(&'a FlowRecord, Option<&'a VerdictRecord>),
+    Overflow(&'a Overflow),
+    /// Events the kernel could not queue since the last report.
+    Lost(u64),
+    /// (SYN, reply/drop) events suppressed by the rate bound since the last report.
+    Suppressed(u64, u64),
+}
+
+pub trait Sink {
+    fn event(&mut self, names: &mut Names, e: Event<'_>) -> anyhow::Result<()>;
+}
+
+pub struct Session {
+    binds: BindListen,
+    drops: Option<DropTap>,
+    taps: Vec<NetnsTap>,
+    trace_tables: Vec<TraceTable>,
+    overflows: Vec<overflow::Watcher>,
+    readers: JoinSet<anyhow::Result<()>>,
+    rx: mpsc::Receiver<Msg>,
+    stop_tx: watch::Sender<bool>,
+    decoder: Decoder,
+    state: State,
+    tick: tokio::time::Interval,
+    ticks: u64,
+}
+
+async fn probe_plan() -> anyhow::Result<Plan> {
+    let (caps, facts) = tokio::task::spawn_blocking(capabilities::probe).await?;
+    Ok(plan::choose(&caps, &facts))
+}
+
+impl Session {
+    /// Attaches everything `opts` asks for, announcing each attachment through `announce`.
+    /// Whatever was attached before an error is detached again (the guards drop).
+    pub async fn attach(opts: &SessionOptions, announce: impl Fn(&str)) -> anyhow::Result<Self> {
+        let plan = probe_plan().await?;
+        let mode = match opts.attach.or_else(|| AttachMode::from_plan(&plan.bind)) {
+            Some(m) => m,
+            None => bail!(
+                "no mechanism can observe binds on this kernel; run `reach doctor` for the reasons"
+            ),
+        };
+        let ring_kib = opts.ring_kib;
+        let mut binds = tokio::task::spawn_blocking(move || BindListen::attach(mode, ring_kib))
+            .await?
+            .with_context(|| {
+                format!(
+                    "attaching the bind/listen probes in {mode} mode failed (see `reach doctor`)"
+                )
+            })?;
+        announce(&format!(
+            "watching binds and listens ({mode} mode: {})",
+            binds.attachments.join(", ")
+        ));
+
+        // Packet path: one TC tap per watched namespace, one global drop tracer.
+        let net = NetOptions {
+            netns: opts.namespaces.iter().map(|n| n.inode).collect(),
+            ports: opts.ports.clone(),
+            rate_per_sec: opts.syn_rate,
+            burst: opts.syn_rate.max(1),
+        };
+        let mut taps: Vec<NetnsTap> = Vec::new();
+        let mut drops: Option<DropTap> = None;
+        if opts.packets {
+            let how = match opts.tc_attach.as_deref().unwrap_or(plan.ingress.as_str()) {
+                "tcx" => TcHow::Tcx,
+                "tc_netlink" | "netlink" => TcHow::Netlink,
+                _ => bail!(
+                    "no way to attach a TC classifier on this kernel (see `reach doctor`); use --no-packets"
+                ),
+            };
+            let (drop_opts, classic) = (net.clone(), opts.force_classic_drops);
+            drops = Some(
+                tokio::task::spawn_blocking(move || DropTap::attach(&drop_opts, classic))
+                    .await?
+                    .context("attaching the kfree_skb drop tracer failed (see `reach doctor`)")?,
+            );
+            for ns in &opts.namespaces {
+                let tap = attach_tap(ns, &opts.ifaces, &net, how, &announce).await?;
+                let ifs: Vec<&str> = tap.ifaces.iter().map(|(n, _)| n.as_str()).collect();
+                announce(&format!(
+                    "watching SYNs on {} in {} ({})",
+                    ifs.join(", "),
+                    ns.name,
+                    if how == TcHow::Tcx { "TCX" } else { "clsact qdisc" }
+                ));
+                taps.push(tap);
+            }
+            if let Some(d) = &drops {
+                announce(&format!("watching drops via {}", d.how));
+            }
+        }
+        let mut trace_tables = Vec::new();
+        let mut trace_listeners = Vec::new();
+        if opts.trace && opts.packets && !opts.ports.is_empty() {
+            for ns in &opts.namespaces {
+                let listener = TraceListener::open(&ns.path, Duration::from_millis(200))?;
+                trace_tables.push(TraceTable::install(&ns.path, &opts.ports)?);
+                announce(&format!(
+                    "added table inet {} in {} to trace SYNs to port(s) {} (removed on exit)",
+                    trace_table::TABLE,
+                    ns.name,
+                    opts.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+                ));
+                trace_listeners.push((ns.inode, listener));
+            }
+        }
+
+        let (tx, rx) = mpsc::channel::<Msg>(4096);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut readers = JoinSet::new();
+        readers::spawn(
+            &mut readers,
+            binds.take_events()?,
+            readers::Kind::Sock,
+            tx.clone(),
+            stop_rx.clone(),
+        )?;
+        if let Some(d) = drops.as_mut() {
+            let ring = d.take_events()?;
+            readers::spawn(&mut readers, ring, readers::Kind::Packet, tx.clone(), stop_rx.clone())?;
+        }
+        for t in taps.iter_mut() {
+            let ring = t.take_events()?;
+            readers::spawn(&mut readers, ring, readers::Kind::Packet, tx.clone(), stop_rx.clone())?;
+        }
+        for (inode, listener) in trace_listeners {
+            readers::spawn_trace(&mut readers, listener, inode, tx.clone(), stop_rx.clone());
+        }
+        drop(tx);
+
+        let decoder = Decoder {
+            clock: Clock::new(),
+            reasons: KernelBtf::load()
+                .and_then(|b| DropReasons::load(&b))
+                .unwrap_or_else(|e| DropReasons::unavailable(e.to_string())),
+            kallsyms: Kallsyms::load().ok(),
+        };
+        let overflows = if opts.packets {
+            opts.namespaces
+                .iter()
+                .map(|n| overflow::Watcher::new(n.netns_ref(), n.path.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let state = State {
+            names: Names::new(),
+            model: Listeners::new(),
+            bind_filter: opts.bind_filter.clone(),
+            packet_inodes: opts.namespaces.iter().map(|n| n.inode).collect(),
+            flows: FlowTable::new(FLOW_CAPACITY, opts.flow_timeout),
+            reorder: reorder::Reorder::default(),
+            verdicts: Verdicts::default(),
+            ns_paths: opts.namespaces.iter().map(|n| (n.inode, n.path.clone())).collect(),
+            firewalld_bus: opts.firewalld_bus.clone(),
+            lost_seen: 0,
+            suppressed_seen: (0, 0),
+        };
+        Ok(Self {
+            binds,
+            drops,
+            taps,
+            trace_tables,
+            overflows,
+            readers,
+            rx,
+            stop_tx,
+            decoder,
+            state,
+            tick: tokio::time::interval(Duration::from_millis(100)),
+            ticks: 0,
+        })
+    }
+
+    /// The listeners that exist now, fed to the model and the sink. Taken after attaching, so
+    /// no listener can fall between the snapshot and the probes.
+    pub async fn snapshot(&mut self, sink: &mut impl Sink) -> anyhow::Result<()> {
+        let snap = tokio::task::spawn_blocking(snapshot::listeners_snapshot).await?;
+        let filter = self.state.bind_filter.clone();
+        for ns in snap.iter().filter(|ns| filter.as_ref().is_none_or(|f| f.contains(&ns.inode))) {
+            let netns = NetnsRef { inode: ns.inode, name: ns.name.clone() };
+            for l in &ns.listeners {
+                let view = ListenerView::new(netns.clone(), l);
+                sink.event(&mut self.state.names, Event::Existing(&view))?;
+                self.state.model.insert_snapshot(l.socket.cookie, Listener::from_view(&view));
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles the next message or timer tick. Returns false once every reader has ended.
+    /// Cancel-safe: it only awaits the channel and the timer.
+    pub async fn step(&mut self, sink: &mut impl Sink) -> anyhow::Result<bool> {
+        tokio::select! {
+            msg = self.rx.recv() => match msg {
+                Some(msg) => self.state.handle(msg, &self.decoder, sink)?,
+                None => return Ok(false),
+            },
+            _ = self.tick.tick() => {
+                self.ticks += 1;
+                self.state.settle_flows(boot_ns(), sink)?;
+                // Counters change slowly; reading them every 500 ms keeps the cost flat.
+                if self.ticks.is_multiple_of(5) {
+                    self.poll_counters(sink)?;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Reads the loss, rate-limit and listen-overflow counters now.
+    pub fn poll_counters(&mut self, sink: &mut impl Sink) -> anyhow::Result<()> {
+        self.state.report_counters(&self.binds, self.drops.as_ref(), &self.taps, sink)?;
+        for w in self.overflows.iter_mut() {
+            if let Some(o) = w.poll() {
+                sink.event(&mut self.state.names, Event::Overflow(&o))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops: every reader drains its ring, every pending attempt is reported as it stands,
+    /// then everything is detached (trace tables and taps inside their namespaces first).
+    pub async fn finish(mut self, sink: &mut impl Sink) -> anyhow::Result<()> {
+        let _ = self.stop_tx.send(true);
+        while let Some(msg) = self.rx.recv().await {
+            self.state.handle(msg, &self.decoder, sink)?;
+        }
+        while let Some(r) = self.readers.join_next().await {
+            r??;
+        }
+        self.state.settle_flows(u64::MAX, sink)?;
+        let pending = self.state.flows.drain();
+        for rec in &pending {
+            let fw = self.state.verdict_of(rec).cloned();
+            sink.event(&mut self.state.names, Event::Flow(rec, fw.as_ref()))?;
+        }
+        self.poll_counters(sink)?;
+        drop(self.trace_tables);
+        drop(self.taps);
+        drop(self.drops);
+        drop(self.binds);
+        Ok(())
+    }
+}
+
+/// Attaches the TC tap of one namespace, first removing netlink filters a killed earlier run
+/// left there (they outlive their process, unlike TCX links).
+async fn attach_tap(
+    ns: &Watched,
+    ifaces: &[String],
+    net: &NetOptions,
+    how: TcHow,
+    announce: &impl Fn(&str),
+) -> anyhow::Result<NetnsTap> {
+    let (ns2, ifaces, o) = (ns.clone(), ifaces.to_vec(), net.clone());
+    let (removed, tap) = tokio::task::spawn_blocking(move || {
+        let mut removed = Vec::new();
+        if how == TcHow::Netlink {
+            let names = ifaces.clone();
+            if let Ok(r) = crate::netns::enter::in_netns(&ns2.path, move || {
+                let list = if names.is_empty() {
+                    crate::probes::net::default_ifaces().unwrap_or_default()
+                } else {
+                    names
+                };
+                remove_stale_filters(&list)
+            }) {
+                removed = r;
+            }
+        }
+        (removed, NetnsTap::attach(ns2.inode, ns2.path.clone(), &ifaces, &o, how))
+    })
+    .await?;
+    for r in removed {
+        announce(&format!("removed a stale {r} in {} (left by a killed run)", ns.name));
+    }
+    match tap {
+        Ok(tap) => Ok(tap),
+        Err(e) if e.to_string().contains("does not exist") => {
+            Err(NoSuchInterface(format!("{e:#}")).into())
+        }
+        Err(e) => Err(e.context(format!("attaching TC classifiers in {}", ns.name))),
+    }
+}
+
+/// Connection attempts tracked at once; beyond, the least recently touched are evicted (and
+/// counted by the table).
+const FLOW_CAPACITY: usize = 65_536;
+
+/// Bounded map of the latest nftables walk per connection tuple.
+#[derive(Default)]
+struct Verdicts {
+    map: std::collections::HashMap<VerdictKey, VerdictRecord>,
+    order: std::collections::VecDeque<VerdictKey>,
+}
+
+type VerdictKey = (u64, std::net::IpAddr, u16, std::net::IpAddr, u16);
+
+impl Verdicts {
+    const CAPACITY: usize = 16_384;
+
+    fn insert(&mut self, k: VerdictKey, v: VerdictRecord) {
+        if self.map.insert(k, v).is_none() {
+            self.order.push_back(k);
+            if self.order.len() > Self::CAPACITY
+                && let Some(old) = self.order.pop_front()
+            {
+                self.map.remove(&old);
+            }
+        }
+    }
+
+    fn get(&self, k: &VerdictKey) -> Option<&VerdictRecord> {
+        self.map.get(k)
+    }
+}
+
+/// `{"type":"nft_verdict", ...}` and its typed twin for one packet's walk.
+fn verdict_record(
+    netns: u64,
+    t: &PacketTrace,
+    names: &mut Names,
+    attribution: Option<Attribution>,
+) -> anyhow::Result<VerdictRecord> {
+    let d = t.decision();
+    let word = t.verdict().map(|v| {
+        serde_json::to_value(v).unwrap_or_default()["verdict"].as_str().unwrap_or("").to_string()
+    });
+    let by_policy = d.is_some_and(|s| s.kind == TraceType::Policy);
+    let mut json = serde_json::json!({
+        "type": "nft_verdict",
+        "netns": {"inode": netns, "name": names.name(netns)},
+        "trace_id": t.id,
+        "tuple": t.tuple,
+        "verdict": word,
+        "table": d.map(|s| format!("{} {}", s.family, s.table)),
+        "chain": d.map(|s| s.chain.clone()),
+        "rule_handle": d.and_then(|s| s.rule_handle),
+        "by_policy": by_policy,
+        "path": t.steps.iter().filter(|s| s.table != trace_table::TABLE).map(|s| format!("{} {} {}", s.family, s.table, s.chain)).collect::<Vec<_>>(),
+    });
+    if let Some(a) = &attribution {
+        json["firewalld"] = serde_json::to_value(a)?;
+    }
+    Ok(VerdictRecord {
+        json,
+        attribution,
+        family: d.map(|s| s.family.to_string()),
+        table: d.map(|s| s.table.clone()),
+        chain: d.map(|s| s.chain.clone()),
+        rule_handle: d.and_then(|s| s.rule_handle),
+        verdict: word,
+        by_policy,
+    })
+}
+
+struct State {
+    names: Names,
+    model: Listeners,
+    bind_filter: Option<BTreeSet<u64>>,
+    packet_inodes: BTreeSet<u64>,
+    flows: FlowTable,
+    reorder: reorder::Reorder,
+    /// Last nftables walk per (netns, client, server): joined into flows that netfilter decided.
+    verdicts: Verdicts,
+    /// Watched namespace inode → a path to enter it (reading rulesets for attribution).
+    ns_paths: std::collections::HashMap<u64, PathBuf>,
+    firewalld_bus: Option<String>,
+    lost_seen: u64,
+    /// (SYN, reply/drop) events suppressed by the rate bound, reported so far.
+    suppressed_seen: (u64, u64),
+}
+
+impl State {
+    fn handle(&mut self, msg: Msg, decoder: &Decoder, sink: &mut impl Sink) -> anyhow::Result<()> {
+        match msg {
+            Msg::Sock(ev) if ev.kind == reach_common::event::kind::ESTABLISHED => {
+                if self.packet_inodes.contains(&(ev.netns as u64))
+                    && let Some(est) = established(&ev)
+                {
+                    self.reorder.push(ev.ts_ns, Observation::Established(est));
+                }
+                Ok(())
+            }
+            Msg::Sock(ev) => {
+                if self.bind_filter.as_ref().is_some_and(|f| !f.contains(&(ev.netns as u64))) {
+                    return Ok(());
+                }
+                let mut obs = sock_event::decode(&ev, &decoder.clock, &mut self.names);
+                if obs.kind == "established" {
+                    // Feeds connection outcomes; not reported on its own.
+                    return Ok(());
+                }
+                name_closed_listener(&mut self.model, &mut obs);
+                sink.event(&mut self.names, Event::Sock(&obs))
+            }
+            Msg::Trace(netns, t) => {
+                let attribution = self.attribute(netns, &t);
+                let v = verdict_record(netns, &t, &mut self.names, attribution)?;
+                if let Some(tuple) = &t.tuple {
+                    self.verdicts.insert(
+                        (netns, tuple.saddr, tuple.sport, tuple.daddr, tuple.dport),
+                        v.clone(),
+                    );
+                }
+                sink.event(&mut self.names, Event::Verdict(&v))
+            }
+            Msg::Packet(ev) => {
+                // The drop tracer sees every namespace; report only the watched ones.
+                if !self.packet_inodes.contains(&(ev.netns as u64)) {
+                    return Ok(());
+                }
+                let p = decoder.decode(&ev, &mut self.names);
+                sink.event(&mut self.names, Event::Packet(&p))?;
+                self.reorder.push(p.ts_ns, flow_observation(&p));
+                Ok(())
+            }
+        }
+    }
+
+    /// Names the firewalld rule that decided `t`, reading the namespace's ruleset now: firewalld
+    /// renumbers every handle on reload, so a cached ruleset could name the wrong rule.
+    fn attribute(&self, netns: u64, t: &PacketTrace) -> Option<Attribution> {
+        let d = t.decision()?;
+        let handle = d.rule_handle?;
+        if d.table != "firewalld" {
+            return None;
+        }
+        let path = self.ns_paths.get(&netns)?;
+        let ns = crate::lab::NetNsFd::open(path).ok()?;
+        let ruleset = crate::firewall::nftables::read_in(&ns).ok()?;
+        // firewalld's own view names a rich rule by its exact text. Blocking here is fine: only
+        // traced SYNs to watched ports (rate-bounded) get here. Without firewalld on the bus the
+        // nftables attribution stands alone.
+        let bus = self.firewalld_bus.clone();
+        let config = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current()
+                .block_on(crate::firewall::firewalld::read(bus.as_deref()))
+        })
+        .map_err(|e| {
+            tracing::info!(
+                "firewalld's D-Bus view unavailable, naming rules from nftables only: {e:#}"
+            )
+        })
+        .ok();
+        crate::firewall::attribute::attribute(
+            &ruleset,
+            d.family,
+            &d.table,
+            handle,
+            t.tuple?.dport,
+            config.as_ref(),
+        )
+    }
+
+    fn verdict_of(&self, rec: &FlowRecord) -> Option<&VerdictRecord> {
+        self.verdicts.get(&(
+            rec.netns,
+            rec.client.ip(),
+            rec.client.port(),
+            rec.server.ip(),
+            rec.server.port(),
+        ))
+    }
+
+    /// Feeds observations that left the reorder window to the flow table, then expires
+    /// unanswered attempts; reports every flow that settled. `now == u64::MAX`: flush all.
+    fn settle_flows(&mut self, now: u64, sink: &mut impl Sink) -> anyhow::Result<()> {
+        let mut settled: Vec<FlowRecord> = Vec::new();
+        for obs in self.reorder.ready(now) {
+            settled.extend(self.flows.observe(obs));
+        }
+        let expire_at =
+            if now == u64::MAX { boot_ns() } else { now.saturating_sub(reorder::WINDOW_NS) };
+        settled.extend(self.flows.expire(expire_at));
+        for rec in settled {
+            let fw = self.verdict_of(&rec).cloned();
+            sink.event(&mut self.names, Event::Flow(&rec, fw.as_ref()))?;
+        }
+        Ok(())
+    }
+
+    fn report_counters(
+        &mut self,
+        binds: &BindListen,
+        drops: Option<&DropTap>,
+        taps: &[NetnsTap],
+        sink: &mut impl Sink,
+    ) -> anyhow::Result<()> {
+        use reach_common::net::counter;
+        let mut lost = binds.lost().unwrap_or(0);
+        let (mut syn, mut other) = (0, 0);
+        for c in drops
+            .and_then(|d| d.counters().ok())
+            .into_iter()
+            .chain(taps.iter().filter_map(|t| t.counters().ok()))
+        {
+            lost += c[counter::LOST as usize];
+            syn += c[counter::SYN_RATE_LIMITED as usize];
+            other += c[counter::OTHER_RATE_LIMITED as usize];
+        }
+        if lost > self.lost_seen {
+            let count = lost - self.lost_seen;
+            self.lost_seen = lost;
+            sink.event(&mut self.names, Event::Lost(count))?;
+        }
+        if (syn, other) != self.suppressed_seen {
+            let (ds, dother) = (syn - self.suppressed_seen.0, other - self.suppressed_seen.1);
+            self.suppressed_seen = (syn, other);
+            sink.event(&mut self.names, Event::Suppressed(ds, dother))?;
+        }
+        Ok(())
+    }
+}
+
+/// The flow-table view of a packet observation (SYN and drops are client → server; replies
+/// server → client, as on the wire).
+fn flow_observation(p: &PacketObservation) -> Observation {
+    let family = if p.family == "ipv6" { Family::V6 } else { Family::V4 };
+    let (netns, at_ns) = (p.netns.inode, p.ts_ns);
+    match p.kind {
+        "synack" | "rst" => {
+            let reply = SynAckSeen {
+                netns,
+                ifindex: p.ifindex,
+                family,
+                saddr: p.saddr,
+                sport: p.sport,
+                daddr: p.daddr,
+                dport: p.dport,
+                at_ns,
+            };
+            if p.kind == "rst" { Observation::Rst(reply) } else { Observation::SynAck(reply) }
+        }
+        "drop" => Observation::Drop(Dropped {
+            netns,
+            family,
+            saddr: p.saddr,
+            sport: p.sport,
+            daddr: p.daddr,
+            dport: p.dport,
+            reason: p.reason.clone().unwrap_or_default(),
+            location: p.location.clone(),
+            is_syn: p.flags.contains('S') && !p.flags.contains('A'),
+            at_ns,
+        }),
+        _ => Observation::Syn(SynSeen {
+            netns,
+            ifindex: p.ifindex,
+            family,
+            saddr: p.saddr,
+            sport: p.sport,
+            daddr: p.daddr,
+            dport: p.dport,
+            seq: p.seq,
+            at_ns,
+        }),
+    }
+}
+
+/// A completed passive open: the server socket's address is local, the client is its peer.
+fn established(ev: &reach_common::event::SockEvent) -> Option<Established> {
+    use reach_common::event::{AF_INET6, flag};
+    if ev.flags & flag::HAS_PEER == 0 || ev.flags & flag::HAS_SOCKET == 0 {
+        return None;
+    }
+    let ip = |raw: &[u8; 16]| -> std::net::IpAddr {
+        if ev.family == AF_INET6 {
+            std::net::Ipv6Addr::from(*raw).into()
+        } else {
+            std::net::Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]).into()
+        }
+    };
+    Some(Established {
+        netns: ev.netns as u64,
+        family: if ev.family == AF_INET6 { Family::V6 } else { Family::V4 },
+        saddr: ip(&ev.req_addr),
+        sport: ev.req_port,
+        daddr: ip(&ev.bound_addr),
+        dport: ev.bound_port,
+        at_ns: ev.ts_ns,
+    })
+}
+
+/// Applies `obs` to the model. A close no longer carries the port (the kernel released it
+/// before the state change), so it is named after the listener it ended.
+fn name_closed_listener(model: &mut Listeners, obs: &mut SockObservation) {
+    if let Some(Change::Removed(l)) = model.apply(obs) {
+        obs.addr = Some(l.addr.to_string());
+        obs.port = Some(l.port);
+        obs.bound_addr = obs.addr.clone();
+        obs.bound_port = obs.port;
+    }
+}

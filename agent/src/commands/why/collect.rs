@@ -1,0 +1,150 @@
+//! `reach why`'s sink: keeps, out of everything the session observes, what bears on the one
+//! TARGET — the client's attempt (the first settled flow to it in the target namespace), the
+//! nftables walk of its SYN, failed binds on the port, listen-queue overflows — and says when
+//! the attempt is settled enough to diagnose.
+use std::{collections::HashMap, net::IpAddr};
+
+use super::target::Target;
+use crate::{
+    commands::watch::session::{Event, Sink, VerdictRecord},
+    diagnose::{FailedBind, OverflowEvidence},
+    model::flows::{FlowRecord, Outcome},
+    netns::names::Names,
+};
+
+type Tuple = (IpAddr, u16, IpAddr, u16);
+
+pub struct Collector {
+    target: Target,
+    netns: u64,
+    /// SYNs to the target seen at ingress (any client).
+    pub syns: u64,
+    /// The attempt being diagnosed, with the interface its SYN came in on.
+    pub flow: Option<(FlowRecord, Option<String>)>,
+    /// nftables walks of SYNs to the target, per tuple (a trace can arrive after its flow
+    /// settled: the trace socket and the ring buffers are read independently).
+    verdicts: HashMap<Tuple, VerdictRecord>,
+    pub failed_binds: Vec<FailedBind>,
+    pub overflow: Option<OverflowEvidence>,
+    /// The interface of the first SYN seen, when its flow has not settled yet.
+    pub first_syn_iface: Option<String>,
+}
+
+/// Same address, with IPv4-mapped IPv6 (`::ffff:a.b.c.d`) taken as IPv4.
+fn same_ip(a: IpAddr, b: IpAddr) -> bool {
+    a.to_canonical() == b.to_canonical()
+}
+
+impl Collector {
+    pub fn new(target: Target, netns: u64) -> Self {
+        Self {
+            target,
+            netns,
+            syns: 0,
+            flow: None,
+            verdicts: HashMap::new(),
+            failed_binds: Vec::new(),
+            overflow: None,
+            first_syn_iface: None,
+        }
+    }
+
+    fn to_target(&self, netns: u64, daddr: IpAddr, dport: u16) -> bool {
+        netns == self.netns
+            && dport == self.target.port
+            && self.target.addr.is_none_or(|a| same_ip(a, daddr))
+    }
+
+    /// The verdict of the diagnosed attempt's SYN, if one was traced.
+    pub fn verdict(&self) -> Option<&VerdictRecord> {
+        let (f, _) = self.flow.as_ref()?;
+        self.verdicts.get(&(
+            f.client.ip().to_canonical(),
+            f.client.port(),
+            f.server.ip().to_canonical(),
+            f.server.port(),
+        ))
+    }
+
+    /// True once an attempt settled (anything but `pending`).
+    pub fn settled(&self) -> bool {
+        self.flow.as_ref().is_some_and(|(f, _)| f.outcome != Outcome::Pending)
+    }
+
+    /// True when the settled attempt was dropped by netfilter but its trace has not arrived:
+    /// worth waiting a moment, the trace names the rule.
+    pub fn awaiting_trace(&self) -> bool {
+        self.settled()
+            && self.verdict().is_none()
+            && self.flow.as_ref().is_some_and(|(f, _)| {
+                f.drop.as_ref().is_some_and(|d| d.reason.contains("NETFILTER"))
+            })
+    }
+}
+
+impl Sink for Collector {
+    fn event(&mut self, names: &mut Names, e: Event<'_>) -> anyhow::Result<()> {
+        match e {
+            Event::Packet(p)
+                if p.kind == "syn" && self.to_target(p.netns.inode, p.daddr, p.dport) =>
+            {
+                self.syns += 1;
+                if self.first_syn_iface.is_none() {
+                    self.first_syn_iface = p.iface.clone();
+                }
+            }
+            Event::Verdict(v) => {
+                let t = &v.json["tuple"];
+                let parse = |k: &str| t[k].as_str().and_then(|s| s.parse::<IpAddr>().ok());
+                let port = |k: &str| t[k].as_u64().map(|p| p as u16);
+                if let (Some(sa), Some(sp), Some(da), Some(dp)) =
+                    (parse("saddr"), port("sport"), parse("daddr"), port("dport"))
+                {
+                    let netns = v.json["netns"]["inode"].as_u64().unwrap_or(0);
+                    if self.to_target(netns, da, dp) {
+                        self.verdicts
+                            .insert((sa.to_canonical(), sp, da.to_canonical(), dp), v.clone());
+                    }
+                }
+            }
+            Event::Flow(rec, fw) => {
+                let first = self.flow.as_ref().is_none_or(|(f, _)| f.outcome == Outcome::Pending);
+                if first && self.to_target(rec.netns, rec.server.ip(), rec.server.port()) {
+                    let iface = rec.ifindex.and_then(|i| names.device(rec.netns, i));
+                    if let Some(fw) = fw {
+                        let (c, s) = (rec.client, rec.server);
+                        self.verdicts.insert(
+                            (c.ip().to_canonical(), c.port(), s.ip().to_canonical(), s.port()),
+                            fw.clone(),
+                        );
+                    }
+                    self.flow = Some((rec.clone(), iface));
+                }
+            }
+            Event::Sock(o) => {
+                if let Some(b) = FailedBind::from_observation(o, self.target.port) {
+                    self.failed_binds.push(b);
+                }
+            }
+            Event::Overflow(o) if o.netns.inode == self.netns => {
+                // Counters add up over the window; the latest full listeners stand.
+                let prev = self.overflow.take();
+                let sum = |f: fn(&OverflowEvidence) -> u64| prev.as_ref().map_or(0, f);
+                let full = if o.full_listeners.is_empty() {
+                    prev.as_ref().map(|p| p.full_listeners.clone()).unwrap_or_default()
+                } else {
+                    o.full_listeners.clone()
+                };
+                self.overflow = Some(OverflowEvidence {
+                    netns: o.netns.clone(),
+                    listen_overflows: o.listen_overflows + sum(|p| p.listen_overflows),
+                    listen_drops: o.listen_drops + sum(|p| p.listen_drops),
+                    syn_queue_full_drops: o.syn_queue_full_drops + sum(|p| p.syn_queue_full_drops),
+                    full_listeners: full,
+                });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}

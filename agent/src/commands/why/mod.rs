@@ -1,0 +1,346 @@
+//! `reach why TARGET`: one answer for one port. Gathers the evidence — listeners in every
+//! namespace, firewalld's configuration, and (unless `--timeout 0`) the client's real attempt
+//! watched end to end: its SYN at the interface, the nftables rule that decided it, the kernel's
+//! drop reason, the server's answer, listen-queue overflows and failed binds on the port — then
+//! hands it to the pure decision engine ([`crate::diagnose`]) and prints the verdict, the SYN's
+//! path with the failing hop, and the fix.
+mod collect;
+mod report;
+mod target;
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    process::ExitCode,
+    time::Duration,
+};
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    commands::watch::{NoSuchInterface, Session, SessionOptions, Watched, sleep_until},
+    diagnose::{self, Evidence, NetfilterRule, WslInfo},
+    firewall::{
+        firewalld::{self, FirewalldConfig},
+        firewalld_presence, nftables, predict,
+    },
+    kernel::{privileges, release, wsl},
+    lab::NetNsFd,
+    model::listener_view::ListenerView,
+    netns::{addresses, enter, snapshot},
+    probes::{bind_listen::DEFAULT_RING_KIB, sock_event::NetnsRef},
+};
+use collect::Collector;
+pub use target::Target;
+
+#[derive(Debug, clap::Args)]
+pub struct WhyArgs {
+    /// What the client connects to: `PORT`, `ADDR:PORT` or `[IPV6]:PORT` (e.g. 8080,
+    /// 172.20.1.5:8080, [::1]:8080). With an address, only attempts to that address count.
+    #[arg(value_name = "TARGET")]
+    pub target: String,
+    /// The network namespace the client's SYN arrives in: `host` (default), an `ip netns` name,
+    /// a PID or a path (/proc/PID/ns/net, /run/netns/NAME).
+    #[arg(long, value_name = "NAME|PATH|PID")]
+    pub netns: Option<String>,
+    /// Interfaces (in that namespace) the client's SYN can arrive on. Repeatable. Default: every
+    /// interface with an address, plus lo (WSL2 NAT relays Windows' localhost to lo).
+    #[arg(long, value_name = "IFACE")]
+    pub iface: Vec<String>,
+    /// How long to wait for the client's connection attempt, in seconds. 0: do not watch;
+    /// predict from the listeners and firewalld's configuration alone.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub timeout: f64,
+    /// Print one JSON object (contract in the README) instead of the path picture.
+    #[arg(long)]
+    pub json: bool,
+    /// D-Bus address of the bus where the namespace's firewalld is (default: the system bus).
+    #[arg(long, value_name = "ADDRESS")]
+    pub firewalld_bus: Option<String>,
+}
+
+/// An attempt that gets no answer for this long is `unanswered` (a silent drop): Linux
+/// retransmits a SYN after 1 s, so 2 s covers the first retransmission too.
+const UNANSWERED_AFTER: Duration = Duration::from_secs(2);
+/// How long a netfilter-dropped attempt waits for the nftables trace naming the rule.
+const TRACE_GRACE: Duration = Duration::from_millis(1500);
+
+fn usage(msg: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
+    eprintln!("reach why: {msg}");
+    Ok(ExitCode::from(2))
+}
+
+/// Exit codes (README): 0 reachable; 10-18 one per failure class (see `reach why --help`);
+/// 1 runtime error; 2 bad usage; 3 missing privileges.
+pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
+    let target: Target = match args.target.parse() {
+        Ok(t) => t,
+        Err(msg) => return usage(format!("bad TARGET {msg}")),
+    };
+    if !(args.timeout.is_finite() && args.timeout >= 0.0) {
+        return usage(format!(
+            "--timeout must be a number of seconds ≥ 0 (0: predict without watching), got {}",
+            args.timeout
+        ));
+    }
+    if let Some(code) = privileges::refuse_unless_privileged("why") {
+        return Ok(code);
+    }
+    let spec = args.netns.clone().unwrap_or_else(|| "host".into());
+    let ns = match Watched::resolve_all(&[spec]) {
+        Ok(mut v) => v.remove(0),
+        Err(msg) => return usage(msg),
+    };
+    let ifaces = match interfaces(&ns, &args.iface) {
+        Ok(i) => i,
+        Err(msg) => return usage(msg),
+    };
+    let ns_addrs = enter::in_netns(&ns.path, addresses::iface_addrs)
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    let config = firewalld_config(&ns, args.firewalld_bus.as_deref()).await;
+
+    let mut evidence = Evidence {
+        port: target.port,
+        addr: target.addr,
+        netns: Some(ns.netns_ref()),
+        watched_ifaces: ifaces.clone(),
+        wsl: wsl_info(&ns_addrs),
+        ..Default::default()
+    };
+    let mut attempt = None;
+    if args.timeout > 0.0 {
+        let opts = SessionOptions {
+            namespaces: vec![ns.clone()],
+            bind_filter: None,
+            ifaces: ifaces.clone(),
+            ports: vec![target.port],
+            syn_rate: 1000,
+            tc_attach: None,
+            flow_timeout: UNANSWERED_AFTER,
+            force_classic_drops: false,
+            trace: true,
+            firewalld_bus: args.firewalld_bus.clone(),
+            packets: true,
+            attach: None,
+            ring_kib: DEFAULT_RING_KIB,
+        };
+        let c = match watch_attempt(&opts, target, &ns, &ifaces, args.timeout).await {
+            Ok(c) => c,
+            Err(e) if e.is::<NoSuchInterface>() => return usage(format!("{e:#}")),
+            Err(e) => return Err(e),
+        };
+        evidence.watched = true;
+        evidence.syn_seen = c.syns > 0 || c.flow.is_some();
+        evidence.failed_binds = c.failed_binds.clone();
+        evidence.overflow = c.overflow.clone();
+        if let Some(v) = c.verdict() {
+            evidence.attribution = v.attribution.clone().filter(|a| a.action != "accept");
+            if evidence.attribution.is_none() && v.verdict.as_deref() != Some("accept") {
+                evidence.netfilter = netfilter_rule(&ns, v);
+            }
+        }
+        if let Some((flow, iface)) = &c.flow {
+            evidence.iface = iface.clone();
+            attempt = Some(flow.clone());
+            evidence.flow = Some(flow.clone());
+        } else {
+            evidence.iface = c.first_syn_iface.clone();
+        }
+    } else {
+        eprintln!("reach: --timeout 0: predicting from listeners and firewalld, nothing attached");
+    }
+    evidence.listeners = listeners_on(target.port).await?;
+    if let Some(cfg) = &config {
+        evidence.prediction = Some(prediction(cfg, &evidence, &ifaces, target));
+    }
+
+    let d = diagnose::diagnose(&evidence);
+    let code = d.verdict.exit_code();
+    let r = report::Report {
+        target,
+        netns: ns.netns_ref(),
+        diagnosis: &d,
+        attempt: attempt.as_ref(),
+        evidence: &evidence,
+        watched_seconds: (args.timeout > 0.0).then_some(args.timeout),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r.json())?);
+    } else {
+        print!("{}", r.human(report::colour_stdout()));
+    }
+    Ok(ExitCode::from(code))
+}
+
+/// The interfaces to watch: the user's (each must exist in the namespace) or the defaults.
+fn interfaces(ns: &Watched, asked: &[String]) -> Result<Vec<String>, String> {
+    let names = asked.to_vec();
+    let (missing, defaults) = enter::in_netns(&ns.path, move || {
+        let missing: Vec<String> =
+            names.iter().filter(|i| !addresses::iface_exists(i)).cloned().collect();
+        (missing, crate::probes::net::default_ifaces())
+    })
+    .map_err(|e| format!("cannot enter netns {}: {e}", ns.name))?;
+    if let Some(m) = missing.first() {
+        let all = enter::in_netns(&ns.path, || {
+            std::fs::read_dir("/sys/class/net").map(|d| {
+                d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+            })
+        });
+        let known: Vec<String> = all.ok().and_then(Result::ok).unwrap_or_default();
+        return Err(format!(
+            "interface {m} does not exist in netns {} (it has: {}); pick one with --iface",
+            ns.name,
+            known.join(", ")
+        ));
+    }
+    if !asked.is_empty() {
+        return Ok(asked.to_vec());
+    }
+    defaults.map_err(|e| format!("listing the interfaces of netns {}: {e}", ns.name))
+}
+
+/// firewalld's configuration, when the firewalld on that bus is the one of the target
+/// namespace (the system bus is shared by every namespace; its firewalld guards only its own).
+async fn firewalld_config(ns: &Watched, bus: Option<&str>) -> Option<FirewalldConfig> {
+    let owner = firewalld_presence::bus_owner(bus).await.ok()??;
+    if owner.netns_inode != Some(ns.inode) {
+        tracing::info!("firewalld on the bus runs in another namespace than {}", ns.name);
+        return None;
+    }
+    firewalld::read(bus)
+        .await
+        .map_err(|e| eprintln!("reach: firewalld runs but its configuration is unreadable: {e:#}"))
+        .ok()
+}
+
+fn wsl_info(addrs: &[(String, IpAddr)]) -> Option<WslInfo> {
+    let rel = release::current().release;
+    let w = wsl::detect(&wsl::Inputs::gather(&rel))?;
+    let eth0_addr = addrs.iter().find(|(n, a)| n == "eth0" && a.is_ipv4()).map(|(_, a)| *a);
+    Some(WslInfo { wsl2: w, eth0_addr })
+}
+
+/// Watches for the client's attempt, announcing what is attached; returns what was seen.
+async fn watch_attempt(
+    opts: &SessionOptions,
+    target: Target,
+    ns: &Watched,
+    ifaces: &[String],
+    timeout: f64,
+) -> anyhow::Result<Collector> {
+    // Before anything is attached: Ctrl-C must end in the orderly detach, never in the
+    // default action that would leave TC filters behind.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut session = Session::attach(opts, |m| eprintln!("reach: {m}")).await?;
+    let mut c = Collector::new(target, ns.inode);
+    session.snapshot(&mut c).await?;
+    let to = match target.addr {
+        Some(_) => target.to_string(),
+        None => format!("port {}", target.port),
+    };
+    eprintln!(
+        "reach: waiting for a SYN to {to} in netns {} on {} — try connecting now (up to {timeout} s)",
+        ns.name,
+        ifaces.join(", ")
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(timeout);
+    let mut grace: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            more = session.step(&mut c) => if !more? { break },
+            _ = sleep_until(Some(deadline)) => {
+                eprintln!("reach: {timeout} s passed");
+                break;
+            }
+            _ = sleep_until(grace) => break,
+            _ = sigint.recv() => { eprintln!("reach: interrupted; diagnosing what was seen"); break }
+            _ = sigterm.recv() => break,
+        }
+        if c.settled() {
+            if !c.awaiting_trace() {
+                break;
+            }
+            grace.get_or_insert_with(|| tokio::time::Instant::now() + TRACE_GRACE);
+        }
+    }
+    // The counters of the last half second (a full accept queue moves them, nothing else).
+    session.poll_counters(&mut c)?;
+    session.finish(&mut c).await?;
+    eprintln!("reach: detached");
+    Ok(c)
+}
+
+/// Every listener on `port`, in every namespace, as it stands now.
+async fn listeners_on(port: u16) -> anyhow::Result<Vec<ListenerView>> {
+    let snap = tokio::task::spawn_blocking(snapshot::listeners_snapshot).await?;
+    Ok(snap
+        .iter()
+        .flat_map(|ns| {
+            let r = NetnsRef { inode: ns.inode, name: ns.name.clone() };
+            ns.listeners
+                .iter()
+                .filter(|l| l.socket.port == port)
+                .map(move |l| ListenerView::new(r.clone(), l))
+        })
+        .collect())
+}
+
+/// What firewalld does (or would do) with the SYN: from the real attempt's interface and client
+/// when there was one, else from the first non-loopback interface with an unknown client (a
+/// source-bound zone cannot be chosen then).
+fn prediction(
+    cfg: &FirewalldConfig,
+    e: &Evidence,
+    ifaces: &[String],
+    target: Target,
+) -> predict::Prediction {
+    let from_loopback = target.addr.is_some_and(|a| a.is_loopback());
+    let iface = e.iface.clone().unwrap_or_else(|| {
+        let outside = ifaces.iter().find(|i| *i != "lo");
+        match outside {
+            Some(i) if !from_loopback => i.clone(),
+            _ => "lo".into(),
+        }
+    });
+    let source =
+        e.flow.as_ref().map(|f| f.client.ip().to_canonical()).unwrap_or(match target.addr {
+            Some(IpAddr::V6(_)) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        });
+    predict::predict(cfg, &iface, source, target.port)
+}
+
+/// The non-firewalld rule that decided the SYN, looked up in the namespace's ruleset now.
+fn netfilter_rule(
+    ns: &Watched,
+    v: &crate::commands::watch::session::VerdictRecord,
+) -> Option<NetfilterRule> {
+    let (family, table, chain) = (v.family.clone()?, v.table.clone()?, v.chain.clone()?);
+    let rule = v.rule_handle.and_then(|h| {
+        let fd = NetNsFd::open(&ns.path).ok()?;
+        let rs = nftables::read_in(&fd).ok()?;
+        rs.rule_by_handle(&family, &table, h).cloned()
+    });
+    let action = match (&rule, v.by_policy) {
+        (_, true) => format!("policy {}", v.verdict.as_deref().unwrap_or("drop")),
+        (Some(r), _) => match &r.verdict {
+            nftables::Verdict::Reject { kind } if kind.is_empty() => "reject".into(),
+            nftables::Verdict::Reject { kind } => format!("reject {kind}"),
+            nftables::Verdict::Drop => "drop".into(),
+            nftables::Verdict::Accept => "accept".into(),
+            _ => v.verdict.clone().unwrap_or_else(|| "drop".into()),
+        },
+        (None, _) => v.verdict.clone().unwrap_or_else(|| "drop".into()),
+    };
+    Some(NetfilterRule {
+        family,
+        table,
+        chain,
+        handle: v.rule_handle,
+        rule: rule.map(|r| r.text),
+        action,
+    })
+}
