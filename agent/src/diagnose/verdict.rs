@@ -98,7 +98,7 @@ impl Verdict {
     /// One sentence a user reads first.
     pub fn headline(self) -> &'static str {
         match self {
-            Verdict::Reachable => "reachable: a listener takes the connection",
+            Verdict::Reachable => "a listener takes the connection",
             Verdict::LoopbackOnlyBind => {
                 "the server listens on loopback only, and the client is not on loopback"
             }
@@ -108,7 +108,9 @@ impl Verdict {
             Verdict::NoListener => "nothing listens on that port",
             Verdict::FirewallDrop => "the firewall (firewalld) silently drops the SYN",
             Verdict::FirewallReject => "the firewall (firewalld) rejects the SYN",
-            Verdict::OtherNetfilterDrop => "a netfilter rule outside firewalld drops the SYN",
+            Verdict::OtherNetfilterDrop => {
+                "a netfilter rule outside firewalld drops or rejects the SYN"
+            }
             Verdict::ListenOverflow => {
                 "the listener's accept queue is full: the kernel drops new SYNs silently"
             }
@@ -235,12 +237,14 @@ fn decide(e: &Evidence, f: &Facts) -> Decided {
             outcome_word(fl.outcome),
             fl.drop
                 .as_ref()
-                .map(|d| format!(", dropped: {}", short_reason(&d.reason)))
+                .map(|d| format!(" (kernel drop reason {}", short_reason(&d.reason)))
                 .unwrap_or_default(),
             fl.drop
                 .as_ref()
-                .and_then(|d| d.location.as_ref())
-                .map(|l| format!(" at {l}"))
+                .map(|d| match &d.location {
+                    Some(l) => format!(" at {l})"),
+                    None => ")".into(),
+                })
                 .unwrap_or_default(),
         )),
         None if !e.watched => ev.push(
@@ -449,19 +453,29 @@ fn path(e: &Evidence, f: &Facts, v: Verdict, ev: &[String]) -> Vec<Hop> {
         e.flow.as_ref().map(|fl| fl.client.to_string()).unwrap_or_else(|| "the client".into());
     let bad = failing(v, f.drop_reason.as_deref());
     let note_of_failure = ev.last().cloned().unwrap_or_default();
-    let notes = [
-        (
-            String::from("client"),
-            if bad == Some(0) {
-                "the SYN never reached this host".into()
-            } else {
-                format!("{client} sent a SYN")
-            },
-        ),
-        (format!("interface {iface}"), "SYN arrived".into()),
-        ("firewall".into(), "let the SYN through".into()),
-        ("socket".into(), format!("a listener on port {} took it", e.port)),
-    ];
+    // A prediction says what would happen; an observed attempt what did.
+    let notes = if f.predicting && bad != Some(0) {
+        [
+            (String::from("client"), format!("{client} connects")),
+            (format!("interface {iface}"), "its SYN arrives here".into()),
+            ("firewall".into(), "would let the SYN through".into()),
+            ("socket".into(), format!("a listener on port {} would take it", e.port)),
+        ]
+    } else {
+        [
+            (
+                String::from("client"),
+                if bad == Some(0) {
+                    "the SYN never reached this host".into()
+                } else {
+                    format!("{client} sent a SYN")
+                },
+            ),
+            (format!("interface {iface}"), "SYN arrived".into()),
+            ("firewall".into(), "let the SYN through".into()),
+            ("socket".into(), format!("a listener on port {} took it", e.port)),
+        ]
+    };
     let last = bad.unwrap_or(notes.len() - 1);
     notes
         .into_iter()

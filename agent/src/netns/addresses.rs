@@ -44,6 +44,26 @@ pub fn iface_addrs() -> std::io::Result<Vec<(String, IpAddr)>> {
     Ok(out)
 }
 
+/// Names of every interface of the calling thread's namespace (if_nameindex asks the kernel;
+/// /sys/class/net would show the namespace sysfs was mounted in, not this one).
+pub fn iface_names() -> Vec<String> {
+    let mut out = Vec::new();
+    // SAFETY: if_nameindex returns an array terminated by a zero entry, freed below.
+    unsafe {
+        let list = libc::if_nameindex();
+        if list.is_null() {
+            return out;
+        }
+        let mut cur = list;
+        while (*cur).if_index != 0 && !(*cur).if_name.is_null() {
+            out.push(CStr::from_ptr((*cur).if_name).to_string_lossy().into_owned());
+            cur = cur.add(1);
+        }
+        libc::if_freenameindex(list);
+    }
+    out
+}
+
 /// Whether `iface` exists in the calling thread's namespace.
 pub fn iface_exists(iface: &str) -> bool {
     std::ffi::CString::new(iface)
@@ -58,6 +78,7 @@ mod tests {
         let all = super::iface_addrs().unwrap();
         assert!(all.iter().any(|(n, a)| n == "lo" && a.is_loopback()), "{all:?}");
         assert!(super::iface_exists("lo"));
+        assert!(super::iface_names().contains(&"lo".to_string()));
         assert!(!super::iface_exists("no-such-if0"));
     }
 }

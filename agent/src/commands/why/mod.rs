@@ -105,7 +105,7 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         addr: target.addr,
         netns: Some(ns.netns_ref()),
         watched_ifaces: ifaces.clone(),
-        wsl: wsl_info(&ns_addrs),
+        wsl: wsl_info(&wsl::Inputs::gather(&release::current().release), &ns_addrs),
         ..Default::default()
     };
     let mut attempt = None;
@@ -150,6 +150,10 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
     } else {
         eprintln!("reach: --timeout 0: predicting from listeners and firewalld, nothing attached");
     }
+    if evidence.iface.is_none() && evidence.flow.is_none() {
+        // Predicting: the client comes in where its address leads.
+        evidence.iface = Some(arrival_iface(&ifaces, target));
+    }
     evidence.listeners = listeners_on(target.port).await?;
     if let Some(cfg) = &config {
         evidence.prediction = Some(prediction(cfg, &evidence, &ifaces, target));
@@ -183,12 +187,7 @@ fn interfaces(ns: &Watched, asked: &[String]) -> Result<Vec<String>, String> {
     })
     .map_err(|e| format!("cannot enter netns {}: {e}", ns.name))?;
     if let Some(m) = missing.first() {
-        let all = enter::in_netns(&ns.path, || {
-            std::fs::read_dir("/sys/class/net").map(|d| {
-                d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()
-            })
-        });
-        let known: Vec<String> = all.ok().and_then(Result::ok).unwrap_or_default();
+        let known = enter::in_netns(&ns.path, addresses::iface_names).unwrap_or_default();
         return Err(format!(
             "interface {m} does not exist in netns {} (it has: {}); pick one with --iface",
             ns.name,
@@ -215,9 +214,10 @@ async fn firewalld_config(ns: &Watched, bus: Option<&str>) -> Option<FirewalldCo
         .ok()
 }
 
-fn wsl_info(addrs: &[(String, IpAddr)]) -> Option<WslInfo> {
-    let rel = release::current().release;
-    let w = wsl::detect(&wsl::Inputs::gather(&rel))?;
+/// WSL2 mode and the VM's eth0 address (what a Windows portproxy must forward to), from the
+/// detection inputs and the namespace's addresses: pure, so tests fake both.
+fn wsl_info(inputs: &wsl::Inputs, addrs: &[(String, IpAddr)]) -> Option<WslInfo> {
+    let w = wsl::detect(inputs)?;
     let eth0_addr = addrs.iter().find(|(n, a)| n == "eth0" && a.is_ipv4()).map(|(_, a)| *a);
     Some(WslInfo { wsl2: w, eth0_addr })
 }
@@ -297,20 +297,23 @@ fn prediction(
     ifaces: &[String],
     target: Target,
 ) -> predict::Prediction {
-    let from_loopback = target.addr.is_some_and(|a| a.is_loopback());
-    let iface = e.iface.clone().unwrap_or_else(|| {
-        let outside = ifaces.iter().find(|i| *i != "lo");
-        match outside {
-            Some(i) if !from_loopback => i.clone(),
-            _ => "lo".into(),
-        }
-    });
+    let iface = e.iface.clone().unwrap_or_else(|| arrival_iface(ifaces, target));
     let source =
         e.flow.as_ref().map(|f| f.client.ip().to_canonical()).unwrap_or(match target.addr {
             Some(IpAddr::V6(_)) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
             _ => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         });
     predict::predict(cfg, &iface, source, target.port)
+}
+
+/// Where a client's SYN would arrive: lo for a loopback target, else the first other watched
+/// interface (a question about reachability is usually about a client from outside).
+fn arrival_iface(ifaces: &[String], target: Target) -> String {
+    let outside = ifaces.iter().find(|i| *i != "lo");
+    match outside {
+        Some(i) if !target.addr.is_some_and(|a| a.is_loopback()) => i.clone(),
+        _ => "lo".into(),
+    }
 }
 
 /// The non-firewalld rule that decided the SYN, looked up in the namespace's ruleset now.
@@ -343,4 +346,104 @@ fn netfilter_rule(
         rule: rule.map(|r| r.text),
         action,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{diagnose::Verdict, model::listener_view::ListenerView};
+
+    fn inputs(release: &str, ifaces: &[&str]) -> wsl::Inputs {
+        wsl::Inputs {
+            release: release.into(),
+            interfaces: ifaces.iter().map(|s| s.to_string()).collect(),
+            wslinfo_mode: None,
+        }
+    }
+
+    fn loopback_listener() -> ListenerView {
+        ListenerView {
+            kind: "listener",
+            netns: NetnsRef { inode: 1, name: "host".into() },
+            pid: Some(42),
+            pids: vec![42],
+            comm: Some("server".into()),
+            family: "ipv4",
+            proto: "tcp",
+            addr: "127.0.0.1".into(),
+            port: 8080,
+            backlog: Some(128),
+            accept_queue: Some(0),
+            v6only: None,
+            loopback_only: true,
+            bound_dev_if: None,
+            cookie: 7,
+        }
+    }
+
+    /// The WSL2 story end to end from faked detection inputs: a Go server on 127.0.0.1:8080 in
+    /// a NAT-mode VM, a client from the LAN (nothing arrives on eth0 or lo).
+    #[test]
+    fn wsl2_nat_detected_from_faked_inputs_explains_relay_and_portproxy() {
+        let addrs = vec![
+            ("lo".to_string(), "127.0.0.1".parse().unwrap()),
+            ("eth0".to_string(), "172.28.1.5".parse().unwrap()),
+        ];
+        let rel = "5.15.167.4-microsoft-standard-WSL2";
+        let info = wsl_info(&inputs(rel, &["lo", "eth0"]), &addrs).expect("WSL2 detected");
+        let e = Evidence {
+            port: 8080,
+            netns: Some(NetnsRef { inode: 1, name: "host".into() }),
+            listeners: vec![loopback_listener()],
+            wsl: Some(info),
+            ..Default::default()
+        };
+        let d = diagnose::diagnose(&e);
+        assert_eq!(d.verdict, Verdict::LoopbackOnlyBind, "{d:#?}");
+        let text = [d.evidence.join("\n"), d.fix.join("\n")].join("\n");
+        assert!(text.contains("WSL2 NAT mode"), "{text}");
+        assert!(text.contains("arrives on lo"), "{text}");
+        assert!(text.contains("(172.28.1.5)"), "{text}");
+        assert!(text.contains("netsh interface portproxy add v4tov4 listenport=8080"), "{text}");
+        assert!(text.contains("connectaddress=172.28.1.5"), "{text}");
+        assert!(text.contains("net.Listen(\"tcp\", \":8080\")"), "{text}");
+    }
+
+    #[test]
+    fn wsl2_mirrored_and_plain_linux_from_faked_inputs() {
+        let rel = "6.6.36.3-microsoft-standard-WSL2";
+        let info = wsl_info(&inputs(rel, &["lo", "eth0", "loopback0"]), &[]).expect("WSL2");
+        let e = Evidence {
+            port: 3000,
+            watched: true,
+            watched_ifaces: vec!["lo".into(), "eth0".into()],
+            wsl: Some(info),
+            ..Default::default()
+        };
+        let d = diagnose::diagnose(&e);
+        assert_eq!(d.verdict, Verdict::NoSynSeen);
+        let text = [d.evidence.join("\n"), d.fix.join("\n")].join("\n");
+        assert!(text.contains("mirrored") && text.contains("hostAddressLoopback=true"), "{text}");
+        assert!(wsl_info(&inputs("6.18.44-fc-v657", &["lo", "eth0"]), &[]).is_none());
+    }
+
+    #[test]
+    fn verdict_names_match_the_json_and_exit_codes_are_distinct() {
+        let mut codes = std::collections::BTreeSet::new();
+        for v in Verdict::ALL {
+            assert_eq!(serde_json::to_value(v).unwrap(), v.name(), "{v:?}");
+            assert!(codes.insert(v.exit_code()), "{v:?} shares its exit code");
+            // 1-3 are the usual error codes (runtime, usage, privileges).
+            assert!(v.exit_code() == 0 || v.exit_code() >= 10, "{v:?}");
+        }
+        assert_eq!(Verdict::Reachable.exit_code(), 0);
+    }
+
+    #[test]
+    fn predicted_arrival_interface() {
+        let ifs = vec!["lo".to_string(), "eth0".to_string()];
+        assert_eq!(arrival_iface(&ifs, "8080".parse().unwrap()), "eth0");
+        assert_eq!(arrival_iface(&ifs, "127.0.0.1:8080".parse().unwrap()), "lo");
+        assert_eq!(arrival_iface(&["lo".to_string()], "8080".parse().unwrap()), "lo");
+    }
 }
