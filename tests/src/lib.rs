@@ -37,6 +37,22 @@ pub fn reach(args: &[&str]) -> Output {
         .unwrap_or_else(|e| panic!("cannot run reach {args:?}: {e}"))
 }
 
+/// `reach ARGS...` as nobody with no capabilities at all (setpriv, util-linux), captured.
+pub fn reach_unprivileged(args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--bounding-set=-all",
+        ])
+        .arg(reach_bin())
+        .args(args)
+        .output()
+        .expect("setpriv (util-linux) is needed; cargo xtask setup installs it")
+}
+
 /// Asserts the test runs as root (the privileged tests need it) with a clear message.
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
@@ -130,15 +146,21 @@ pub struct WatchRun {
     child: std::process::Child,
     stdout: Option<std::thread::JoinHandle<String>>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl WatchRun {
     /// Starts `reach watch ARGS` and waits (at most 20 s) until stderr contains `ready_marker`
     /// (e.g. "watching drops" or "watching binds"). Panics with the stderr seen on timeout.
     pub fn start(args: &[&str], ready_marker: &str) -> WatchRun {
+        Self::start_command("watch", args, ready_marker)
+    }
+
+    /// Same for another long-running subcommand (`why`).
+    pub fn start_command(subcommand: &str, args: &[&str], ready_marker: &str) -> WatchRun {
         use std::io::{BufRead, Read};
         let mut child = std::process::Command::new(reach_bin())
-            .arg("watch")
+            .arg(subcommand)
             .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -153,14 +175,15 @@ impl WatchRun {
         let err = child.stderr.take().unwrap();
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let sink = stderr.clone();
-        std::thread::spawn(move || {
+        let stderr_reader = std::thread::spawn(move || {
             for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
                 let mut s = sink.lock().unwrap();
                 s.push_str(&line);
                 s.push('\n');
             }
         });
-        let run = WatchRun { child, stdout: Some(stdout), stderr };
+        let run =
+            WatchRun { child, stdout: Some(stdout), stderr, stderr_reader: Some(stderr_reader) };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         loop {
             if run.stderr().contains(ready_marker) {
@@ -191,7 +214,17 @@ impl WatchRun {
     }
 
     /// Waits for a `--duration` run to end and returns (exit code, JSON lines).
-    pub fn finish(mut self) -> (Option<i32>, Vec<serde_json::Value>) {
+    pub fn finish(self) -> (Option<i32>, Vec<serde_json::Value>) {
+        let (code, text, _) = self.finish_raw();
+        let lines = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+            .collect();
+        (code, lines)
+    }
+
+    /// Waits for the run to end by itself and returns (exit code, whole stdout, whole stderr).
+    pub fn finish_raw(mut self) -> (Option<i32>, String, String) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
@@ -199,16 +232,15 @@ impl WatchRun {
             }
             if std::time::Instant::now() > deadline {
                 let _ = self.child.kill();
-                panic!("reach watch did not exit:\n{}", self.stderr());
+                panic!("reach did not exit:\n{}", self.stderr());
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         };
         let text = self.stdout.take().map(|h| h.join().unwrap()).unwrap_or_default();
-        let lines = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .collect();
-        (status.code(), lines)
+        if let Some(h) = self.stderr_reader.take() {
+            let _ = h.join();
+        }
+        (status.code(), text, self.stderr())
     }
 }
 

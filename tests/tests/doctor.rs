@@ -1,11 +1,11 @@
 //! `reach doctor` on the machine's own kernel, as root and as an unprivileged user.
 use std::{
     path::Path,
-    process::{Command, Output},
+    process::Command,
     sync::Mutex,
 };
 
-use reach_tests::{bpf_programs_left, reach, reach_bin, require_root, show};
+use reach_tests::{bpf_programs_left, reach, reach_unprivileged, require_root, show};
 use serde_json::Value;
 
 /// Doctor attaches global probes briefly; the leak check must not see another test's run.
@@ -146,22 +146,6 @@ fn bad_usage_exits_2_with_help() {
     let out = reach(&["doctor", "--no-such-flag"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--no-such-flag"));
-}
-
-/// `reach ARGS...` as nobody with no capabilities at all (setpriv, util-linux), captured.
-fn reach_unprivileged(args: &[&str]) -> Output {
-    Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            "--bounding-set=-all",
-        ])
-        .arg(reach_bin())
-        .args(args)
-        .output()
-        .expect("setpriv (util-linux) is needed; cargo xtask setup installs it")
 }
 
 fn mounted(path: &str) -> bool {

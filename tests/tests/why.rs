@@ -1,0 +1,310 @@
+//! `reach why` against real attempts in lab namespaces: each class it can only prove with a
+//! real packet (a foreign nftables rule, rp_filter, silence, IPv6), prediction without watching,
+//! Ctrl-C while waiting, and every kind of bad input. The firewalld, loopback, other-netns,
+//! overflow and reachable classes are asserted through `reach lab` (lab_demo.rs), which drives
+//! exactly those scenarios. Each test checks that nothing stays attached.
+use std::{
+    net::{SocketAddr, TcpListener, TcpStream},
+    sync::Mutex,
+    time::Duration,
+};
+
+use reach_agent::lab::{NetNs, TwoHosts};
+use reach_tests::{
+    WatchRun, bpf_programs_left, nft_drop_rule, reach, reach_unprivileged, require_root, show,
+};
+use serde_json::Value;
+
+/// Tests attach probes the others would see: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const READY: &str = "waiting for a SYN";
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `reach why ARGS --json` started and ready; the caller then drives the client.
+fn start(args: &[&str]) -> WatchRun {
+    let mut all = args.to_vec();
+    all.push("--json");
+    WatchRun::start_command("why", &all, READY)
+}
+
+fn finish(run: WatchRun) -> (i32, Value, String) {
+    let (code, out, stderr) = run.finish_raw();
+    let v: Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{out}\nstderr:\n{stderr}"));
+    (code.unwrap_or(-1), v, stderr)
+}
+
+/// Connects from the client namespace; returns what the client saw.
+fn connect(hosts: &TwoHosts, to: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
+    hosts.client.run_in(move || TcpStream::connect_timeout(&to, timeout)).expect("enter client ns")
+}
+
+/// Nothing of reach stays: no BPF program, no trace table, no TC filter in `ns`.
+fn assert_nothing_left(ns: &NetNs) {
+    assert_eq!(bpf_programs_left("reach_"), Vec::<String>::new(), "BPF programs left attached");
+    let rules = ns.nft_ruleset().expect("nft list ruleset");
+    assert!(!rules.contains("reach_trace"), "trace table left:\n{rules}");
+    for dev in ["lo", TwoHosts::SERVER_IF] {
+        let f = ns.run("tc", &["filter", "show", "dev", dev, "ingress"]).unwrap_or_default();
+        assert!(!f.contains("reach"), "TC filter left on {dev}: {f}");
+    }
+}
+
+fn evidence(v: &Value) -> String {
+    v["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn foreign_nft_rule_is_other_netfilter_drop_named_by_table_chain_and_handle() {
+    require_root();
+    let _s = serial();
+    let hosts = TwoHosts::new("why-nft").unwrap();
+    let port = 7301;
+    let handle = nft_drop_rule(&hosts.server, "custom_fw", port);
+    let _server =
+        hosts.server.run_in(move || TcpListener::bind(("0.0.0.0", port))).unwrap().unwrap();
+    let target = format!("{}:{port}", TwoHosts::SERVER_V4);
+    let run =
+        start(&[&target, "--netns", hosts.server.name(), "--iface", "srv0", "--timeout", "20"]);
+    let to = SocketAddr::from((TwoHosts::SERVER_V4, port));
+    assert!(connect(&hosts, to, Duration::from_millis(1500)).is_err(), "the rule must drop");
+    let (code, v, stderr) = finish(run);
+    assert_eq!(code, 15, "{v:#}\n{stderr}");
+    assert_eq!(v["verdict"], "other_netfilter_drop");
+    assert_eq!(v["nft"]["rule"]["table"], "custom_fw", "{v:#}");
+    assert_eq!(v["nft"]["rule"]["chain"], "input");
+    assert_eq!(v["nft"]["rule"]["handle"], handle);
+    assert_eq!(v["nft"]["rule"]["action"], "drop");
+    assert_eq!(v["attempt"]["drop"]["reason"], "NETFILTER_DROP", "{v:#}");
+    let path = v["path"].as_array().unwrap();
+    assert_eq!(path.last().unwrap()["name"], "firewall", "{v:#}");
+    assert_eq!(path.last().unwrap()["ok"], false);
+    assert!(v["fix"].to_string().contains(&format!("handle {handle}")), "{v:#}");
+    // Announced what it attached, and the netns by name.
+    assert!(
+        stderr.contains("added table inet reach_trace") && stderr.contains("watching SYNs on srv0"),
+        "{stderr}"
+    );
+    assert_eq!(v["netns"]["name"], hosts.server.name());
+    assert_nothing_left(&hosts.server);
+}
+
+#[test]
+fn rp_filter_drop_is_a_named_kernel_drop() {
+    require_root();
+    let _s = serial();
+    let hosts = TwoHosts::new("why-rpf").unwrap();
+    let port = 7302;
+    // The client speaks from an address the server has no route back to; strict rp_filter
+    // drops its SYN before any socket lookup.
+    hosts.client.ip(&["addr", "add", "10.78.0.2/24", "dev", "cli0"]).unwrap();
+    // The server would ignore the client's ARP request from that address too (rp_filter checks
+    // ARP senders): a static neighbour entry lets the SYN leave, so the drop is the SYN's.
+    let link = hosts.server.ip(&["-j", "link", "show", "srv0"]).unwrap();
+    let link: Value = serde_json::from_str(&link).unwrap();
+    let mac = link[0]["address"].as_str().expect("srv0 MAC").to_string();
+    let srv = TwoHosts::SERVER_V4.to_string();
+    hosts
+        .client
+        .ip(&["neigh", "replace", &srv, "lladdr", &mac, "dev", "cli0", "nud", "permanent"])
+        .unwrap();
+    hosts
+        .server
+        .run("sysctl", &["-qw", "net.ipv4.conf.all.rp_filter=1", "net.ipv4.conf.srv0.rp_filter=1"])
+        .unwrap();
+    let target = format!("{}:{port}", TwoHosts::SERVER_V4);
+    let run = start(&[&target, "--netns", hosts.server.name(), "--timeout", "20"]);
+    let seen = hosts
+        .client
+        .run_in(move || {
+            let s = connect_from("10.78.0.2", (TwoHosts::SERVER_V4, port));
+            s.is_ok()
+        })
+        .unwrap();
+    assert!(!seen, "the SYN must be dropped");
+    let (code, v, stderr) = finish(run);
+    assert_eq!((code, v["verdict"].as_str()), (18, Some("kernel_drop")), "{v:#}\n{stderr}");
+    assert!(evidence(&v).contains("IP_RPFILTER"), "{v:#}");
+    assert!(v["fix"].to_string().contains("rp_filter"), "{v:#}");
+    assert_eq!(v["path"].as_array().unwrap().last().unwrap()["name"], "interface srv0", "{v:#}");
+    assert_nothing_left(&hosts.server);
+}
+
+/// connect() from a chosen source address with a 1.5 s timeout (std cannot bind before
+/// connecting, so this goes through libc).
+fn connect_from(src: &str, to: (std::net::Ipv4Addr, u16)) -> std::io::Result<()> {
+    use std::os::fd::FromRawFd;
+    let src: std::net::Ipv4Addr = src.parse().unwrap();
+    // SAFETY: plain socket calls on a fresh fd owned by the TcpStream below.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let stream = TcpStream::from_raw_fd(fd);
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        sa.sin_family = libc::AF_INET as u16;
+        sa.sin_addr.s_addr = u32::from(src).to_be();
+        let r = libc::bind(
+            fd,
+            &sa as *const _ as *const libc::sockaddr,
+            size_of::<libc::sockaddr_in>() as u32,
+        );
+        assert_eq!(r, 0, "bind {src}: {}", std::io::Error::last_os_error());
+        let tv = libc::timeval { tv_sec: 1, tv_usec: 500_000 };
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_SNDTIMEO,
+            &tv as *const _ as *const libc::c_void,
+            size_of::<libc::timeval>() as u32,
+        );
+        sa.sin_addr.s_addr = u32::from(to.0).to_be();
+        sa.sin_port = to.1.to_be();
+        if libc::connect(
+            fd,
+            &sa as *const _ as *const libc::sockaddr,
+            size_of::<libc::sockaddr_in>() as u32,
+        ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+        drop(stream);
+    }
+    Ok(())
+}
+
+#[test]
+fn silence_until_the_timeout_is_no_syn_seen_naming_the_watched_interfaces() {
+    require_root();
+    let _s = serial();
+    let hosts = TwoHosts::new("why-nosyn").unwrap();
+    let run = start(&["7303", "--netns", hosts.server.name(), "--timeout", "2"]);
+    let (code, v, stderr) = finish(run);
+    assert_eq!((code, v["verdict"].as_str()), (17, Some("no_syn_seen")), "{v:#}\n{stderr}");
+    assert!(evidence(&v).contains("lo, srv0"), "{v:#}");
+    assert_eq!(v["path"][0]["ok"], false, "{v:#}");
+    assert!(v["attempt"].is_null());
+    assert_nothing_left(&hosts.server);
+}
+
+#[test]
+fn ipv6_attempt_to_a_closed_port_is_no_listener() {
+    require_root();
+    let _s = serial();
+    let hosts = TwoHosts::new("why-v6").unwrap();
+    let port = 7304;
+    let target = format!("[{}]:{port}", TwoHosts::SERVER_V6);
+    let run = start(&[&target, "--netns", hosts.server.name(), "--timeout", "20"]);
+    let to = SocketAddr::from((TwoHosts::SERVER_V6, port));
+    // The first IPv6 packet waits for neighbour discovery: allow it.
+    let e = connect(&hosts, to, Duration::from_secs(4)).expect_err("nothing listens");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    let (code, v, stderr) = finish(run);
+    assert_eq!((code, v["verdict"].as_str()), (12, Some("no_listener")), "{v:#}\n{stderr}");
+    assert_eq!(v["attempt"]["family"], "ipv6");
+    assert_eq!(v["attempt"]["server"], target.as_str());
+    assert_eq!(v["target"], target.as_str());
+    assert_eq!(v["attempt"]["drop"]["reason"], "NO_SOCKET", "{v:#}");
+    assert_nothing_left(&hosts.server);
+}
+
+#[test]
+fn timeout_zero_predicts_from_the_listeners_and_attaches_nothing() {
+    require_root();
+    let _s = serial();
+    let hosts = TwoHosts::new("why-pred").unwrap();
+    let port = 7305;
+    let _l = hosts.server.run_in(move || TcpListener::bind(("127.0.0.1", port))).unwrap().unwrap();
+    let out = reach(&[
+        "why",
+        &port.to_string(),
+        "--netns",
+        hosts.server.name(),
+        "--timeout",
+        "0",
+        "--json",
+    ]);
+    let v: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+    assert_eq!(
+        (out.status.code(), v["verdict"].as_str()),
+        (Some(10), Some("loopback_only_bind")),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(v["listeners"][0]["pid"], std::process::id(), "{v:#}");
+    assert_eq!(v["listeners"][0]["netns"]["name"], hosts.server.name());
+    assert!(evidence(&v).contains("predicting"), "{v:#}");
+    assert!(v["watched"].is_null() && v["attempt"].is_null());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nothing attached") && !stderr.contains("watching"), "{stderr}");
+    // Human form: the path picture, the failing hop marked, the fix; no colour off a TTY.
+    let out = reach(&["why", &port.to_string(), "--netns", hosts.server.name(), "--timeout", "0"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("client ─▶ interface srv0 ─▶ firewall ─▶ socket ✗"), "{text}");
+    assert!(
+        text.contains("✗ socket") && text.contains("fix:") && text.contains("0.0.0.0:7305"),
+        "{text}"
+    );
+    assert!(!text.contains('\x1b'), "colour codes off a terminal: {text:?}");
+}
+
+#[test]
+fn ctrl_c_while_waiting_detaches_everything_and_still_answers() {
+    require_root();
+    let _s = serial();
+    let hosts = TwoHosts::new("why-int").unwrap();
+    let run = start(&["7306", "--netns", hosts.server.name(), "--timeout", "60"]);
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(run.pid() as i32, libc::SIGINT) };
+    let (code, v, stderr) = finish(run);
+    assert_eq!((code, v["verdict"].as_str()), (17, Some("no_syn_seen")), "{v:#}\n{stderr}");
+    assert!(stderr.contains("interrupted") && stderr.contains("detached"), "{stderr}");
+    assert_nothing_left(&hosts.server);
+}
+
+#[test]
+fn bad_input_is_refused_with_a_clear_message_and_nothing_attached() {
+    require_root();
+    let _s = serial();
+    let hosts = TwoHosts::new("why-bad").unwrap();
+    let ns = hosts.server.name();
+    let cases: &[(&[&str], &str)] = &[
+        (&["http"], "is not a port number"),
+        (&["70000"], "out of range (1-65535)"),
+        (&["0"], "port 0"),
+        (&["10.0.0.1:99999"], "out of range"),
+        (&["::1:80"], "in brackets"),
+        (&["localhost:80"], "host names are not resolved"),
+        (&["8080", "--netns", "no-such-netns-77"], "no network namespace \"no-such-netns-77\""),
+        (&["8080", "--netns", ns, "--iface", "eth9"], "interface eth9 does not exist in netns"),
+        (&["8080", "--timeout=-1"], "--timeout must be"),
+    ];
+    for (args, message) in cases {
+        let mut all = vec!["why"];
+        all.extend_from_slice(args);
+        let out = reach(&all);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", show(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{args:?}: expected {message:?} in {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}: {}", show(&out));
+    }
+    // The interface error names the ones that exist.
+    let out = reach(&["why", "8080", "--netns", ns, "--iface", "eth9"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("lo, srv0"), "{}", show(&out));
+
+    let out = reach_unprivileged(&["why", "8080"]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("reach why: missing CAP_BPF") && stderr.contains("sudo"), "{stderr}");
+    assert_nothing_left(&hosts.server);
+}
