@@ -351,13 +351,16 @@ fn overflow(e: &Evidence, f: &Facts) -> Option<(Vec<String>, Vec<String>)> {
         let queue = l.accept_queue.map(|q| q.to_string()).unwrap_or_else(|| "?".into());
         ev.push(format!("accept queue full: {} (queue {queue} of backlog {backlog})", who(l)));
     }
-    ev.push(format!(
-        "netns {}: ListenOverflows +{}, ListenDrops +{}, SYN queue full drops +{}",
-        ns_name(&o.netns),
-        o.listen_overflows,
-        o.listen_drops,
-        o.syn_queue_full_drops
-    ));
+    // All zero: a queue seen full without a watched window (a prediction); no counter moved.
+    if o.listen_overflows + o.listen_drops + o.syn_queue_full_drops > 0 {
+        ev.push(format!(
+            "netns {}: ListenOverflows +{}, ListenDrops +{}, SYN queue full drops +{}",
+            ns_name(&o.netns),
+            o.listen_overflows,
+            o.listen_drops,
+            o.syn_queue_full_drops
+        ));
+    }
     Some((ev, fix::overflow(full)))
 }
 

@@ -18,7 +18,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     commands::watch::{NoSuchInterface, Session, SessionOptions, Watched, sleep_until},
-    diagnose::{self, Evidence, NetfilterRule, WslInfo},
+    diagnose::{self, Evidence, NetfilterRule, OverflowEvidence, WslInfo},
     firewall::{
         firewalld::{self, FirewalldConfig},
         firewalld_presence, nftables, predict,
@@ -155,6 +155,9 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         evidence.iface = Some(arrival_iface(&ifaces, target));
     }
     evidence.listeners = listeners_on(target.port).await?;
+    if !evidence.watched {
+        evidence.overflow = full_queue_now(&evidence.listeners, &ns);
+    }
     if let Some(cfg) = &config {
         evidence.prediction = Some(prediction(cfg, &evidence, &ifaces, target));
     }
@@ -286,6 +289,24 @@ async fn listeners_on(port: u16) -> anyhow::Result<Vec<ListenerView>> {
                 .map(move |l| ListenerView::new(r.clone(), l))
         })
         .collect())
+}
+
+/// Without watching, a listener whose accept queue is full right now predicts an overflow (the
+/// counters cannot be compared over a window that was not watched: reported as 0).
+fn full_queue_now(listeners: &[ListenerView], ns: &Watched) -> Option<OverflowEvidence> {
+    let full: Vec<ListenerView> = listeners
+        .iter()
+        .filter(|l| l.netns.inode == ns.inode)
+        .filter(|l| matches!((l.accept_queue, l.backlog), (Some(q), Some(b)) if q >= b))
+        .cloned()
+        .collect();
+    (!full.is_empty()).then(|| OverflowEvidence {
+        netns: ns.netns_ref(),
+        listen_overflows: 0,
+        listen_drops: 0,
+        syn_queue_full_drops: 0,
+        full_listeners: full,
+    })
 }
 
 /// What firewalld does (or would do) with the SYN: from the real attempt's interface and client
