@@ -308,3 +308,59 @@ fn bad_input_is_refused_with_a_clear_message_and_nothing_attached() {
     assert!(stderr.contains("reach why: missing CAP_BPF") && stderr.contains("sudo"), "{stderr}");
     assert_nothing_left(&hosts.server);
 }
+
+/// A listener with backlog 1 that never accepts, inside the server namespace (libc: std's
+/// TcpListener cannot choose the backlog).
+fn listen_backlog_1(port: u16) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: plain socket calls on a fresh fd, owned by the returned OwnedFd.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0);
+        let owned = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let mut sa: libc::sockaddr_in = std::mem::zeroed();
+        sa.sin_family = libc::AF_INET as u16;
+        sa.sin_port = port.to_be();
+        let len = size_of::<libc::sockaddr_in>() as u32;
+        assert_eq!(libc::bind(fd, &sa as *const _ as *const libc::sockaddr, len), 0);
+        assert_eq!(libc::listen(fd, 1), 0);
+        owned
+    }
+}
+
+#[test]
+fn timeout_zero_with_a_full_accept_queue_predicts_listen_overflow() {
+    require_root();
+    let _s = serial();
+    let hosts = TwoHosts::new("why-full").unwrap();
+    let port = 7307;
+    let _l = hosts.server.run_in(move || listen_backlog_1(port)).unwrap();
+    // Backlog 1 holds two established connections; they wait in the queue, never accepted.
+    let to = SocketAddr::from((TwoHosts::SERVER_V4, port));
+    let _held: Vec<TcpStream> =
+        (0..2).map(|_| connect(&hosts, to, Duration::from_secs(2)).expect("queue slot")).collect();
+    let out = reach(&[
+        "why",
+        &port.to_string(),
+        "--netns",
+        hosts.server.name(),
+        "--timeout",
+        "0",
+        "--json",
+    ]);
+    let v: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+    assert_eq!(
+        (out.status.code(), v["verdict"].as_str()),
+        (Some(16), Some("listen_overflow")),
+        "{}",
+        show(&out)
+    );
+    let full = &v["overflow"]["full_listeners"][0];
+    assert_eq!(
+        (full["pid"].as_u64(), full["backlog"].as_u64()),
+        (Some(std::process::id() as u64), Some(1)),
+        "{v:#}"
+    );
+    assert!(evidence(&v).contains("queue 2 of backlog 1"), "{v:#}");
+}
