@@ -286,3 +286,26 @@ pub fn nft_drop_rule(ns: &reach_agent::lab::NetNs, table: &str, port: u16) -> u6
         .and_then(|h| h.trim().parse().ok())
         .unwrap_or_else(|| panic!("no handle for the port {port} rule in:\n{listing}"))
 }
+
+/// The "killed run" pattern of the stale-cleaner tests: re-runs test `name` of the current test
+/// binary as a child with `env` set (its cue to build a lab, print one `REACH-LAB-REPORT ...`
+/// line and wait to be killed) and returns the child with the words of that line.
+pub fn spawn_killed_run_child(name: &str, env: &str) -> anyhow::Result<(KillOnDrop, Vec<String>)> {
+    use std::io::{BufRead, BufReader};
+    let mut child = KillOnDrop(
+        Command::new(std::env::current_exe()?)
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(env, "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()?,
+    );
+    let stdout = child.0.stdout.take().expect("piped stdout");
+    let line = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        // libtest prints `test NAME ... ` before the test's own output, on the same line.
+        .find_map(|l| l.split_once("REACH-LAB-REPORT ").map(|(_, report)| report.to_string()))
+        .ok_or_else(|| anyhow::anyhow!("the child run never reported its lab"))?;
+    Ok((child, line.split_whitespace().map(str::to_string).collect()))
+}

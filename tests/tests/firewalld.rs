@@ -4,16 +4,16 @@
 use std::{
     collections::{BTreeMap, hash_map::DefaultHasher},
     hash::{Hash, Hasher},
-    io::{BufRead, BufReader, Write},
+    io::Write,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
     sync::mpsc,
     thread,
     time::{Duration, Instant},
 };
 
 use reach_agent::lab::{self, Firewalld, LabError, NetNs, NetNsFd};
-use reach_tests::{KillOnDrop, netns_listed, process_alive, require_root, wait_until};
+use reach_tests::{netns_listed, process_alive, require_root, spawn_killed_run_child, wait_until};
 use serde_json::Value;
 
 /// `nft list ruleset` of the caller's (root) namespace. Read-only.
@@ -266,28 +266,11 @@ fn stale_cleaner_removes_firewalld_of_a_killed_run() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    let mut child = KillOnDrop(
-        Command::new(std::env::current_exe()?)
-            .args([
-                "--exact",
-                "stale_cleaner_removes_firewalld_of_a_killed_run",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(KILLED_RUN_CHILD, "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?,
-    );
-    let stdout = child.0.stdout.take().expect("piped stdout");
-    let line = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        // libtest prints `test NAME ... ` before the test's own output, on the same line.
-        .find_map(|l| l.split_once("REACH-LAB-REPORT ").map(|(_, report)| report.to_string()))
-        .ok_or_else(|| anyhow::anyhow!("the child run never reported its lab"))?;
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let [name, fw_pid, bus_pid, dir] = words[..] else { anyhow::bail!("bad report line {line:?}") };
+    let (mut child, words) = spawn_killed_run_child(
+        "stale_cleaner_removes_firewalld_of_a_killed_run",
+        KILLED_RUN_CHILD,
+    )?;
+    let [name, fw_pid, bus_pid, dir] = &words[..] else { anyhow::bail!("bad report {words:?}") };
     let (fw_pid, bus_pid, dir): (i32, i32, PathBuf) =
         (fw_pid.parse()?, bus_pid.parse()?, dir.into());
 
@@ -305,7 +288,7 @@ fn stale_cleaner_removes_firewalld_of_a_killed_run() -> anyhow::Result<()> {
     let removed = report
         .namespaces
         .iter()
-        .find(|r| r.name == name)
+        .find(|r| &r.name == name)
         .unwrap_or_else(|| panic!("{name} not in {report:?}"));
     assert!(removed.killed.contains(&fw_pid) && removed.killed.contains(&bus_pid), "{removed:?}");
     assert!(report.temp_dirs.contains(&dir), "{report:?}");

@@ -1,7 +1,7 @@
 //! The network-namespace lab itself: namespaces, veth links, processes, cleanup (also after a
 //! panic and after a killed run). Runs as root; never changes the caller's network namespace.
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::{IpAddr, SocketAddr, TcpListener, TcpStream},
     path::Path,
     process::{Command, Stdio},
@@ -12,7 +12,7 @@ use std::{
 
 use reach_agent::lab::{self, LabError, LabName, NetNs, NetNsFd, NsId, TwoHosts, Veth, VethEnd};
 use reach_tests::{
-    KillOnDrop, ip_netns_list, netns_listed, process_alive, require_root, wait_until,
+    ip_netns_list, netns_listed, process_alive, require_root, spawn_killed_run_child, wait_until,
 };
 
 /// The stale-cleaner tests remove *every* dead run's leftovers, including each other's
@@ -378,27 +378,11 @@ fn stale_cleaner_removes_leftovers_of_a_killed_run() -> anyhow::Result<()> {
     }
 
     let _turn = STALE.lock().unwrap_or_else(|e| e.into_inner());
-    let mut child = KillOnDrop(
-        Command::new(std::env::current_exe()?)
-            .args([
-                "--exact",
-                "stale_cleaner_removes_leftovers_of_a_killed_run",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(KILLED_RUN_CHILD, "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?,
-    );
-    let stdout = child.0.stdout.take().expect("piped stdout");
-    let line = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        // libtest prints `test NAME ... ` before the test's own output, on the same line.
-        .find_map(|l| l.split_once("REACH-LAB-REPORT ").map(|(_, report)| report.to_string()))
-        .ok_or_else(|| anyhow::anyhow!("the child run never reported its lab"))?;
-    let mut words = line.split_whitespace();
+    let (mut child, words) = spawn_killed_run_child(
+        "stale_cleaner_removes_leftovers_of_a_killed_run",
+        KILLED_RUN_CHILD,
+    )?;
+    let mut words = words.into_iter();
     let (name, server_pid): (String, i32) =
         (words.next().unwrap_or_default().into(), words.next().unwrap_or_default().parse()?);
 

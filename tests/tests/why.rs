@@ -54,6 +54,14 @@ fn assert_nothing_left(ns: &NetNs) {
     }
 }
 
+/// `reach why PORT --netns <server> --timeout 0 --json`: the prediction, parsed.
+fn predict(hosts: &TwoHosts, port: u16) -> (std::process::Output, Value) {
+    let port = port.to_string();
+    let out = reach(&["why", &port, "--netns", hosts.server.name(), "--timeout", "0", "--json"]);
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+    (out, v)
+}
+
 fn evidence(v: &Value) -> String {
     v["evidence"]
         .as_array()
@@ -224,17 +232,7 @@ fn timeout_zero_predicts_from_the_listeners_and_attaches_nothing() {
     let hosts = TwoHosts::new("why-pred").unwrap();
     let port = 7305;
     let _l = hosts.server.run_in(move || TcpListener::bind(("127.0.0.1", port))).unwrap().unwrap();
-    let out = reach(&[
-        "why",
-        &port.to_string(),
-        "--netns",
-        hosts.server.name(),
-        "--timeout",
-        "0",
-        "--json",
-    ]);
-    let v: Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+    let (out, v) = predict(&hosts, port);
     assert_eq!(
         (out.status.code(), v["verdict"].as_str()),
         (Some(10), Some("loopback_only_bind")),
@@ -339,17 +337,7 @@ fn timeout_zero_with_a_full_accept_queue_predicts_listen_overflow() {
     let to = SocketAddr::from((TwoHosts::SERVER_V4, port));
     let _held: Vec<TcpStream> =
         (0..2).map(|_| connect(&hosts, to, Duration::from_secs(2)).expect("queue slot")).collect();
-    let out = reach(&[
-        "why",
-        &port.to_string(),
-        "--netns",
-        hosts.server.name(),
-        "--timeout",
-        "0",
-        "--json",
-    ]);
-    let v: Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+    let (out, v) = predict(&hosts, port);
     assert_eq!(
         (out.status.code(), v["verdict"].as_str()),
         (Some(16), Some("listen_overflow")),
