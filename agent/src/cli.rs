@@ -2,8 +2,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    doctor::DoctorArgs, lab::LabArgs, listeners::ListenersArgs, predict::PredictArgs,
-    watch::WatchArgs, why::WhyArgs,
+    doctor::DoctorArgs, lab::LabArgs, lab_server::LabServerArgs, listeners::ListenersArgs,
+    predict::PredictArgs, watch::WatchArgs, why::WhyArgs,
 };
 
 const ABOUT: &str = "Why can't that client reach my server, and where exactly did its packets die?";
@@ -60,12 +60,36 @@ pub enum Command {
     /// Exit codes: 0 firewalld would accept; 4 it would reject or drop; 1 firewalld's
     /// configuration could not be read (not running, no D-Bus); 2 bad usage.
     Predict(PredictArgs),
-    /// The built-in demo in throwaway network namespaces: a server and a client namespace over
-    /// a veth pair, a real firewalld in the server namespace (when installed), and `reach
-    /// doctor` run inside it. Everything is removed before exit, leftovers of a killed run first.
+    /// The built-in demo: every failure class of the story, reproduced and diagnosed for real.
     ///
-    /// Exit codes: those of `reach doctor`; 3 missing privileges; 130 interrupted.
+    /// It builds throwaway network namespaces: a server (srv0, 10.77.0.1) and a client (cli0,
+    /// 10.77.0.2) over a veth pair, with a real firewalld in the server namespace when
+    /// installed. Then, one scenario at a time, each on its own port (8081-8088): it starts a
+    /// demo server ("demo-server"), configures firewalld (undone afterwards), starts
+    /// `reach why 10.77.0.1:PORT --netns <server> --json`, connects from the client namespace
+    /// and records what the client saw and the verdict:
+    ///
+    ///   loopback-only bind        server on 127.0.0.1             → loopback_only_bind
+    ///   server in another netns   server in a third namespace     → listener_in_other_netns
+    ///   firewalld target DROP     zone public's target is DROP    → firewall_drop
+    ///   firewalld default reject  port not opened in zone public  → firewall_reject
+    ///   rich rule reject          rich rule rejecting the client  → firewall_reject
+    ///   no listener               nothing listens                 → no_listener
+    ///   listen overflow           backlog 1, accept queue full    → listen_overflow
+    ///   reachable                 server on 0.0.0.0, port open    → reachable
+    ///
+    /// Without firewalld (or with --no-firewalld) the three firewalld scenarios are not run.
+    /// It prints each diagnosis in short, then a table scenario → client saw → verdict → fix,
+    /// and leaves nothing behind (namespaces, servers, firewalld, probes); leftovers of a
+    /// killed run are removed first. It takes about 25 seconds.
+    ///
+    /// Exit codes: 0 every scenario run got its expected verdict; 1 some did not, or the lab
+    /// could not be built; 3 missing privileges; 130 interrupted (after tearing down).
+    #[command(verbatim_doc_comment)]
     Lab(LabArgs),
+    /// The demo server of `reach lab` (internal).
+    #[command(hide = true)]
+    LabServer(LabServerArgs),
     /// Why can't the client reach TARGET? One diagnosis with the evidence and the fix.
     ///
     /// TARGET is what the client connects to: PORT, ADDR:PORT or [IPV6]:PORT. reach reads the

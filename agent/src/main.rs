@@ -23,6 +23,7 @@ fn main() -> ExitCode {
             Command::Predict(args) => reach_agent::commands::predict::run(args).await,
             Command::Listeners(args) => reach_agent::commands::listeners::run(args).await,
             Command::Lab(args) => reach_agent::commands::lab::run(args).await,
+            Command::LabServer(args) => reach_agent::commands::lab_server::run(args).await,
             Command::Watch(args) => reach_agent::commands::watch::run(args).await,
             Command::Why(args) => reach_agent::commands::why::run(args).await,
         }

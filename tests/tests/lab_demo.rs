@@ -1,67 +1,236 @@
-//! `reach lab` (the main job of `cargo xtask lab`): doctor run inside a fresh lab namespace
-//! must find the lab's firewalld there, and the lab must leave nothing behind.
-use std::{process::Command, sync::Mutex};
+//! `reach lab` (the main job of `cargo xtask lab`): every scenario of the story reproduced with
+//! a real client and diagnosed by the real `reach why`, each asserted by its verdict class and
+//! the evidence that proves it (zone, pid, namespace); then nothing may be left behind.
+use std::{
+    collections::BTreeMap,
+    fs,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
-use reach_tests::{reach, require_root, show};
+use reach_tests::{bpf_programs_left, ip_netns_list, process_alive, reach, require_root, show};
 use serde_json::Value;
 
-/// Doctor lists every namespace of the machine: one test's lab must not show up in the other's.
+/// Both tests build a lab and attach probes: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-#[test]
-fn lab_runs_doctor_inside_and_finds_its_firewalld_then_tears_down() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let out = reach(&["lab", "--json"]);
-    assert!(out.status.success(), "{}", show(&out));
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(&out)));
-    let namespaces = report["firewalld"].as_array().expect("firewalld list");
-    let server = namespaces
-        .iter()
-        .find(|n| {
-            n["netns"]["name"]
-                .as_str()
-                .is_some_and(|s| s.starts_with("reach-lab-") && s.ends_with("-lab-srv"))
-        })
-        .unwrap_or_else(|| panic!("lab server namespace not in the report: {report:#}"));
-    assert_eq!(server["present"], true, "{server:#}");
-    let evidence = server["evidence"].to_string();
-    assert!(evidence.contains("table inet firewalld"), "{evidence}");
-    assert!(
-        evidence.contains("org.fedoraproject.FirewallD1 owned by pid"),
-        "D-Bus owner must map to the lab namespace: {evidence}"
-    );
-    let client = namespaces
-        .iter()
-        .find(|n| n["netns"]["name"].as_str().is_some_and(|s| s.ends_with("-lab-cli")))
-        .expect("client ns");
-    assert_eq!(client["present"], false);
-    let host = &namespaces[0];
-    assert_eq!(
-        (host["netns"]["name"].as_str(), &host["present"]),
-        (Some("host"), &Value::Bool(false))
-    );
+/// The whole lab must stay well under a minute.
+const BUDGET: Duration = Duration::from_secs(60);
 
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("torn down"), "{stderr}");
-    let mine: Vec<String> = String::from_utf8_lossy(
-        &Command::new("ip").args(["netns", "list"]).output().unwrap().stdout,
-    )
-    .lines()
-    .filter(|l| l.contains("-lab-srv") || l.contains("-lab-cli"))
-    .map(str::to_string)
-    .collect();
-    // Another test binary never runs concurrently with this one, so any lab-srv/-cli left is ours.
-    assert!(mine.is_empty(), "lab namespaces left behind: {mine:?}");
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn text(v: &Value, key: &str) -> String {
+    v[key]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default()
+}
+
+/// `reach-lab-<pid>-<start>-`: what every object of one lab run is named with.
+fn run_prefix(netns: &str) -> String {
+    let parts: Vec<&str> = netns.splitn(5, '-').collect();
+    assert!(netns.starts_with("reach-lab-") && parts.len() == 5, "not a lab name: {netns}");
+    format!("reach-lab-{}-{}-", parts[2], parts[3])
+}
+
+/// Nothing of the run named `prefix` is left: namespaces, fixture directories, processes
+/// (demo servers, `reach why`, firewalld's bus path), BPF programs.
+fn assert_nothing_left(prefix: &str, server_pids: &[i64]) {
+    let netns: Vec<String> =
+        ip_netns_list().lines().filter(|l| l.starts_with(prefix)).map(str::to_string).collect();
+    assert!(netns.is_empty(), "lab namespaces left behind: {netns:?}");
+    let tmp: Vec<String> = fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with(prefix))
+        .collect();
+    assert!(tmp.is_empty(), "lab directories left behind: {tmp:?}");
+    for &pid in server_pids {
+        assert!(!process_alive(pid as i32), "demo server pid {pid} still running");
+    }
+    let mut demo_servers = Vec::new();
+    let mut mentioning = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if !process_alive(pid) {
+            continue;
+        }
+        let comm = fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "demo-server" {
+            demo_servers.push(pid);
+        }
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(prefix) {
+            mentioning.push(pid);
+        }
+    }
+    assert!(demo_servers.is_empty(), "demo-server processes left: {demo_servers:?}");
+    assert!(mentioning.is_empty(), "processes of the lab left (reach why?): {mentioning:?}");
+    assert_eq!(bpf_programs_left("reach_"), Vec::<String>::new(), "BPF programs left attached");
 }
 
 #[test]
-fn lab_without_firewalld_still_runs_doctor() {
+fn lab_reproduces_every_scenario_with_its_verdict_and_evidence_and_leaves_nothing() {
     require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _serial = serial();
+    assert!(
+        reach_agent::lab::FIREWALLD.path().is_ok(),
+        "firewalld is not installed, so the firewalld scenarios cannot run: `cargo xtask setup` \
+         installs it (it is never started on the host)"
+    );
+    let started = Instant::now();
+    let out = reach(&["lab", "--json"]);
+    let took = started.elapsed();
+    assert!(out.status.success(), "{}", show(&out));
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(&out)));
+    assert_eq!(report["firewalld"], true, "{report:#}");
+    assert!(took < BUDGET, "reach lab took {took:?}");
+    assert!(report["elapsed_s"].as_f64().unwrap() < BUDGET.as_secs_f64());
+
+    let scenarios: BTreeMap<&str, &Value> = report["scenarios"]
+        .as_array()
+        .expect("scenarios")
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s))
+        .collect();
+    // name → (verdict, reach why's exit code, what the client saw)
+    let expected = [
+        ("loopback-only bind", ("loopback_only_bind", 10, "refused")),
+        ("server in another netns", ("listener_in_other_netns", 11, "refused")),
+        ("firewalld target DROP", ("firewall_drop", 13, "timeout")),
+        ("firewalld default reject", ("firewall_reject", 14, "unreachable (EHOSTUNREACH)")),
+        // A rich rule's plain `reject` is an ICMP port-unreachable for IPv4: ECONNREFUSED.
+        ("rich rule reject", ("firewall_reject", 14, "refused")),
+        ("no listener", ("no_listener", 12, "refused")),
+        ("listen overflow", ("listen_overflow", 16, "timeout")),
+        ("reachable", ("reachable", 0, "connected")),
+    ];
+    assert_eq!(scenarios.len(), expected.len(), "{report:#}");
+    for (name, (verdict, code, client)) in expected {
+        let s = scenarios.get(name).unwrap_or_else(|| panic!("no scenario {name:?}"));
+        let got = (s["verdict"].as_str(), s["exit_code"].as_i64(), s["client"].as_str());
+        assert_eq!(got, (Some(verdict), Some(code), Some(client)), "{name}: {s:#}");
+        assert_eq!((&s["expected"], &s["ok"]), (&Value::from(verdict), &Value::Bool(true)));
+        assert_eq!(s["diagnosis"]["exit_code"], code, "{name}");
+        assert_eq!(s["diagnosis"]["target"], format!("10.77.0.1:{}", s["port"]), "{name}");
+    }
+
+    let srv_ns = scenarios["reachable"]["diagnosis"]["netns"]["name"].as_str().unwrap().to_string();
+    assert!(srv_ns.ends_with("-lab-srv"), "{srv_ns}");
+    let evidence = |name: &str| text(&scenarios[name]["diagnosis"], "evidence");
+    let fix = |name: &str| text(&scenarios[name]["diagnosis"], "fix");
+    let server = |name: &str| {
+        let s = &scenarios[name]["server"];
+        (
+            s["pid"].as_i64().unwrap_or_else(|| panic!("{name}: no server pid")),
+            s["netns"].as_str().unwrap().to_string(),
+        )
+    };
+
+    let (pid, ns) = server("loopback-only bind");
+    assert_eq!(ns, srv_ns);
+    let ev = evidence("loopback-only bind");
+    assert!(
+        ev.contains(&format!("pid {pid} (demo-server) on 127.0.0.1:8081 in netns {srv_ns}")),
+        "{ev}"
+    );
+    assert!(fix("loopback-only bind").contains("0.0.0.0:8081"));
+
+    let (pid, app_ns) = server("server in another netns");
+    assert!(app_ns.ends_with("-lab-app") && app_ns != srv_ns, "{app_ns}");
+    let ev = evidence("server in another netns");
+    assert!(
+        ev.contains(&format!("pid {pid} (demo-server) on 0.0.0.0:8082 in netns {app_ns}")),
+        "{ev}"
+    );
+    assert!(fix("server in another netns").contains(&app_ns));
+
+    let ev = evidence("firewalld target DROP");
+    assert!(ev.contains("zone public, target DROP"), "{ev}");
+    assert!(
+        fix("firewalld target DROP").contains("firewall-cmd --zone=public --add-port=8083/tcp")
+    );
+
+    let ev = evidence("firewalld default reject");
+    assert!(ev.contains("zone public, target default"), "{ev}");
+    assert!(
+        fix("firewalld default reject").contains("firewall-cmd --zone=public --add-port=8084/tcp")
+    );
+
+    let ev = evidence("rich rule reject");
+    assert!(ev.contains("zone public, rich rule") && ev.contains("10.77.0.2"), "{ev}");
+    let f = fix("rich rule reject");
+    assert!(
+        f.contains("--zone=public --remove-rich-rule='rule family=\"ipv4\" source address=\"10.77.0.2\" port port=\"8085\""),
+        "{f}"
+    );
+
+    assert!(evidence("no listener").contains("nothing listens on port 8086 in any namespace"));
+    assert!(scenarios["no listener"]["server"].is_null());
+
+    let (pid, ns) = server("listen overflow");
+    assert_eq!(ns, srv_ns);
+    let ev = evidence("listen overflow");
+    assert!(ev.contains(&format!("pid {pid} (demo-server) on 0.0.0.0:8087")), "{ev}");
+    assert!(ev.contains("queue 2 of backlog 1") && ev.contains("ListenOverflows +"), "{ev}");
+
+    let ev = evidence("reachable");
+    assert!(ev.contains("accepted"), "{ev}");
+
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("torn down"), "{stderr}");
+    let pids: Vec<i64> = scenarios.values().filter_map(|s| s["server"]["pid"].as_i64()).collect();
+    assert_eq!(pids.len(), 7, "a demo server in every scenario but no listener");
+    assert_nothing_left(&run_prefix(&srv_ns), &pids);
+}
+
+#[test]
+fn lab_without_firewalld_runs_the_other_scenarios_and_prints_the_table() {
+    require_root();
+    let _serial = serial();
     let out = reach(&["lab", "--no-firewalld"]);
     assert!(out.status.success(), "{}", show(&out));
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("attach plan") && !text.contains("firewalld RUNNING"), "{text}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let table: Vec<&str> = stdout.lines().skip_while(|l| !l.starts_with("SCENARIO")).collect();
+    assert!(!table.is_empty(), "no table:\n{stdout}");
+    let row = |name: &str| -> &str {
+        table
+            .iter()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no row {name}:\n{stdout}"))
+    };
+    for (name, verdict) in [
+        ("loopback-only bind", "loopback_only_bind"),
+        ("server in another netns", "listener_in_other_netns"),
+        ("no listener", "no_listener"),
+        ("listen overflow", "listen_overflow"),
+        ("reachable", "reachable"),
+    ] {
+        let r = row(name);
+        assert!(r.contains(verdict) && r.contains('✓'), "{r}");
+    }
+    for name in ["firewalld target DROP", "firewalld default reject", "rich rule reject"] {
+        let r = row(name);
+        assert!(r.contains("not run") && r.contains("--no-firewalld"), "{r}");
+    }
+    assert!(row("loopback-only bind").contains("bind the server to 0.0.0.0:8081"), "{stdout}");
+    assert!(
+        stdout.contains("5 of 5 scenarios run got their expected verdict (3 not run)"),
+        "{stdout}"
+    );
+    // The short diagnosis above the table.
+    assert!(stdout.contains("── loopback-only bind (port 8081) — client saw: refused"), "{stdout}");
+    assert!(stdout.contains("(demo-server) on 127.0.0.1:8081"), "{stdout}");
+
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no firewalld in the server namespace (--no-firewalld)"), "{stderr}");
+    let srv_ns = stderr
+        .split_whitespace()
+        .find(|w| w.starts_with("reach-lab-") && w.ends_with("-lab-srv"))
+        .unwrap_or_else(|| panic!("server namespace not announced:\n{stderr}"));
+    assert_nothing_left(&run_prefix(srv_ns), &[]);
 }

@@ -1,6 +1,7 @@
 //! One module per `reach` subcommand.
 pub mod doctor;
 pub mod lab;
+pub mod lab_server;
 pub mod listeners;
 pub mod predict;
 pub mod watch;

@@ -121,8 +121,21 @@ impl LabChild {
     /// Spawns `cmd` as the leader of a new process group, stdin from /dev/null. Stdout and
     /// stderr are whatever `cmd` says (inherited by default).
     pub fn spawn(cmd: &mut Command) -> Result<Self> {
+        cmd.stdin(Stdio::null());
+        Self::spawn_leader(cmd)
+    }
+
+    /// Like [`LabChild::spawn`], but stdin is a pipe whose write end the guard holds: a child
+    /// that exits at EOF on stdin (`reach lab-server`) then dies with us even when we are
+    /// SIGKILLed and no guard runs.
+    pub fn spawn_tethered(cmd: &mut Command) -> Result<Self> {
+        cmd.stdin(Stdio::piped());
+        Self::spawn_leader(cmd)
+    }
+
+    fn spawn_leader(cmd: &mut Command) -> Result<Self> {
         let desc = describe(cmd);
-        cmd.stdin(Stdio::null()).process_group(0);
+        cmd.process_group(0);
         let child = cmd.spawn().map_err(|e| spawn_error(cmd, &desc, e))?;
         Ok(Self { child, desc, status: None })
     }
