@@ -384,7 +384,7 @@ fn stale_cleaner_removes_leftovers_of_a_killed_run() -> anyhow::Result<()> {
     )?;
     let mut words = words.into_iter();
     let (name, server_pid): (String, i32) =
-        (words.next().unwrap_or_default().into(), words.next().unwrap_or_default().parse()?);
+        (words.next().unwrap_or_default(), words.next().unwrap_or_default().parse()?);
 
     // SAFETY: kill(2) on our own child, which is unreaped so its pid cannot be recycled.
     assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGKILL) }, 0);
