@@ -1,9 +1,5 @@
 //! `reach doctor` on the machine's own kernel, as root and as an unprivileged user.
-use std::{
-    path::Path,
-    process::Command,
-    sync::Mutex,
-};
+use std::{path::Path, process::Command, sync::Mutex};
 
 use reach_tests::{bpf_programs_left, reach, reach_unprivileged, require_root, show};
 use serde_json::Value;
