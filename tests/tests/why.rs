@@ -11,7 +11,8 @@ use std::{
 
 use reach_agent::lab::{NetNs, TwoHosts};
 use reach_tests::{
-    WatchRun, bpf_programs_left, nft_drop_rule, reach, reach_unprivileged, require_root, show,
+    WatchRun, bpf_programs_left, nft_drop_rule, reach, reach_bin, reach_unprivileged, require_root,
+    show,
 };
 use serde_json::Value;
 
@@ -307,9 +308,10 @@ fn bad_input_is_refused_with_a_clear_message_and_nothing_attached() {
     assert_nothing_left(&hosts.server);
 }
 
-/// A listener with backlog 1 that never accepts, inside the server namespace (libc: std's
-/// TcpListener cannot choose the backlog).
-fn listen_backlog_1(port: u16) -> std::os::fd::OwnedFd {
+/// A TCP socket on 0.0.0.0:`port` of the calling thread's namespace, without SO_REUSEADDR:
+/// listening with `backlog` (never accepting), or with None only bound (libc: std's
+/// TcpListener can neither choose the backlog nor stop before listen).
+fn tcp_socket(port: u16, backlog: Option<i32>) -> std::os::fd::OwnedFd {
     use std::os::fd::FromRawFd;
     // SAFETY: plain socket calls on a fresh fd, owned by the returned OwnedFd.
     unsafe {
@@ -321,9 +323,71 @@ fn listen_backlog_1(port: u16) -> std::os::fd::OwnedFd {
         sa.sin_port = port.to_be();
         let len = size_of::<libc::sockaddr_in>() as u32;
         assert_eq!(libc::bind(fd, &sa as *const _ as *const libc::sockaddr, len), 0);
-        assert_eq!(libc::listen(fd, 1), 0);
+        if let Some(b) = backlog {
+            assert_eq!(libc::listen(fd, b), 0);
+        }
         owned
     }
+}
+
+#[test]
+fn failed_bind_while_watching_names_the_socket_that_holds_the_port() {
+    require_root();
+    let _s = serial();
+    let hosts = TwoHosts::new("why-inuse").unwrap();
+    let port = 7308;
+    // The culprit: this test process binds the port and never listens.
+    let _holder = hosts.server.run_in(move || tcp_socket(port, None)).unwrap();
+    let run = start(&[&port.to_string(), "--netns", hosts.server.name(), "--timeout", "20"]);
+    // The real server starts now and fails to bind.
+    let listen = format!("0.0.0.0:{port}");
+    let server = hosts
+        .server
+        .command(reach_bin())
+        .args(["lab-server", "--listen", &listen])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start reach lab-server");
+    let server_pid = server.id();
+    let out = server.wait_with_output().unwrap();
+    assert!(!out.status.success(), "the server must fail to bind: {}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use"), "{}", show(&out));
+    let to = SocketAddr::from((TwoHosts::SERVER_V4, port));
+    let e = connect(&hosts, to, Duration::from_secs(2)).expect_err("nothing listens");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+
+    let (code, v, stderr) = finish(run);
+    assert_eq!((code, v["verdict"].as_str()), (12, Some("no_listener")), "{v:#}\n{stderr}");
+    let ns = hosts.server.name();
+    let me = std::process::id();
+    let ev = evidence(&v);
+    assert!(
+        ev.contains(&format!(
+            "pid {server_pid} (demo-server) failed to bind 0.0.0.0:{port} in netns {ns}: EADDRINUSE"
+        )),
+        "{ev}"
+    );
+    assert!(
+        ev.contains(&format!("port {port} in netns {ns} is held without a listener: pid {me} ("))
+            && ev.contains(&format!("tcp 0.0.0.0:{port} bound, not listening")),
+        "{ev}"
+    );
+    let fix = v["fix"].to_string();
+    assert!(
+        fix.contains(&format!("pid {server_pid} (demo-server) failed with EADDRINUSE: pid {me} (")),
+        "{fix}"
+    );
+    assert_eq!(v["failed_binds"][0]["errno"], "EADDRINUSE", "{v:#}");
+    let holders = v["port_holders"].as_array().expect("port_holders");
+    assert_eq!(holders.len(), 1, "{v:#}");
+    assert_eq!(
+        (holders[0]["state"].as_str(), holders[0]["owners"][0]["pid"].as_u64()),
+        (Some("bound"), Some(u64::from(me))),
+        "{v:#}"
+    );
+    assert_nothing_left(&hosts.server);
 }
 
 #[test]
@@ -332,7 +396,7 @@ fn timeout_zero_with_a_full_accept_queue_predicts_listen_overflow() {
     let _s = serial();
     let hosts = TwoHosts::new("why-full").unwrap();
     let port = 7307;
-    let _l = hosts.server.run_in(move || listen_backlog_1(port)).unwrap();
+    let _l = hosts.server.run_in(move || tcp_socket(port, Some(1))).unwrap();
     // Backlog 1 holds two established connections; they wait in the queue, never accepted.
     let to = SocketAddr::from((TwoHosts::SERVER_V4, port));
     let _held: Vec<TcpStream> =

@@ -4,7 +4,7 @@ use super::{
     Evidence, NetfilterRule,
     verdict::{ns_name, who},
 };
-use crate::model::listener_view::ListenerView;
+use crate::{model::listener_view::ListenerView, netns::port_holders::PortHolder};
 
 pub(super) fn no_syn(port: u16) -> Vec<String> {
     vec![
@@ -84,12 +84,13 @@ pub(super) fn other_netns(l: &ListenerView, target: Option<&str>) -> Vec<String>
 
 pub(super) fn no_listener(e: &Evidence) -> Vec<String> {
     let mut fix = vec![format!("start the server listening on port {}", e.port)];
+    let holders = super::verdict::relevant_holders(e);
+    let owned: Vec<&PortHolder> =
+        holders.iter().copied().filter(|h| !h.owners.is_empty()).collect();
+    let time_wait = holders.iter().any(|h| h.state == "time_wait");
     for b in &e.failed_binds {
         let hint = match b.errno.as_str() {
-            "EADDRINUSE" => format!(
-                "another socket holds port {} (`ss -tanp 'sport = :{}'` names it): stop it, or use SO_REUSEADDR / another port",
-                e.port, e.port
-            ),
+            "EADDRINUSE" => in_use_hint(e.port, &owned, time_wait),
             "EACCES" => format!(
                 "port {} < 1024 needs CAP_NET_BIND_SERVICE (or lower net.ipv4.ip_unprivileged_port_start)",
                 e.port
@@ -102,7 +103,38 @@ pub(super) fn no_listener(e: &Evidence) -> Vec<String> {
         };
         fix.push(format!("pid {} ({}) failed with {}: {hint}", b.pid, b.comm, b.errno));
     }
+    // Not seen failing (it may have failed before reach started), but the port is taken.
+    if let Some(h) = owned.first().filter(|_| e.failed_binds.is_empty()) {
+        fix.push(format!(
+            "{} holds port {} without listening ({}): a server binding the port gets \
+             EADDRINUSE; stop it, or make it listen() if it is the server",
+            h.owned_by(),
+            e.port,
+            h.describe()
+        ));
+    }
     fix
+}
+
+/// What an EADDRINUSE collided with, and what to do about it.
+fn in_use_hint(port: u16, owned: &[&PortHolder], time_wait: bool) -> String {
+    if let Some(h) = owned.first() {
+        return format!(
+            "{} holds port {port} ({}): stop it or move one of the two to another port",
+            h.owned_by(),
+            h.describe()
+        );
+    }
+    if time_wait {
+        return format!(
+            "connections in TIME_WAIT block port {port}: set SO_REUSEADDR on the server's socket \
+             before bind() (Go, Node.js and nginx do), or wait until they expire"
+        );
+    }
+    format!(
+        "another socket holds port {port} (`ss -tanp 'sport = :{port}'` names it): stop it, or use \
+         SO_REUSEADDR / another port"
+    )
 }
 
 pub(super) fn kernel(reason: &str, iface: Option<&str>) -> Vec<String> {

@@ -11,6 +11,7 @@ use crate::{
     firewall::{attribute::Attribution, predict::Prediction},
     kernel::wsl::Wsl2,
     model::{flows::FlowRecord, listener_view::ListenerView},
+    netns::port_holders::PortHolder,
     probes::sock_event::{NetnsRef, SockObservation},
 };
 
@@ -36,6 +37,9 @@ pub struct Evidence {
     pub listeners: Vec<ListenerView>,
     /// Recent binds/listens on `port` that failed.
     pub failed_binds: Vec<FailedBind>,
+    /// Sockets in the target namespace that hold `port` without listening (what an EADDRINUSE
+    /// bind collided with), looked up when the diagnosis is made.
+    pub port_holders: Vec<PortHolder>,
     /// True when traffic was watched for the client's attempt. False: nothing was watched yet,
     /// so the diagnosis predicts from the firewall prediction and the listeners.
     pub watched: bool,

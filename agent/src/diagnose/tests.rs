@@ -9,6 +9,7 @@ use crate::{
     },
     kernel::wsl::Networking,
     model::flows::{DropEvidence, Family, Outcome},
+    netns::port_holders::PortHolder,
 };
 
 const HOST: u64 = 1;
@@ -148,6 +149,77 @@ fn no_listener_names_the_failed_bind() {
     assert!(has(&d.evidence, "pid 77 (api) failed to bind 0.0.0.0:8080 in netns host: EADDRINUSE"));
     assert!(has(&d.fix, "start the server listening on port 8080"));
     assert!(has(&d.fix, "another socket holds port 8080"));
+}
+
+fn holder(state: &'static str, peer: Option<&str>, owner: Option<(u32, &str)>) -> PortHolder {
+    PortHolder {
+        family: crate::netns::sock_diag::Family::V4,
+        local: "0.0.0.0:8080".into(),
+        state,
+        peer: peer.map(str::to_string),
+        owners: owner
+            .map(|(pid, comm)| crate::netns::owners::Owner { pid, comm: comm.into() })
+            .into_iter()
+            .collect(),
+        inode: 0,
+    }
+}
+
+fn in_use_by(pid: u32) -> FailedBind {
+    FailedBind {
+        netns: ns(HOST),
+        pid,
+        comm: "api".into(),
+        addr: Some("0.0.0.0".into()),
+        errno: "EADDRINUSE".into(),
+    }
+}
+
+#[test]
+fn eaddrinuse_names_the_socket_holding_the_port() {
+    let mut e = seen(Outcome::Reset, None);
+    e.failed_binds = vec![in_use_by(77)];
+    e.port_holders = vec![holder("bound", None, Some((55, "old-api")))];
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::NoListener);
+    assert!(has(
+        &d.evidence,
+        "port 8080 in netns host is held without a listener: pid 55 (old-api) tcp 0.0.0.0:8080 bound, not listening"
+    ));
+    assert!(has(&d.fix, "pid 77 (api) failed with EADDRINUSE: pid 55 (old-api) holds port 8080"));
+    assert!(!has(&d.fix, "ss -tanp"), "{:#?}", d.fix);
+}
+
+#[test]
+fn eaddrinuse_from_time_wait_suggests_so_reuseaddr() {
+    let mut e = seen(Outcome::Reset, None);
+    e.failed_binds = vec![in_use_by(77)];
+    e.port_holders = vec![
+        holder("time_wait", Some("10.0.0.2:5000"), None),
+        holder("time_wait", Some("10.0.0.2:5001"), None),
+    ];
+    let d = diagnose(&e);
+    assert!(has(&d.evidence, "held by 2 connection(s) in TIME_WAIT"), "{:#?}", d.evidence);
+    assert!(has(&d.fix, "set SO_REUSEADDR on the server's socket before bind()"));
+}
+
+#[test]
+fn bound_socket_without_a_seen_failure_is_named_but_connections_are_not() {
+    let mut e = seen(Outcome::Reset, None);
+    e.port_holders = vec![
+        holder("established", Some("10.0.0.9:443"), Some((9, "curl"))),
+        holder("bound", None, Some((55, "old-api"))),
+    ];
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::NoListener);
+    assert!(has(&d.evidence, "pid 55 (old-api) tcp 0.0.0.0:8080 bound, not listening"));
+    assert!(!has(&d.evidence, "curl"), "{:#?}", d.evidence);
+    assert!(has(&d.fix, "pid 55 (old-api) holds port 8080 without listening"));
+    // Only connections: nothing to say about them.
+    e.port_holders.pop();
+    let d = diagnose(&e);
+    assert!(!has(&d.evidence, "held"), "{:#?}", d.evidence);
+    assert_eq!(d.fix, vec!["start the server listening on port 8080".to_string()]);
 }
 
 #[test]

@@ -30,6 +30,7 @@ use super::{Evidence, fix, wsl};
 use crate::{
     firewall::predict::Decision,
     model::{flows::Outcome, listener_view::ListenerView},
+    netns::port_holders::PortHolder,
     probes::sock_event::NetnsRef,
 };
 
@@ -183,6 +184,54 @@ fn short_reason(r: &str) -> String {
 /// A namespace as people know it: its name, else its inode.
 pub(super) fn ns_name(n: &NetnsRef) -> String {
     if n.name.is_empty() { format!("netns:[{}]", n.inode) } else { n.name.clone() }
+}
+
+/// At most this many port holders are listed one by one.
+const HOLDERS_SHOWN: usize = 4;
+
+/// The port holders worth naming: every one once a bind failed with EADDRINUSE (they are what
+/// it collided with), else only bound-but-not-listening sockets (a server that bound and never
+/// listened, or that blocks the real server's bind) — a connection that merely uses the port
+/// as its source port is noise then.
+pub(super) fn relevant_holders(e: &Evidence) -> Vec<&PortHolder> {
+    let in_use = e.failed_binds.iter().any(|b| b.errno == "EADDRINUSE");
+    e.port_holders.iter().filter(|h| in_use || h.state == "bound").collect()
+}
+
+/// "port 8080 in netns lab is held without a listener: pid 7 (api) tcp 0.0.0.0:8080 bound, not
+/// listening", one line per holder (TIME_WAIT connections counted in one line).
+fn holders(e: &Evidence) -> Vec<String> {
+    let shown = relevant_holders(e);
+    if shown.is_empty() {
+        return Vec::new();
+    }
+    let ns = e.netns.as_ref().map(ns_name).unwrap_or_else(|| "host".into());
+    let (time_wait, live): (Vec<&PortHolder>, Vec<&PortHolder>) =
+        shown.into_iter().partition(|h| h.state == "time_wait");
+    let mut ev: Vec<String> = live
+        .iter()
+        .take(HOLDERS_SHOWN)
+        .map(|h| {
+            format!(
+                "port {} in netns {ns} is held without a listener: {} {}",
+                e.port,
+                h.owned_by(),
+                h.describe()
+            )
+        })
+        .collect();
+    if live.len() > HOLDERS_SHOWN {
+        ev.push(format!("… and {} more sockets on port {}", live.len() - HOLDERS_SHOWN, e.port));
+    }
+    if !time_wait.is_empty() {
+        ev.push(format!(
+            "port {} in netns {ns} is held by {} connection(s) in TIME_WAIT (no process; the kernel \
+             frees them within 60 s)",
+            e.port,
+            time_wait.len()
+        ));
+    }
+    ev
 }
 
 /// "pid 42 (server) on 127.0.0.1:8080 in netns lab".
@@ -405,6 +454,7 @@ fn socket(e: &Evidence, f: &Facts) -> Option<Decided> {
             b.errno
         ));
     }
+    ev.extend(holders(e));
     Some((Verdict::NoListener, ev, fix::no_listener(e)))
 }
 

@@ -5,6 +5,7 @@ pub mod inventory;
 pub mod names;
 pub mod netstat;
 pub mod owners;
+pub mod port_holders;
 pub mod select;
 pub mod snapshot;
 pub mod sock_diag;

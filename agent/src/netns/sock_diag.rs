@@ -1,5 +1,6 @@
 //! Lists the listening TCP and bound UDP sockets of the calling thread's network namespace over
-//! NETLINK_SOCK_DIAG (what `ss -ltun` shows), read-only.
+//! NETLINK_SOCK_DIAG (what `ss -ltun` shows), read-only; [`dump_tcp`] serves other state sets
+//! (the port holders of `port_holders`).
 //!
 //! /proc/net/{tcp,udp}6 would also list them, but they lack the socket cookie and the v6-only
 //! flag: a `[::]:P` listener with IPV6_V6ONLY set never accepts an IPv4 client, which is exactly
@@ -94,11 +95,31 @@ pub fn dump_listeners() -> io::Result<Vec<SockEntry>> {
         (Family::V6, Proto::Udp),
     ];
     for (seq, (family, proto)) in (1u32..).zip(dumps) {
-        dump_one(&fd, family, proto, seq, &mut out).map_err(|e| {
+        let req = build_request(family, proto, seq);
+        dump_one(&fd, &req, seq, &mut out, |body| parse_diag_msg(body, proto)).map_err(|e| {
             io::Error::new(e.kind(), format!("sock_diag dump of {proto:?}/{family:?}: {e}"))
         })?;
     }
     out.sort_by_key(|e| (e.proto, e.port, e.family, e.addr, e.inode));
+    Ok(out)
+}
+
+/// Dumps the TCP sockets of one family in the calling thread's namespace whose state is in the
+/// `states` bit mask (`1 << TCP_*`), each through `parse`. A non-zero `sport` asks the kernel to
+/// filter by local port; callers still check it, since not every table of every kernel applies
+/// that filter.
+pub(super) fn dump_tcp<T>(
+    family: Family,
+    states: u32,
+    sport: u16,
+    parse: impl FnMut(DiagMsg<'_>) -> Option<T>,
+) -> io::Result<Vec<T>> {
+    let fd = open_diag_socket()?;
+    let mut out = Vec::new();
+    let req = build_request_for(family, Proto::Tcp, states, sport, 1);
+    let mut parse = parse;
+    dump_one(&fd, &req, 1, &mut out, |body| Ok(DiagMsg::parse(body)?.and_then(&mut parse)))
+        .map_err(|e| io::Error::new(e.kind(), format!("sock_diag dump of Tcp/{family:?}: {e}")))?;
     Ok(out)
 }
 
@@ -129,14 +150,13 @@ fn open_diag_socket() -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-fn dump_one(
+fn dump_one<T>(
     fd: &OwnedFd,
-    family: Family,
-    proto: Proto,
+    req: &[u8],
     seq: u32,
-    out: &mut Vec<SockEntry>,
+    out: &mut Vec<T>,
+    mut parse: impl FnMut(&[u8]) -> io::Result<Option<T>>,
 ) -> io::Result<()> {
-    let req = build_request(family, proto, seq);
     let sent = retry_eintr(|| {
         // SAFETY: req is a valid buffer of the given length; a zeroed sockaddr_nl is the kernel.
         unsafe {
@@ -179,7 +199,7 @@ fn dump_one(
         if n > buf.len() {
             return Err(io::Error::new(io::ErrorKind::InvalidData, "netlink reply truncated"));
         }
-        if parse_batch(&buf[..n], seq, proto, out)? {
+        if parse_batch_with(&buf[..n], seq, out, &mut parse)? {
             return Ok(());
         }
     }
@@ -201,6 +221,14 @@ fn retry_eintr(mut f: impl FnMut() -> isize) -> io::Result<usize> {
 }
 
 fn build_request(family: Family, proto: Proto, seq: u32) -> Vec<u8> {
+    let state = match proto {
+        Proto::Tcp => TCP_LISTEN,
+        Proto::Udp => TCP_CLOSE,
+    };
+    build_request_for(family, proto, 1u32 << state, 0, seq)
+}
+
+fn build_request_for(family: Family, proto: Proto, states: u32, sport: u16, seq: u32) -> Vec<u8> {
     let len = NLMSG_HDRLEN + REQ_V2_LEN;
     let mut req = Vec::with_capacity(len);
     req.extend_from_slice(&(len as u32).to_ne_bytes());
@@ -208,26 +236,36 @@ fn build_request(family: Family, proto: Proto, seq: u32) -> Vec<u8> {
     req.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
     req.extend_from_slice(&seq.to_ne_bytes());
     req.extend_from_slice(&0u32.to_ne_bytes());
-    let (af, ipproto, state) = match (family, proto) {
-        (Family::V4, Proto::Tcp) => (libc::AF_INET, libc::IPPROTO_TCP, TCP_LISTEN),
-        (Family::V6, Proto::Tcp) => (libc::AF_INET6, libc::IPPROTO_TCP, TCP_LISTEN),
-        (Family::V4, Proto::Udp) => (libc::AF_INET, libc::IPPROTO_UDP, TCP_CLOSE),
-        (Family::V6, Proto::Udp) => (libc::AF_INET6, libc::IPPROTO_UDP, TCP_CLOSE),
+    let af = match family {
+        Family::V4 => libc::AF_INET,
+        Family::V6 => libc::AF_INET6,
+    };
+    let ipproto = match proto {
+        Proto::Tcp => libc::IPPROTO_TCP,
+        Proto::Udp => libc::IPPROTO_UDP,
     };
     // No extensions requested: backlog comes in the fixed message, SKV6ONLY is always sent.
     req.extend_from_slice(&[af as u8, ipproto as u8, 0, 0]);
-    req.extend_from_slice(&(1u32 << state).to_ne_bytes());
-    // An all-zero sockid: no address/port/interface filter.
+    req.extend_from_slice(&states.to_ne_bytes());
+    // The sockid: source port (network order) first; no other address/port/interface filter.
+    req.extend_from_slice(&sport.to_be_bytes());
     req.resize(len, 0);
     req
 }
 
-/// Parses one recv() worth of netlink messages into `out`; returns true at NLMSG_DONE.
-fn parse_batch(
+/// Parses one recv() worth of listener messages into `out`; returns true at NLMSG_DONE.
+#[cfg(test)]
+fn parse_batch(data: &[u8], seq: u32, proto: Proto, out: &mut Vec<SockEntry>) -> io::Result<bool> {
+    parse_batch_with(data, seq, out, &mut |body| parse_diag_msg(body, proto))
+}
+
+/// Parses one recv() worth of netlink messages, each diag message through `parse`, into `out`;
+/// returns true at NLMSG_DONE.
+fn parse_batch_with<T>(
     mut data: &[u8],
     seq: u32,
-    proto: Proto,
-    out: &mut Vec<SockEntry>,
+    out: &mut Vec<T>,
+    parse: &mut impl FnMut(&[u8]) -> io::Result<Option<T>>,
 ) -> io::Result<bool> {
     while data.len() >= NLMSG_HDRLEN {
         let len = ne_u32(data, 0) as usize;
@@ -251,7 +289,7 @@ fn parse_batch(
                     }
                 }
                 SOCK_DIAG_BY_FAMILY => {
-                    if let Some(entry) = parse_diag_msg(body, proto)? {
+                    if let Some(entry) = parse(body)? {
                         out.push(entry);
                     }
                 }
@@ -263,62 +301,101 @@ fn parse_batch(
     Ok(false)
 }
 
+/// The fixed part of one `struct inet_diag_msg`, decoded, with its attributes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct DiagMsg<'a> {
+    pub family: Family,
+    /// `TCP_*` state (UDP reuses TCP_CLOSE / TCP_ESTABLISHED).
+    pub state: u8,
+    pub addr: IpAddr,
+    pub port: u16,
+    pub peer: IpAddr,
+    pub peer_port: u16,
+    pub bound_dev_if: u32,
+    pub cookie: u64,
+    pub rqueue: u32,
+    pub wqueue: u32,
+    pub uid: u32,
+    /// 0 for sockets no file refers to (TIME_WAIT, request sockets).
+    pub inode: u64,
+    pub attrs: &'a [u8],
+}
+
+impl<'a> DiagMsg<'a> {
+    /// `None` for a family other than AF_INET/AF_INET6; an error for a short message.
+    fn parse(body: &'a [u8]) -> io::Result<Option<Self>> {
+        if body.len() < DIAG_MSG_LEN {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "short inet_diag_msg"));
+        }
+        let family = match i32::from(body[0]) {
+            libc::AF_INET => Family::V4,
+            libc::AF_INET6 => Family::V6,
+            _ => return Ok(None),
+        };
+        // Ports and addresses are in network byte order; the other fields are host order.
+        let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
+        src.copy_from_slice(&body[8..24]);
+        dst.copy_from_slice(&body[24..40]);
+        let (addr, peer) = match family {
+            Family::V4 => (
+                IpAddr::V4(Ipv4Addr::new(src[0], src[1], src[2], src[3])),
+                IpAddr::V4(Ipv4Addr::new(dst[0], dst[1], dst[2], dst[3])),
+            ),
+            Family::V6 => (IpAddr::V6(Ipv6Addr::from(src)), IpAddr::V6(Ipv6Addr::from(dst))),
+        };
+        Ok(Some(Self {
+            family,
+            state: body[1],
+            addr,
+            port: u16::from_be_bytes([body[4], body[5]]),
+            peer,
+            peer_port: u16::from_be_bytes([body[6], body[7]]),
+            bound_dev_if: ne_u32(body, 40),
+            cookie: u64::from(ne_u32(body, 44)) | (u64::from(ne_u32(body, 48)) << 32),
+            rqueue: ne_u32(body, 56),
+            wqueue: ne_u32(body, 60),
+            uid: ne_u32(body, 64),
+            inode: u64::from(ne_u32(body, 68)),
+            attrs: &body[DIAG_MSG_LEN..],
+        }))
+    }
+}
+
 /// Parses one `struct inet_diag_msg` plus attributes; `None` for a socket that is not a
 /// listener (defensive: the state filter already excludes most of them).
 fn parse_diag_msg(body: &[u8], proto: Proto) -> io::Result<Option<SockEntry>> {
-    if body.len() < DIAG_MSG_LEN {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "short inet_diag_msg"));
-    }
-    let family = match i32::from(body[0]) {
-        libc::AF_INET => Family::V4,
-        libc::AF_INET6 => Family::V6,
-        _ => return Ok(None),
-    };
-    let state = body[1];
-    // Ports and addresses are in network byte order; the other fields are host order.
-    let port = u16::from_be_bytes([body[4], body[5]]);
-    let peer_port = u16::from_be_bytes([body[6], body[7]]);
-    let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
-    src.copy_from_slice(&body[8..24]);
-    dst.copy_from_slice(&body[24..40]);
-    let (addr, peer) = match family {
-        Family::V4 => (
-            IpAddr::V4(Ipv4Addr::new(src[0], src[1], src[2], src[3])),
-            IpAddr::V4(Ipv4Addr::new(dst[0], dst[1], dst[2], dst[3])),
-        ),
-        Family::V6 => (IpAddr::V6(Ipv6Addr::from(src)), IpAddr::V6(Ipv6Addr::from(dst))),
-    };
+    let Some(m) = DiagMsg::parse(body)? else { return Ok(None) };
     let listening = match proto {
-        Proto::Tcp => state == TCP_LISTEN,
+        Proto::Tcp => m.state == TCP_LISTEN,
         // What `ss -lun` shows: bound to a port, no peer.
-        Proto::Udp => state == TCP_CLOSE && port != 0 && peer_port == 0 && peer.is_unspecified(),
+        Proto::Udp => {
+            m.state == TCP_CLOSE && m.port != 0 && m.peer_port == 0 && m.peer.is_unspecified()
+        }
     };
     if !listening {
         return Ok(None);
     }
-    let cookie = u64::from(ne_u32(body, 44)) | (u64::from(ne_u32(body, 48)) << 32);
-    let (rqueue, wqueue) = (ne_u32(body, 56), ne_u32(body, 60));
-    let v6only = match family {
+    let v6only = match m.family {
         Family::V4 => None,
-        Family::V6 => find_attr(&body[DIAG_MSG_LEN..], INET_DIAG_SKV6ONLY)
-            .and_then(|v| v.first())
-            .map(|&b| b != 0),
+        Family::V6 => {
+            find_attr(m.attrs, INET_DIAG_SKV6ONLY).and_then(|v| v.first()).map(|&b| b != 0)
+        }
     };
     // For LISTEN sockets tcp_diag_get_info reports rqueue = sk_ack_backlog and
     // wqueue = sk_max_ack_backlog; for UDP they are byte counts, meaningless here.
     let (backlog, accept_queue) = match proto {
-        Proto::Tcp => (Some(wqueue), Some(rqueue)),
+        Proto::Tcp => (Some(m.wqueue), Some(m.rqueue)),
         Proto::Udp => (None, None),
     };
     Ok(Some(SockEntry {
-        family,
+        family: m.family,
         proto,
-        addr,
-        port,
-        bound_dev_if: ne_u32(body, 40),
-        uid: ne_u32(body, 64),
-        inode: u64::from(ne_u32(body, 68)),
-        cookie,
+        addr: m.addr,
+        port: m.port,
+        bound_dev_if: m.bound_dev_if,
+        uid: m.uid,
+        inode: m.inode,
+        cookie: m.cookie,
         v6only,
         backlog,
         accept_queue,

@@ -26,7 +26,11 @@ use crate::{
     kernel::{privileges, release, wsl},
     lab::NetNsFd,
     model::listener_view::ListenerView,
-    netns::{addresses, enter, snapshot},
+    netns::{
+        addresses, enter,
+        port_holders::{self, PortHolder},
+        snapshot,
+    },
     probes::{bind_listen::DEFAULT_RING_KIB, sock_event::NetnsRef},
 };
 use collect::Collector;
@@ -155,6 +159,7 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         evidence.iface = Some(arrival_iface(&ifaces, target));
     }
     evidence.listeners = listeners_on(target.port).await?;
+    evidence.port_holders = holders_on(&ns, target.port).await;
     if !evidence.watched {
         evidence.overflow = full_queue_now(&evidence.listeners, &ns);
     }
@@ -289,6 +294,23 @@ async fn listeners_on(port: u16) -> anyhow::Result<Vec<ListenerView>> {
                 .map(move |l| ListenerView::new(r.clone(), l))
         })
         .collect())
+}
+
+/// The sockets holding `port` in the target namespace without listening: what a failed bind
+/// collided with. Unreadable: no holders, said on stderr (the diagnosis stands without them).
+async fn holders_on(ns: &Watched, port: u16) -> Vec<PortHolder> {
+    let path = ns.path.clone();
+    match tokio::task::spawn_blocking(move || port_holders::port_holders_in(&path, port)).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            eprintln!("reach: cannot list the sockets on port {port} in netns {}: {e}", ns.name);
+            Vec::new()
+        }
+        Err(e) => {
+            eprintln!("reach: listing the sockets on port {port} failed: {e}");
+            Vec::new()
+        }
+    }
 }
 
 /// Without watching, a listener whose accept queue is full right now predicts an overflow (the

@@ -64,6 +64,7 @@ impl Report<'_> {
             "attempt": self.attempt,
             "listeners": e.listeners,
             "failed_binds": e.failed_binds,
+            "port_holders": e.port_holders,
             "firewalld": e.prediction,
             "nft": e.attribution.as_ref().map(|a| json!({"firewalld": a})).or_else(|| e.netfilter.as_ref().map(|r| json!({"rule": r}))),
             "overflow": e.overflow,
