@@ -14,11 +14,10 @@ use serde::Serialize;
 use super::{
     enter,
     owners::{self, Owner},
-    sock_diag::{self, DiagMsg, Family},
+    sock_diag::{self, DiagMsg, Family, TCP_CLOSE, TCP_LISTEN},
 };
 use crate::output::endpoint::endpoint;
 
-const TCP_LISTEN: u8 = 10;
 /// Not a real socket state: sock_diag reports sockets that are bound but neither listening nor
 /// connected with it (Linux ≥ 6.8; older kernels ignore the bit).
 const TCP_BOUND_INACTIVE: u8 = 13;
@@ -93,7 +92,7 @@ fn state_name(state: u8) -> &'static str {
         5 => "fin_wait2",
         6 => "time_wait",
         // A TCP socket in CLOSE that sock_diag lists at all is bound to the port.
-        7 | TCP_BOUND_INACTIVE => "bound",
+        TCP_CLOSE | TCP_BOUND_INACTIVE => "bound",
         8 => "close_wait",
         9 => "last_ack",
         11 => "closing",
@@ -104,12 +103,7 @@ fn state_name(state: u8) -> &'static str {
 /// The non-listening TCP sockets on `port` in the calling thread's namespace, sorted by state
 /// and endpoint, without owners.
 pub fn port_holders(port: u16) -> io::Result<Vec<PortHolder>> {
-    let mut all = Vec::new();
-    for family in [Family::V4, Family::V6] {
-        all.extend(sock_diag::dump_tcp(family, ALL_STATES, port, |m| {
-            PortHolder::from_msg(m, port)
-        })?);
-    }
+    let mut all = sock_diag::dump_tcp(ALL_STATES, port, |m| PortHolder::from_msg(m, port))?;
     all.sort_by(|a, b| (a.state, &a.local, &a.peer).cmp(&(b.state, &b.local, &b.peer)));
     Ok(all)
 }

@@ -29,9 +29,9 @@ const DIAG_MSG_LEN: usize = 72;
 /// Attribute carrying `ipv6_only_sock()`. The kernel adds it unasked to every AF_INET6 socket in
 /// LISTEN or CLOSE state (inet_diag_msg_attrs_fill), i.e. to everything we dump.
 const INET_DIAG_SKV6ONLY: u16 = 11;
-const TCP_LISTEN: u8 = 10;
+pub(super) const TCP_LISTEN: u8 = 10;
 /// Unconnected UDP sockets sit in TCP_CLOSE; connect()ed ones move to TCP_ESTABLISHED.
-const TCP_CLOSE: u8 = 7;
+pub(super) const TCP_CLOSE: u8 = 7;
 /// A dump reply never takes long; this only guarantees `recv` cannot block forever.
 const RECV_TIMEOUT: Duration = Duration::from_secs(5);
 /// netlink caps a dump skb at 32 KiB; 64 KiB can never be truncated (checked with MSG_TRUNC).
@@ -104,22 +104,24 @@ pub fn dump_listeners() -> io::Result<Vec<SockEntry>> {
     Ok(out)
 }
 
-/// Dumps the TCP sockets of one family in the calling thread's namespace whose state is in the
-/// `states` bit mask (`1 << TCP_*`), each through `parse`. A non-zero `sport` asks the kernel to
-/// filter by local port; callers still check it, since not every table of every kernel applies
-/// that filter.
+/// Dumps the TCP sockets (IPv4, then IPv6) of the calling thread's namespace whose state is in
+/// the `states` bit mask (`1 << TCP_*`), each through `parse`. A non-zero `sport` asks the
+/// kernel to filter by local port; `parse` still checks the port, so correctness never rests on
+/// every kernel applying that filter to every socket table.
 pub(super) fn dump_tcp<T>(
-    family: Family,
     states: u32,
     sport: u16,
-    parse: impl FnMut(DiagMsg<'_>) -> Option<T>,
+    mut parse: impl FnMut(DiagMsg<'_>) -> Option<T>,
 ) -> io::Result<Vec<T>> {
     let fd = open_diag_socket()?;
     let mut out = Vec::new();
-    let req = build_request_for(family, Proto::Tcp, states, sport, 1);
-    let mut parse = parse;
-    dump_one(&fd, &req, 1, &mut out, |body| Ok(DiagMsg::parse(body)?.and_then(&mut parse)))
-        .map_err(|e| io::Error::new(e.kind(), format!("sock_diag dump of Tcp/{family:?}: {e}")))?;
+    for (seq, family) in (1u32..).zip([Family::V4, Family::V6]) {
+        let req = build_request_for(family, Proto::Tcp, states, sport, seq);
+        dump_one(&fd, &req, seq, &mut out, |body| Ok(DiagMsg::parse(body)?.and_then(&mut parse)))
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("sock_diag dump of Tcp/{family:?}: {e}"))
+            })?;
+    }
     Ok(out)
 }
 
