@@ -2,16 +2,10 @@
 //! scenario of `reach-scenario` run inside a lab namespace while `reach watch` runs, plus a
 //! listener that existed before reach started. Every event must carry the right namespace
 //! inode (that of /proc/PID/ns/net), pid, address, port and result; nothing stays attached.
-use std::{
-    os::unix::fs::MetadataExt,
-    process::{Command, Stdio},
-    sync::Mutex,
-    thread,
-    time::Duration,
-};
+use std::{os::unix::fs::MetadataExt, process::Command, sync::Mutex, thread, time::Duration};
 
 use reach_agent::lab::NetNs;
-use reach_tests::{bpf_programs_left, reach_bin, require_root};
+use reach_tests::{WatchRun, bpf_programs_left, reach_bin, require_root};
 use serde_json::Value;
 
 /// reach attaches global probes; keep watch runs of this file from overlapping.
@@ -36,32 +30,43 @@ fn watch_scenario(attach: Option<&str>, pre: u16, base: u16) -> Run {
     // The listener that existed before reach: the scenario held for 20 s.
     let mut before =
         ns.spawn(SCENARIO, &[&pre.to_string(), "20000"]).expect("start the pre-existing listeners");
-    thread::sleep(Duration::from_millis(300));
+    wait_until_bound(&ns, "udp", pre + 4);
 
-    let mut watch = Command::new(reach_bin());
-    watch.args(["watch", "--json", "--duration", "4", "--netns", ns.name()]);
+    let mut args = vec!["--json", "--duration", "4", "--netns", ns.name()];
     if let Some(mode) = attach {
-        watch.args(["--attach", mode]);
+        args.extend(["--attach", mode]);
     }
-    let watch =
-        watch.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start reach watch");
-    // Give it time to attach and print the snapshot.
-    thread::sleep(Duration::from_millis(1500));
+    let watch = WatchRun::start(&args, "watching binds");
     let scenario = ns.run(SCENARIO, &[&base.to_string(), "300"]).expect("scenario");
     let scenario: Value = serde_json::from_str(scenario.trim()).expect("scenario JSON");
     // A bind in the host namespace must be filtered out.
     let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     drop(host);
 
-    let out = watch.wait_with_output().unwrap();
-    assert!(out.status.success(), "watch failed: {}", String::from_utf8_lossy(&out.stderr));
+    let (code, stdout, stderr) = watch.finish_raw();
+    assert_eq!(code, Some(0), "watch failed: {stderr}");
     let before_pid = before.pid() as u32;
     before.kill().ok();
-    let lines = String::from_utf8_lossy(&out.stdout)
+    let lines = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
         .collect();
     Run { lines, scenario, before_pid, ns_inode }
+}
+
+/// Waits (at most 10 s) until a `proto` socket is bound to `port` in `ns`: the scenario binds
+/// in order, so its later sockets exist once this one does.
+fn wait_until_bound(ns: &NetNs, proto: &str, port: u16) {
+    let flag = if proto == "udp" { "-Hua" } else { "-Hta" };
+    let filter = format!("sport = :{port}");
+    for _ in 0..500 {
+        let out = ns.run("ss", &[flag, &filter]).expect("ss (iproute2) in the lab namespace");
+        if !out.trim().is_empty() {
+            return;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    panic!("no {proto} socket bound to port {port} in {} after 10 s", ns.name());
 }
 
 fn find<'a>(
@@ -220,31 +225,15 @@ fn ring_buffer_overflow_is_counted_never_silent() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     require_root();
     let ns = NetNs::new("lost").expect("lab namespace");
-    let watch = Command::new(reach_bin())
-        .args([
-            "watch",
-            "--json",
-            "--ring-buffer-kib",
-            "4",
-            "--duration",
-            "4",
-            "--netns",
-            ns.name(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    thread::sleep(Duration::from_millis(1500));
+    let watch = WatchRun::start(
+        &["--json", "--ring-buffer-kib", "4", "--duration", "4", "--netns", ns.name()],
+        "watching binds",
+    );
     const N: u64 = 20_000;
     let burst: Value =
         serde_json::from_str(ns.run(SCENARIO, &["burst", &N.to_string()]).unwrap().trim()).unwrap();
-    let out = watch.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let (code, lines) = watch.finish();
+    assert_eq!(code, Some(0), "watch failed");
     let seen =
         lines.iter().filter(|l| l["type"] == "bind" && l["pid"] == burst["pid"]).count() as u64;
     let lost: u64 =
@@ -264,7 +253,7 @@ fn listeners_lists_the_lab_namespace_and_flags_loopback_only() {
     require_root();
     let ns = NetNs::new("listeners").expect("lab namespace");
     let mut holder = ns.spawn(SCENARIO, &["47800", "20000"]).unwrap();
-    thread::sleep(Duration::from_millis(300));
+    wait_until_bound(&ns, "udp", 47804);
     let out = Command::new(reach_bin())
         .args(["listeners", "--json", "--netns", ns.name()])
         .output()

@@ -162,32 +162,93 @@ fn nft_drop_rule_is_netfilter_drop() {
 
 #[test]
 fn accepted_connection_has_a_synack_and_no_drop() {
+    accepted_flow("wp-ok", 7103, None);
+}
+
+#[test]
+fn a_handshake_during_a_slow_start_keeps_its_syn_and_synack() {
+    // Regression: while the listener snapshot ran (~1 s with these hogs), the socket ring's
+    // ESTABLISHED was read ahead of the packet ring's SYN and SYN-ACK and judged alone once a
+    // fixed reorder delay had passed: `accepted` with no SYN-ACK and syn_count 0. The pause
+    // lets the session finish starting and settle the flow on its own before the stop.
+    accepted_flow("wp-slow", 7109, Some(FdHogs::start(8)));
+}
+
+/// A client connects to a listener while reach watches: one SYN, one SYN-ACK, no drop, and one
+/// `accepted` flow that joins them. With `hogs` the session starts slowly and is given 2 s to
+/// settle the flow itself.
+fn accepted_flow(name: &str, port: u16, hogs: Option<FdHogs>) {
     require_root();
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let hosts = TwoHosts::new("wp-ok").unwrap();
-    let listener =
-        hosts.server.run_in(|| TcpListener::bind((TwoHosts::SERVER_V4, 7103))).unwrap().unwrap();
-    let run = watch(&hosts, 7103);
-    let stream = connect(&hosts, SocketAddr::from((TwoHosts::SERVER_V4, 7103))).expect("connect");
+    let hosts = TwoHosts::new(name).unwrap();
+    let listener = hosts
+        .server
+        .run_in(move || TcpListener::bind((TwoHosts::SERVER_V4, port)))
+        .unwrap()
+        .unwrap();
+    let run = watch(&hosts, port);
+    let stream = connect(&hosts, SocketAddr::from((TwoHosts::SERVER_V4, port))).expect("connect");
     let (_accepted, peer) = listener.accept().unwrap();
     assert_eq!(peer.port(), stream.local_addr().unwrap().port());
+    if hogs.is_some() {
+        std::thread::sleep(Duration::from_secs(2));
+    }
     let (code, lines) = run.stop();
+    drop(hogs);
     assert_eq!(code, Some(0));
-    let syn = of_type(&lines, "syn", 7103);
+    let dport = u64::from(port);
+    let syn = of_type(&lines, "syn", dport);
     assert_eq!(syn.len(), 1, "{lines:#?}");
-    let synack = of_type(&lines, "synack", 7103);
+    let synack = of_type(&lines, "synack", dport);
     assert_eq!(synack.len(), 1, "{lines:#?}");
     assert_eq!(synack[0]["dport"], syn[0]["sport"]);
-    assert!(of_type(&lines, "drop", 7103).is_empty(), "{lines:#?}");
-    let fl = flows(&lines, 7103);
+    assert!(of_type(&lines, "drop", dport).is_empty(), "{lines:#?}");
+    let fl = flows(&lines, port);
     assert_eq!(fl.len(), 1, "{lines:#?}");
-    assert_eq!(fl[0]["outcome"], "accepted", "{}", fl[0]);
-    assert_eq!(fl[0]["synack_sent"], true);
+    assert_eq!(
+        (fl[0]["outcome"].as_str(), fl[0]["synack_sent"].as_bool(), fl[0]["syn_count"].as_u64()),
+        (Some("accepted"), Some(true), Some(1)),
+        "the SYN and the SYN-ACK joined the accepted flow: {lines:#?}"
+    );
     assert_eq!(
         fl[0]["client"],
         format!("{}:{}", TwoHosts::CLIENT_V4, stream.local_addr().unwrap().port())
     );
     assert_clean(&hosts);
+}
+
+/// Processes holding many descriptors: reach's listener snapshot reads them all, so the session
+/// starts slowly, as on a busy host. Killed on drop.
+struct FdHogs(Vec<std::process::Child>);
+
+impl FdHogs {
+    fn start(n: usize) -> Self {
+        use std::io::BufRead;
+        let mut hogs = FdHogs(Vec::new());
+        for _ in 0..n {
+            let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_reach-scenario"))
+                .args(["hold-fds", "120"])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .expect("start reach-scenario hold-fds");
+            let mut line = String::new();
+            std::io::BufReader::new(c.stdout.take().unwrap()).read_line(&mut line).unwrap();
+            hogs.0.push(c);
+            let held: usize =
+                line.trim().strip_prefix("ready ").and_then(|n| n.parse().ok()).unwrap_or(0);
+            assert!(held >= 1000, "hold-fds could only open {held:?} descriptors: {line}");
+        }
+        hogs
+    }
+}
+
+impl Drop for FdHogs {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 #[test]

@@ -42,8 +42,8 @@
 //!   or a non-SYN drop of an unknown flow belongs to a connection reach did not see start (an
 //!   abort, `TCP_OLD_DATA` on a long-lived connection): reporting those would flood the output
 //!   with non-attempts, so they are only counted in [`FlowStats::unmatched`].
-//! - **Order**: observations of one attempt must arrive in kernel order (one ring buffer for TC
-//!   and drop events keeps it). Evidence arriving after its attempt was reported never produces a
+//! - **Order**: observations of one attempt must arrive in kernel order (`reach watch` sorts
+//!   what its ring buffers deliver in `commands/watch/reorder.rs`). Evidence arriving after its attempt was reported never produces a
 //!   second record; when it contradicts the report it is counted in [`FlowStats::late`].
 //! - **Memory**: at most `capacity` flows. A reported flow lingers for `linger` after its last
 //!   observation, so its retransmissions and late evidence are absorbed instead of starting new

@@ -14,6 +14,10 @@
 //! `reach-scenario burst N` instead binds N UDP sockets to 127.0.0.1:0 as fast as it can (each
 //! closed at once) and prints {"pid":..,"binds":N}: the load for the lost-event accounting test.
 //!
+//! `reach-scenario hold-fds SECS` raises its open-file limit to the hard limit, fills it with
+//! descriptors of /dev/null, prints `ready` and sleeps SECS seconds: processes like that make
+//! reach's listener snapshot (which reads every process's descriptors) slow, as on a busy host.
+//!
 //! then holds the sockets HOLD_MS milliseconds and closes them (listener closes), and prints
 //! one JSON line: {"pid":..,"netns":..,"ephemeral_port":..}.
 use std::{mem, os::unix::fs::MetadataExt, thread, time::Duration};
@@ -111,8 +115,36 @@ fn burst(n: u32) {
     println!("{{\"pid\":{},\"binds\":{n}}}", std::process::id());
 }
 
+fn hold_fds(secs: u64) {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: plain syscalls on our own process limits with a valid struct.
+    unsafe {
+        check(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), "getrlimit");
+        lim.rlim_cur = lim.rlim_max.min(1 << 20);
+        check(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), "setrlimit");
+    }
+    let mut held = Vec::new();
+    // Leave room for stdio and the runtime's own descriptors.
+    for _ in 0..lim.rlim_cur.saturating_sub(64) {
+        match std::fs::File::open("/dev/null") {
+            Ok(f) => held.push(f),
+            Err(_) => break,
+        }
+    }
+    println!("ready {}", held.len());
+    thread::sleep(Duration::from_secs(secs));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("hold-fds") {
+        let Some(secs) = args.get(2).and_then(|a| a.parse().ok()) else {
+            eprintln!("usage: reach-scenario hold-fds SECS");
+            std::process::exit(2);
+        };
+        hold_fds(secs);
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("burst") {
         let Some(n) = args.get(2).and_then(|a| a.parse().ok()) else {
             eprintln!("usage: reach-scenario burst N");

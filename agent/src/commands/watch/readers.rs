@@ -1,7 +1,9 @@
 //! One task per ring buffer, all feeding one bounded channel. A full channel stops the readers,
 //! the rings then fill, and the kernel counts what it cannot queue: losses stay visible instead
 //! of growing memory without bound. On stop each reader drains its ring before exiting, so events
-//! already queued in the kernel are still reported.
+//! already queued in the kernel are still reported. After each drain a reader says when it
+//! started it ([`Msg::Drained`]): the reorder buffer releases an observation only once every
+//! ring was drained past it.
 use aya::maps::{MapData, RingBuf};
 use reach_common::{event::SockEvent, net::PacketEvent};
 use tokio::{
@@ -15,6 +17,7 @@ use crate::{
         trace::{Assembler, PacketTrace},
         trace_listener::TraceListener,
     },
+    output::time::boot_ns,
     probes::{packet_event, sock_event},
 };
 
@@ -26,6 +29,8 @@ pub enum Msg {
     Packet(PacketEvent),
     /// A packet's walk through nftables in a watched namespace (inode).
     Trace(u64, PacketTrace),
+    /// Ring `.0` was drained from boot-time `.1` on: its events from before were sent ahead.
+    Drained(usize, u64),
 }
 
 /// Spawns a blocking reader of nftables traces for the namespace `netns` (inode); it assembles
@@ -78,10 +83,11 @@ fn decode(kind: Kind, bytes: &[u8]) -> Option<Msg> {
     }
 }
 
-/// Spawns a reader for `ring` onto `set`.
+/// Spawns a reader for `ring` onto `set`; `id` names it in its [`Msg::Drained`] reports.
 pub fn spawn(
     set: &mut JoinSet<anyhow::Result<()>>,
     ring: RingBuf<MapData>,
+    id: usize,
     kind: Kind,
     tx: mpsc::Sender<Msg>,
     mut stop: watch::Receiver<bool>,
@@ -97,28 +103,21 @@ pub fn spawn(
         loop {
             tokio::select! {
                 _ = poll.tick() => {
-                    for msg in drain(fd.get_mut(), kind) {
-                        if tx.send(msg).await.is_err() {
-                            return Ok(());
-                        }
+                    let batch = drain(fd.get_mut(), id, kind);
+                    if send_all(&tx, batch).await.is_err() {
+                        return Ok(());
                     }
                 }
                 guard = fd.readable_mut() => {
                     let mut guard = guard?;
-                    let batch = drain(guard.get_inner_mut(), kind);
+                    let batch = drain(guard.get_inner_mut(), id, kind);
                     guard.clear_ready();
-                    for msg in batch {
-                        if tx.send(msg).await.is_err() {
-                            return Ok(());
-                        }
+                    if send_all(&tx, batch).await.is_err() {
+                        return Ok(());
                     }
                 }
                 _ = stop.changed() => {
-                    for msg in drain(fd.get_mut(), kind) {
-                        if tx.send(msg).await.is_err() {
-                            break;
-                        }
-                    }
+                    let _ = send_all(&tx, drain(fd.get_mut(), id, kind)).await;
                     return Ok(());
                 }
             }
@@ -127,13 +126,25 @@ pub fn spawn(
     Ok(())
 }
 
-/// Copies out what is queued now (items are released as they are read).
-fn drain(ring: &mut RingBuf<MapData>, kind: Kind) -> Vec<Msg> {
+/// Copies out what is queued now (items are released as they are read), followed by the
+/// drain's start time. Taken before reading: an event stamped earlier was already queued (up to
+/// the reorder buffer's submit slack), so this drain reads it.
+fn drain(ring: &mut RingBuf<MapData>, id: usize, kind: Kind) -> Vec<Msg> {
+    let started = boot_ns();
     let mut out = Vec::new();
     while let Some(item) = ring.next() {
         if let Some(msg) = decode(kind, &item) {
             out.push(msg);
         }
     }
+    out.push(Msg::Drained(id, started));
     out
+}
+
+/// Sends in order; Err once the session stopped listening.
+async fn send_all(tx: &mpsc::Sender<Msg>, batch: Vec<Msg>) -> Result<(), ()> {
+    for msg in batch {
+        tx.send(msg).await.map_err(|_| ())?;
+    }
+    Ok(())
 }

@@ -241,20 +241,17 @@ impl Session {
         let (tx, rx) = mpsc::channel::<Msg>(4096);
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut readers = JoinSet::new();
-        readers::spawn(
-            &mut readers,
-            binds.take_events()?,
-            readers::Kind::Sock,
-            tx.clone(),
-            stop_rx.clone(),
-        )?;
+        let mut rings = vec![(binds.take_events()?, readers::Kind::Sock)];
         if let Some(d) = drops.as_mut() {
-            let ring = d.take_events()?;
-            readers::spawn(&mut readers, ring, readers::Kind::Packet, tx.clone(), stop_rx.clone())?;
+            rings.push((d.take_events()?, readers::Kind::Packet));
         }
         for t in taps.iter_mut() {
-            let ring = t.take_events()?;
-            readers::spawn(&mut readers, ring, readers::Kind::Packet, tx.clone(), stop_rx.clone())?;
+            rings.push((t.take_events()?, readers::Kind::Packet));
+        }
+        // Ring ids are positions in `rings`: the reorder buffer waits for each of them.
+        let ring_count = rings.len();
+        for (id, (ring, kind)) in rings.into_iter().enumerate() {
+            readers::spawn(&mut readers, ring, id, kind, tx.clone(), stop_rx.clone())?;
         }
         for (inode, listener) in trace_listeners {
             readers::spawn_trace(&mut readers, listener, inode, tx.clone(), stop_rx.clone());
@@ -282,7 +279,7 @@ impl Session {
             bind_filter: opts.bind_filter.clone(),
             packet_inodes: opts.namespaces.iter().map(|n| n.inode).collect(),
             flows: FlowTable::new(FLOW_CAPACITY, opts.flow_timeout),
-            reorder: reorder::Reorder::default(),
+            reorder: reorder::Reorder::new(ring_count),
             verdicts: Verdicts::default(),
             ns_paths: opts.namespaces.iter().map(|n| (n.inode, n.path.clone())).collect(),
             firewalld_bus: opts.firewalld_bus.clone(),
@@ -331,7 +328,7 @@ impl Session {
             },
             _ = self.tick.tick() => {
                 self.ticks += 1;
-                self.state.settle_flows(boot_ns(), sink)?;
+                self.state.settle_flows(false, sink)?;
                 // Counters change slowly; reading them every 500 ms keeps the cost flat.
                 if self.ticks.is_multiple_of(5) {
                     self.poll_counters(sink)?;
@@ -362,7 +359,7 @@ impl Session {
         while let Some(r) = self.readers.join_next().await {
             r??;
         }
-        self.state.settle_flows(u64::MAX, sink)?;
+        self.state.settle_flows(true, sink)?;
         let pending = self.state.flows.drain();
         for rec in &pending {
             let fw = self.state.verdict_of(rec).cloned();
@@ -539,6 +536,10 @@ impl State {
                 }
                 sink.event(&mut self.names, Event::Verdict(&v))
             }
+            Msg::Drained(ring, at_ns) => {
+                self.reorder.drained(ring, at_ns);
+                Ok(())
+            }
             Msg::Packet(ev) => {
                 // The drop tracer sees every namespace; report only the watched ones.
                 if !self.packet_inodes.contains(&(ev.netns as u64)) {
@@ -597,15 +598,19 @@ impl State {
         ))
     }
 
-    /// Feeds observations that left the reorder window to the flow table, then expires
-    /// unanswered attempts; reports every flow that settled. `now == u64::MAX`: flush all.
-    fn settle_flows(&mut self, now: u64, sink: &mut impl Sink) -> anyhow::Result<()> {
+    /// Feeds the observations every ring was drained past to the flow table, then expires
+    /// attempts unanswered by then; reports every flow that settled. `stopping`: everything
+    /// was drained for the last time, so all of it goes, and silence counts up to now.
+    fn settle_flows(&mut self, stopping: bool, sink: &mut impl Sink) -> anyhow::Result<()> {
+        let (ready, expire_at) = if stopping {
+            (self.reorder.flush(), boot_ns())
+        } else {
+            (self.reorder.ready(), self.reorder.horizon())
+        };
         let mut settled: Vec<FlowRecord> = Vec::new();
-        for obs in self.reorder.ready(now) {
+        for obs in ready {
             settled.extend(self.flows.observe(obs));
         }
-        let expire_at =
-            if now == u64::MAX { boot_ns() } else { now.saturating_sub(reorder::WINDOW_NS) };
         settled.extend(self.flows.expire(expire_at));
         for rec in settled {
             let fw = self.verdict_of(&rec).cloned();
