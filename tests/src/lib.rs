@@ -140,6 +140,13 @@ pub fn bpf_programs_left(prefix: &str) -> Vec<String> {
     }
 }
 
+/// One JSON value per line of `text` (`--json` output); panics naming a line that is not JSON.
+pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
 /// A running `reach watch --json ...` whose stdout is collected and whose stderr is watched
 /// for the line that says everything is attached.
 pub struct WatchRun {
@@ -216,11 +223,7 @@ impl WatchRun {
     /// Waits for a `--duration` run to end and returns (exit code, JSON lines).
     pub fn finish(self) -> (Option<i32>, Vec<serde_json::Value>) {
         let (code, text, _) = self.finish_raw();
-        let lines = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-            .collect();
-        (code, lines)
+        (code, json_lines(&text))
     }
 
     /// Waits for the run to end by itself and returns (exit code, whole stdout, whole stderr).

@@ -5,7 +5,7 @@
 use std::{os::unix::fs::MetadataExt, process::Command, sync::Mutex, thread, time::Duration};
 
 use reach_agent::lab::NetNs;
-use reach_tests::{WatchRun, bpf_programs_left, reach_bin, require_root};
+use reach_tests::{WatchRun, bpf_programs_left, json_lines, reach_bin, require_root};
 use serde_json::Value;
 
 /// reach attaches global probes; keep watch runs of this file from overlapping.
@@ -47,11 +47,7 @@ fn watch_scenario(attach: Option<&str>, pre: u16, base: u16) -> Run {
     assert_eq!(code, Some(0), "watch failed: {stderr}");
     let before_pid = before.pid() as u32;
     before.kill().ok();
-    let lines = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect();
-    Run { lines, scenario, before_pid, ns_inode }
+    Run { lines: json_lines(&stdout), scenario, before_pid, ns_inode }
 }
 
 /// Waits (at most 10 s) until a `proto` socket is bound to `port` in `ns`: the scenario binds
@@ -232,8 +228,9 @@ fn ring_buffer_overflow_is_counted_never_silent() {
     const N: u64 = 20_000;
     let burst: Value =
         serde_json::from_str(ns.run(SCENARIO, &["burst", &N.to_string()]).unwrap().trim()).unwrap();
-    let (code, lines) = watch.finish();
-    assert_eq!(code, Some(0), "watch failed");
+    let (code, stdout, stderr) = watch.finish_raw();
+    assert_eq!(code, Some(0), "watch failed: {stderr}");
+    let lines = json_lines(&stdout);
     let seen =
         lines.iter().filter(|l| l["type"] == "bind" && l["pid"] == burst["pid"]).count() as u64;
     let lost: u64 =

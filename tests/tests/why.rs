@@ -152,43 +152,53 @@ fn rp_filter_drop_is_a_named_kernel_drop() {
 /// connect() from a chosen source address with a 1.5 s timeout (std cannot bind before
 /// connecting, so this goes through libc).
 fn connect_from(src: &str, to: (std::net::Ipv4Addr, u16)) -> std::io::Result<()> {
-    use std::os::fd::FromRawFd;
-    let src: std::net::Ipv4Addr = src.parse().unwrap();
-    // SAFETY: plain socket calls on a fresh fd owned by the TcpStream below.
+    use std::os::fd::AsRawFd;
+    let fd = bound_tcp_v4(src.parse().unwrap(), 0);
+    let tv = libc::timeval { tv_sec: 1, tv_usec: 500_000 };
+    let sa = sockaddr_v4(to.0, to.1);
+    // SAFETY: plain socket calls on our own fd with valid option and address structs.
     unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0);
-        let stream = TcpStream::from_raw_fd(fd);
-        let mut sa: libc::sockaddr_in = std::mem::zeroed();
-        sa.sin_family = libc::AF_INET as u16;
-        sa.sin_addr.s_addr = u32::from(src).to_be();
-        let r = libc::bind(
-            fd,
-            &sa as *const _ as *const libc::sockaddr,
-            size_of::<libc::sockaddr_in>() as u32,
-        );
-        assert_eq!(r, 0, "bind {src}: {}", std::io::Error::last_os_error());
-        let tv = libc::timeval { tv_sec: 1, tv_usec: 500_000 };
         libc::setsockopt(
-            fd,
+            fd.as_raw_fd(),
             libc::SOL_SOCKET,
             libc::SO_SNDTIMEO,
-            &tv as *const _ as *const libc::c_void,
+            (&raw const tv).cast(),
             size_of::<libc::timeval>() as u32,
         );
-        sa.sin_addr.s_addr = u32::from(to.0).to_be();
-        sa.sin_port = to.1.to_be();
         if libc::connect(
-            fd,
-            &sa as *const _ as *const libc::sockaddr,
+            fd.as_raw_fd(),
+            (&raw const sa).cast(),
             size_of::<libc::sockaddr_in>() as u32,
         ) != 0
         {
             return Err(std::io::Error::last_os_error());
         }
-        drop(stream);
     }
     Ok(())
+}
+
+fn sockaddr_v4(ip: std::net::Ipv4Addr, port: u16) -> libc::sockaddr_in {
+    // SAFETY: sockaddr_in is plain data; all zeroes is its "unset" value.
+    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    sa.sin_family = libc::AF_INET as u16;
+    sa.sin_port = port.to_be();
+    sa.sin_addr.s_addr = u32::from(ip).to_be();
+    sa
+}
+
+/// A TCP socket bound to `ip:port` (no SO_REUSEADDR), neither listening nor connected.
+fn bound_tcp_v4(ip: std::net::Ipv4Addr, port: u16) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    let sa = sockaddr_v4(ip, port);
+    // SAFETY: plain socket calls on a fresh fd, owned by the returned OwnedFd.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let owned = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let r = libc::bind(fd, (&raw const sa).cast(), size_of::<libc::sockaddr_in>() as u32);
+        assert_eq!(r, 0, "bind {ip}:{port}: {}", std::io::Error::last_os_error());
+        owned
+    }
 }
 
 #[test]
@@ -312,22 +322,13 @@ fn bad_input_is_refused_with_a_clear_message_and_nothing_attached() {
 /// listening with `backlog` (never accepting), or with None only bound (libc: std's
 /// TcpListener can neither choose the backlog nor stop before listen).
 fn tcp_socket(port: u16, backlog: Option<i32>) -> std::os::fd::OwnedFd {
-    use std::os::fd::FromRawFd;
-    // SAFETY: plain socket calls on a fresh fd, owned by the returned OwnedFd.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
-        assert!(fd >= 0);
-        let owned = std::os::fd::OwnedFd::from_raw_fd(fd);
-        let mut sa: libc::sockaddr_in = std::mem::zeroed();
-        sa.sin_family = libc::AF_INET as u16;
-        sa.sin_port = port.to_be();
-        let len = size_of::<libc::sockaddr_in>() as u32;
-        assert_eq!(libc::bind(fd, &sa as *const _ as *const libc::sockaddr, len), 0);
-        if let Some(b) = backlog {
-            assert_eq!(libc::listen(fd, b), 0);
-        }
-        owned
+    use std::os::fd::AsRawFd;
+    let fd = bound_tcp_v4(std::net::Ipv4Addr::UNSPECIFIED, port);
+    if let Some(b) = backlog {
+        // SAFETY: listen on our own bound socket.
+        assert_eq!(unsafe { libc::listen(fd.as_raw_fd(), b) }, 0);
     }
+    fd
 }
 
 #[test]

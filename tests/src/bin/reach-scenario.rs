@@ -135,23 +135,20 @@ fn hold_fds(secs: u64) {
     thread::sleep(Duration::from_secs(secs));
 }
 
+/// The subcommand's one numeric argument; exits 2 with `usage` when it is missing or bad.
+fn number_arg<T: std::str::FromStr>(args: &[String], usage: &str) -> T {
+    args.get(2).and_then(|a| a.parse().ok()).unwrap_or_else(|| {
+        eprintln!("usage: reach-scenario {usage}");
+        std::process::exit(2);
+    })
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("hold-fds") {
-        let Some(secs) = args.get(2).and_then(|a| a.parse().ok()) else {
-            eprintln!("usage: reach-scenario hold-fds SECS");
-            std::process::exit(2);
-        };
-        hold_fds(secs);
-        return;
-    }
-    if args.get(1).map(String::as_str) == Some("burst") {
-        let Some(n) = args.get(2).and_then(|a| a.parse().ok()) else {
-            eprintln!("usage: reach-scenario burst N");
-            std::process::exit(2);
-        };
-        burst(n);
-        return;
+    match args.get(1).map(String::as_str) {
+        Some("hold-fds") => return hold_fds(number_arg(&args, "hold-fds SECS")),
+        Some("burst") => return burst(number_arg(&args, "burst N")),
+        _ => {}
     }
     let (Some(base), Some(hold)) = (
         args.get(1).and_then(|a| a.parse::<u16>().ok()),
