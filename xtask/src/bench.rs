@@ -1,54 +1,189 @@
 //! `cargo xtask bench`: builds and runs `reach-bench` (crate reach-tests) in release, prints its
-//! results as tables and rewrites BENCHMARKS.md at the workspace root.
+//! results as tables and rewrites BENCHMARKS.md at the workspace root. `--quick` is the short
+//! form CI runs (through `tests/tests/bench_quick.rs`): a few rounds on the debug build, every
+//! figure checked to be produced and plausible, nothing written.
 //!
 //! reach-bench does the measuring (BPF_PROG_TEST_RUN of the classifier next to the empty floor,
 //! BPF run-time statistics of the kfree_skb handler under a loopback SYN load in a lab
-//! namespace) and prints one JSON document; this module only renders it, so xtask keeps no
-//! dependency on the agent.
+//! namespace) and prints one JSON document; this module only checks and renders it, so xtask
+//! keeps no dependency on the agent.
 use std::{
     fmt::Write as _,
     fs,
+    path::Path,
     process::{Command, Stdio},
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, bail, ensure};
 use serde_json::Value;
 
 use crate::{run, setup, workspace};
 
+/// reach-bench's arguments for `--quick`: enough packets and SYNs that every figure is a real
+/// measurement (the kernel times whole test runs), few enough to take seconds. Three rounds so
+/// the median survives one disturbed round.
+pub const QUICK_ARGS: &[&str] = &["--repeat", "20000", "--rounds", "3", "--syns", "300"];
+
+/// The cases reach-bench measures (its `classifier_bench` and `kfree_skb_bench` lists): a
+/// benchmark that silently stops producing one of them must fail the check.
+pub const CLASSIFIER_CASES: usize = 7;
+pub const KFREE_SKB_ROWS: usize = 5;
+
 /// Sets up, builds and runs the benchmark (`args` go to reach-bench), prints the tables and
-/// writes BENCHMARKS.md.
+/// writes BENCHMARKS.md; with `--quick` among `args`, runs [`quick`] on the debug build instead.
 pub fn bench(args: &[String]) -> anyhow::Result<()> {
     setup::all()?;
+    let quick_run = args.iter().any(|a| a == "--quick");
+    if quick_run && args.len() > 1 {
+        bail!("--quick takes no other arguments (it runs reach-bench {})", QUICK_ARGS.join(" "));
+    }
     let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     build.current_dir(workspace::root()).args([
         "build",
-        "--release",
         "-p",
         "reach-tests",
         "--bin",
         "reach-bench",
     ]);
+    if !quick_run {
+        build.arg("--release");
+    }
     run::run(&mut build).context("building reach-bench failed")?;
-    let bin = workspace::target_dir().join("release").join("reach-bench");
-    let mut cmd = Command::new(&bin);
+    let profile = if quick_run { "debug" } else { "release" };
+    let bin = workspace::target_dir().join(profile).join("reach-bench");
+    if quick_run {
+        println!("{}", quick(&bin)?);
+        eprintln!(
+            "xtask: every benchmark figure was produced and is plausible (BENCHMARKS.md untouched)"
+        );
+        return Ok(());
+    }
+    let doc = measure(&bin, args)?;
+    check(&doc)?;
+    let command = std::iter::once("cargo xtask bench".to_string())
+        .chain(args.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let report = render(&doc, &meta(command))?;
+    println!("{report}");
+    let path = workspace::root().join("BENCHMARKS.md");
+    fs::write(&path, &report).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("xtask: wrote {}", path.display());
+    Ok(())
+}
+
+/// The short run: reach-bench at `bin` with [`QUICK_ARGS`], checked by [`check`] and rendered
+/// (the tables are returned, not written: quick numbers are not benchmark results).
+pub fn quick(bin: &Path) -> anyhow::Result<String> {
+    let args: Vec<String> = QUICK_ARGS.iter().map(|a| a.to_string()).collect();
+    let doc = measure(bin, &args)?;
+    check(&doc).context("reach-bench --quick produced an implausible figure")?;
+    render(&doc, &meta(format!("cargo xtask bench --quick ({})", QUICK_ARGS.join(" "))))
+}
+
+/// Runs reach-bench and parses its JSON document.
+fn measure(bin: &Path, args: &[String]) -> anyhow::Result<Value> {
+    let mut cmd = Command::new(bin);
     cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::inherit());
     eprintln!("+ {}", run::show(&cmd));
     let out = cmd.output().with_context(|| format!("cannot start {}", bin.display()))?;
     if !out.status.success() {
         bail!("reach-bench failed: {}", out.status);
     }
-    let doc: Value = serde_json::from_slice(&out.stdout).context("reach-bench printed no JSON")?;
-    let command = std::iter::once("cargo xtask bench".to_string())
-        .chain(args.iter().cloned())
-        .collect::<Vec<_>>()
-        .join(" ");
-    let meta = Meta { command, date: date(), kernel: kernel(), cpu: cpu() };
-    let report = render(&doc, &meta)?;
-    println!("{report}");
-    let path = workspace::root().join("BENCHMARKS.md");
-    fs::write(&path, &report).with_context(|| format!("writing {}", path.display()))?;
-    eprintln!("xtask: wrote {}", path.display());
+    serde_json::from_slice(&out.stdout).context("reach-bench printed no JSON")
+}
+
+fn meta(command: String) -> Meta {
+    Meta { command, date: date(), kernel: kernel(), cpu: cpu() }
+}
+
+/// Every figure of a reach-bench document is there and plausible: each case measured, every
+/// time positive and finite, the classifier dearer than the empty floor, every SYN of an event
+/// case either delivered or counted lost, none of a filtered case turned into an event, and
+/// every SYN of the drop load seen by the drop handler. Errors name the case and the figure.
+pub fn check(doc: &Value) -> anyhow::Result<()> {
+    let (repeat, rounds, syns) = (num(doc, "repeat")?, num(doc, "rounds")?, num(doc, "syns")?);
+    let classifier = rows(doc, "classifier")?;
+    ensure!(
+        classifier.len() == CLASSIFIER_CASES,
+        "{} classifier cases measured, reach-bench has {CLASSIFIER_CASES}",
+        classifier.len()
+    );
+    for r in classifier {
+        let case = text(r, "case")?;
+        let figure = |key: &str| -> anyhow::Result<f64> {
+            let v = num(r, key).with_context(|| format!("classifier case {case:?}"))?;
+            ensure!(v.is_finite(), "classifier case {case:?}: {key} is {v}");
+            Ok(v)
+        };
+        let (ns, floor, ratio) = (figure("ns")?, figure("floor_ns")?, figure("ratio")?);
+        ensure!(ns > 0.0 && floor > 0.0, "classifier case {case:?}: ns {ns}, floor_ns {floor}");
+        // The floor is an empty program run the same way: the classifier parses headers on top.
+        ensure!(ratio > 1.0, "classifier case {case:?}: ratio {ratio} (ns {ns}, floor {floor})");
+        ensure!(
+            (ratio - ns / floor).abs() < 1e-6 * ratio,
+            "classifier case {case:?}: ratio {ratio} is not ns/floor_ns {}",
+            ns / floor
+        );
+        let rounds_of = |key: &str| r.get(key).and_then(Value::as_array).map_or(0, Vec::len);
+        for key in ["ns_rounds", "floor_ns_rounds"] {
+            ensure!(
+                rounds_of(key) as f64 == rounds,
+                "classifier case {case:?}: {} {key} of {rounds} rounds",
+                rounds_of(key)
+            );
+        }
+        let packets = figure("packets")?;
+        ensure!(packets == repeat * rounds, "classifier case {case:?}: {packets} packets run");
+        let events = figure("events_delivered")? + figure("events_lost")?;
+        if case.contains("watched port") && !case.contains("not watched") {
+            ensure!(
+                events == packets,
+                "classifier case {case:?}: {events} SYNs delivered or lost of {packets} sent"
+            );
+        } else {
+            ensure!(
+                events == 0.0,
+                "classifier case {case:?}: {events} events from filtered packets"
+            );
+        }
+    }
+    let drops = rows(doc, "kfree_skb")?;
+    ensure!(
+        drops.len() == KFREE_SKB_ROWS,
+        "{} kfree_skb rows measured, reach-bench has {KFREE_SKB_ROWS}",
+        drops.len()
+    );
+    for r in drops {
+        let case = text(r, "case")?;
+        let figure = |key: &str| -> anyhow::Result<f64> {
+            let v = num(r, key).with_context(|| format!("kfree_skb row {case:?}"))?;
+            ensure!(v.is_finite(), "kfree_skb row {case:?}: {key} is {v}");
+            Ok(v)
+        };
+        let sent = figure("syns")?;
+        ensure!(sent == syns, "kfree_skb row {case:?}: {sent} of {syns} SYNs sent");
+        let runs = figure("run_cnt")?;
+        ensure!(
+            runs >= sent,
+            "kfree_skb row {case:?}: {runs} handler runs for {sent} dropped SYNs"
+        );
+        let per = figure("ns_per_run")?;
+        ensure!(per > 0.0, "kfree_skb row {case:?}: {per} ns per run");
+        let events = figure("events_delivered")? + figure("events_lost")?;
+        if text(r, "path")?.starts_with("event path") {
+            ensure!(
+                events >= sent,
+                "kfree_skb row {case:?}: {events} events for {sent} dropped SYNs"
+            );
+        } else {
+            // The filter excludes the load's port; other drops on the machine may still match.
+            ensure!(
+                events < sent,
+                "kfree_skb row {case:?}: {events} events despite the port filter"
+            );
+        }
+    }
     Ok(())
 }
 
@@ -243,5 +378,97 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("## How to read it"));
+    }
+
+    /// A document as reach-bench prints it with `--repeat 1000 --rounds 2 --syns 100`.
+    fn plausible() -> Value {
+        let cls = |case: &str, events: bool| {
+            json!({"case": case, "bytes": 74, "ns": 90.0, "floor_ns": 30.0, "ratio": 3.0,
+                "ns_rounds": [90.0, 91.0], "floor_ns_rounds": [30.0, 30.0], "packets": 2000,
+                "events_delivered": if events { 1990 } else { 0 },
+                "events_lost": if events { 10 } else { 0 }})
+        };
+        let drop = |case: &str, path: &str, events: u64| {
+            json!({"case": format!("{case}, {path}"), "path": path, "syns": 100, "run_cnt": 104,
+                "ns_per_run": 400.0, "events_delivered": events, "events_lost": 0})
+        };
+        json!({
+            "repeat": 1000, "rounds": 2, "syns": 100,
+            "classifier": [
+                cls("SYN v4, watched port, ring read", true),
+                cls("SYN v4, watched port, ring full", true),
+                cls("SYN v4, port not watched", false),
+                cls("SYN v6, watched port, ring read", true),
+                cls("SYN v6, port not watched", false),
+                cls("ACK v4", false),
+                cls("UDP v4", false),
+            ],
+            "kfree_skb": [
+                drop("tp_btf kfree_skb", "event path, reader waiting", 104),
+                drop("tp_btf kfree_skb", "event path, reader behind", 100),
+                drop("tp_btf kfree_skb", "early exit (port filter)", 0),
+                drop("tracepoint skb:kfree_skb", "event path, reader waiting", 101),
+                drop("tracepoint skb:kfree_skb", "early exit (port filter)", 2),
+            ],
+        })
+    }
+
+    fn check_err(doc: &Value) -> String {
+        format!("{:#}", check(doc).expect_err("the check must refuse this document"))
+    }
+
+    #[test]
+    fn a_complete_plausible_run_passes_the_check() {
+        check(&plausible()).unwrap();
+    }
+
+    #[test]
+    fn a_missing_case_or_figure_fails_the_check_naming_it() {
+        let mut doc = plausible();
+        doc["classifier"].as_array_mut().unwrap().pop();
+        assert!(check_err(&doc).contains("6 classifier cases measured"), "{}", check_err(&doc));
+
+        let mut doc = plausible();
+        doc["kfree_skb"][4].as_object_mut().unwrap().remove("ns_per_run");
+        let err = check_err(&doc);
+        assert!(err.contains("lacks ns_per_run") && err.contains("early exit"), "{err}");
+
+        let mut doc = plausible();
+        doc["classifier"][6]["floor_ns_rounds"] = json!([30.0]);
+        assert!(check_err(&doc).contains("1 floor_ns_rounds of 2 rounds"), "{}", check_err(&doc));
+    }
+
+    #[test]
+    fn implausible_figures_fail_the_check() {
+        let mut doc = plausible();
+        doc["classifier"][2]["ratio"] = json!(f64::NAN);
+        // serde_json turns NaN into null: the figure is missing, not a number.
+        assert!(check_err(&doc).contains("lacks ratio"), "{}", check_err(&doc));
+
+        let mut doc = plausible();
+        doc["classifier"][5]["ns"] = json!(25.0);
+        doc["classifier"][5]["ratio"] = json!(25.0 / 30.0);
+        assert!(check_err(&doc).contains("\"ACK v4\": ratio 0.83"), "{}", check_err(&doc));
+
+        let mut doc = plausible();
+        doc["classifier"][0]["events_lost"] = json!(0);
+        let err = check_err(&doc);
+        assert!(err.contains("1990 SYNs delivered or lost of 2000 sent"), "{err}");
+
+        let mut doc = plausible();
+        doc["classifier"][4]["events_delivered"] = json!(3);
+        assert!(check_err(&doc).contains("3 events from filtered packets"), "{}", check_err(&doc));
+
+        let mut doc = plausible();
+        doc["kfree_skb"][1]["run_cnt"] = json!(99);
+        assert!(check_err(&doc).contains("99 handler runs for 100"), "{}", check_err(&doc));
+
+        let mut doc = plausible();
+        doc["kfree_skb"][2]["events_delivered"] = json!(100);
+        assert!(check_err(&doc).contains("despite the port filter"), "{}", check_err(&doc));
+
+        let mut doc = plausible();
+        doc["kfree_skb"][3]["syns"] = json!(60);
+        assert!(check_err(&doc).contains("60 of 100 SYNs sent"), "{}", check_err(&doc));
     }
 }

@@ -1,0 +1,23 @@
+//! `cargo xtask bench --quick` in CI: every benchmark runs briefly (the same reach-bench, the
+//! same check and rendering as the full run) so that a broken benchmark is found by the suite,
+//! not by the next person who measures. Only plausibility is checked here: the numbers
+//! themselves belong to BENCHMARKS.md, measured side by side in one full run.
+use std::path::Path;
+
+use reach_tests::require_root;
+
+#[test]
+fn every_benchmark_figure_is_produced_and_plausible() {
+    require_root();
+    let report = xtask::bench::quick(Path::new(env!("CARGO_BIN_EXE_reach-bench")))
+        .unwrap_or_else(|e| panic!("cargo xtask bench --quick failed: {e:#}"));
+    for table in [
+        "## TC classifier `reach_ingress` next to the empty classifier `reach_floor`",
+        "## kfree_skb drop handler (BPF run-time statistics)",
+        "| SYN v4, watched port, ring read | 74 |",
+        "| UDP v4 | 74 |",
+        ", early exit (port filter) | 300 |",
+    ] {
+        assert!(report.contains(table), "the quick report lacks {table:?}:\n{report}");
+    }
+}
