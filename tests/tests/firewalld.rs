@@ -1,6 +1,7 @@
-//! The firewalld fixture: a real firewalld 1.3.3 in a lab namespace with a private bus and
-//! private config. The machine's own ruleset and /etc/firewalld are only ever read, and must
-//! come out unchanged.
+//! The firewalld fixture: the installed firewalld in a lab namespace with a private bus and a
+//! private /etc/firewalld that holds only the fixture's own firewalld.conf (the daemon runs on
+//! the shipped defaults of /usr/lib/firewalld). The machine's own ruleset and /etc/firewalld are
+//! only ever read, and must come out unchanged.
 use std::{
     collections::{BTreeMap, hash_map::DefaultHasher},
     hash::{Hash, Hasher},
@@ -12,17 +13,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use reach_agent::lab::{self, Firewalld, LabError, NetNs, NetNsFd};
+use reach_agent::{
+    firewall::firewalld::{Target, read},
+    lab::{self, Firewalld, FirewalldOptions, LabError, NetNs, NetNsFd, TwoHosts},
+};
 use reach_tests::{netns_listed, process_alive, require_root, spawn_killed_run_child, wait_until};
 use serde_json::Value;
 
 /// `nft list ruleset` of the caller's (root) namespace. Read-only.
 fn root_ruleset() -> String {
-    let nft = lab::NFT.path().unwrap_or_else(|e| panic!("{e}"));
-    let out =
-        Command::new(nft).args(["list", "ruleset"]).output().expect("running nft list ruleset");
-    assert!(out.status.success(), "nft list ruleset: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    reach_tests::ruleset::nft_ruleset(None)
 }
 
 fn hash(text: &str) -> u64 {
@@ -31,35 +31,69 @@ fn hash(text: &str) -> u64 {
     h.finish()
 }
 
-/// Every file under `dir` with its contents (to prove the host's /etc/firewalld is untouched).
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+/// Every file and directory under `dir` with its contents (directories: none), to prove the
+/// host's /etc/firewalld is untouched. A missing `dir` is an empty snapshot (the fixture needs
+/// no /etc/firewalld on the host), and must stay missing.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
     let mut files = BTreeMap::new();
+    if !dir.exists() {
+        return files;
+    }
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
-        for entry in
-            std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())).flatten()
-        {
+        for entry in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
+            let entry = entry.unwrap_or_else(|e| panic!("listing {}: {e}", d.display()));
             let path = entry.path();
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let kind = entry.file_type().unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            if kind.is_dir() {
+                files.insert(path.clone(), None);
                 todo.push(path);
             } else {
-                files.insert(path.clone(), std::fs::read(&path).unwrap_or_default());
+                let bytes =
+                    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                files.insert(path, Some(bytes));
             }
         }
     }
     files
 }
 
-/// The rules of `chain` in table `inet firewalld`.
-fn firewalld_rules<'a>(ruleset: &'a Value, chain: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-    ruleset["nftables"].as_array().into_iter().flatten().filter_map(|item| item.get("rule")).filter(
-        move |rule| {
-            rule["family"] == "inet" && rule["table"] == "firewalld" && rule["chain"] == chain
-        },
-    )
+/// Paths under `dir`, relative to it, sorted (directories too).
+fn listing(dir: &Path) -> Vec<String> {
+    snapshot(dir)
+        .into_keys()
+        .map(|p| p.strip_prefix(dir).expect("under dir").display().to_string())
+        .collect()
 }
 
-/// `tcp dport PORT accept`, as firewalld 1.3.3 writes it for `--add-port=PORT/tcp`.
+/// The `KEY=VALUE` settings of a firewalld.conf, comments skipped.
+fn conf_settings(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap_or_else(|| panic!("not KEY=VALUE: {l:?}"));
+            (k.trim().to_string(), v.trim().to_string())
+        })
+        .collect()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
+}
+
+/// The rules of table `inet firewalld`, whatever chain they are in (chain names differ between
+/// firewalld versions; this fixture test is not about them).
+fn firewalld_rules(ruleset: &Value) -> impl Iterator<Item = &Value> {
+    ruleset["nftables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| item.get("rule"))
+        .filter(|rule| rule["family"] == "inet" && rule["table"] == "firewalld")
+}
+
+/// `tcp dport PORT accept`, as firewalld writes it for `--add-port=PORT/tcp`.
 fn accepts_tcp_port(rule: &Value, port: u64) -> bool {
     let expr = rule["expr"].as_array().map(Vec::as_slice).unwrap_or_default();
     let matches_port = expr.iter().any(|e| {
@@ -102,22 +136,18 @@ fn added_port_shows_up_in_the_lab_ruleset_and_the_root_ruleset_is_untouched() ->
 
     // Fresh start: firewalld's table exists, port 8080 is not open yet.
     let baseline = fw.nft_ruleset_json()?;
+    assert!(firewalld_rules(&baseline).next().is_some(), "no inet firewalld rules: {baseline:#}");
     assert!(
-        firewalld_rules(&baseline, "filter_INPUT").next().is_some(),
-        "no inet firewalld table: {baseline:#}"
-    );
-    assert!(
-        !firewalld_rules(&baseline, "filter_IN_public_allow").any(|r| accepts_tcp_port(r, 8080))
+        !firewalld_rules(&baseline).any(|r| accepts_tcp_port(r, 8080)),
+        "8080 accepted before it was added: {baseline:#}"
     );
 
     assert_eq!(fw.cmd(&["--zone=public", "--add-port=8080/tcp"])?.trim(), "success");
     assert_eq!(fw.cmd(&["--zone=public", "--query-port=8080/tcp"])?.trim(), "yes");
     let after = fw.nft_ruleset_json()?;
-    let rule = firewalld_rules(&after, "filter_IN_public_allow")
+    let rule = firewalld_rules(&after)
         .find(|r| accepts_tcp_port(r, 8080))
-        .unwrap_or_else(|| {
-            panic!("no `tcp dport 8080 accept` in filter_IN_public_allow:\n{:#}", after)
-        });
+        .unwrap_or_else(|| panic!("no `tcp dport 8080 accept` in inet firewalld:\n{after:#}"));
     assert!(rule["handle"].is_u64(), "{rule}");
     assert!(fw.nft_ruleset()?.contains("tcp dport 8080 accept"));
 
@@ -142,6 +172,101 @@ fn added_port_shows_up_in_the_lab_ruleset_and_the_root_ruleset_is_untouched() ->
         hash(&root_before),
         "the ROOT ruleset changed after teardown"
     );
+    Ok(())
+}
+
+/// The fixture copies nothing from the host: its /etc/firewalld holds the firewalld.conf it
+/// wrote and nothing else, and the daemon shows the shipped defaults: default zone `public`
+/// with target default, every zone of /usr/lib/firewalld/zones, and only the interface and
+/// source this test binds.
+#[test]
+fn fixture_runs_on_shipped_defaults_and_a_conf_of_its_own() -> anyhow::Result<()> {
+    require_root();
+    let host_etc = snapshot(Path::new("/etc/firewalld"));
+    let hosts = TwoHosts::new("fw-defaults")?;
+    let fw = Firewalld::start(&hosts.server)?;
+    let etc = fw.config_dir().expect("config dir while running");
+    assert_eq!(
+        listing(&etc),
+        ["firewalld.conf"],
+        "the fixture's /etc/firewalld ({}) holds more than the firewalld.conf it wrote",
+        etc.display()
+    );
+    let settings = conf_settings(&std::fs::read_to_string(etc.join("firewalld.conf"))?);
+    for (key, value) in [
+        ("DefaultZone", "public"),
+        ("FirewallBackend", "nftables"),
+        ("LogDenied", "off"),
+        ("CleanupOnExit", "yes"),
+        ("CleanupModulesOnExit", "no"),
+        ("Lockdown", "no"),
+        ("FlushAllOnReload", "yes"),
+    ] {
+        assert_eq!(settings.get(key).map(String::as_str), Some(value), "{key} in {settings:?}");
+    }
+
+    assert_eq!(
+        fw.cmd(&["--zone=public", &format!("--add-interface={}", TwoHosts::SERVER_IF)])?.trim(),
+        "success"
+    );
+    assert_eq!(fw.cmd(&["--zone=trusted", "--add-source=10.77.0.3"])?.trim(), "success");
+    let cfg = runtime().block_on(read(Some(&fw.bus_address())))?;
+    assert_eq!(cfg.default_zone, "public");
+    let shipped: Vec<String> = std::fs::read_dir(Firewalld::SHIPPED_ZONES)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "xml"))
+        .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let zones: Vec<&str> = cfg.zones.iter().map(|z| z.name.as_str()).collect();
+    assert_eq!(zones, shipped, "zones over D-Bus vs {}", Firewalld::SHIPPED_ZONES);
+    let public = cfg.zone("public").expect("public zone");
+    assert_eq!((public.target, public.target_raw.as_str()), (Target::Default, "default"));
+    let bound: Vec<(&str, &[String], &[String])> = cfg
+        .zones
+        .iter()
+        .filter(|z| !z.interfaces.is_empty() || !z.sources.is_empty())
+        .map(|z| (z.name.as_str(), &z.interfaces[..], &z.sources[..]))
+        .collect();
+    assert_eq!(
+        bound,
+        [
+            ("public", &[TwoHosts::SERVER_IF.to_string()][..], &[][..]),
+            ("trusted", &[][..], &["10.77.0.3".to_string()][..]),
+        ],
+        "interfaces and sources beyond the ones this test bound"
+    );
+    drop(fw);
+    assert_eq!(
+        snapshot(Path::new("/etc/firewalld")),
+        host_etc,
+        "the host's /etc/firewalld changed"
+    );
+    Ok(())
+}
+
+/// `FirewalldOptions::conf` replaces the fixture's values, and a key this firewalld does not
+/// know is harmless: the daemon starts and applies the rest.
+#[test]
+fn conf_options_override_and_unknown_keys_are_harmless() -> anyhow::Result<()> {
+    require_root();
+    let ns = NetNs::new("fw-conf")?;
+    let opts = FirewalldOptions {
+        conf: vec![("LogDenied".into(), "unicast".into()), ("ReachNoSuchKey".into(), "yes".into())],
+        ..FirewalldOptions::default()
+    };
+    let fw = Firewalld::start_with(&ns, opts)?;
+    assert_eq!(fw.state()?, "running");
+    assert_eq!(fw.cmd(&["--get-log-denied"])?.trim(), "unicast", "log: {}", fw.log());
+    assert_eq!(fw.cmd(&["--get-default-zone"])?.trim(), "public");
+    let settings = conf_settings(&std::fs::read_to_string(
+        fw.config_dir().expect("config dir").join("firewalld.conf"),
+    )?);
+    assert_eq!(settings.get("ReachNoSuchKey").map(String::as_str), Some("yes"));
+    assert_eq!(settings.get("LogDenied").map(String::as_str), Some("unicast"));
     Ok(())
 }
 

@@ -1,6 +1,6 @@
-//! `reach_agent::firewall::predict` against a real firewalld 1.3.3 in a lab namespace: each case
-//! is configured with firewall-cmd, read back over D-Bus and predicted; two cases also send a
-//! real SYN from the client namespace and check the client sees what the prediction says.
+//! `reach_agent::firewall::predict` against the installed firewalld (1.x) in a lab namespace:
+//! each case is configured with firewall-cmd, read back over D-Bus and predicted; two cases also
+//! send a real SYN from the client namespace and check the client sees what the prediction says.
 use std::{
     io,
     net::{IpAddr, SocketAddr, TcpListener, TcpStream},

@@ -1,4 +1,4 @@
-//! The nftables model and its firewalld mapping against a live firewalld 1.3.3 in a lab
+//! The nftables model and its firewalld mapping against the installed firewalld (1.x) in a lab
 //! namespace: what the recorded rulesets promise must hold for a ruleset read right now, and
 //! across a `--reload` (which renumbers every handle). The root namespace is only read.
 use std::{

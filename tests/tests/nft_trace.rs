@@ -17,11 +17,14 @@ use reach_agent::{
 };
 use reach_tests::require_root;
 
+/// `nft list ruleset` of the root namespace (read-only); a failing nft fails the test rather
+/// than comparing two empty outputs.
 fn root_ruleset() -> String {
     let out = std::process::Command::new("nft")
         .args(["list", "ruleset"])
         .output()
         .expect("nft (nftables) is needed");
+    assert!(out.status.success(), "nft list ruleset: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -57,7 +60,10 @@ fn a_dropped_syn_is_traced_to_the_rule_that_dropped_it() {
         }
         assert!(Instant::now() < deadline, "no complete trace; open: {:#?}", asm.drain());
     };
-    let _ = client.join();
+    // The rule drops the SYN: the client gets no answer at all.
+    let outcome = client.join().expect("client thread").expect("entering the client namespace");
+    let err = outcome.expect_err("connected through a drop rule");
+    assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
     let tuple = trace.tuple.expect("tuple from the trace headers");
     assert_eq!((tuple.dport, tuple.saddr.to_string()), (7200, TwoHosts::CLIENT_V4.to_string()));
     assert_eq!(trace.verdict(), Some(&Verdict::Drop));

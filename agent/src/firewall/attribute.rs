@@ -133,16 +133,7 @@ fn rich_rule_text(cfg: &FirewalldConfig, zone: &str, concept: &Concept) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn reference(name: &str) -> Ruleset {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/reference/firewalld-1.3.3-rulesets/"
-        );
-        let text = std::fs::read_to_string(format!("{path}{name}"))
-            .unwrap_or_else(|e| panic!("reference ruleset {path}{name} is needed: {e}"));
-        Ruleset::from_json(&text).unwrap()
-    }
+    use crate::firewall::fixtures::{recorded, traced_syn};
 
     fn handle_of(r: &Ruleset, chain: &str, pred: impl Fn(&str) -> bool) -> u64 {
         r.rules
@@ -154,7 +145,7 @@ mod tests {
 
     #[test]
     fn default_target_reject_names_zone_and_fix() {
-        let r = reference("02-add-port.json");
+        let r = recorded("02-add-port");
         let h =
             handle_of(&r, "filter_IN_public", |t| t.contains("reject with icmpx admin-prohibited"));
         let a = attribute(&r, "inet", "firewalld", h, 7777, None).unwrap();
@@ -176,7 +167,7 @@ mod tests {
 
     #[test]
     fn drop_target_after_reload() {
-        let r = reference("04-target-DROP-after-reload.json");
+        let r = recorded("04-target-DROP-after-reload");
         let h = handle_of(&r, "filter_IN_public", |t| t == "drop");
         let a = attribute(&r, "inet", "firewalld", h, 7777, None).unwrap();
         assert_eq!((a.action.as_str(), a.zone.as_deref()), ("drop", Some("public")));
@@ -185,7 +176,7 @@ mod tests {
 
     #[test]
     fn rich_rule_reject_is_named() {
-        let r = reference("03-add-rich-rules.json");
+        let r = recorded("03-add-rich-rules");
         let h =
             handle_of(&r, "filter_IN_public_deny", |t| t.contains("9090") && t.contains("reject"));
         let a = attribute(&r, "inet", "firewalld", h, 9090, None).unwrap();
@@ -196,11 +187,89 @@ mod tests {
 
     #[test]
     fn allowed_port_needs_no_fix_and_unknown_handles_are_none() {
-        let r = reference("02-add-port.json");
+        let r = recorded("02-add-port");
         let h = handle_of(&r, "filter_IN_public_allow", |t| t.contains("8080"));
         let a = attribute(&r, "inet", "firewalld", h, 8080, None).unwrap();
         assert_eq!(a.action, "accept");
         assert!(a.fix.is_empty());
         assert!(attribute(&r, "inet", "firewalld", 999_999, 8080, None).is_none());
+    }
+
+    /// What the kernel did, checked against how reach explains it: for every recorded trace,
+    /// the last firewalld rule the client's SYN matched exists under that handle, in that
+    /// chain and with that text in the ruleset recorded just before the trace, its verdict
+    /// decided, and it is attributed to the firewalld concept the step configured.
+    #[test]
+    fn recorded_traces_are_attributed_to_what_decided_them() {
+        let cases: [(&str, u16, &str, &str, &str); 7] = [
+            (
+                "B-default-7777-notallowed",
+                7777,
+                "03-add-rich-rules",
+                "drop",
+                "reject icmpx admin-prohibited",
+            ),
+            (
+                "B-default-8080-allowed-listener-on-127",
+                8080,
+                "03-add-rich-rules",
+                "accept",
+                "accept",
+            ),
+            (
+                "B-default-9090-rich-reject-tcp-reset",
+                9090,
+                "03-add-rich-rules",
+                "drop",
+                "reject tcp reset",
+            ),
+            ("B-default-9191-rich-log-drop", 9191, "03-add-rich-rules", "drop", "drop"),
+            ("B-default-9292-rich-accept-listener", 9292, "03-add-rich-rules", "accept", "accept"),
+            ("C-DROP-7777-notallowed", 7777, "04-target-DROP-after-reload", "drop", "drop"),
+            (
+                "C-DROP-8080-allowed-listener-on-127",
+                8080,
+                "04-target-DROP-after-reload",
+                "accept",
+                "accept",
+            ),
+        ];
+        for (case, port, step, verdict, action) in cases {
+            let walk = traced_syn(case, port);
+            let last = walk.last().unwrap_or_else(|| panic!("{case}: the SYN matched no rule"));
+            assert_eq!(
+                (last.family.as_str(), last.table.as_str()),
+                ("inet", "firewalld"),
+                "{case}"
+            );
+            // A reject shows as drop in a trace (module docs of trace.rs).
+            assert_eq!(last.verdict, verdict, "{case}: {last:?}");
+            let rs = recorded(step);
+            let rule = rs
+                .rule_by_handle("inet", "firewalld", last.handle)
+                .unwrap_or_else(|| panic!("{case}: handle {} not in {step}", last.handle));
+            assert_eq!(
+                (rule.chain.as_str(), rule.text.as_str()),
+                (last.chain.as_str(), last.text.as_str()),
+                "{case}"
+            );
+            let a =
+                attribute(&rs, "inet", "firewalld", last.handle, port, None).expect("attributed");
+            assert_eq!(a.zone.as_deref(), Some("public"), "{case}");
+            assert_eq!(a.action, action, "{case}");
+            let expected_concept = match port {
+                7777 => matches!(a.concept, Concept::ZoneTarget { .. }),
+                8080 => matches!(a.concept, Concept::PortAllowed { .. }),
+                _ => {
+                    matches!(&a.concept, Concept::RichRule { port: Some(p), .. } if *p == port.to_string())
+                }
+            };
+            assert!(expected_concept, "{case}: {:?}", a.concept);
+            assert_eq!(a.fix.is_empty(), verdict == "accept", "{case}: {:?}", a.fix);
+        }
+        // The default target lets the walk reach the zone's final reject; DROP ends it with drop.
+        assert!(
+            traced_syn("C-DROP-7777-notallowed", 7777).last().is_some_and(|r| r.text == "drop")
+        );
     }
 }

@@ -4,6 +4,8 @@ pub mod attribute;
 pub mod firewalld;
 pub mod firewalld_chains;
 pub mod firewalld_presence;
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod nft_tables;
 pub mod nftables;
 pub mod predict;

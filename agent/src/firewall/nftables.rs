@@ -451,38 +451,9 @@ fn render_value(v: &Value, left: &Value) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// Where the recorded firewalld 1.3.3 rulesets live: `shared/` beside the repository.
-    pub(crate) const REFERENCE_DIR: &str =
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/reference/firewalld-1.3.3-rulesets");
-
-    /// Reads a recorded file; a missing file fails the test (a silent skip would hide that the
-    /// parser is untested) and says where it looked.
-    pub(crate) fn reference(name: &str) -> String {
-        let path = format!("{REFERENCE_DIR}/{name}");
-        std::fs::read_to_string(&path).unwrap_or_else(|e| {
-            panic!(
-                "recorded ruleset {name} not found at {path}: {e} \
-                 (the reference data is expected in shared/ beside the repository)"
-            )
-        })
-    }
-
-    pub(crate) fn recorded(step: &str) -> Ruleset {
-        let name = format!("{step}.json");
-        Ruleset::from_json(&reference(&name)).unwrap_or_else(|e| panic!("{name}: {e}"))
-    }
-
-    pub(crate) const STEPS: &[&str] = &[
-        "00-baseline",
-        "01-add-interface",
-        "02-add-port",
-        "03-add-rich-rules",
-        "04-target-DROP-after-reload",
-        "05-log-denied-all",
-    ];
+    use crate::firewall::fixtures::{STEPS, fixture, recorded, recorded_text};
 
     #[test]
     fn parses_tables_chains_and_base_chains() {
@@ -529,7 +500,7 @@ pub(crate) mod tests {
     fn rendered_text_matches_nft_text_output() {
         for step in STEPS {
             let rs = recorded(step);
-            let text = reference(&format!("{step}.nft"));
+            let text = recorded_text(step);
             // `# handle N` is unique per table; key the nft lines by (table, handle).
             let mut by_handle = std::collections::HashMap::new();
             let mut table = String::new();
@@ -554,11 +525,12 @@ pub(crate) mod tests {
         }
     }
 
-    /// A missing recording must fail loudly, naming the path it looked at.
+    /// A missing recording must fail loudly, naming the path it looked at (inside the
+    /// repository).
     #[test]
-    #[should_panic(expected = "shared/reference/firewalld-1.3.3-rulesets/no-such-step.json")]
+    #[should_panic(expected = "/../tests/fixtures/firewalld-1.3.3/rulesets/no-such-step.json")]
     fn missing_recording_fails_with_its_path() {
-        reference("no-such-step.json");
+        fixture("rulesets/no-such-step.json");
     }
 
     #[test]

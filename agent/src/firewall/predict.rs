@@ -14,9 +14,9 @@
 //!
 //! The chain placement follows firewalld's `_rich_rule_chain_suffix` (nftables backend) and was
 //! checked against the rulesets recorded from firewalld 1.3.3
-//! (`/work/shared/reference/firewalld-1.3.3-rulesets/03-add-rich-rules.nft`: the tcp-reset and
-//! drop rules sit in `_deny`, the accept rule in `_allow` after `tcp dport 8080 accept`, the log
-//! part in `_log`).
+//! (`tests/fixtures/firewalld-1.3.3/rulesets/03-add-rich-rules.nft`: the tcp-reset and drop
+//! rules sit in `_deny`, the accept rule in `_allow` after `tcp dport 8080 accept`, the log part
+//! in `_log`).
 //!
 //! Assumptions and limits (a prediction is only as good as these):
 //! - The packet is a new TCP connection (SYN) to a local port; conntrack's

@@ -1,10 +1,13 @@
-//! A real firewalld (Debian's 1.3.3, nftables backend) running inside a lab network namespace.
+//! A real firewalld (the installed one, nftables backend) running inside a lab network
+//! namespace.
 //!
 //! firewalld manages the netfilter state of the namespace it runs in, so inside a lab namespace
 //! its nft tables live and die with that namespace. It also reads /etc/firewalld, writes /run and
-//! /var/log and owns a name on the D-Bus system bus; the fixture gives it private copies of all
-//! of those (see `fixture_dir.rs`, `mountns.rs`, `dbus.rs`). Clients (`firewall-cmd`) run in the lab namespace too
-//! and reach the daemon through the private bus's socket.
+//! /var/log and owns a name on the D-Bus system bus; the fixture gives it private ones of all of
+//! those (see `fixture_dir.rs`, `mountns.rs`, `dbus.rs`). Its /etc/firewalld holds only the
+//! fixture's own firewalld.conf, so it runs on the shipped defaults of /usr/lib/firewalld
+//! whatever the host configured. Clients (`firewall-cmd`) run in the lab namespace too and reach
+//! the daemon through the private bus's socket.
 //!
 //! The fixture refuses to start in the caller's own network namespace, PID 1's or any ancestor
 //! process's: there firewalld would replace this machine's real firewall (and could cut its
@@ -35,8 +38,9 @@ pub struct FirewalldOptions {
     pub ready_timeout: Duration,
     /// Bound on each `firewall-cmd` run through [`Firewalld::cmd`].
     pub command_timeout: Duration,
-    /// `KEY=VALUE` settings written into the fixture's firewalld.conf (replacing the copied
-    /// host's values). The default pins `FirewallBackend=nftables`.
+    /// `KEY=VALUE` settings of the fixture's firewalld.conf, replacing the values the fixture
+    /// writes by default (DefaultZone=public, FirewallBackend=nftables, LogDenied=off, …) or
+    /// added to them. None by default.
     pub conf: Vec<(String, String)>,
 }
 
@@ -45,7 +49,7 @@ impl Default for FirewalldOptions {
         Self {
             ready_timeout: Duration::from_secs(30),
             command_timeout: Duration::from_secs(60),
-            conf: vec![("FirewallBackend".into(), "nftables".into())],
+            conf: Vec::new(),
         }
     }
 }
@@ -73,6 +77,42 @@ pub struct Firewalld {
 }
 
 impl Firewalld {
+    /// Where firewalld's package puts the zones it ships (its `USR_LIB_FIREWALLD/zones`).
+    pub const SHIPPED_ZONES: &str = "/usr/lib/firewalld/zones";
+
+    /// The installed firewalld's version as its own Python package states it
+    /// (`firewall.config.VERSION`), asked of the interpreter firewalld's `#!` line names, with the
+    /// environment the fixture gives the daemon: independent of the D-Bus API whose answers tests
+    /// compare with it.
+    pub fn installed_version() -> Result<String> {
+        let firewalld = tools::FIREWALLD.path()?;
+        let script = fs::read_to_string(&firewalld)
+            .map_err(|e| LabError::io(format!("reading {}", firewalld.display()), e))?;
+        let interpreter = script
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("#!"))
+            .and_then(|l| l.split_whitespace().next())
+            .ok_or_else(|| LabError::Invalid {
+                what: "firewalld script",
+                detail: format!("{} has no #! line naming its interpreter", firewalld.display()),
+            })?
+            .to_string();
+        let mut cmd = Command::new(&interpreter);
+        cmd.args(["-c", "import firewall.config as c; print(c.VERSION)"])
+            .env_clear()
+            .env("PATH", tools::daemon_path())
+            .env("LC_ALL", "C.UTF-8");
+        let version = exec::run_within(&mut cmd, Duration::from_secs(30))?.trim().to_string();
+        if version.is_empty() || !version.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') {
+            return Err(LabError::Invalid {
+                what: "firewalld version",
+                detail: format!("{interpreter} printed {version:?} for firewall.config.VERSION"),
+            });
+        }
+        Ok(version)
+    }
+
     /// Starts firewalld in `ns` with default options and waits until it is running.
     pub fn start(ns: &NetNsFd) -> Result<Self> {
         Self::start_with(ns, FirewalldOptions::default())
@@ -90,9 +130,10 @@ impl Firewalld {
         let firewall_cmd = tools::FIREWALL_CMD.path()?;
         let dbus_daemon = tools::DBUS_DAEMON.path()?;
         tools::NFT.path()?;
-        if !Path::new(ETC_FIREWALLD).join("firewalld.conf").is_file() {
+        // The shipped zones are all the configuration the daemon gets besides firewalld.conf.
+        if !Path::new(Self::SHIPPED_ZONES).is_dir() {
             return Err(LabError::ToolMissing {
-                tool: format!("firewalld configuration ({ETC_FIREWALLD}/firewalld.conf)"),
+                tool: format!("firewalld's shipped zones ({})", Self::SHIPPED_ZONES),
                 package: Some("firewalld"),
             });
         }
@@ -172,6 +213,7 @@ impl Firewalld {
     }
 
     /// The fixture's private /etc/firewalld (a host path: permanent configuration lands here).
+    /// It starts with only the fixture's firewalld.conf.
     pub fn config_dir(&self) -> Option<PathBuf> {
         self.dir.as_ref().map(|d| d.path().join("etc"))
     }

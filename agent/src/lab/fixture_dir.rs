@@ -1,11 +1,15 @@
 //! The firewalld fixture's private directory: what firewalld sees as /etc/firewalld, /run and
 //! /var/log, plus the private bus's files and the daemons' logs.
 //!
+//! The private /etc/firewalld starts with nothing but a firewalld.conf written here: firewalld
+//! reads its zones, services, policies, … from the shipped defaults in /usr/lib/firewalld and
+//! needs no file in /etc/firewalld, so nothing of the host's own configuration (its zones, its
+//! default zone, its LogDenied) can change what a test sees.
+//!
 //! It lives in the host's temporary directory (so tests and humans can inspect it) under a lab
 //! name, so [`super::clean_stale`] removes it after a killed run.
 use std::{
     fs,
-    os::unix::fs::symlink,
     path::{Path, PathBuf},
 };
 
@@ -15,8 +19,33 @@ use super::{
     name::LabName,
 };
 
-/// The host's firewalld configuration, copied into each fixture.
+/// Where firewalld reads its configuration; the fixture mounts its private directory over it
+/// (the host's own directory is never read or written).
 pub(crate) const ETC_FIREWALLD: &str = "/etc/firewalld";
+
+/// The fixture's firewalld.conf, every key the fixture relies on spelled out instead of left to
+/// the fallbacks of whichever firewalld is installed. These are firewalld 1.3's keys with
+/// Debian's shipped values; a firewalld that does not know a key logs "Invalid option" and
+/// ignores it (1.3.3's `firewalld_conf.read`), so the file is harmless to older and newer ones.
+pub(crate) const FIREWALLD_CONF: &[(&str, &str)] = &[
+    // The zone every test's interfaces fall into unless it binds them elsewhere.
+    ("DefaultZone", "public"),
+    // reach models the nftables backend only.
+    ("FirewallBackend", "nftables"),
+    // Denied packets are not logged unless a test turns it on (`--set-log-denied`).
+    ("LogDenied", "off"),
+    // A SIGTERMed firewalld removes its tables (`Firewalld::stop` relies on it) …
+    ("CleanupOnExit", "yes"),
+    // … but never unloads kernel modules: those are shared with the whole machine.
+    ("CleanupModulesOnExit", "no"),
+    // firewall-cmd as root may change everything.
+    ("Lockdown", "no"),
+    ("IPv6_rpfilter", "yes"),
+    ("IndividualCalls", "no"),
+    // A reload rebuilds the table (every handle renumbered), as the recorded rulesets show.
+    ("FlushAllOnReload", "yes"),
+    ("RFC3964_IPv4", "yes"),
+];
 
 /// Host paths of the fixture's private directories.
 pub(crate) struct Layout {
@@ -75,8 +104,8 @@ pub(crate) fn private_dir() -> Result<PrivateDir> {
     Ok(PrivateDir { path, removed: false })
 }
 
-/// Fills the private directory: a copy of /etc/firewalld (with `conf` applied), empty /run
-/// and /var/log, the bus configuration.
+/// Fills the private directory: an /etc/firewalld holding only [`FIREWALLD_CONF`] (with `conf`
+/// applied), empty /run and /var/log, the bus configuration.
 pub(crate) fn prepare(dir: &Path, conf: &[(String, String)]) -> Result<Layout> {
     let layout = Layout {
         etc: dir.join("etc"),
@@ -85,8 +114,11 @@ pub(crate) fn prepare(dir: &Path, conf: &[(String, String)]) -> Result<Layout> {
         firewalld_log: dir.join("firewalld.log"),
         bus: BusPaths::new(dir),
     };
-    copy_tree(Path::new(ETC_FIREWALLD), &layout.etc)?;
-    set_conf(&layout.etc.join("firewalld.conf"), conf)?;
+    fs::create_dir(&layout.etc)
+        .map_err(|e| LabError::io(format!("creating {}", layout.etc.display()), e))?;
+    let conf_path = layout.etc.join("firewalld.conf");
+    fs::write(&conf_path, conf_text(conf)?)
+        .map_err(|e| LabError::io(format!("writing {}", conf_path.display()), e))?;
     for d in [&layout.run, &layout.log] {
         fs::create_dir(d).map_err(|e| LabError::io(format!("creating {}", d.display()), e))?;
     }
@@ -99,67 +131,66 @@ pub(crate) fn prepare(dir: &Path, conf: &[(String, String)]) -> Result<Layout> {
     Ok(layout)
 }
 
-/// Sets `KEY=VALUE` lines of a firewalld.conf, appending keys it lacks.
-fn set_conf(path: &Path, settings: &[(String, String)]) -> Result<()> {
-    if settings.is_empty() {
-        return Ok(());
-    }
-    let mut text = fs::read_to_string(path)
-        .map_err(|e| LabError::io(format!("reading {}", path.display()), e))?;
-    for (key, value) in settings {
+/// The text of the fixture's firewalld.conf: [`FIREWALLD_CONF`] with `overrides` replacing
+/// the values of keys it has and appending the keys it lacks, in order.
+pub(crate) fn conf_text(overrides: &[(String, String)]) -> Result<String> {
+    let mut settings: Vec<(String, String)> =
+        FIREWALLD_CONF.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    for (key, value) in overrides {
+        // firewalld splits a line at `=` and trims: a key outside [A-Za-z0-9_] or a value with
+        // a newline or `=` would not read back as written.
         if key.is_empty()
             || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-            || value.contains('\n')
+            || value.trim().is_empty()
+            || value.contains(['\n', '='])
         {
             return Err(LabError::Invalid {
                 what: "firewalld.conf setting",
                 detail: format!("{key}={value:?}"),
             });
         }
-        let line = format!("{key}={value}");
-        let mut found = false;
-        text = text
-            .lines()
-            .map(|l| {
-                if l.trim_start().starts_with(&format!("{key}=")) {
-                    found = true;
-                    line.clone()
-                } else {
-                    l.to_string()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        text.push('\n');
-        if !found {
-            text.push_str(&line);
-            text.push('\n');
+        match settings.iter_mut().find(|(k, _)| k == key) {
+            Some(setting) => setting.1 = value.clone(),
+            None => settings.push((key.clone(), value.clone())),
         }
     }
-    fs::write(path, text).map_err(|e| LabError::io(format!("writing {}", path.display()), e))
+    let mut text =
+        String::from("# Written by reach's firewalld fixture (agent/src/lab/fixture_dir.rs).\n");
+    for (key, value) in settings {
+        text.push_str(&format!("{key}={value}\n"));
+    }
+    Ok(text)
 }
 
-/// Recursive copy keeping permissions and symlinks.
-fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
-    let io = |what: &str, p: &Path| {
-        let what = format!("{what} {}", p.display());
-        move |e| LabError::io(what, e)
-    };
-    let meta = fs::symlink_metadata(src).map_err(io("reading", src))?;
-    fs::create_dir(dst).map_err(io("creating", dst))?;
-    fs::set_permissions(dst, meta.permissions()).map_err(io("setting permissions of", dst))?;
-    for entry in fs::read_dir(src).map_err(io("listing", src))? {
-        let entry = entry.map_err(io("listing", src))?;
-        let (from, to) = (entry.path(), dst.join(entry.file_name()));
-        let kind = entry.file_type().map_err(io("reading", &from))?;
-        if kind.is_dir() {
-            copy_tree(&from, &to)?;
-        } else if kind.is_symlink() {
-            let target = fs::read_link(&from).map_err(io("reading", &from))?;
-            symlink(&target, &to).map_err(io("creating", &to))?;
-        } else if kind.is_file() {
-            fs::copy(&from, &to).map_err(io("copying", &from))?;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setting(key: &str, value: &str) -> (String, String) {
+        (key.to_string(), value.to_string())
+    }
+
+    #[test]
+    fn conf_spells_out_every_key_and_applies_overrides_in_place() {
+        let text = conf_text(&[setting("LogDenied", "all"), setting("NewKey", "x")]).unwrap();
+        let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+        assert_eq!(lines.len(), FIREWALLD_CONF.len() + 1, "{text}");
+        assert_eq!(lines[0], "DefaultZone=public");
+        assert_eq!(lines[1], "FirewallBackend=nftables");
+        assert_eq!(lines[2], "LogDenied=all", "an override replaces the value where it is");
+        assert_eq!(lines.last(), Some(&"NewKey=x"), "an unknown key is appended");
+        assert_eq!(lines.iter().filter(|l| l.starts_with("LogDenied=")).count(), 1);
+    }
+
+    #[test]
+    fn conf_rejects_settings_firewalld_would_misread() {
+        for (key, value) in
+            [("", "x"), ("Bad Key", "x"), ("Key", "a\nb"), ("Key", "a=b"), ("Key", " ")]
+        {
+            assert!(
+                matches!(conf_text(&[setting(key, value)]), Err(LabError::Invalid { .. })),
+                "{key:?}={value:?} accepted"
+            );
         }
     }
-    Ok(())
 }
