@@ -16,6 +16,7 @@ use crate::{
 };
 
 mod fix;
+pub mod lookup;
 mod verdict;
 mod wsl;
 

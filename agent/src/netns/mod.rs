@@ -7,5 +7,6 @@ pub mod netstat;
 pub mod owners;
 pub mod port_holders;
 pub mod select;
+pub mod sk_lookup;
 pub mod snapshot;
 pub mod sock_diag;
