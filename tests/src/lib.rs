@@ -12,6 +12,9 @@ use std::{
 use reach_agent::lab;
 
 pub mod frames;
+pub mod kernel_facts;
+pub mod leftovers;
+pub mod ruleset;
 
 /// The `reach` binary under test.
 pub fn reach_bin() -> PathBuf {
@@ -116,30 +119,6 @@ pub fn show(out: &Output) -> String {
     )
 }
 
-/// Names of loaded BPF programs (as the kernel truncates them: 15 characters).
-pub fn loaded_bpf_program_names() -> Vec<String> {
-    aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .filter_map(|p| p.name_as_str().map(str::to_string))
-        .collect()
-}
-
-/// Loaded BPF programs whose names start with `prefix`, once the kernel has finished freeing
-/// those of exited processes: a program is released by deferred kernel work after its last fd
-/// closes, so right after `reach` exits it can still be listed for a moment. Polls for at most
-/// 3 s; what is still loaded then is a real leak.
-pub fn bpf_programs_left(prefix: &str) -> Vec<String> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    loop {
-        let left: Vec<String> =
-            loaded_bpf_program_names().into_iter().filter(|n| n.starts_with(prefix)).collect();
-        if left.is_empty() || std::time::Instant::now() > deadline {
-            return left;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
 /// One JSON value per line of `text` (`--json` output); panics naming a line that is not JSON.
 pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()
@@ -151,13 +130,16 @@ pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
 /// for the line that says everything is attached.
 pub struct WatchRun {
     child: std::process::Child,
-    stdout: Option<std::thread::JoinHandle<String>>,
+    /// stdout so far, appended line by line (so a test can wait for a line while reach runs).
+    stdout_text: std::sync::Arc<std::sync::Mutex<String>>,
+    stdout: Option<std::thread::JoinHandle<()>>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
     stderr_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 impl WatchRun {
-    /// Starts `reach watch ARGS` and waits (at most 20 s) until stderr contains `ready_marker`
+    /// Starts `reach watch ARGS` and waits (at most 120 s: QEMU guests under TCG attach ~20×
+    /// slower than a host) until stderr contains `ready_marker`
     /// (e.g. "watching drops" or "watching binds"). Panics with the stderr seen on timeout.
     pub fn start(args: &[&str], ready_marker: &str) -> WatchRun {
         Self::start_command("watch", args, ready_marker)
@@ -165,7 +147,7 @@ impl WatchRun {
 
     /// Same for another long-running subcommand (`why`).
     pub fn start_command(subcommand: &str, args: &[&str], ready_marker: &str) -> WatchRun {
-        use std::io::{BufRead, Read};
+        use std::io::BufRead;
         let mut child = std::process::Command::new(reach_bin())
             .arg(subcommand)
             .args(args)
@@ -173,11 +155,15 @@ impl WatchRun {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("start reach watch");
-        let mut out = child.stdout.take().unwrap();
+        let out = child.stdout.take().unwrap();
+        let stdout_text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stdout_sink = stdout_text.clone();
         let stdout = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = out.read_to_string(&mut s);
-            s
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let mut s = stdout_sink.lock().unwrap();
+                s.push_str(&line);
+                s.push('\n');
+            }
         });
         let err = child.stderr.take().unwrap();
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
@@ -189,9 +175,14 @@ impl WatchRun {
                 s.push('\n');
             }
         });
-        let run =
-            WatchRun { child, stdout: Some(stdout), stderr, stderr_reader: Some(stderr_reader) };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let run = WatchRun {
+            child,
+            stdout_text,
+            stdout: Some(stdout),
+            stderr,
+            stderr_reader: Some(stderr_reader),
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         loop {
             if run.stderr().contains(ready_marker) {
                 return run;
@@ -209,11 +200,39 @@ impl WatchRun {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Waits (at most 30 s) until a JSON line printed so far satisfies `found` and returns it;
+    /// the timeout names `what` and shows stdout and stderr.
+    pub fn wait_for_json(
+        &self,
+        what: &str,
+        found: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let text = self.stdout_text.lock().unwrap().clone();
+            // The last line may be partial only if reach died mid-write; complete lines parse.
+            if let Some(v) = text
+                .lines()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| found(v))
+            {
+                return v;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out after 30 s waiting for {what} in reach's output:\n{text}\n--- stderr \
+                 ---\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// Sends SIGINT, waits for exit (at most 20 s) and returns (exit code, JSON lines).
+    /// Sends SIGINT, waits for exit (at most 120 s) and returns (exit code, JSON lines).
     pub fn stop(self) -> (Option<i32>, Vec<serde_json::Value>) {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
@@ -228,7 +247,7 @@ impl WatchRun {
 
     /// Waits for the run to end by itself and returns (exit code, whole stdout, whole stderr).
     pub fn finish_raw(mut self) -> (Option<i32>, String, String) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
                 break s;
@@ -239,7 +258,10 @@ impl WatchRun {
             }
             std::thread::sleep(std::time::Duration::from_millis(50));
         };
-        let text = self.stdout.take().map(|h| h.join().unwrap()).unwrap_or_default();
+        if let Some(h) = self.stdout.take() {
+            let _ = h.join();
+        }
+        let text = self.stdout_text.lock().unwrap().clone();
         if let Some(h) = self.stderr_reader.take() {
             let _ = h.join();
         }

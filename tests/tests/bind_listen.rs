@@ -2,16 +2,26 @@
 //! scenario of `reach-scenario` run inside a lab namespace while `reach watch` runs, plus a
 //! listener that existed before reach started. Every event must carry the right namespace
 //! inode (that of /proc/PID/ns/net), pid, address, port and result; nothing stays attached.
-use std::{os::unix::fs::MetadataExt, process::Command, sync::Mutex, thread, time::Duration};
+use std::{
+    os::unix::fs::MetadataExt,
+    process::Command,
+    sync::{LazyLock, Mutex},
+    time::Duration,
+};
 
 use reach_agent::lab::NetNs;
-use reach_tests::{WatchRun, bpf_programs_left, json_lines, reach_bin, require_root};
+use reach_tests::{WatchRun, json_lines, kernel_facts, reach_bin, require_root, wait_until};
 use serde_json::Value;
 
 /// reach attaches global probes; keep watch runs of this file from overlapping.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-const SCENARIO: &str = env!("CARGO_BIN_EXE_reach-scenario");
+/// The deterministic workload: cargo's build of it, or the copy REACH_SCENARIO_BIN names (the
+/// QEMU guest runs of vm_portable.rs use private copies that no concurrent build can rewrite).
+static SCENARIO: LazyLock<String> = LazyLock::new(|| {
+    std::env::var("REACH_SCENARIO_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_reach-scenario").to_string())
+});
 
 struct Run {
     lines: Vec<Value>,
@@ -27,42 +37,55 @@ fn watch_scenario(attach: Option<&str>, pre: u16, base: u16) -> Run {
     let ns = NetNs::new("bindlisten").expect("lab namespace");
     let ns_inode = std::fs::metadata(ns.path()).unwrap().ino();
 
-    // The listener that existed before reach: the scenario held for 20 s.
-    let mut before =
-        ns.spawn(SCENARIO, &[&pre.to_string(), "20000"]).expect("start the pre-existing listeners");
+    // The listener that existed before reach: the scenario held (until killed below) for far
+    // longer than watch can take to start, even in a QEMU guest.
+    let mut before = ns
+        .spawn(&SCENARIO, &[&pre.to_string(), "600000"])
+        .expect("start the pre-existing listeners");
     wait_until_bound(&ns, "udp", pre + 4);
 
-    let mut args = vec!["--json", "--duration", "4", "--netns", ns.name()];
+    let mut args = vec!["--json", "--netns", ns.name()];
     if let Some(mode) = attach {
         args.extend(["--attach", mode]);
     }
     let watch = WatchRun::start(&args, "watching binds");
-    let scenario = ns.run(SCENARIO, &[&base.to_string(), "300"]).expect("scenario");
+    let scenario = ns.run(&SCENARIO, &[&base.to_string(), "300"]).expect("scenario");
     let scenario: Value = serde_json::from_str(scenario.trim()).expect("scenario JSON");
     // A bind in the host namespace must be filtered out.
     let host = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     drop(host);
 
-    let (code, stdout, stderr) = watch.finish_raw();
+    // Stopped once the scenario is over, not after a fixed duration (which a slow machine can
+    // outrun); SIGINT makes watch drain its ring buffers before it exits.
+    let (code, stdout, stderr) = stop(watch);
     assert_eq!(code, Some(0), "watch failed: {stderr}");
     let before_pid = before.pid() as u32;
     before.kill().ok();
     Run { lines: json_lines(&stdout), scenario, before_pid, ns_inode }
 }
 
-/// Waits (at most 10 s) until a `proto` socket is bound to `port` in `ns`: the scenario binds
-/// in order, so its later sockets exist once this one does.
+/// SIGINT to a watch run, then its exit code, stdout and stderr.
+fn stop(watch: WatchRun) -> (Option<i32>, String, String) {
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(watch.pid() as i32, libc::SIGINT) };
+    watch.finish_raw()
+}
+
+/// Waits (at most 60 s: a QEMU guest is slow) until a `proto` socket is bound to `port` in
+/// `ns`: the scenario binds in order, so its later sockets exist once this one does.
 fn wait_until_bound(ns: &NetNs, proto: &str, port: u16) {
     let flag = if proto == "udp" { "-Hua" } else { "-Hta" };
     let filter = format!("sport = :{port}");
-    for _ in 0..500 {
-        let out = ns.run("ss", &[flag, &filter]).expect("ss (iproute2) in the lab namespace");
-        if !out.trim().is_empty() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    panic!("no {proto} socket bound to port {port} in {} after 10 s", ns.name());
+    wait_until(
+        &format!("a {proto} socket bound to port {port} in {}", ns.name()),
+        Duration::from_secs(60),
+        || {
+            !ns.run("ss", &[flag, &filter])
+                .expect("ss (iproute2) in the lab namespace")
+                .trim()
+                .is_empty()
+        },
+    );
 }
 
 fn find<'a>(
@@ -155,9 +178,9 @@ fn check_run(run: &Run, base: u16, pre: u16, expect_source: &[&str]) {
     }
 }
 
+/// No reach program outlives the run: one that no process holds is kept by an attachment.
 fn assert_nothing_attached() {
-    let left = bpf_programs_left("reach_");
-    assert!(left.is_empty(), "programs left loaded after reach exited: {left:?}");
+    reach_tests::leftovers::assert_no_orphaned_programs("reach_", "reach watch (bind/listen)");
 }
 
 #[test]
@@ -168,32 +191,69 @@ fn tracepoint_mode_sees_every_bind_and_listen_in_the_lab() {
     assert_nothing_attached();
 }
 
+/// The bind mechanism doctor's plan must pick here, by the documented preference (kprobe →
+/// fentry → tracepoints), from the test's own probes of the kernel.
+fn expected_bind_mode() -> &'static str {
+    if kernel_facts::kprobe().is_ok() {
+        "kprobe"
+    } else if kernel_facts::fentry().is_ok() {
+        "fentry"
+    } else {
+        "tracepoint"
+    }
+}
+
 #[test]
 fn automatic_mode_is_the_doctor_plan_and_works() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mode = expected_bind_mode();
     let run = watch_scenario(None, 47400, 47500);
-    // On this machine doctor plans tracepoints for binds (no kprobes, no fentry).
-    check_run(&run, 47500, 47400, &["tracepoint", "kprobe", "fentry"]);
+    check_run(&run, 47500, 47400, &[mode]);
+    assert_nothing_attached();
+}
+
+/// `--attach MODE`: where the kernel lets the test itself load and attach that kind of program
+/// (`probe`), watch must see the whole scenario through it; where it refuses, watch must fail
+/// with exit 1, say which mode failed, point at `reach doctor` and leave nothing behind.
+fn forced_mode(mode: &str, probe: Result<(), kernel_facts::Refusal>, pre: u16, base: u16) {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    match probe {
+        Ok(()) => {
+            let run = watch_scenario(Some(mode), pre, base);
+            check_run(&run, base, pre, &[mode]);
+        }
+        Err(refusal) => {
+            let out = Command::new(reach_bin())
+                .args(["watch", "--attach", mode, "--duration", "1"])
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "the kernel refuses {mode} ({refusal}), so watch must fail: {err}"
+            );
+            assert!(
+                err.contains(&format!("{mode} mode failed")) && err.contains("reach doctor"),
+                "{err}"
+            );
+            if let Some(text) = refusal.errno_text() {
+                assert!(err.contains(&text), "the kernel's reason ({text}) is not shown: {err}");
+            }
+        }
+    }
     assert_nothing_attached();
 }
 
 #[test]
-fn forced_unavailable_mode_fails_clearly_and_leaves_nothing() {
-    require_root();
-    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    if std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
-        panic!(
-            "this test expects a kernel without kprobes (this project's machines); here kprobes exist"
-        );
-    }
-    let out = Command::new(reach_bin())
-        .args(["watch", "--attach", "kprobe", "--duration", "1"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("kprobe mode failed") && err.contains("reach doctor"), "{err}");
-    assert_nothing_attached();
+fn forced_kprobe_mode_works_or_fails_clearly_as_the_kernel_decides() {
+    forced_mode("kprobe", kernel_facts::kprobe(), 48200, 48300);
+}
+
+#[test]
+fn forced_fentry_mode_works_or_fails_clearly_as_the_kernel_decides() {
+    forced_mode("fentry", kernel_facts::fentry(), 48400, 48500);
 }
 
 #[test]
@@ -222,13 +282,14 @@ fn ring_buffer_overflow_is_counted_never_silent() {
     require_root();
     let ns = NetNs::new("lost").expect("lab namespace");
     let watch = WatchRun::start(
-        &["--json", "--ring-buffer-kib", "4", "--duration", "4", "--netns", ns.name()],
+        &["--json", "--ring-buffer-kib", "4", "--netns", ns.name()],
         "watching binds",
     );
     const N: u64 = 20_000;
     let burst: Value =
-        serde_json::from_str(ns.run(SCENARIO, &["burst", &N.to_string()]).unwrap().trim()).unwrap();
-    let (code, stdout, stderr) = watch.finish_raw();
+        serde_json::from_str(ns.run(&SCENARIO, &["burst", &N.to_string()]).unwrap().trim())
+            .unwrap();
+    let (code, stdout, stderr) = stop(watch);
     assert_eq!(code, Some(0), "watch failed: {stderr}");
     let lines = json_lines(&stdout);
     let seen =
@@ -249,7 +310,7 @@ fn listeners_lists_the_lab_namespace_and_flags_loopback_only() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     require_root();
     let ns = NetNs::new("listeners").expect("lab namespace");
-    let mut holder = ns.spawn(SCENARIO, &["47800", "20000"]).unwrap();
+    let mut holder = ns.spawn(&SCENARIO, &["47800", "600000"]).unwrap();
     wait_until_bound(&ns, "udp", 47804);
     let out = Command::new(reach_bin())
         .args(["listeners", "--json", "--netns", ns.name()])
@@ -274,7 +335,14 @@ fn listeners_lists_the_lab_namespace_and_flags_loopback_only() {
     assert_eq!(lo["pid"].as_u64(), Some(holder.pid() as u64));
     assert_eq!(get("tcp", "0.0.0.0", 47801)["loopback_only"], false);
     assert_eq!(get("tcp", "::", 47802)["v6only"], false);
-    assert!(get("udp", "0.0.0.0", 47804)["bound_dev_if"].as_u64().is_some());
+    // SO_BINDTODEVICE lo: the value is lo's index in that namespace, as `ip` reports it.
+    let link = ns.run("ip", &["-o", "link", "show", "lo"]).expect("ip link show lo");
+    let lo_index: u64 = link
+        .split(':')
+        .next()
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no ifindex in {link:?}"));
+    assert_eq!(get("udp", "0.0.0.0", 47804)["bound_dev_if"].as_u64(), Some(lo_index), "{v:#}");
 
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("127.0.0.1:47800") && text.contains("loopback only"), "{text}");

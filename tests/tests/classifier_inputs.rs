@@ -699,17 +699,31 @@ fn udp_drops_are_not_tcp(classic: bool) {
             s4.send_to(&payload, ("127.0.0.1", V4_PORT))?;
             s6.send_to(&payload, ("::1", V6_PORT))?;
             // A TCP SYN to a closed port: dropped too, and reported (the positive control).
-            let _ = std::net::TcpStream::connect_timeout(
+            let refused = std::net::TcpStream::connect_timeout(
                 &("::1".parse::<std::net::IpAddr>().unwrap(), TCP_PORT).into(),
                 Duration::from_secs(1),
-            );
+            )
+            .expect_err("nothing listens on the control port");
+            assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused, "{refused}");
         }
         Ok(())
     })
     .unwrap()
     .unwrap();
-    thread::sleep(Duration::from_millis(200));
-    let events = drain(&mut ring);
+    // Each round's datagrams were dropped before its SYN: once the third SYN's drop is in the
+    // ring, every datagram's drop (if the tracer wrongly reported it) is there too.
+    let mut events = Vec::<reach_common::net::PacketEvent>::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while events.iter().filter(|e| e.dport == TCP_PORT && e.ip_version == 6).count() < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out after 20 s waiting for the 3 control SYN drops to port {TCP_PORT}: \
+             {events:?}"
+        );
+        thread::sleep(Duration::from_millis(20));
+        events.extend(drain(&mut ring));
+    }
+    events.extend(drain(&mut ring));
     let ours: Vec<_> =
         events.iter().filter(|e| [V4_PORT, V6_PORT, TCP_PORT].contains(&e.dport)).collect();
     let how = tap.how;

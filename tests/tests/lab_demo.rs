@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use reach_tests::{bpf_programs_left, ip_netns_list, process_alive, reach, require_root, show};
+use reach_tests::{ip_netns_list, process_alive, reach, require_root, show};
 use serde_json::Value;
 
 /// Both tests build a lab and attach probes: one at a time.
@@ -69,7 +69,7 @@ fn assert_nothing_left(prefix: &str, server_pids: &[i64]) {
     }
     assert!(demo_servers.is_empty(), "demo-server processes left: {demo_servers:?}");
     assert!(mentioning.is_empty(), "processes of the lab left (reach why?): {mentioning:?}");
-    assert_eq!(bpf_programs_left("reach_"), Vec::<String>::new(), "BPF programs left attached");
+    reach_tests::leftovers::assert_no_orphaned_programs("reach_", "reach lab");
 }
 
 #[test]

@@ -17,21 +17,10 @@ use reach_agent::{
 };
 use reach_tests::require_root;
 
-/// `nft list ruleset` of the root namespace (read-only); a failing nft fails the test rather
-/// than comparing two empty outputs.
-fn root_ruleset() -> String {
-    let out = std::process::Command::new("nft")
-        .args(["list", "ruleset"])
-        .output()
-        .expect("nft (nftables) is needed");
-    assert!(out.status.success(), "nft list ruleset: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[test]
 fn a_dropped_syn_is_traced_to_the_rule_that_dropped_it() {
     require_root();
-    let before = root_ruleset();
+    let root = reach_tests::ruleset::RulesetSnapshot::take(None);
     let hosts = TwoHosts::new("trace").unwrap();
     let handle = reach_tests::nft_drop_rule(&hosts.server, "labfw", 7200);
 
@@ -81,7 +70,7 @@ fn a_dropped_syn_is_traced_to_the_rule_that_dropped_it() {
     let tables = hosts.server.run("nft", &["list", "tables"]).unwrap();
     assert!(!tables.contains("reach_trace"), "{tables}");
     assert!(tables.contains("labfw"), "other tables untouched: {tables}");
-    assert_eq!(root_ruleset(), before, "the root namespace's ruleset must not change");
+    root.assert_unchanged("tracing a dropped SYN in lab namespaces");
 }
 
 #[test]

@@ -14,7 +14,10 @@ use reach_agent::{
     probes::net::{DropTap, NetOptions, NetnsTap, TcHow},
 };
 use reach_common::net::{PacketEvent, counter, packet_kind};
-use reach_tests::require_root;
+use reach_tests::{
+    leftovers::{Leftovers, Scope},
+    require_root,
+};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -52,10 +55,33 @@ fn tap(hosts: &TwoHosts, how: TcHow, ports: Vec<u16>) -> NetnsTap {
     .expect("attach classifiers")
 }
 
-fn closed_port_is_syn_rst_and_no_socket_drop(how: TcHow) -> TwoHosts {
+/// Drains `ring` into `seen` until `found` holds for what was seen; fails naming `what` after
+/// a generous deadline (events reach the ring buffer asynchronously).
+fn wait_for_events(
+    ring: &mut RingBuf<MapData>,
+    seen: &mut Vec<PacketEvent>,
+    what: &str,
+    found: impl Fn(&[PacketEvent]) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        seen.extend(drain(ring));
+        if found(seen) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "timed out after 20 s waiting for {what}: {seen:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A SYN to a closed port: seen on ingress, answered with RST on egress, dropped NO_SOCKET; and
+/// afterwards nothing of the taps is left (programs, links, TCX, qdisc, filters, records).
+fn closed_port_is_syn_rst_and_no_socket_drop(how: TcHow) {
     require_root();
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let hosts = TwoHosts::new("pkt").unwrap();
+    let check =
+        Leftovers::snapshot(&Scope { netns: Some(&hosts.server), ifaces: &[TwoHosts::SERVER_IF] });
     let mut tap = tap(&hosts, how, vec![7000]);
     let mut drops =
         DropTap::attach(&NetOptions { ports: vec![7000], ..NetOptions::default() }, false).unwrap();
@@ -68,9 +94,10 @@ fn closed_port_is_syn_rst_and_no_socket_drop(how: TcHow) -> TwoHosts {
         std::io::ErrorKind::ConnectionRefused,
         "closed port must be refused: {err}"
     );
-    thread::sleep(Duration::from_millis(100));
-
-    let events = drain(&mut ring);
+    let mut events = Vec::new();
+    wait_for_events(&mut ring, &mut events, "the SYN on ingress and the RST on egress", |e| {
+        [packet_kind::SYN, packet_kind::RST].iter().all(|k| e.iter().any(|e| e.kind == *k))
+    });
     let syn = events.iter().find(|e| e.kind == packet_kind::SYN).expect("SYN seen on ingress");
     assert_eq!((syn.dport, syn.ip_version), (7000, 4));
     assert_eq!(&syn.saddr[..4], &TwoHosts::CLIENT_V4.octets());
@@ -79,44 +106,31 @@ fn closed_port_is_syn_rst_and_no_socket_drop(how: TcHow) -> TwoHosts {
     assert_eq!((rst.sport, rst.dport), (7000, syn.sport));
 
     let reasons = DropReasons::load(&KernelBtf::load().unwrap()).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let dropped = loop {
-        let d = drain(&mut drop_ring);
-        if let Some(d) = d.into_iter().find(|d| d.dport == 7000 && d.sport == syn.sport) {
-            break d;
-        }
-        assert!(Instant::now() < deadline, "no drop event for the SYN to the closed port");
-        thread::sleep(Duration::from_millis(20));
-    };
+    let sport = syn.sport;
+    let mut dropped = Vec::new();
+    wait_for_events(
+        &mut drop_ring,
+        &mut dropped,
+        "the drop event of the SYN to the closed port",
+        |d| d.iter().any(|d| d.dport == 7000 && d.sport == sport),
+    );
+    let dropped = dropped.into_iter().find(|d| d.dport == 7000 && d.sport == sport).unwrap();
     assert_eq!(reasons.name(dropped.reason), "NO_SOCKET");
     assert_eq!(dropped.netns as u64, tap.netns, "drop attributed to the server namespace");
     assert_ne!(dropped.location, 0);
     let c = tap.counters().unwrap();
     assert!(c[counter::SYN as usize] >= 1 && c[counter::SYN_EVENTS as usize] >= 1, "{c:?}");
-    drop(ring);
-    drop(tap);
-    hosts
-}
-
-/// Nothing reach attached or created remains on the server interface.
-fn assert_interface_clean(hosts: &TwoHosts) {
-    let qdisc = hosts.server.run("tc", &["qdisc", "show", "dev", TwoHosts::SERVER_IF]).unwrap();
-    assert!(!qdisc.contains("clsact"), "clsact qdisc left behind: {qdisc}");
-    for dir in ["ingress", "egress"] {
-        let f =
-            hosts.server.run("tc", &["filter", "show", "dev", TwoHosts::SERVER_IF, dir]).unwrap();
-        assert!(f.trim().is_empty(), "{dir} filter left behind: {f}");
-    }
+    drop((ring, drop_ring, tap, drops));
+    // Still under SERIAL: no other test of this binary has taps of its own in this process.
+    check.assert_nothing_new(&format!("the {how:?} taps"));
 }
 
 #[test]
 fn closed_port_via_tcx() {
-    let hosts = closed_port_is_syn_rst_and_no_socket_drop(TcHow::Tcx);
-    assert_interface_clean(&hosts);
+    closed_port_is_syn_rst_and_no_socket_drop(TcHow::Tcx);
 }
 
 #[test]
 fn closed_port_via_netlink_clsact_and_cleanup() {
-    let hosts = closed_port_is_syn_rst_and_no_socket_drop(TcHow::Netlink);
-    assert_interface_clean(&hosts);
+    closed_port_is_syn_rst_and_no_socket_drop(TcHow::Netlink);
 }

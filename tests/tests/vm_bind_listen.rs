@@ -13,7 +13,8 @@ const SCENARIO: &str = env!("CARGO_BIN_EXE_reach-scenario");
 const MODES: [&str; 3] = ["kprobe", "fentry", "tracepoint"];
 
 /// For each mode: start watch, wait until it says it is attached (bounded), run the scenario,
-/// stop watch with SIGINT (it drains the ring buffer before exiting) and print both outputs.
+/// wait until watch printed the scenario's last events (its 4 listener closes), stop watch with
+/// SIGINT and print both outputs.
 fn script() -> String {
     let mut s = String::from("set -u\n");
     for mode in MODES {
@@ -22,7 +23,8 @@ fn script() -> String {
 W=$!
 i=0; while ! grep -q 'watching binds' /tmp/{mode}.err; do i=$((i+1)); if [ $i -gt 600 ] || ! kill -0 $W 2>/dev/null; then echo "=== {mode} failed to attach"; cat /tmp/{mode}.err; exit 1; fi; sleep 0.1; done
 $SCENARIO 47600 200 > /tmp/{mode}.scenario || exit 1
-sleep 0.5
+P=$(sed -n 's/^{{"pid":\([0-9]*\),.*/\1/p' /tmp/{mode}.scenario)
+i=0; while [ "$(grep '"type":"listen_close"' /tmp/{mode}.jsonl | grep -c "\"pid\":$P,")" -lt 4 ]; do i=$((i+1)); if [ $i -gt 600 ]; then echo "=== {mode}: timed out after 60 s waiting for the 4 listen_close events of scenario pid $P"; cat /tmp/{mode}.err; exit 1; fi; sleep 0.1; done
 kill -INT $W; wait $W; echo "=== {mode} exit $?"
 echo "=== {mode} scenario"; cat /tmp/{mode}.scenario
 echo "=== {mode} events"; cat /tmp/{mode}.jsonl

@@ -1,6 +1,7 @@
 //! The packet path on real Debian kernels under QEMU: 6.1 (no TCX: clsact over netlink, drop
 //! reasons numbered differently) and 6.18 (TCX). A closed port must be dropped with NO_SOCKET,
-//! an nftables drop rule with NETFILTER_DROP, and reach must leave no qdisc or filter behind.
+//! an nftables drop rule with NETFILTER_DROP, and reach must leave nothing behind: no program,
+//! link, TCX attachment, qdisc, filter, table, mount or record (`reach-leftovers` in the guest).
 use anyhow::{Context as _, Result, ensure};
 use reach_tests::reach_bin;
 use serde_json::Value;
@@ -13,17 +14,24 @@ ip -n srv addr add 10.77.0.1/24 dev s0 && ip -n srv link set s0 up && ip -n srv 
 ip -n cli addr add 10.77.0.2/24 dev c0 && ip -n cli link set c0 up && ip -n cli link set lo up
 printf 'table inet labfw {\n chain input {\n type filter hook input priority 0; policy accept;\n tcp dport 7102 drop\n }\n}\n' > /tmp/fw.nft
 ip netns exec srv nft -f /tmp/fw.nft || { echo "=== nft failed"; exit 1; }
+cat > /tmp/watch.sh <<'WATCH'
 $REACH watch --json --netns srv --port 7101 --port 7102 > /tmp/w.jsonl 2> /tmp/w.err &
 W=$!
 i=0; while ! grep -q 'watching drops' /tmp/w.err; do i=$((i+1)); if [ $i -gt 900 ] || ! kill -0 $W 2>/dev/null; then echo "=== attach failed"; cat /tmp/w.err; exit 1; fi; sleep 0.1; done
 ip netns exec cli timeout 5 bash -c 'exec 3<>/dev/tcp/10.77.0.1/7101' 2>/dev/null; echo "=== closed port rc $?"
 ip netns exec cli timeout 3 bash -c 'exec 3<>/dev/tcp/10.77.0.1/7102' 2>/dev/null; echo "=== dropped port rc $?"
-sleep 0.5
+# Both drops printed before the stop (the readiness is reach's own output, not a pause).
+for port in 7101 7102; do
+  i=0; until grep '"type":"drop"' /tmp/w.jsonl | grep -Eq "\"dport\":$port[,}]"; do i=$((i+1)); if [ $i -gt 600 ]; then echo "=== timed out after 60 s waiting for the drop of port $port"; cat /tmp/w.err; exit 1; fi; sleep 0.1; done
+done
 kill -INT $W; wait $W; echo "=== watch exit $?"
 echo "=== stderr"; cat /tmp/w.err
-echo "=== qdisc"; tc -n srv qdisc show dev s0
-echo "=== filters"; tc -n srv filter show dev s0 ingress; tc -n srv filter show dev s0 egress
 echo "=== events"; cat /tmp/w.jsonl
+WATCH
+# Everything reach could leave (BPF programs and links by id, qdiscs, filters, TCX, nft
+# tables of srv, mounts, pins, /run/reach), snapshotted around the watch.
+$LEFTOVERS --netns srv --iface s0 -- bash /tmp/watch.sh; echo "=== leftovers exit $?"
+echo "=== qdisc"; tc -n srv qdisc show dev s0 || echo "tc failed: $?"
 echo "=== end"
 "#;
 
@@ -37,7 +45,10 @@ fn section<'a>(out: &'a str, name: &str) -> &'a str {
 fn packets_in_guest(kernel: &str, expect_how: &str) -> Result<()> {
     let reach = reach_bin();
     let opts = GuestOptions {
-        env: vec![("REACH".into(), reach.to_str().context("REACH_BIN not UTF-8")?.into())],
+        env: vec![
+            ("REACH".into(), reach.to_str().context("REACH_BIN not UTF-8")?.into()),
+            ("LEFTOVERS".into(), env!("CARGO_BIN_EXE_reach-leftovers").into()),
+        ],
         ..GuestOptions::new(kernel, &["/bin/bash", "-c", SCRIPT])
     };
     let outcome = run_in_guest(&opts)?;
@@ -52,8 +63,12 @@ fn packets_in_guest(kernel: &str, expect_how: &str) -> Result<()> {
         section(out, "stderr").contains(expect_how),
         "{kernel}: expected {expect_how} attachment:\n{out}"
     );
-    ensure!(!section(out, "qdisc").contains("clsact"), "{kernel}: clsact left behind:\n{out}");
-    ensure!(section(out, "filters").trim().is_empty(), "{kernel}: filters left behind:\n{out}");
+    ensure!(
+        section(out, "leftovers").trim() == "none" && out.contains("=== leftovers exit 0"),
+        "{kernel}: reach left something behind:\n{out}"
+    );
+    // The leftover check is not blind here: it read the qdisc list, which tc lists too.
+    ensure!(section(out, "qdisc").contains("qdisc noqueue"), "{kernel}: no qdisc listing:\n{out}");
     let lines: Vec<Value> =
         section(out, "events").lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
     let drop_for = |port: u64| lines.iter().find(|l| l["type"] == "drop" && l["dport"] == port);

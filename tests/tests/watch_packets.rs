@@ -8,7 +8,11 @@ use std::{
 };
 
 use reach_agent::lab::TwoHosts;
-use reach_tests::{WatchRun, bpf_programs_left, require_root};
+use reach_tests::{
+    WatchRun,
+    leftovers::{Leftover, Leftovers, Scope},
+    require_root,
+};
 use serde_json::Value;
 
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -45,14 +49,10 @@ fn of_type<'a>(lines: &'a [Value], ty: &str, dport: u64) -> Vec<&'a Value> {
         .collect()
 }
 
-fn assert_clean(hosts: &TwoHosts) {
-    let left = bpf_programs_left("reach_");
-    assert!(left.is_empty(), "programs left loaded: {left:?}");
-    for dir in ["ingress", "egress"] {
-        let f =
-            hosts.server.run("tc", &["filter", "show", "dev", TwoHosts::SERVER_IF, dir]).unwrap();
-        assert!(f.trim().is_empty(), "{dir} filter left on {}: {f}", TwoHosts::SERVER_IF);
-    }
+/// Everything reach could leave in the server namespace and on its interface, and BPF
+/// programs/links anywhere: taken before the run, compared after it with `assert_nothing_new`.
+fn leftovers(hosts: &TwoHosts) -> Leftovers<'_> {
+    Leftovers::snapshot(&Scope { netns: Some(&hosts.server), ifaces: &[TwoHosts::SERVER_IF] })
 }
 
 #[test]
@@ -60,6 +60,7 @@ fn syn_to_a_closed_port_is_seen_answered_with_rst_and_dropped_no_socket() {
     require_root();
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let hosts = TwoHosts::new("wp-closed").unwrap();
+    let check = leftovers(&hosts);
     let run = watch(&hosts, 7101);
     for addr in [
         SocketAddr::from((TwoHosts::SERVER_V4, 7101)),
@@ -94,13 +95,11 @@ fn syn_to_a_closed_port_is_seen_answered_with_rst_and_dropped_no_socket() {
             .unwrap_or_else(|| panic!("no {family} drop in {lines:#?}"));
         assert_eq!(drop["reason"], "NO_SOCKET", "{drop}");
         assert_eq!(drop["netns"]["inode"].as_u64(), Some(server_inode));
-        let loc = drop["location"].as_str().unwrap();
-        assert!(
-            loc.starts_with("tcp_v4_rcv+0x")
-                || loc.starts_with("tcp_v6_rcv+0x")
-                || loc.contains('+'),
-            "{loc}"
-        );
+        // The kernel drops a segment for which no socket exists in its TCP receive function
+        // (`goto no_tcp_socket` → discard in tcp_v4_rcv / tcp_v6_rcv): the location must name
+        // it, at an offset inside it.
+        let expected = if family == "ipv4" { "tcp_v4_rcv" } else { "tcp_v6_rcv" };
+        assert_location_in(drop["location"].as_str().unwrap(), expected);
         let rst = of_type(&lines, "rst", 7101)
             .into_iter()
             .find(|l| l["family"] == family && l["dport"] == sport)
@@ -114,7 +113,7 @@ fn syn_to_a_closed_port_is_seen_answered_with_rst_and_dropped_no_socket() {
         assert_eq!(f["drop"]["reason"], "NO_SOCKET", "{f}");
         assert_eq!(f["netns"]["name"], hosts.server.name());
     }
-    assert_clean(&hosts);
+    check.assert_nothing_new("reach watch");
 }
 
 #[test]
@@ -134,6 +133,8 @@ fn nft_drop_rule_is_netfilter_drop() {
     hosts.server.run("nft", &["add rule inet labfw input tcp dport 7102 drop"]).unwrap();
     let _listener =
         hosts.server.run_in(|| TcpListener::bind((TwoHosts::SERVER_V4, 7102))).unwrap().unwrap();
+    // After the test's own nft table: only what reach adds counts.
+    let check = leftovers(&hosts);
     let run = watch(&hosts, 7102);
     let addr = SocketAddr::from((TwoHosts::SERVER_V4, 7102));
     let e = hosts
@@ -157,7 +158,7 @@ fn nft_drop_rule_is_netfilter_drop() {
         (Some("dropped"), Some("NETFILTER_DROP"))
     );
     assert_eq!(fl[0]["client"].as_str().unwrap().split(':').next(), Some("10.77.0.2"));
-    assert_clean(&hosts);
+    check.assert_nothing_new("reach watch");
 }
 
 #[test]
@@ -181,6 +182,7 @@ fn accepted_flow(name: &str, port: u16, hogs: Option<FdHogs>) {
     require_root();
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let hosts = TwoHosts::new(name).unwrap();
+    let check = leftovers(&hosts);
     let listener = hosts
         .server
         .run_in(move || TcpListener::bind((TwoHosts::SERVER_V4, port)))
@@ -191,7 +193,11 @@ fn accepted_flow(name: &str, port: u16, hogs: Option<FdHogs>) {
     let (_accepted, peer) = listener.accept().unwrap();
     assert_eq!(peer.port(), stream.local_addr().unwrap().port());
     if hogs.is_some() {
-        std::thread::sleep(Duration::from_secs(2));
+        // The regression: the session must settle the flow by itself, before any stop.
+        run.wait_for_json(&format!("the flow of port {port} settled before the stop"), |l| {
+            l["type"] == "flow"
+                && l["server"].as_str().is_some_and(|s| s.ends_with(&format!(":{port}")))
+        });
     }
     let (code, lines) = run.stop();
     drop(hogs);
@@ -214,7 +220,7 @@ fn accepted_flow(name: &str, port: u16, hogs: Option<FdHogs>) {
         fl[0]["client"],
         format!("{}:{}", TwoHosts::CLIENT_V4, stream.local_addr().unwrap().port())
     );
-    assert_clean(&hosts);
+    check.assert_nothing_new("reach watch");
 }
 
 /// Processes holding many descriptors: reach's listener snapshot reads them all, so the session
@@ -256,6 +262,7 @@ fn full_accept_queue_is_reported_as_overflow_of_that_listener() {
     require_root();
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let hosts = TwoHosts::new("wp-ovf").unwrap();
+    let check = leftovers(&hosts);
     // SYN cookies would hide the overflow; this is the lab namespace's own sysctl.
     hosts.server.run("sysctl", &["-q", "-w", "net.ipv4.tcp_syncookies=0"]).unwrap();
     let fd = hosts
@@ -272,7 +279,10 @@ fn full_accept_queue_is_reported_as_overflow_of_that_listener() {
     for _ in 0..4 {
         clients.push(connect(&hosts, SocketAddr::from((TwoHosts::SERVER_V4, 7104))));
     }
-    std::thread::sleep(Duration::from_millis(1200));
+    run.wait_for_json("an overflow line naming the full listener on 7104", |l| {
+        l["type"] == "overflow"
+            && l["full_listeners"].as_array().is_some_and(|f| f.iter().any(|l| l["port"] == 7104))
+    });
     let (code, lines) = run.stop();
     drop(fd);
     assert_eq!(code, Some(0));
@@ -291,7 +301,7 @@ fn full_accept_queue_is_reported_as_overflow_of_that_listener() {
         full.iter().any(|l| l["pid"].as_u64() == Some(std::process::id() as u64)),
         "owner named: {ovf}"
     );
-    assert_clean(&hosts);
+    check.assert_nothing_new("reach watch");
 }
 
 #[test]
@@ -299,6 +309,7 @@ fn sigterm_during_setup_still_detaches_everything() {
     require_root();
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let hosts = TwoHosts::new("wp-term").unwrap();
+    let check = leftovers(&hosts);
     for delay_ms in [50, 250, 600] {
         let child = std::process::Command::new(reach_tests::reach_bin())
             .args(["watch", "--json", "--tc-attach", "netlink", "--netns", hosts.server.name()])
@@ -316,7 +327,7 @@ fn sigterm_during_setup_still_detaches_everything() {
             "after {delay_ms} ms: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_clean(&hosts);
+        check.assert_nothing_new("reach watch");
         let q = hosts.server.run("tc", &["qdisc", "show", "dev", TwoHosts::SERVER_IF]).unwrap();
         assert!(!q.contains("clsact"), "clsact left after SIGTERM at {delay_ms} ms: {q}");
     }
@@ -327,18 +338,28 @@ fn filters_of_a_sigkilled_run_are_removed_by_the_next_run() {
     require_root();
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let hosts = TwoHosts::new("wp-kill").unwrap();
+    let check = leftovers(&hosts);
     let run = WatchRun::start(
         &["--json", "--tc-attach", "netlink", "--netns", hosts.server.name()],
         "watching drops",
     );
     // SAFETY: signalling our own child.
     unsafe { libc::kill(run.pid() as i32, libc::SIGKILL) };
-    let _ = run.finish();
-    let f =
-        hosts.server.run("tc", &["filter", "show", "dev", TwoHosts::SERVER_IF, "ingress"]).unwrap();
+    let (code, _, _) = run.finish_raw();
+    assert_eq!(code, None, "killed by SIGKILL, no exit code");
+    // What a SIGKILLed netlink run leaves (that is the point), as the leftover check sees it:
+    // its classifiers, held by no process, on the clsact it created, and the clsact's record.
+    let killed = check.left_after(Duration::from_secs(2));
+    let has = |p: &dyn Fn(&Leftover) -> bool| killed.iter().any(p);
     assert!(
-        f.contains("reach_ingress"),
-        "a SIGKILLed netlink run leaves its filter (that is the point): {f}"
+        has(
+            &|l| matches!(l, Leftover::Program { name, holders, .. } if name == "reach_ingress" && holders.is_empty())
+        ) && has(
+            &|l| matches!(l, Leftover::TcFilter { dir: "ingress", line, .. } if line.contains("reach_ingress"))
+        ) && has(
+            &|l| matches!(l, Leftover::Qdisc { line, .. } if line.starts_with("qdisc clsact"))
+        ) && has(&|l| matches!(l, Leftover::RunReach(p) if p.starts_with("/run/reach/clsact"))),
+        "the killed run's filters, clsact and record: {killed:#?}"
     );
 
     let next = WatchRun::start(
@@ -348,7 +369,19 @@ fn filters_of_a_sigkilled_run_are_removed_by_the_next_run() {
     assert!(next.stderr().contains("removed a stale reach_ingress on srv0"), "{}", next.stderr());
     let (code, _) = next.stop();
     assert_eq!(code, Some(0));
-    assert_clean(&hosts);
+    // One thing no run can clean: tracefs, if the killed run mounted it (no other process
+    // could unmount it, and the next run reuses a mount it did not make, kernel/pseudofs.rs).
+    let left = check.left_after(Duration::from_secs(15));
+    let (mounts, rest): (Vec<_>, Vec<_>) = left.iter().partition(
+        |l| matches!(l, Leftover::Mount(m) if m.starts_with("tracefs on /sys/kernel/tracing ")),
+    );
+    assert!(rest.is_empty(), "the next run cleaned up everything of the killed run: {rest:#?}");
+    if !mounts.is_empty() {
+        // Leave the machine as found: lazily, as reach itself unmounts.
+        // SAFETY: a valid NUL-terminated path.
+        let rc = unsafe { libc::umount2(c"/sys/kernel/tracing".as_ptr(), libc::MNT_DETACH) };
+        assert_eq!(rc, 0, "umount tracefs: {}", std::io::Error::last_os_error());
+    }
     let q = hosts.server.run("tc", &["qdisc", "show", "dev", TwoHosts::SERVER_IF]).unwrap();
     assert!(!q.contains("clsact"), "the killed run's clsact was adopted and removed: {q}");
 }
@@ -358,10 +391,13 @@ fn syn_rate_bound_counts_every_suppressed_syn() {
     require_root();
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let hosts = TwoHosts::new("wp-rate").unwrap();
+    let check = leftovers(&hosts);
     let run = watch_with(&hosts, 7105, &["--syn-rate", "5"]);
     const N: u64 = 60;
     for _ in 0..N {
-        let _ = connect(&hosts, SocketAddr::from((TwoHosts::SERVER_V4, 7105)));
+        // Nothing listens: every SYN is answered with RST, reported or not.
+        let e = connect(&hosts, SocketAddr::from((TwoHosts::SERVER_V4, 7105))).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "closed port 7105: {e}");
     }
     let (code, lines) = run.stop();
     assert_eq!(code, Some(0));
@@ -373,7 +409,7 @@ fn syn_rate_bound_counts_every_suppressed_syn() {
         .sum();
     assert!(suppressed > 0, "{N} SYNs at --syn-rate 5 must be bounded: {syns} reported");
     assert_eq!(syns + suppressed, N, "every SYN is reported or counted ({syns} + {suppressed})");
-    assert_clean(&hosts);
+    check.assert_nothing_new("reach watch");
 }
 
 #[test]
@@ -381,9 +417,11 @@ fn classic_kfree_skb_tracepoint_reports_the_same_drops() {
     require_root();
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let hosts = TwoHosts::new("wp-classic").unwrap();
+    let check = leftovers(&hosts);
     let run = watch_with(&hosts, 7106, &["--drop-attach", "tracepoint"]);
     assert!(run.stderr().contains("tracepoint skb:kfree_skb"), "{}", run.stderr());
-    let _ = connect(&hosts, SocketAddr::from((TwoHosts::SERVER_V6, 7106)));
+    let e = connect(&hosts, SocketAddr::from((TwoHosts::SERVER_V6, 7106))).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "closed port 7106: {e}");
     let (code, lines) = run.stop();
     assert_eq!(code, Some(0));
     let d = of_type(&lines, "drop", 7106);
@@ -393,7 +431,7 @@ fn classic_kfree_skb_tracepoint_reports_the_same_drops() {
         (Some("NO_SOCKET"), Some("ipv6"))
     );
     assert_eq!(d[0]["saddr"], TwoHosts::CLIENT_V6.to_string());
-    assert_clean(&hosts);
+    check.assert_nothing_new("reach watch");
 }
 
 #[test]
@@ -412,6 +450,8 @@ fn ipv6_accepted_and_ipv6_nft_drop() {
     hosts.server.run("nft", &["add rule ip6 labfw6 input tcp dport 7108 drop"]).unwrap();
     let ok =
         hosts.server.run_in(|| TcpListener::bind((TwoHosts::SERVER_V6, 7107))).unwrap().unwrap();
+    // After the test's own nft table: only what reach adds counts.
+    let check = leftovers(&hosts);
     let run = watch_with(&hosts, 7107, &["--port", "7108"]);
     let stream =
         connect(&hosts, SocketAddr::from((TwoHosts::SERVER_V6, 7107))).expect("v6 connect");
@@ -441,7 +481,7 @@ fn ipv6_accepted_and_ipv6_nft_drop() {
         (dropped[0]["outcome"].as_str(), dropped[0]["drop"]["reason"].as_str()),
         (Some("dropped"), Some("NETFILTER_DROP"))
     );
-    assert_clean(&hosts);
+    check.assert_nothing_new("reach watch");
 }
 
 #[test]
@@ -452,6 +492,8 @@ fn trace_names_the_nft_rule_that_dropped_the_flow() {
     let handle = reach_tests::nft_drop_rule(&hosts.server, "labfw", 7109);
     let _ok =
         hosts.server.run_in(|| TcpListener::bind((TwoHosts::SERVER_V4, 7110))).unwrap().unwrap();
+    // After the test's own nft table: only what reach adds counts.
+    let check = leftovers(&hosts);
     let run = WatchRun::start(
         &["--json", "--netns", hosts.server.name(), "--port", "7109", "--port", "7110"],
         "added table inet reach_trace",
@@ -462,10 +504,12 @@ fn trace_names_the_nft_rule_that_dropped_the_flow() {
         run.stderr()
     );
     let addr = SocketAddr::from((TwoHosts::SERVER_V4, 7109));
-    let _ = hosts
+    let e = hosts
         .client
         .run_in(move || TcpStream::connect_timeout(&addr, Duration::from_millis(600)))
-        .unwrap();
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "the nft rule drops 7109's SYN: {e}");
     let _ok_conn =
         connect(&hosts, SocketAddr::from((TwoHosts::SERVER_V4, 7110))).expect("allowed port");
     let (code, lines) = run.stop();
@@ -489,7 +533,7 @@ fn trace_names_the_nft_rule_that_dropped_the_flow() {
     assert_eq!(ok["verdict"], "accept");
     let tables = hosts.server.run("nft", &["list", "tables"]).unwrap();
     assert!(!tables.contains("reach_trace"), "trace table removed on exit: {tables}");
-    assert_clean(&hosts);
+    check.assert_nothing_new("reach watch");
 }
 
 #[test]
@@ -497,17 +541,48 @@ fn no_trace_adds_no_table_and_reports_no_verdicts() {
     require_root();
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let hosts = TwoHosts::new("wp-notrace").unwrap();
+    let check = leftovers(&hosts);
     let run = watch_with(&hosts, 7111, &["--no-trace"]);
     let tables = hosts.server.run("nft", &["list", "tables"]).unwrap();
     assert!(!tables.contains("reach_trace"), "--no-trace must not add a table: {tables}");
-    let _ = connect(&hosts, SocketAddr::from((TwoHosts::SERVER_V4, 7111)));
+    let e = connect(&hosts, SocketAddr::from((TwoHosts::SERVER_V4, 7111))).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "closed port 7111: {e}");
     let (code, lines) = run.stop();
     assert_eq!(code, Some(0));
     assert!(!run_has(&lines, "nft_verdict"), "{lines:#?}");
     assert!(run_has(&lines, "drop"), "drops are still reported: {lines:#?}");
-    assert_clean(&hosts);
+    check.assert_nothing_new("reach watch");
 }
 
 fn run_has(lines: &[Value], ty: &str) -> bool {
     lines.iter().any(|l| l["type"] == ty)
+}
+
+/// Asserts that `loc` ("SYMBOL+0xOFFSET", as reach prints a drop location) names `function` and
+/// that the offset lies inside it: below the distance to the next text symbol in /proc/kallsyms
+/// (the kernel's own symbol table, not reach's resolution of it).
+fn assert_location_in(loc: &str, function: &str) {
+    let (symbol, offset) =
+        loc.split_once("+0x").unwrap_or_else(|| panic!("location {loc:?} is not SYMBOL+0xOFF"));
+    assert_eq!(symbol, function, "the drop location {loc} names another function");
+    let offset = u64::from_str_radix(offset, 16).unwrap_or_else(|e| panic!("{loc}: {e}"));
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").expect("reading /proc/kallsyms");
+    let mut text: Vec<(u64, &str)> = kallsyms
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let addr = u64::from_str_radix(f.next()?, 16).ok()?;
+            let kind = f.next()?;
+            matches!(kind, "t" | "T").then_some((addr, f.next()?))
+        })
+        .collect();
+    text.sort_unstable();
+    let start = text
+        .iter()
+        .find(|(_, name)| *name == function)
+        .map(|(a, _)| *a)
+        .unwrap_or_else(|| panic!("{function} is not a text symbol in /proc/kallsyms"));
+    assert_ne!(start, 0, "/proc/kallsyms hides addresses (kptr_restrict): cannot check {loc}");
+    let next = text.iter().map(|(a, _)| *a).find(|&a| a > start).expect("a symbol after it");
+    assert!(offset < next - start, "{loc}: offset beyond {function} ({} bytes)", next - start);
 }

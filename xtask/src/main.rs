@@ -5,6 +5,8 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use xtask::{run::run, setup, workspace};
 
+mod record;
+
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "reach's developer tasks", long_about = None)]
 struct Cli {
@@ -41,6 +43,10 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Record the firewalld fixtures of the unit tests anew from the installed firewalld in lab
+    /// namespaces (rulesets after each step, traces of single SYNs) into
+    /// tests/fixtures/firewalld-<version>/. Needs root; commit what it writes.
+    RecordFixtures,
     /// The built-in demo: build reach and run `reach lab` (lab namespaces, scenarios, teardown).
     Lab {
         /// Arguments passed to `reach lab`.
@@ -70,14 +76,22 @@ fn try_main() -> anyhow::Result<ExitCode> {
         Task::Test { cargo_test_args } => {
             setup::all()?;
             build(false)?;
+            // The guest tests run the real test executables inside QEMU: build them first and
+            // tell the run where they are.
+            let cargo_path = std::path::PathBuf::from(
+                std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
+            );
+            let bins = xtask::vm::test_bins::build(&cargo_path, &workspace::root())?;
             run(cargo()
                 .args(["test", "--workspace"])
                 .args(&cargo_test_args)
-                .env("REACH_BIN", workspace::reach_bin(false)))?;
+                .env("REACH_BIN", workspace::reach_bin(false))
+                .env(xtask::vm::test_bins::ENV, xtask::vm::test_bins::encode(&bins)?))?;
             Ok(ExitCode::SUCCESS)
         }
         Task::VmTest(args) => xtask::vm::vm_test_command(args),
         Task::Bench { args } => xtask::bench::bench(&args).map(|()| ExitCode::SUCCESS),
+        Task::RecordFixtures => record::record_fixtures().map(|()| ExitCode::SUCCESS),
         Task::Lab { args } => {
             setup::all()?;
             build(false)?;

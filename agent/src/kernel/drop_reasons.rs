@@ -150,6 +150,11 @@ impl DropReasons {
     /// (`SKB_DROP_REASON_NO_SOCKET`) and lower case are accepted too, for command lines.
     pub fn value(&self, short_name: &str) -> Option<u32> {
         let upper = short_name.trim().to_ascii_uppercase();
+        // A short name may itself start with `SKB_` (`SKB_CSUM`, from
+        // `SKB_DROP_REASON_SKB_CSUM`): look it up as given before stripping a prefix.
+        if let Some(v) = self.by_name.get(&upper) {
+            return Some(*v);
+        }
         let name = core_short_name(&upper);
         if let Some(v) = self.by_name.get(name) {
             return Some(*v);
@@ -317,6 +322,15 @@ mod tests {
     }
 
     #[test]
+    fn a_short_name_starting_with_skb_is_found_as_printed() {
+        let core = table(&[("SKB_DROP_REASON_NO_SOCKET", 1), ("SKB_DROP_REASON_SKB_CSUM", 2)]);
+        let r = DropReasons::from_tables(&core, &[], &[]);
+        assert_eq!(r.name(2), "SKB_CSUM");
+        assert_eq!(r.value("SKB_CSUM"), Some(2));
+        assert_eq!(r.value("SKB_DROP_REASON_SKB_CSUM"), Some(2));
+    }
+
+    #[test]
     fn aliases_resolve_but_the_first_name_is_printed() {
         let r = modern();
         assert_eq!(r.value("ALIAS_OF_NETFILTER"), Some(4));
@@ -404,37 +418,116 @@ mod tests {
         assert!(subsystem_enum_candidates("OPENVSWITCH").contains(&"ovs_drop_reason".into()));
     }
 
+    /// The running kernel, checked against what its version and its own BTF say (read here
+    /// with btf-rs directly, not through [`KernelBtf`]), so the expectations hold on every
+    /// kernel: none before 5.17, `SKB_NOT_DROPPED_YET` = 0 from 5.18, `SKB_CONSUMED` from 6.3,
+    /// subsystems from 6.4.
     mod live {
         use super::super::*;
+
+        const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
         fn reasons() -> DropReasons {
             let btf = KernelBtf::load().expect("these tests read the running kernel's BTF");
             DropReasons::load(&btf).expect("drop reasons")
         }
 
+        /// (major, minor) of `uname -r`, numbers only.
+        fn version() -> (u32, u32) {
+            let release = crate::kernel::release::current().release;
+            let mut numbers = release.split(|c: char| !c.is_ascii_digit()).map(|n| n.parse());
+            match (numbers.next(), numbers.next()) {
+                (Some(Ok(major)), Some(Ok(minor))) => (major, minor),
+                _ => panic!("release {release:?} does not start with MAJOR.MINOR"),
+            }
+        }
+
+        /// `enum NAME`'s enumerators as the kernel's BTF has them, or None if it has no such
+        /// enum.
+        fn btf_enum(name: &str) -> Option<Vec<(String, u32)>> {
+            let btf = btf_rs::Btf::from_file(VMLINUX).expect("parsing the kernel's BTF");
+            btf.resolve_types_by_name(name).ok()?.into_iter().find_map(|ty| match ty {
+                btf_rs::Type::Enum(e) => Some(
+                    e.members.iter().map(|m| (btf.resolve_name(m).unwrap(), m.val())).collect(),
+                ),
+                _ => None,
+            })
+        }
+
         #[test]
-        fn this_kernel_names_its_reasons() {
+        fn this_kernel_names_its_reasons_as_its_version_and_btf_say() {
             let r = reasons();
+            let v = version();
+            let Some(core) = btf_enum("skb_drop_reason") else {
+                // Before 5.17 there is no enum: reach says so and names nothing.
+                assert!(v < (5, 17), "kernel {v:?} should have enum skb_drop_reason");
+                assert!(!r.available());
+                let why = r.unavailable_reason().unwrap();
+                assert!(why.contains("kernels before 5.17 report no drop reasons"), "{why}");
+                assert_eq!(r.name(1), "UNKNOWN(1)");
+                return;
+            };
+            assert!(v >= (5, 17), "enum skb_drop_reason exists only since 5.17, here {v:?}");
             assert!(r.available(), "{:?}", r.unavailable_reason());
-            assert_eq!(r.name(0), "NOT_DROPPED_YET");
-            for name in ["NO_SOCKET", "NETFILTER_DROP", "NOT_SPECIFIED", "TCP_INVALID_SEQUENCE"] {
+
+            // The reasons of the first enum (5.17) exist on every later kernel.
+            for name in
+                ["NOT_SPECIFIED", "NO_SOCKET", "PKT_TOO_SMALL", "TCP_CSUM", "NETFILTER_DROP"]
+            {
                 let v = r.value(name).unwrap_or_else(|| panic!("{name} missing"));
                 assert_eq!(r.name(v), name);
             }
             assert_ne!(r.value("NO_SOCKET"), r.value("NETFILTER_DROP"));
+            if v >= (5, 18) {
+                assert_eq!(r.name(0), "NOT_DROPPED_YET");
+            } else {
+                assert_eq!(r.name(0), "NOT_SPECIFIED", "5.17 numbered from NOT_SPECIFIED = 0");
+            }
+            if v >= (6, 3) {
+                assert!(r.value("CONSUMED").is_some(), "SKB_CONSUMED exists since 6.3");
+            } else if v <= (6, 1) {
+                assert_eq!(r.value("CONSUMED"), None, "SKB_CONSUMED is newer than {v:?}");
+            }
+
+            // Every enumerator the BTF has is named by its own (first) name, both ways.
+            let mut named = 0;
+            for (name, value) in &core {
+                if is_sentinel(name) || name == "SKB_DROP_REASON_SUBSYS_MASK" {
+                    continue;
+                }
+                let short = core_short_name(name);
+                assert_eq!(r.value(short), Some(*value), "{name}");
+                let first = core.iter().find(|(_, v)| v == value).map(|(n, _)| n).unwrap();
+                assert_eq!(r.name(*value), core_short_name(first), "{name} = {value}");
+                named += 1;
+            }
+            assert!(named >= 5, "only {named} reasons in the BTF enum: {core:?}");
         }
 
         #[test]
         fn unknown_and_subsystem_values_on_this_kernel() {
             let r = reasons();
+            if !r.available() {
+                assert!(version() < (5, 17));
+                assert_eq!(r.name((1 << 16) | 5), format!("UNKNOWN({})", (1 << 16) | 5));
+                return;
+            }
             // Below the subsystem bits but far past any core reason.
             assert_eq!(r.name(0xfff0), "UNKNOWN(65520)");
             let raw = (1 << 16) | 5;
             let name = r.name(raw);
-            // Subsystem 1 exists since 6.4 (MAC80211_UNUSABLE); this kernel is 6.18.
-            let (subsys, _) = name.split_once(':').unwrap_or_else(|| panic!("{name}"));
-            assert!(!subsys.is_empty() && !subsys.starts_with("UNKNOWN"), "{name}");
-            assert_eq!(r.value(&name), Some(raw));
+            let subsystems = btf_enum("skb_drop_reason_subsys");
+            if version() >= (6, 4) {
+                // Subsystem 1 (MAC80211_UNUSABLE) exists since 6.4.
+                let subsystems = subsystems.expect("enum skb_drop_reason_subsys since 6.4");
+                let (short, _) = subsystems.iter().find(|(_, v)| *v == 1).unwrap();
+                let (subsys, _) = name.split_once(':').unwrap_or_else(|| panic!("{name}"));
+                assert_eq!(subsys, short.strip_prefix(SUBSYS_PREFIX).unwrap(), "{name}");
+                assert_eq!(r.value(&name), Some(raw));
+            } else {
+                assert_eq!(subsystems, None, "no subsystems before 6.4");
+                assert_eq!(name, format!("UNKNOWN({raw})"), "no subsystems before 6.4");
+            }
         }
     }
 }

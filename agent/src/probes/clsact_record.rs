@@ -55,11 +55,17 @@ mod tests {
     fn own_record_is_live_and_dead_pid_is_stale() {
         // Fake namespace inode: no real namespace has inode 1.
         remember(1, 4242);
+        let record = fs::read_to_string(path(1, 4242)).expect("remember wrote the record");
+        let pid = std::process::id();
+        let started = start_time(pid).expect("our own start time");
+        assert_eq!(record, format!("{pid} {started}"), "the record names this process");
         assert!(!stale(1, 4242), "our own record is not stale");
         fs::write(path(1, 4243), "999999999 1").unwrap();
         assert!(stale(1, 4243));
         forget(1, 4242);
         forget(1, 4243);
-        assert!(!stale(1, 4242), "no record: not ours");
+        // forget removes the file itself; `!stale` would also hold with no record at all.
+        assert!(!path(1, 4242).exists(), "forget left {}", path(1, 4242).display());
+        assert!(!path(1, 4243).exists(), "forget left {}", path(1, 4243).display());
     }
 }

@@ -7,13 +7,15 @@
 //!
 //! Pieces: [`kernel`] (download and cache), [`apt`] (private apt instance), [`initramfs`]
 //! (with `init.sh`, the guest's PID 1), [`job`] (command in, output and status out),
-//! [`qemu`] (the VM process), [`tools`] (host programs), [`scratch`] (per-run temp dir).
+//! [`qemu`] (the VM process), [`tools`] (host programs), [`scratch`] (per-run temp dir),
+//! [`test_bins`] (the workspace's test executables, for guest runs of the real tests).
 mod apt;
 mod initramfs;
 mod job;
 mod kernel;
 mod qemu;
 mod scratch;
+pub mod test_bins;
 mod tools;
 
 use std::io::Write;
