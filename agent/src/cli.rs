@@ -102,11 +102,17 @@ pub enum Command {
     /// Output: the SYN's path (client → interface → firewall → socket) with the failing hop
     /// marked, the evidence, and the fix; on WSL2, what NAT or mirrored networking changes.
     ///
-    /// Exit codes (the verdict class): 0 reachable; 10 loopback_only_bind; 11
-    /// listener_in_other_netns; 12 no_listener; 13 firewall_drop; 14 firewall_reject; 15
-    /// other_netfilter_drop; 16 listen_overflow; 17 no_syn_seen; 18 kernel_drop. Errors: 1
-    /// runtime error; 2 bad usage (bad TARGET, unknown namespace or interface); 3 missing
-    /// privileges.
+    /// Each listener on the port in the SYN's namespace is judged as the kernel's socket lookup
+    /// does: family and IPV6_V6ONLY, exact or wildcard address, SO_BINDTODEVICE.
+    ///
+    /// Exit codes (the verdict class): 0 reachable; 10 loopback_only_bind;
+    /// 11 listener_in_other_netns; 12 no_listener; 13 firewall_drop; 14 firewall_reject;
+    /// 15 other_netfilter_drop; 16 listen_overflow; 17 no_syn_seen; 18 kernel_drop;
+    /// 19 family_mismatch (an IPv4 listener and an IPv6 client, or the reverse);
+    /// 20 address_mismatch (bound to another address of this host than the one dialed);
+    /// 21 interface_mismatch (bound to another interface than the SYN's: SO_BINDTODEVICE).
+    /// Errors: 1 runtime error; 2 bad usage (bad TARGET, unknown namespace or interface);
+    /// 3 missing privileges.
     ///
     /// Examples:
     ///   reach why 8080                      # anything to port 8080 on the host

@@ -4,7 +4,14 @@ use super::{
     Evidence, NetfilterRule,
     verdict::{ns_name, who},
 };
-use crate::{model::listener_view::ListenerView, netns::port_holders::PortHolder};
+use std::net::IpAddr;
+
+use super::lookup::{self, Judged, Judgement, Miss, Reach, Socket, Syn};
+use crate::{
+    model::listener_view::ListenerView,
+    netns::{port_holders::PortHolder, sock_diag::Family},
+    output::endpoint::endpoint,
+};
 
 pub(super) fn no_syn(port: u16) -> Vec<String> {
     vec![
@@ -49,8 +56,15 @@ pub(super) fn overflow(full: Option<&ListenerView>) -> Vec<String> {
     ]
 }
 
-pub(super) fn loopback(l: &ListenerView) -> Vec<String> {
-    let any = if l.family == "ipv6" { "[::]" } else { "0.0.0.0" };
+/// `family`: the family of the client's SYN when known. A listener of the other family needs
+/// the dual-stack wildcard, not its own family's.
+pub(super) fn loopback(l: &ListenerView, family: Option<Family>) -> Vec<String> {
+    let own = if l.family == "ipv6" { Family::V6 } else { Family::V4 };
+    let any = match family.unwrap_or(own) {
+        f if f != own => "[::] (without IPV6_V6ONLY: both families)".to_string(),
+        Family::V6 => "[::]".into(),
+        Family::V4 => "0.0.0.0".into(),
+    };
     vec![
         format!(
             "bind the server to {any}:{p} (all addresses) or to the specific address clients use, \
@@ -59,10 +73,149 @@ pub(super) fn loopback(l: &ListenerView) -> Vec<String> {
             p = l.port
         ),
         format!(
-            "e.g. in Go: net.Listen(\"tcp\", \":{p}\") instead of net.Listen(\"tcp\", \"127.0.0.1:{p}\")",
+            "e.g. in Go: net.Listen(\"tcp\", \":{p}\") instead of net.Listen(\"tcp\", \"{}\")",
+            l.endpoint(),
             p = l.port
         ),
     ]
+}
+
+fn ep(addr: IpAddr, port: u16) -> String {
+    endpoint(Some(&addr.to_string()), port)
+}
+
+/// `family_mismatch`: the listener takes only the other family. Either the server listens on
+/// both (a dual-stack `[::]`, or a second listener, loopback kept loopback), or the client dials
+/// the family the server has; `alt`: an address of the server's family where the SYN arrives.
+pub(super) fn family(l: &ListenerView, s: &Socket, syn: &Syn, alt: Option<IpAddr>) -> Vec<String> {
+    let p = s.port;
+    let bound = lookup::unmap(s.addr);
+    let dual = format!(
+        "[::]:{p} without IPV6_V6ONLY (dual-stack: it takes IPv4 too) — in Go net.Listen(\"tcp\", \
+         \":{p}\") is dual-stack, net.Listen(\"tcp4\", …) and net.Listen(\"tcp6\", …) are not"
+    );
+    let dial_alt = |what: &str| match alt {
+        Some(a) => format!("or have the client dial {} (this host over {what})", ep(a, p)),
+        None => format!("or have the client dial an {what} address of this host"),
+    };
+    match (s.reach(), syn.family()) {
+        // The server takes IPv4 only, the client sent IPv6.
+        (Reach::V4 | Reach::V4Mapped, _) if bound.is_loopback() => vec![
+            format!(
+                "also listen on [::1]:{p} (a second listener; the server stays loopback-only) — in \
+                 Go a second net.Listen(\"tcp\", \"[::1]:{p}\")"
+            ),
+            format!(
+                "or have the client dial {} instead of {} (`localhost` resolves to ::1 first on \
+                 many hosts: use 127.0.0.1)",
+                ep(bound, p),
+                ep(syn.daddr, p)
+            ),
+        ],
+        (Reach::V4 | Reach::V4Mapped, _) if bound.is_unspecified() => {
+            vec![format!("listen on {dual}, instead of {}", l.endpoint()), dial_alt("IPv4")]
+        }
+        (Reach::V4 | Reach::V4Mapped, _) => vec![
+            format!("also listen on {} (a second listener), or on {dual}", ep(syn.daddr, p)),
+            format!("or have the client dial {}", ep(bound, p)),
+        ],
+        // The server takes IPv6 only, the client sent IPv4.
+        (Reach::V6Only, _) => vec![
+            format!(
+                "turn IPV6_V6ONLY off on {} (setsockopt(IPPROTO_IPV6, IPV6_V6ONLY, 0) before \
+                 bind(); net.ipv6.bindv6only=1 makes it the default) or add a listener on \
+                 0.0.0.0:{p}: {dual}",
+                l.endpoint()
+            ),
+            dial_alt("IPv6"),
+        ],
+        (_, _) if bound.is_loopback() => vec![
+            format!(
+                "also listen on 127.0.0.1:{p} (a second listener; the server stays \
+                 loopback-only) — in Go a second net.Listen(\"tcp\", \"127.0.0.1:{p}\")"
+            ),
+            format!("or have the client dial {} instead of {}", ep(bound, p), ep(syn.daddr, p)),
+        ],
+        (_, _) => vec![
+            format!("also listen on {} (a second listener), or on {dual}", ep(syn.daddr, p)),
+            format!("or have the client dial {}", ep(bound, p)),
+        ],
+    }
+}
+
+/// `address_mismatch`: bound to one address, the SYN to another. `dialed_local`: the dialed
+/// address is one of this host's (a server can bind it).
+pub(super) fn address(l: &ListenerView, s: &Socket, syn: &Syn, dialed_local: bool) -> Vec<String> {
+    let p = s.port;
+    let bound = lookup::unmap(s.addr);
+    let any = if syn.family() == Family::V4 { "0.0.0.0" } else { "[::]" };
+    let mut fix = Vec::new();
+    if dialed_local {
+        fix.push(format!(
+            "bind the server to {any}:{p} (every address) or to {}, the address the client dials, \
+             instead of {} — in Go net.Listen(\"tcp\", \":{p}\") instead of \
+             net.Listen(\"tcp\", \"{}\")",
+            ep(syn.daddr, p),
+            l.endpoint(),
+            l.endpoint()
+        ));
+    }
+    fix.push(format!(
+        "{}have the client dial {}, the address the server listens on",
+        if dialed_local { "or " } else { "" },
+        ep(bound, p)
+    ));
+    fix
+}
+
+/// `interface_mismatch`: SO_BINDTODEVICE to one interface, the SYN on another (or through a
+/// VRF an unbound listener does not serve). `on_dev`: an address on the bound device a client
+/// on this host could dial instead.
+pub(super) fn interface(
+    l: &ListenerView,
+    j: &Judged,
+    syn: &Syn,
+    on_dev: Option<IpAddr>,
+    ifname: &dyn Fn(u32) -> Option<String>,
+) -> Vec<String> {
+    let name = |i: u32| ifname(i).unwrap_or_else(|| format!("ifindex {i}"));
+    match &j.judgement {
+        Judgement::Misses(Miss::OutsideVrf { master, .. }) => vec![
+            "`sysctl -w net.ipv4.tcp_l3mdev_accept=1` in this namespace, so listeners bound to no \
+             device take SYNs that come through a VRF"
+                .into(),
+            format!(
+                "or bind the listener to VRF {} (SO_BINDTODEVICE \"{}\")",
+                name(*master),
+                name(*master)
+            ),
+        ],
+        Judgement::Misses(Miss::Device { bound, ingress, .. }) => {
+            let mut fix = vec![
+                format!(
+                    "stop binding {} to interface {} (SO_BINDTODEVICE: a server's \
+                     interface/bind-to-device option, systemd's BindToDevice=), so it takes SYNs \
+                     from every interface",
+                    l.endpoint(),
+                    name(*bound)
+                ),
+                format!(
+                    "or bind it to {} (SO_BINDTODEVICE \"{}\"), where the client's SYN arrives",
+                    name(*ingress),
+                    name(*ingress)
+                ),
+            ];
+            if let Some(a) = on_dev.filter(|_| syn.ingress.loopback) {
+                fix.push(format!(
+                    "or, from this host, dial {} (an address on {})",
+                    ep(a, syn.dport),
+                    name(*bound)
+                ));
+            }
+            fix
+        }
+        _ => Vec::new(),
+    }
 }
 
 pub(super) fn other_netns(l: &ListenerView, target: Option<&str>) -> Vec<String> {
@@ -129,6 +282,15 @@ fn in_use_hint(port: u16, owned: &[&PortHolder], time_wait: bool) -> String {
         return format!(
             "connections in TIME_WAIT block port {port}: set SO_REUSEADDR on the server's socket \
              before bind() (Go, Node.js and nginx do), or wait until they expire"
+        );
+    }
+    // Below 6.8 a socket bound without listening is invisible to sock_diag (reach and `ss`):
+    // pointing at `ss` there would send the user looking for something it cannot show.
+    if !crate::netns::port_holders::bound_only_visible() {
+        return format!(
+            "another socket holds port {port}, most likely one bound without listening: stop the \
+             other program that binds it, or use SO_REUSEADDR / another port ({})",
+            crate::netns::port_holders::BOUND_ONLY_HIDDEN
         );
     }
     format!(

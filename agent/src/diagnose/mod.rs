@@ -17,12 +17,14 @@ use crate::{
 
 mod fix;
 pub mod lookup;
+mod miss;
 mod verdict;
 mod wsl;
 
 #[cfg(test)]
 mod tests;
 
+pub use lookup::SkLookupState;
 pub use verdict::{Diagnosis, Hop, Verdict, diagnose};
 
 /// Everything known about one TARGET.
@@ -63,6 +65,20 @@ pub struct Evidence {
     pub overflow: Option<OverflowEvidence>,
     /// Set only on WSL2.
     pub wsl: Option<WslInfo>,
+    /// Interfaces of the target namespace with their addresses: which interface a SYN's
+    /// destination lives on (what the kernel's lookup sees for a client on this host), the
+    /// ingress ifindex of a named interface, the addresses a client from outside can dial.
+    pub interfaces: Vec<Interface>,
+    /// sk_lookup programs attached to the target namespace; None: not asked (taken as none).
+    pub sk_lookup: Option<SkLookupState>,
+}
+
+/// One interface of the target namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interface {
+    pub ifindex: u32,
+    pub name: String,
+    pub addrs: Vec<IpAddr>,
 }
 
 /// A bind or listen on the port that failed: who tried, and the errno.

@@ -3,6 +3,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::*;
 use crate::{
+    diagnose::lookup::SkLookupState,
     firewall::{
         firewalld_chains::{Concept, Target},
         predict::{Decision, ZoneBy},
@@ -362,14 +363,384 @@ fn accepted_wins_over_an_overflow_of_other_attempts() {
 }
 
 #[test]
-fn v6only_listener_does_not_take_ipv4() {
+fn v6only_listener_and_an_ipv4_client_is_family_mismatch() {
     let mut e = seen(Outcome::Reset, Some("NO_SOCKET"));
     let mut l = listener(HOST, "::", 8080);
     l.v6only = Some(true);
     e.listeners = vec![l];
+    e.interfaces = interfaces();
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::FamilyMismatch, "{d:#?}");
+    assert_eq!(d.verdict.exit_code(), 19);
+    assert!(has(&d.evidence, "does not take this SYN: pid 42 (server) on [::]:8080"));
+    assert!(has(
+        &d.evidence,
+        "the server listens on [::]:8080 (IPv6 only: IPV6_V6ONLY); the client dialed 10.0.0.5 \
+         (port 8080, IPv4)"
+    ));
+    assert!(has(&d.fix, "turn IPV6_V6ONLY off on [::]:8080"), "{:#?}", d.fix);
+    assert!(has(&d.fix, "or add a listener on 0.0.0.0:8080"));
+    // The IPv6 address of the interface the SYN came in on.
+    assert!(has(&d.fix, "or have the client dial [fd00::5]:8080"), "{:#?}", d.fix);
+    assert_consistent(&d);
+    assert_eq!(failing_hop(&d), Some("socket"));
+}
+
+/// lo (ifindex 1) and eth0 (2) with two IPv4 addresses, an IPv6 and a link-local one.
+fn interfaces() -> Vec<Interface> {
+    let ips = |a: &[&str]| a.iter().map(|s| s.parse().expect("addr")).collect();
+    vec![
+        Interface { ifindex: 1, name: "lo".into(), addrs: ips(&["127.0.0.1", "::1"]) },
+        Interface {
+            ifindex: 2,
+            name: "eth0".into(),
+            addrs: ips(&["10.0.0.5", "10.0.0.6", "fd00::5", "fe80::5"]),
+        },
+    ]
+}
+
+/// A client in the host namespace itself: its SYN to `server` travels over lo.
+fn local(outcome: Outcome, drop: Option<&str>, client: &str, server: &str) -> Evidence {
+    let mut f = flow(outcome, drop);
+    f.client = client.parse().expect("addr");
+    f.server = server.parse().expect("addr");
+    f.family = if f.server.is_ipv6() { Family::V6 } else { Family::V4 };
+    f.ifindex = Some(1);
+    Evidence {
+        flow: Some(f),
+        iface: Some("lo".into()),
+        interfaces: interfaces(),
+        ..seen(outcome, drop)
+    }
+}
+
+/// Every address a fix names (but the wildcards) is in the evidence.
+fn addresses_in(lines: &[String]) -> Vec<IpAddr> {
+    lines
+        .iter()
+        .flat_map(|l| l.split(|c: char| c.is_whitespace() || "\"(),;`".contains(c)))
+        .filter_map(|w| {
+            let w = w.trim_end_matches(['.', ':']);
+            w.parse::<SocketAddr>().map(|s| s.ip()).ok().or_else(|| w.parse::<IpAddr>().ok())
+        })
+        .collect()
+}
+
+/// One verdict, told consistently: no "start the server" while a socket listens, and every
+/// address a fix names (the wildcards aside) shown in the evidence.
+fn assert_consistent(d: &Diagnosis) {
+    let shown = addresses_in(&d.evidence);
+    for a in addresses_in(&d.fix).into_iter().filter(|a| !a.is_unspecified()) {
+        assert!(shown.contains(&a), "the fix names {a}, the evidence does not: {d:#?}");
+    }
+    let all: Vec<&String> = d.evidence.iter().chain(&d.fix).collect();
+    assert!(
+        !all.iter().any(|l| l.contains("start the server") || l.contains("nothing listens")),
+        "a socket listens, yet: {all:#?}"
+    );
+    assert_ne!(d.verdict, Verdict::NoListener);
+}
+
+#[test]
+fn ipv4_loopback_server_and_a_client_dialing_ipv6_loopback_is_family_mismatch() {
+    let mut e = local(Outcome::Reset, Some("NO_SOCKET"), "[::1]:40000", "[::1]:8080");
+    e.listeners = vec![listener(HOST, "127.0.0.1", 8080)];
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::FamilyMismatch, "{d:#?}");
+    assert_eq!(
+        d.evidence.last().map(String::as_str),
+        Some(
+            "the server listens on 127.0.0.1:8080 (IPv4 only, loopback only); the client dialed \
+             ::1 (port 8080, IPv6)"
+        ),
+        "the key sentence is the failing hop's note"
+    );
+    assert_eq!(d.path.last().map(|h| h.note.as_str()), d.evidence.last().map(String::as_str));
+    // Loopback stays loopback: a second listener on ::1, or dial 127.0.0.1; never [::] here.
+    assert!(has(&d.fix, "also listen on [::1]:8080 (a second listener"), "{:#?}", d.fix);
+    assert!(has(&d.fix, "or have the client dial 127.0.0.1:8080 instead of [::1]:8080"));
+    assert!(!has(&d.fix, "[::]:8080"), "{:#?}", d.fix);
+    assert_consistent(&d);
+    let lookup = d.lookup.expect("the lookup is in the diagnosis");
+    assert_eq!(lookup.syn.daddr, "::1".parse::<IpAddr>().unwrap());
+    assert!(lookup.syn.ingress.loopback);
+}
+
+#[test]
+fn ipv6_loopback_server_and_a_client_dialing_127_0_0_1_is_family_mismatch() {
+    let mut e = local(Outcome::Reset, Some("NO_SOCKET"), "127.0.0.1:40000", "127.0.0.1:8080");
+    let mut l = listener(HOST, "::1", 8080);
+    l.v6only = Some(true);
+    e.listeners = vec![l];
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::FamilyMismatch, "{d:#?}");
+    assert!(has(&d.evidence, "the server listens on [::1]:8080 (IPv6 only: bound to one IPv6"));
+    assert!(has(&d.fix, "also listen on 127.0.0.1:8080 (a second listener"), "{:#?}", d.fix);
+    assert!(has(&d.fix, "or have the client dial [::1]:8080 instead of 127.0.0.1:8080"));
+    assert_consistent(&d);
+}
+
+#[test]
+fn ipv4_wildcard_and_an_ipv6_client_from_outside_is_family_mismatch_with_dual_stack_fix() {
+    let mut e = seen(Outcome::Reset, Some("NO_SOCKET"));
+    let mut f = flow(Outcome::Reset, Some("NO_SOCKET"));
+    f.client = "[fd00::9]:40000".parse().unwrap();
+    f.server = "[fd00::5]:8080".parse().unwrap();
+    e.flow = Some(f);
+    e.interfaces = interfaces();
+    e.listeners = vec![listener(HOST, "0.0.0.0", 8080)];
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::FamilyMismatch, "{d:#?}");
+    assert!(has(&d.fix, "listen on [::]:8080 without IPV6_V6ONLY (dual-stack"), "{:#?}", d.fix);
+    assert!(has(&d.fix, "net.Listen(\"tcp\", \":8080\") is dual-stack"));
+    assert!(has(&d.fix, "net.Listen(\"tcp4\", …)"));
+    assert!(has(&d.fix, "or have the client dial 10.0.0.5:8080"), "{:#?}", d.fix);
+}
+
+#[test]
+fn server_on_one_address_and_a_syn_to_another_is_address_mismatch() {
+    let mut e = seen(Outcome::Reset, Some("NO_SOCKET"));
+    e.interfaces = interfaces();
+    e.listeners = vec![listener(HOST, "10.0.0.6", 8080)];
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::AddressMismatch, "{d:#?}");
+    assert_eq!(d.verdict.exit_code(), 20);
+    assert!(has(
+        &d.evidence,
+        "the server listens on 10.0.0.6:8080 (IPv4 only), only on 10.0.0.6; the client dialed \
+         10.0.0.5 (port 8080, IPv4), another address"
+    ));
+    assert!(
+        has(&d.fix, "bind the server to 0.0.0.0:8080 (every address) or to 10.0.0.5:8080"),
+        "{:#?}",
+        d.fix
+    );
+    assert!(has(&d.fix, "or have the client dial 10.0.0.6:8080"));
+    assert_consistent(&d);
+    // From this host to another loopback address: still an address, not loopback-only.
+    let mut e = local(Outcome::Reset, Some("NO_SOCKET"), "127.0.0.1:40000", "127.0.0.2:8080");
+    e.listeners = vec![listener(HOST, "127.0.0.1", 8080)];
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::AddressMismatch, "{d:#?}");
+    assert!(has(&d.evidence, "another loopback address"));
+    // A client on this host dialing eth0's address, the server on 127.0.0.1 only: an address
+    // mismatch (the client could dial 127.0.0.1), not a client from outside.
+    let mut e = local(Outcome::Reset, Some("NO_SOCKET"), "10.0.0.5:40000", "10.0.0.5:8080");
+    e.listeners = vec![listener(HOST, "127.0.0.1", 8080)];
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::AddressMismatch, "{d:#?}");
+    assert!(has(&d.fix, "or have the client dial 127.0.0.1:8080"));
+}
+
+fn bound_to(mut l: ListenerView, ifindex: u32) -> ListenerView {
+    l.bound_dev_if = Some(ifindex);
+    l
+}
+
+#[test]
+fn listener_bound_to_another_interface_is_interface_mismatch_never_reachable() {
+    let mut e = seen(Outcome::Reset, Some("NO_SOCKET"));
+    e.interfaces = interfaces();
+    e.listeners = vec![bound_to(listener(HOST, "0.0.0.0", 8080), 1)];
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::InterfaceMismatch, "{d:#?}");
+    assert_eq!(d.verdict.exit_code(), 21);
+    assert!(has(
+        &d.evidence,
+        "the server listens on 0.0.0.0:8080 (IPv4 only, bound to interface lo); the client's SYN \
+         to 10.0.0.5 (port 8080, IPv4) arrived on eth0"
+    ));
+    assert!(has(&d.fix, "stop binding 0.0.0.0:8080 to interface lo (SO_BINDTODEVICE"));
+    assert!(has(&d.fix, "or bind it to eth0 (SO_BINDTODEVICE \"eth0\")"), "{:#?}", d.fix);
+    assert_consistent(&d);
+
+    // Predicted (no traffic): the client comes in on eth0; never "reachable".
+    let p = Evidence {
+        port: 8080,
+        netns: Some(ns(HOST)),
+        iface: Some("eth0".into()),
+        interfaces: interfaces(),
+        listeners: e.listeners.clone(),
+        ..Evidence::default()
+    };
+    let d = diagnose(&p);
+    assert_eq!(d.verdict, Verdict::InterfaceMismatch, "{d:#?}");
+    assert!(has(&d.evidence, "predicting"));
+
+    // A client on this host dialing eth0's address arrives, for the lookup, on eth0: a socket
+    // bound to lo misses it, and dialing 127.0.0.1 is one of the fixes.
+    let mut e = local(Outcome::Reset, Some("NO_SOCKET"), "10.0.0.5:40000", "10.0.0.5:8080");
+    e.listeners = vec![bound_to(listener(HOST, "0.0.0.0", 8080), 1)];
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::InterfaceMismatch, "{d:#?}");
+    assert!(has(&d.evidence, "arrived on eth0 from a client on this host"), "{:#?}", d.evidence);
+    assert!(has(&d.fix, "or, from this host, dial 127.0.0.1:8080 (an address on lo)"));
+}
+
+#[test]
+fn never_reachable_when_the_lookup_misses_nor_when_the_attempt_was_refused() {
+    let listeners = [
+        bound_to(listener(HOST, "0.0.0.0", 8080), 1),
+        listener(HOST, "10.0.0.6", 8080),
+        listener(HOST, "127.0.0.1", 8080),
+        {
+            let mut l = listener(HOST, "::", 8080);
+            l.v6only = Some(true);
+            l
+        },
+    ];
+    for l in &listeners {
+        for (outcome, drop) in
+            [(Outcome::Reset, Some("NO_SOCKET")), (Outcome::Reset, None), (Outcome::Pending, None)]
+        {
+            let mut e = seen(outcome, drop);
+            e.interfaces = interfaces();
+            e.listeners = vec![l.clone()];
+            let d = diagnose(&e);
+            assert_ne!(d.verdict, Verdict::Reachable, "{l:?} {outcome:?}: {d:#?}");
+            assert_consistent(&d);
+        }
+    }
+    // Refused although a listener takes the SYN now (it started after the attempt): the
+    // kernel's answer is named, never "reachable".
+    let mut e = seen(Outcome::Reset, Some("NO_SOCKET"));
+    e.interfaces = interfaces();
+    e.listeners = vec![listener(HOST, "0.0.0.0", 8080)];
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::KernelDrop, "{d:#?}");
+    assert!(has(&d.evidence, "the listener started after the attempt"));
+    assert!(has(&d.evidence, "listening: pid 42 (server) on 0.0.0.0:8080"));
+    assert!(has(&d.fix, "connect again"));
+    assert_eq!(failing_hop(&d), Some("socket"));
+}
+
+#[test]
+fn no_listener_only_when_no_socket_listens_in_the_syns_namespace() {
+    // A listener elsewhere, and one here that misses: the one here decides.
+    let mut e = seen(Outcome::Reset, Some("NO_SOCKET"));
+    e.interfaces = interfaces();
+    e.listeners = vec![listener(LAB, "0.0.0.0", 8080), listener(HOST, "10.0.0.6", 8080)];
+    assert_eq!(diagnose(&e).verdict, Verdict::AddressMismatch);
+    // A UDP socket on the port is no TCP listener.
+    let mut udp = listener(HOST, "0.0.0.0", 8080);
+    udp.proto = "udp";
+    e.listeners = vec![udp];
     let d = diagnose(&e);
     assert_eq!(d.verdict, Verdict::NoListener);
-    assert!(has(&d.evidence, "does not take this SYN: pid 42 (server) on [::]:8080"));
+    assert!(has(&d.fix, "start the server listening on port 8080"));
+}
+
+#[test]
+fn the_closest_miss_decides_and_every_listener_is_in_the_evidence() {
+    // lo-bound wildcard (only the device is wrong) beats a v6-only one (the family).
+    let mut e = seen(Outcome::Reset, Some("NO_SOCKET"));
+    e.interfaces = interfaces();
+    let mut v6 = listener(HOST, "::", 8080);
+    v6.v6only = Some(true);
+    v6.cookie = 8;
+    e.listeners = vec![v6, bound_to(listener(HOST, "0.0.0.0", 8080), 1)];
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::InterfaceMismatch, "{d:#?}");
+    assert!(has(&d.evidence, "on [::]:8080 in netns host"));
+    assert!(has(&d.evidence, "the server listens on [::]:8080 (IPv6 only: IPV6_V6ONLY)"));
+    assert!(d.evidence.last().is_some_and(|l| l.contains("bound to interface lo")), "{d:#?}");
+}
+
+#[test]
+fn sk_lookup_and_reuseport_steering_are_in_the_evidence() {
+    let mut e = seen(Outcome::Accepted, None);
+    e.interfaces = interfaces();
+    e.listeners = vec![listener(HOST, "0.0.0.0", 8080)];
+    e.sk_lookup = Some(SkLookupState::Attached(vec![31]));
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::Reachable);
+    assert!(has(&d.evidence, "sk_lookup BPF program(s) [31] are attached"), "{d:#?}");
+
+    let mut e = seen(Outcome::Reset, Some("NO_SOCKET"));
+    e.interfaces = interfaces();
+    e.listeners = vec![listener(HOST, "10.0.0.6", 8080)];
+    e.sk_lookup = Some(SkLookupState::Attached(vec![31]));
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::AddressMismatch);
+    assert!(has(&d.evidence, "sk_lookup BPF program(s) [31]"));
+
+    // Predicted: two SO_REUSEPORT listeners on one binding share the SYNs.
+    let mut a = listener(HOST, "0.0.0.0", 8080);
+    let mut b = a.clone();
+    (a.cookie, b.cookie, b.pid) = (1, 2, Some(43));
+    let p = Evidence {
+        port: 8080,
+        netns: Some(ns(HOST)),
+        iface: Some("eth0".into()),
+        interfaces: interfaces(),
+        listeners: vec![a, b],
+        ..Evidence::default()
+    };
+    let d = diagnose(&p);
+    assert_eq!(d.verdict, Verdict::Reachable);
+    assert!(has(&d.evidence, "2 listeners share this binding through SO_REUSEPORT"), "{d:#?}");
+    assert!(has(&d.evidence, "listening: pid 43 (server)"));
+}
+
+#[test]
+fn bare_port_prediction_judges_every_address_of_the_interface() {
+    let base = Evidence {
+        port: 8080,
+        netns: Some(ns(HOST)),
+        iface: Some("eth0".into()),
+        interfaces: interfaces(),
+        ..Evidence::default()
+    };
+    // An IPv4-only wildcard: reachable over IPv4; the IPv6 address is named as refused (the
+    // link-local one is no address a client means).
+    let mut e = base.clone();
+    e.listeners = vec![listener(HOST, "0.0.0.0", 8080)];
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::Reachable, "{d:#?}");
+    assert!(has(&d.evidence, "SYNs to fd00::5 would be refused"), "{d:#?}");
+    assert!(!has(&d.evidence, "fe80"), "{d:#?}");
+    // Only on loopback: loopback_only_bind, with the fix for the listener's family.
+    e.listeners = vec![listener(HOST, "127.0.0.1", 8080)];
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::LoopbackOnlyBind, "{d:#?}");
+    assert!(has(&d.fix, "bind the server to 0.0.0.0:8080"));
+    // From lo, 127.0.0.1 and ::1 are what a client dials.
+    e.iface = Some("lo".into());
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::Reachable, "{d:#?}");
+    assert!(has(&d.evidence, "SYNs to ::1 would be refused"), "{d:#?}");
+    // A target address this namespace does not have: said, and no bind to it suggested.
+    let mut e = base.clone();
+    e.addr = Some("10.9.9.9".parse().unwrap());
+    e.listeners = vec![listener(HOST, "10.0.0.6", 8080)];
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::AddressMismatch, "{d:#?}");
+    assert!(has(&d.evidence, "10.9.9.9 is not an address of netns host"));
+    assert!(!has(&d.fix, "10.9.9.9"), "{:#?}", d.fix);
+    assert!(has(&d.fix, "have the client dial 10.0.0.6:8080"));
+    // Served by a wildcard, still named: only a DNAT rule brings such a SYN here.
+    e.listeners = vec![listener(HOST, "0.0.0.0", 8080)];
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::Reachable, "{d:#?}");
+    assert!(has(&d.evidence, "10.9.9.9 is not an address of netns host: unless a DNAT rule"));
+}
+
+#[test]
+fn loopback_listener_and_an_ipv6_client_from_outside_gets_the_dual_stack_wildcard() {
+    let mut e = seen(Outcome::Reset, Some("NO_SOCKET"));
+    let mut f = flow(Outcome::Reset, Some("NO_SOCKET"));
+    f.client = "[fd00::9]:40000".parse().unwrap();
+    f.server = "[fd00::5]:8080".parse().unwrap();
+    e.flow = Some(f);
+    e.interfaces = interfaces();
+    e.listeners = vec![listener(HOST, "127.0.0.1", 8080)];
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::LoopbackOnlyBind, "{d:#?}");
+    assert!(has(&d.fix, "bind the server to [::] (without IPV6_V6ONLY: both families):8080"));
+    assert_eq!(
+        d.evidence.last().map(String::as_str),
+        Some("the SYN came in on eth0 to fd00::5, not via lo")
+    );
 }
 
 #[test]
@@ -469,6 +840,9 @@ fn diagnosis_serializes_in_snake_case() {
         Verdict::ListenOverflow,
         Verdict::NoSynSeen,
         Verdict::KernelDrop,
+        Verdict::FamilyMismatch,
+        Verdict::AddressMismatch,
+        Verdict::InterfaceMismatch,
     ]
     .iter()
     .map(|v| serde_json::to_value(v).expect("json").as_str().unwrap_or_default().to_string())
@@ -484,7 +858,10 @@ fn diagnosis_serializes_in_snake_case() {
             "other_netfilter_drop",
             "listen_overflow",
             "no_syn_seen",
-            "kernel_drop"
+            "kernel_drop",
+            "family_mismatch",
+            "address_mismatch",
+            "interface_mismatch"
         ]
     );
 }
@@ -518,4 +895,35 @@ fn failed_bind_from_observation_keeps_only_failures_on_the_port() {
     assert_eq!(FailedBind::from_observation(&o, 9090), None);
     o.result = "ok".into();
     assert_eq!(FailedBind::from_observation(&o, 8080), None);
+}
+
+#[test]
+fn exit_codes_of_the_first_classes_stay_and_new_ones_are_appended() {
+    let codes: Vec<(&str, u8)> = Verdict::ALL.iter().map(|v| (v.name(), v.exit_code())).collect();
+    assert_eq!(
+        codes,
+        [
+            ("reachable", 0),
+            ("loopback_only_bind", 10),
+            ("listener_in_other_netns", 11),
+            ("no_listener", 12),
+            ("firewall_drop", 13),
+            ("firewall_reject", 14),
+            ("other_netfilter_drop", 15),
+            ("listen_overflow", 16),
+            ("no_syn_seen", 17),
+            ("kernel_drop", 18),
+            ("family_mismatch", 19),
+            ("address_mismatch", 20),
+            ("interface_mismatch", 21),
+        ]
+    );
+}
+
+#[test]
+fn the_consistency_check_sees_the_addresses_a_fix_names() {
+    let fix = vec!["dial [::1]:80 (or 10.0.0.6:80), not \"0.0.0.0:80\"; fd00::5.".to_string()];
+    let want: Vec<IpAddr> =
+        ["::1", "10.0.0.6", "0.0.0.0", "fd00::5"].iter().map(|a| a.parse().unwrap()).collect();
+    assert_eq!(addresses_in(&fix), want);
 }

@@ -10,12 +10,17 @@
 //! 3. **Listen overflow** on that port: the listener exists but its queue is full; the SYN is
 //!    consumed silently, so nothing later in this list could explain it. A flow proven
 //!    `accepted` overrides this (that attempt got in; the overflow hit others).
-//! 4. **No socket** (drop `NO_SOCKET`, or a RST without drop evidence): loopback-only bind in the
-//!    SYN's namespace → `loopback_only_bind`; a listener in another namespace →
-//!    `listener_in_other_netns`; else `no_listener` (with any failed bind on the port).
+//! 4. **No socket** (drop `NO_SOCKET`, or a RST without drop evidence): the TCP listeners on the
+//!    port in the SYN's namespace are judged as the kernel's lookup does (`miss.rs`); the
+//!    closest miss names the class — `interface_mismatch` (SO_BINDTODEVICE), `family_mismatch`,
+//!    `address_mismatch`, or `loopback_only_bind` for a loopback listener and a client from
+//!    another host or namespace. Only when no TCP socket listens there: a listener in another
+//!    namespace → `listener_in_other_netns`, else `no_listener` (with any failed bind on the
+//!    port). A refused attempt whose SYN a listener takes now is `kernel_drop` (the listener
+//!    came up since), never `reachable`.
 //! 5. **Other drop reasons** → `kernel_drop`, named. An unanswered attempt with no drop recorded
 //!    is a silent drop and is reported as `kernel_drop` too, after checking the socket side.
-//! 6. **Accepted** → `reachable`.
+//! 6. **Accepted** → `reachable`; predicted only when the lookup gives the SYN to a listener.
 //!
 //! Without traffic (or with an attempt still pending) the same classes are predicted from the
 //! firewalld prediction and the listeners.
@@ -26,7 +31,12 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use super::{Evidence, fix, wsl};
+use super::{
+    Evidence, fix,
+    lookup::Lookup,
+    miss::{self, Answer},
+    wsl,
+};
 use crate::{
     firewall::predict::Decision,
     model::{flows::Outcome, listener_view::ListenerView},
@@ -47,10 +57,13 @@ pub enum Verdict {
     ListenOverflow,
     NoSynSeen,
     KernelDrop,
+    FamilyMismatch,
+    AddressMismatch,
+    InterfaceMismatch,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 10] = [
+    pub const ALL: [Verdict; 13] = [
         Verdict::Reachable,
         Verdict::LoopbackOnlyBind,
         Verdict::ListenerInOtherNetns,
@@ -61,10 +74,14 @@ impl Verdict {
         Verdict::ListenOverflow,
         Verdict::NoSynSeen,
         Verdict::KernelDrop,
+        Verdict::FamilyMismatch,
+        Verdict::AddressMismatch,
+        Verdict::InterfaceMismatch,
     ];
 
-    /// `reach why`'s exit code: 0 reachable, one code per failure class (10-18), so scripts
-    /// can branch on the class without parsing output. 1-3 stay the usual error codes.
+    /// `reach why`'s exit code: 0 reachable, one code per failure class (10-21, new classes
+    /// appended so existing codes never change), so scripts can branch on the class without
+    /// parsing output. 1-3 stay the usual error codes.
     pub fn exit_code(self) -> u8 {
         match self {
             Verdict::Reachable => 0,
@@ -77,6 +94,9 @@ impl Verdict {
             Verdict::ListenOverflow => 16,
             Verdict::NoSynSeen => 17,
             Verdict::KernelDrop => 18,
+            Verdict::FamilyMismatch => 19,
+            Verdict::AddressMismatch => 20,
+            Verdict::InterfaceMismatch => 21,
         }
     }
 
@@ -93,6 +113,9 @@ impl Verdict {
             Verdict::ListenOverflow => "listen_overflow",
             Verdict::NoSynSeen => "no_syn_seen",
             Verdict::KernelDrop => "kernel_drop",
+            Verdict::FamilyMismatch => "family_mismatch",
+            Verdict::AddressMismatch => "address_mismatch",
+            Verdict::InterfaceMismatch => "interface_mismatch",
         }
     }
 
@@ -119,6 +142,16 @@ impl Verdict {
                 "no SYN arrived on the watched interfaces: the problem is before this host"
             }
             Verdict::KernelDrop => "the kernel dropped the SYN",
+            Verdict::FamilyMismatch => {
+                "the server listens on the other address family (IPv4 vs IPv6) than the client's SYN"
+            }
+            Verdict::AddressMismatch => {
+                "the server listens on another address of this host than the one the client dials"
+            }
+            Verdict::InterfaceMismatch => {
+                "the server is bound to another interface (SO_BINDTODEVICE) than the one the SYN \
+                 arrives on"
+            }
         }
     }
 }
@@ -139,6 +172,9 @@ pub struct Diagnosis {
     /// Commands or changes that would make the client's connection work.
     pub fix: Vec<String>,
     pub path: Vec<Hop>,
+    /// The kernel's listener lookup for the client's SYN in its namespace (the closest miss,
+    /// or the SYN a listener takes), when a TCP listener is there.
+    pub lookup: Option<Lookup>,
 }
 
 /// What the evidence implies, computed once.
@@ -244,23 +280,6 @@ pub(super) fn who(l: &ListenerView) -> String {
     format!("{owner} on {} in netns {}", l.endpoint(), ns_name(&l.netns))
 }
 
-/// Whether `l` accepts a TCP SYN to `dest` (None: unknown address, judged by `via_lo`).
-fn serves(l: &ListenerView, dest: Option<IpAddr>, via_lo: bool) -> bool {
-    let Ok(a) = l.addr.parse::<IpAddr>() else { return false };
-    if l.proto != "tcp" {
-        return false;
-    }
-    match dest {
-        Some(d) if a.is_unspecified() => match a {
-            IpAddr::V4(_) => d.is_ipv4(),
-            // A dual-stack `[::]` takes IPv4 too, unless IPV6_V6ONLY.
-            IpAddr::V6(_) => d.is_ipv6() || l.v6only != Some(true),
-        },
-        Some(d) => a.to_canonical() == d,
-        None => !l.loopback_only || via_lo,
-    }
-}
-
 type Decided = (Verdict, Vec<String>, Vec<String>);
 
 pub fn diagnose(e: &Evidence) -> Diagnosis {
@@ -268,7 +287,17 @@ pub fn diagnose(e: &Evidence) -> Diagnosis {
     let (verdict, mut evidence, mut fix) = decide(e, &f);
     let path = path(e, &f, verdict, &evidence);
     wsl::explain(e, verdict, &mut evidence, &mut fix);
-    Diagnosis { verdict, evidence, fix, path }
+    let same = same_ns(e, &f);
+    let lookup = miss::answer(e, &f, &same).map(|a| a.lookup().clone());
+    Diagnosis { verdict, evidence, fix, path, lookup }
+}
+
+/// The TCP listeners on the port in the SYN's namespace.
+fn same_ns<'a>(e: &'a Evidence, f: &Facts) -> Vec<&'a ListenerView> {
+    e.listeners
+        .iter()
+        .filter(|l| l.port == e.port && l.proto == "tcp" && f.in_target_ns(l))
+        .collect()
 }
 
 fn decide(e: &Evidence, f: &Facts) -> Decided {
@@ -322,21 +351,24 @@ fn decide(e: &Evidence, f: &Facts) -> Decided {
     }
     let outcome = e.flow.as_ref().map(|fl| fl.outcome);
     let (v, more, fix) = match (outcome, f.drop_reason.as_deref()) {
-        (Some(Outcome::Accepted), _) => (Verdict::Reachable, Vec::new(), Vec::new()),
-        (_, Some("NO_SOCKET")) | (Some(Outcome::Reset), None) => {
-            socket(e, f).unwrap_or_else(|| {
-                // The socket lookup failed although a listener matches now: it came up since.
-                (
-                    Verdict::Reachable,
-                    vec!["a listener serves it now (it started after the attempt)".into()],
-                    Vec::new(),
-                )
-            })
+        (Some(Outcome::Accepted), _) => {
+            let same = same_ns(e, f);
+            let steering = miss::answer(e, f, &same).map(|a| miss::steering(e, &a));
+            (Verdict::Reachable, steering.unwrap_or_default(), Vec::new())
         }
+        (_, Some("NO_SOCKET")) | (Some(Outcome::Reset), None) => match socket(e, f) {
+            Err(d) => d,
+            // The kernel found no socket although the lookup gives the SYN to a listener now:
+            // never `reachable`, the attempt was refused.
+            Ok(served) => came_up_since(f, served),
+        },
         (_, Some(reason)) => kernel_drop(e, reason),
-        (Some(Outcome::Unanswered), None) => socket(e, f).unwrap_or_else(|| silent(e)),
+        (Some(Outcome::Unanswered), None) => socket(e, f).err().unwrap_or_else(|| silent(e)),
         // Pending or no attempt: predict from the listeners.
-        _ => socket(e, f).unwrap_or_else(|| reachable(e, f)),
+        _ => match socket(e, f) {
+            Err(d) => d,
+            Ok(served) => (Verdict::Reachable, served, Vec::new()),
+        },
     };
     ev.extend(more);
     (v, ev, fix)
@@ -413,34 +445,28 @@ fn overflow(e: &Evidence, f: &Facts) -> Option<(Vec<String>, Vec<String>)> {
     Some((ev, fix::overflow(full)))
 }
 
-/// Step 4: which listener the SYN failed to find. None: a listener serves it.
-fn socket(e: &Evidence, f: &Facts) -> Option<Decided> {
-    let on_port = e.listeners.iter().filter(|l| l.port == e.port);
-    let (same, other): (Vec<&ListenerView>, Vec<&ListenerView>) =
-        on_port.partition(|l| f.in_target_ns(l));
-    if same.iter().any(|l| serves(l, f.dest, f.via_lo)) {
-        return None;
-    }
-    let dest_outside = f.dest.is_none_or(|d| !d.is_loopback());
-    if let Some(l) = same.iter().find(|l| l.loopback_only).filter(|_| dest_outside) {
-        let came = match (&e.iface, f.dest) {
-            (Some(i), Some(d)) => format!("the SYN came in on {i} to {d}"),
-            (Some(i), None) => format!("the SYN came in on {i}"),
-            (None, Some(d)) => format!("the SYN goes to {d}"),
-            (None, None) => "the client is outside this host".into(),
+/// Step 4: which listener the SYN failed to find (Err: the verdict), or the evidence of the
+/// listener that takes it (Ok). Judged as the kernel's lookup does, in the SYN's namespace
+/// only: `no_listener` and `listener_in_other_netns` only when no TCP socket listens there.
+fn socket(e: &Evidence, f: &Facts) -> Result<Vec<String>, Decided> {
+    let same = same_ns(e, f);
+    if !same.is_empty() {
+        return match miss::answer(e, f, &same) {
+            Some(a @ Answer::Taken { .. }) => Ok(miss::served(e, f, &a)),
+            Some(Answer::Missed(m)) => Err(miss::decided(e, f, &m)),
+            None => unknown_address(&same),
         };
-        let ev =
-            vec![format!("listening on loopback only: {}", who(l)), format!("{came}, not via lo")];
-        return Some((Verdict::LoopbackOnlyBind, ev, fix::loopback(l)));
     }
-    let mut ev: Vec<String> = same
+    let other: Vec<&ListenerView> = e
+        .listeners
         .iter()
-        .map(|l| format!("a listener on the port does not take this SYN: {}", who(l)))
+        .filter(|l| l.port == e.port && l.proto == "tcp" && !f.in_target_ns(l))
         .collect();
+    let mut ev = Vec::new();
     if let Some(l) = other.first() {
         ev.push(format!("the server listens in another namespace: {}", who(l)));
         let target = e.netns.as_ref().map(ns_name).or(f.target_ns.map(|n| format!("netns:[{n}]")));
-        return Some((Verdict::ListenerInOtherNetns, ev, fix::other_netns(l, target.as_deref())));
+        return Err((Verdict::ListenerInOtherNetns, ev, fix::other_netns(l, target.as_deref())));
     }
     ev.push(format!("nothing listens on port {} in any namespace", e.port));
     for b in &e.failed_binds {
@@ -455,7 +481,34 @@ fn socket(e: &Evidence, f: &Facts) -> Option<Decided> {
         ));
     }
     ev.extend(holders(e));
-    Some((Verdict::NoListener, ev, fix::no_listener(e)))
+    Err((Verdict::NoListener, ev, fix::no_listener(e)))
+}
+
+/// A prediction for a bare port from outside when the namespace's addresses are unknown: which
+/// address the client dials cannot be judged, only that a loopback listener serves no client
+/// from outside (from lo, 127.0.0.1 and ::1 are judged instead).
+fn unknown_address(same: &[&ListenerView]) -> Result<Vec<String>, Decided> {
+    if same.iter().any(|l| !l.loopback_only) {
+        return Ok(same.iter().map(|l| format!("listening: {}", who(l))).collect());
+    }
+    let l = same[0];
+    let ev = vec![
+        format!("listening on loopback only: {}", who(l)),
+        "the client is outside this host, not via lo".into(),
+    ];
+    Err((Verdict::LoopbackOnlyBind, ev, fix::loopback(l, None)))
+}
+
+/// The attempt was refused (no socket) although the lookup gives its SYN to a listener now:
+/// the listener came up after the attempt, or something steered the lookup then.
+fn came_up_since(f: &Facts, served: Vec<String>) -> Decided {
+    let reason = f.drop_reason.clone().unwrap_or_else(|| "a RST".into());
+    let mut ev = vec![format!(
+        "the kernel found no socket for the SYN ({reason}), yet the lookup gives it to a listener \
+         now: the listener started after the attempt"
+    )];
+    ev.extend(served);
+    (Verdict::KernelDrop, ev, vec!["connect again: the server listens now".into()])
 }
 
 fn kernel_drop(e: &Evidence, reason: &str) -> Decided {
@@ -475,27 +528,15 @@ fn silent(e: &Evidence) -> Decided {
     (Verdict::KernelDrop, vec![ev.into()], fix::silent(answered))
 }
 
-fn reachable(e: &Evidence, f: &Facts) -> Decided {
-    let ev = e
-        .listeners
-        .iter()
-        .filter(|l| l.port == e.port && f.in_target_ns(l) && serves(l, f.dest, f.via_lo))
-        .map(|l| format!("listening: {}", who(l)))
-        .collect();
-    (Verdict::Reachable, ev, Vec::new())
-}
-
 /// The hop where the SYN died.
-fn failing(v: Verdict, reason: Option<&str>) -> Option<usize> {
+fn failing(v: Verdict, reason: Option<&str>, reset: bool) -> Option<usize> {
+    let at_socket = |r: &str| r.starts_with("TCP_") || r.starts_with("SOCKET_") || r == "NO_SOCKET";
     Some(match v {
         Verdict::Reachable => return None,
         Verdict::NoSynSeen => 0,
         Verdict::FirewallDrop | Verdict::FirewallReject | Verdict::OtherNetfilterDrop => 2,
-        Verdict::KernelDrop
-            if reason.is_none_or(|r| !(r.starts_with("TCP_") || r.starts_with("SOCKET_"))) =>
-        {
-            1
-        }
+        // A RST with no drop recorded was the socket layer's answer.
+        Verdict::KernelDrop if !reset && reason.is_none_or(|r| !at_socket(r)) => 1,
         _ => 3,
     })
 }
@@ -504,7 +545,8 @@ fn path(e: &Evidence, f: &Facts, v: Verdict, ev: &[String]) -> Vec<Hop> {
     let iface = e.iface.as_deref().unwrap_or("(unknown)");
     let client =
         e.flow.as_ref().map(|fl| fl.client.to_string()).unwrap_or_else(|| "the client".into());
-    let bad = failing(v, f.drop_reason.as_deref());
+    let reset = e.flow.as_ref().is_some_and(|fl| fl.outcome == Outcome::Reset);
+    let bad = failing(v, f.drop_reason.as_deref(), reset);
     let note_of_failure = ev.last().cloned().unwrap_or_default();
     // A prediction says what would happen; an observed attempt what did.
     let notes = if f.predicting && bad != Some(0) {

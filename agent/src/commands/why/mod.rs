@@ -5,6 +5,7 @@
 //! hands it to the pure decision engine ([`crate::diagnose`]) and prints the verdict, the SYN's
 //! path with the failing hop, and the fix.
 mod collect;
+mod interfaces;
 mod report;
 mod target;
 
@@ -29,7 +30,7 @@ use crate::{
     netns::{
         addresses, enter,
         port_holders::{self, PortHolder},
-        snapshot,
+        sk_lookup, snapshot,
     },
     probes::{bind_listen::DEFAULT_RING_KIB, sock_event::NetnsRef},
 };
@@ -159,6 +160,8 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         evidence.iface = Some(arrival_iface(&ifaces, target));
     }
     evidence.listeners = listeners_on(target.port).await?;
+    evidence.interfaces = interfaces::of_netns(&ns.path, &ns.name);
+    evidence.sk_lookup = Some(sk_lookup::sk_lookup_programs_at(&ns.path).into());
     evidence.port_holders = holders_on(&ns, target.port).await;
     if !evidence.watched {
         evidence.overflow = full_queue_now(&evidence.listeners, &ns);
@@ -480,6 +483,19 @@ mod tests {
             assert!(v.exit_code() == 0 || v.exit_code() >= 10, "{v:?}");
         }
         assert_eq!(Verdict::Reachable.exit_code(), 0);
+    }
+
+    /// `reach why --help` lists every verdict with its exit code (scripts branch on them).
+    #[test]
+    fn help_lists_every_verdict_with_its_exit_code() {
+        use clap::CommandFactory as _;
+        let mut cli = crate::cli::Cli::command();
+        let why = cli.find_subcommand_mut("why").expect("why subcommand");
+        let help = why.render_long_help().to_string();
+        for v in Verdict::ALL {
+            let entry = format!("{} {}", v.exit_code(), v.name());
+            assert!(help.contains(&entry), "--help lacks {entry:?}:\n{help}");
+        }
     }
 
     #[test]

@@ -61,6 +61,7 @@ impl Report<'_> {
             "evidence": d.evidence,
             "fix": d.fix,
             "path": d.path,
+            "lookup": d.lookup,
             "attempt": self.attempt,
             "listeners": e.listeners,
             "failed_binds": e.failed_binds,
