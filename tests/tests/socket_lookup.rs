@@ -13,13 +13,16 @@ use std::{
     fmt::Write as _,
     io,
     net::{IpAddr, SocketAddr, TcpStream},
-    os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
     time::Duration,
 };
 
 use reach_agent::{
     diagnose::lookup::{self, Ingress, Judgement, SkLookupState, Syn, Winner},
-    lab::{NetNs, TwoHosts},
+    lab::{
+        NetNs, TwoHosts,
+        sockets::{self, ListenSpec},
+    },
     netns::{addresses::iface_addrs, sk_lookup::sk_lookup_programs_at, sock_diag::dump_listeners},
 };
 use reach_tests::require_root;
@@ -362,76 +365,17 @@ fn listen_all(ns: &NetNs, listeners: &[Listen]) -> Vec<OwnedFd> {
 }
 
 fn listen_one(spec: &Listen, port: u16) -> io::Result<OwnedFd> {
-    let ip: IpAddr = spec.addr.parse().unwrap();
-    let domain = if ip.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
-    // SAFETY: plain socket(2); owned right away.
-    let raw = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh fd nothing else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let on: libc::c_int = 1;
-    if spec.reuseport {
-        setopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, &on.to_ne_bytes())?;
-    }
-    if let Some(v) = spec.v6only {
-        let v: libc::c_int = v.into();
-        setopt(fd.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &v.to_ne_bytes())?;
-    }
-    let dev = match spec.dev {
+    let device = match spec.dev {
         Dev::None => None,
         Dev::Srv => Some(TwoHosts::SERVER_IF),
         Dev::Lo => Some("lo"),
     };
-    if let Some(dev) = dev {
-        setopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_BINDTODEVICE, dev.as_bytes())?;
-    }
-    let (st, len) = sockaddr(SocketAddr::new(ip, port));
-    // SAFETY: st holds a valid sockaddr of length len.
-    if unsafe { libc::bind(fd.as_raw_fd(), (&raw const st).cast(), len) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: valid fd.
-    if unsafe { libc::listen(fd.as_raw_fd(), 16) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(fd)
-}
-
-fn setopt(fd: RawFd, level: libc::c_int, name: libc::c_int, val: &[u8]) -> io::Result<()> {
-    // SAFETY: val is valid for reads of its length.
-    let r = unsafe { libc::setsockopt(fd, level, name, val.as_ptr().cast(), val.len() as u32) };
-    if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
-}
-
-fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: sockaddr_storage is plain old data, large enough for both families.
-    let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as u16,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_in fits in sockaddr_storage.
-            unsafe { std::ptr::write((&raw mut st).cast(), sin) };
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            // SAFETY: an all-zero sockaddr_in6 is valid.
-            let mut sin6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-            sin6.sin6_family = libc::AF_INET6 as u16;
-            sin6.sin6_port = a.port().to_be();
-            sin6.sin6_addr.s6_addr = a.ip().octets();
-            // SAFETY: sockaddr_in6 fits in sockaddr_storage.
-            unsafe { std::ptr::write((&raw mut st).cast(), sin6) };
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (st, len as libc::socklen_t)
+    sockets::tcp_listen(&ListenSpec {
+        v6only: spec.v6only,
+        device,
+        reuseport: spec.reuseport,
+        ..ListenSpec::on(SocketAddr::new(spec.addr.parse().unwrap(), port))
+    })
 }
 
 fn local_port(fd: &OwnedFd) -> u16 {

@@ -34,6 +34,7 @@ mod name;
 mod netns;
 mod nsid;
 mod procs;
+pub mod sockets;
 mod stale;
 mod tools;
 mod topology;

@@ -674,10 +674,13 @@ mod tests {
 
     use std::{
         net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
-        os::fd::{AsFd, RawFd},
+        os::fd::AsFd,
     };
 
-    use crate::netns::enter::{in_new_netns, loopback_up};
+    use crate::{
+        lab::sockets::{ListenSpec, setsockopt, sockaddr, tcp_listen as tcp_listen_with},
+        netns::enter::{in_new_netns, loopback_up},
+    };
 
     fn check(r: libc::c_int, what: &str) {
         assert!(r >= 0, "{what}: {}", io::Error::last_os_error());
@@ -699,10 +702,12 @@ mod tests {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         if let Some(v) = v6only {
             let on: libc::c_int = v.into();
-            setopt(fd.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &on.to_ne_bytes());
+            setsockopt(fd.as_raw_fd(), libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, &on.to_ne_bytes())
+                .unwrap();
         }
         if let Some(dev) = dev {
-            setopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_BINDTODEVICE, dev.as_bytes());
+            setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_BINDTODEVICE, dev.as_bytes())
+                .unwrap();
         }
         let (storage, len) = sockaddr(addr);
         // SAFETY: storage holds a valid sockaddr of length len.
@@ -710,51 +715,14 @@ mod tests {
         fd
     }
 
-    fn setopt(fd: RawFd, level: libc::c_int, name: libc::c_int, val: &[u8]) {
-        // SAFETY: val is valid for reads of its length.
-        let r = unsafe { libc::setsockopt(fd, level, name, val.as_ptr().cast(), val.len() as u32) };
-        check(r, "setsockopt");
-    }
-
-    fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-        // SAFETY: sockaddr_storage is plain old data and large enough for both families.
-        let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let len = match addr {
-            SocketAddr::V4(a) => {
-                let sin = libc::sockaddr_in {
-                    sin_family: libc::AF_INET as u16,
-                    sin_port: a.port().to_be(),
-                    sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
-                    sin_zero: [0; 8],
-                };
-                // SAFETY: sockaddr_in fits in sockaddr_storage.
-                unsafe { std::ptr::write((&raw mut st).cast(), sin) };
-                std::mem::size_of::<libc::sockaddr_in>()
-            }
-            SocketAddr::V6(a) => {
-                // SAFETY: all-zero sockaddr_in6 is valid.
-                let mut sin6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
-                sin6.sin6_family = libc::AF_INET6 as u16;
-                sin6.sin6_port = a.port().to_be();
-                sin6.sin6_addr.s6_addr = a.ip().octets();
-                // SAFETY: sockaddr_in6 fits in sockaddr_storage.
-                unsafe { std::ptr::write((&raw mut st).cast(), sin6) };
-                std::mem::size_of::<libc::sockaddr_in6>()
-            }
-        };
-        (st, len as libc::socklen_t)
-    }
-
     fn tcp_listen(
         addr: &str,
         v6only: Option<bool>,
-        dev: Option<&str>,
+        device: Option<&str>,
         backlog: i32,
     ) -> TcpListener {
-        let fd = raw_socket(addr.parse().unwrap(), libc::SOCK_STREAM, v6only, dev);
-        // SAFETY: valid fd.
-        check(unsafe { libc::listen(fd.as_raw_fd(), backlog) }, "listen");
-        TcpListener::from(fd)
+        let spec = ListenSpec { v6only, device, backlog, ..ListenSpec::on(addr.parse().unwrap()) };
+        TcpListener::from(tcp_listen_with(&spec).unwrap())
     }
 
     fn inode_of(fd: impl AsFd) -> u64 {
