@@ -60,22 +60,20 @@ pub(super) fn overflow(full: Option<&ListenerView>) -> Vec<String> {
 /// the dual-stack wildcard, not its own family's.
 pub(super) fn loopback(l: &ListenerView, family: Option<Family>) -> Vec<String> {
     let own = if l.family == "ipv6" { Family::V6 } else { Family::V4 };
+    let p = l.port;
     let any = match family.unwrap_or(own) {
-        f if f != own => "[::] (without IPV6_V6ONLY: both families)".to_string(),
-        Family::V6 => "[::]".into(),
-        Family::V4 => "0.0.0.0".into(),
+        f if f != own => format!("[::]:{p} without IPV6_V6ONLY (all addresses of both families)"),
+        Family::V6 => format!("[::]:{p} (all addresses)"),
+        Family::V4 => format!("0.0.0.0:{p} (all addresses)"),
     };
     vec![
         format!(
-            "bind the server to {any}:{p} (all addresses) or to the specific address clients use, \
-             not {}",
-            l.endpoint(),
-            p = l.port
+            "bind the server to {any} or to the specific address clients use, not {}",
+            l.endpoint()
         ),
         format!(
             "e.g. in Go: net.Listen(\"tcp\", \":{p}\") instead of net.Listen(\"tcp\", \"{}\")",
-            l.endpoint(),
-            p = l.port
+            l.endpoint()
         ),
     ]
 }

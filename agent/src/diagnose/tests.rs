@@ -736,7 +736,10 @@ fn loopback_listener_and_an_ipv6_client_from_outside_gets_the_dual_stack_wildcar
     e.listeners = vec![listener(HOST, "127.0.0.1", 8080)];
     let d = diagnose(&e);
     assert_eq!(d.verdict, Verdict::LoopbackOnlyBind, "{d:#?}");
-    assert!(has(&d.fix, "bind the server to [::] (without IPV6_V6ONLY: both families):8080"));
+    assert!(has(
+        &d.fix,
+        "bind the server to [::]:8080 without IPV6_V6ONLY (all addresses of both families)"
+    ));
     assert_eq!(
         d.evidence.last().map(String::as_str),
         Some("the SYN came in on eth0 to fd00::5, not via lo")
