@@ -125,9 +125,42 @@ fn closed_port_is_syn_rst_and_no_socket_drop(how: TcHow) {
     check.assert_nothing_new(&format!("the {how:?} taps"));
 }
 
+/// TCX where the kernel has it (the test's own TCX probe decides, not a version string);
+/// where it has not (before 6.6), forcing TCX must fail and leave nothing behind.
 #[test]
 fn closed_port_via_tcx() {
-    closed_port_is_syn_rst_and_no_socket_drop(TcHow::Tcx);
+    match reach_tests::kernel_facts::tcx() {
+        Ok(()) => closed_port_is_syn_rst_and_no_socket_drop(TcHow::Tcx),
+        Err(refusal) => {
+            require_root();
+            let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+            let hosts = TwoHosts::new("pkt-notcx").unwrap();
+            let check = Leftovers::snapshot(&Scope {
+                netns: Some(&hosts.server),
+                ifaces: &[TwoHosts::SERVER_IF],
+            });
+            let ns = std::fs::metadata(hosts.server.path())
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+                .unwrap();
+            let err = NetnsTap::attach(
+                ns,
+                hosts.server.path().to_path_buf(),
+                &[TwoHosts::SERVER_IF.to_string()],
+                &NetOptions { ports: vec![7000], ..NetOptions::default() },
+                TcHow::Tcx,
+            )
+            .err()
+            .unwrap_or_else(|| {
+                panic!("a TCX attach succeeded although the kernel refused TCX ({refusal})")
+            });
+            let text = format!("{err:#}");
+            assert!(
+                text.contains("reach_ingress") && text.contains(TwoHosts::SERVER_IF),
+                "the error must name the program and the interface: {text}"
+            );
+            check.assert_nothing_new("a refused TCX attach");
+        }
+    }
 }
 
 #[test]

@@ -306,6 +306,7 @@ fn full_accept_queue_is_reported_as_overflow_of_that_listener() {
 
 #[test]
 fn sigterm_during_setup_still_detaches_everything() {
+    use std::os::unix::process::ExitStatusExt as _;
     require_root();
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let hosts = TwoHosts::new("wp-term").unwrap();
@@ -321,12 +322,18 @@ fn sigterm_during_setup_still_detaches_everything() {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         let out = child.wait_with_output().unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "after {delay_ms} ms: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // A signal that lands before reach has installed its handlers (a slow machine, a QEMU
+        // guest loading the binary over 9p) kills it by default: legitimate only while it has
+        // said nothing, i.e. attached nothing yet. Once it has started, it must exit 0.
+        if out.status.signal() == Some(libc::SIGTERM) {
+            assert!(
+                stderr.trim().is_empty(),
+                "killed by SIGTERM at {delay_ms} ms after it had started setting up:\n{stderr}"
+            );
+        } else {
+            assert_eq!(out.status.code(), Some(0), "after {delay_ms} ms: {stderr}");
+        }
         check.assert_nothing_new("reach watch");
         let q = hosts.server.run("tc", &["qdisc", "show", "dev", TwoHosts::SERVER_IF]).unwrap();
         assert!(!q.contains("clsact"), "clsact left after SIGTERM at {delay_ms} ms: {q}");

@@ -191,6 +191,17 @@ impl Session {
             rate_per_sec: opts.syn_rate,
             burst: opts.syn_rate.max(1),
         };
+        // The overflow counters' baseline is read before anything announces "watching": a
+        // queue that overflows right after that line (the start-up below can take seconds on a
+        // slow machine) must be counted, not folded into the baseline.
+        let overflows: Vec<overflow::Watcher> = if opts.packets {
+            opts.namespaces
+                .iter()
+                .map(|n| overflow::Watcher::new(n.netns_ref(), n.path.clone()))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut taps: Vec<NetnsTap> = Vec::new();
         let mut drops: Option<DropTap> = None;
         if opts.packets {
@@ -264,14 +275,6 @@ impl Session {
                 .and_then(|b| DropReasons::load(&b))
                 .unwrap_or_else(|e| DropReasons::unavailable(e.to_string())),
             kallsyms: Kallsyms::load().ok(),
-        };
-        let overflows = if opts.packets {
-            opts.namespaces
-                .iter()
-                .map(|n| overflow::Watcher::new(n.netns_ref(), n.path.clone()))
-                .collect()
-        } else {
-            Vec::new()
         };
         let state = State {
             names: Names::new(),
