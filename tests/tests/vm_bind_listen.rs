@@ -100,6 +100,9 @@ fn modes_agree(kernel: &str) -> Result<()> {
             ("REACH".into(), reach.to_str().context("REACH_BIN not UTF-8")?.into()),
             ("SCENARIO".into(), SCENARIO.into()),
         ],
+        // Three watch runs under TCG take ~100 s alone; a busy host (another guest, a build)
+        // has stretched that past the default 300 s.
+        timeout: std::time::Duration::from_secs(900),
         ..GuestOptions::new(kernel, &["/bin/sh", "-c", &script()])
     };
     let outcome = run_in_guest(&opts)?;
