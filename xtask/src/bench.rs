@@ -37,14 +37,8 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
     if quick_run && args.len() > 1 {
         bail!("--quick takes no other arguments (it runs reach-bench {})", QUICK_ARGS.join(" "));
     }
-    let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    build.current_dir(workspace::root()).args([
-        "build",
-        "-p",
-        "reach-tests",
-        "--bin",
-        "reach-bench",
-    ]);
+    let mut build = workspace::cargo();
+    build.args(["build", "-p", "reach-tests", "--bin", "reach-bench"]);
     if !quick_run {
         build.arg("--release");
     }

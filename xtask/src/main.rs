@@ -3,7 +3,11 @@ use std::process::{Command, ExitCode};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use xtask::{run::run, setup, workspace};
+use xtask::{
+    run::run,
+    setup,
+    workspace::{self, cargo},
+};
 
 mod record;
 
@@ -110,10 +114,4 @@ fn build(release: bool) -> anyhow::Result<()> {
         cmd.arg("--release");
     }
     run(&mut cmd).context("building reach failed")
-}
-
-fn cargo() -> Command {
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.current_dir(workspace::root());
-    cmd
 }

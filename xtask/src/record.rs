@@ -16,14 +16,8 @@ pub const FIXTURES_DIR: &str = "tests/fixtures";
 
 pub fn record_fixtures() -> anyhow::Result<()> {
     setup::all()?;
-    let mut build = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    build.current_dir(workspace::root()).args([
-        "build",
-        "-p",
-        "reach-tests",
-        "--bin",
-        "reach-record-fixtures",
-    ]);
+    let mut build = workspace::cargo();
+    build.args(["build", "-p", "reach-tests", "--bin", "reach-record-fixtures"]);
     run::run(&mut build).context("building reach-record-fixtures failed")?;
     let bin = workspace::target_dir().join("debug").join("reach-record-fixtures");
     run::run(Command::new(bin).arg(workspace::root().join(FIXTURES_DIR)))

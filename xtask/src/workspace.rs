@@ -1,5 +1,8 @@
 //! Where the workspace and its build outputs are.
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 /// The workspace root (the parent of xtask's manifest directory).
 pub fn root() -> PathBuf {
@@ -26,4 +29,11 @@ pub fn target_dir() -> PathBuf {
 /// The `reach` binary built by `cargo build`.
 pub fn reach_bin(release: bool) -> PathBuf {
     target_dir().join(if release { "release" } else { "debug" }).join("reach")
+}
+
+/// `cargo` (the one running this xtask, else the one on PATH) in the workspace root.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
 }
