@@ -118,6 +118,9 @@ pub struct NetfilterRule {
     pub rule: Option<String>,
     /// `accept`, `drop`, `reject …`, or `policy drop` when the chain's policy decided.
     pub action: String,
+    /// True when the rule decided the server's reply (SYN-ACK/RST, on the output/postrouting
+    /// path) rather than the client's SYN: a fix must then match `tcp sport PORT`.
+    pub reply: bool,
 }
 
 /// A listen-queue overflow (the `{"type":"overflow"}` report of `reach watch`).

@@ -248,6 +248,7 @@ fn other_netfilter_rule_is_named() {
         handle: Some(12),
         rule: Some("tcp dport 8080 drop".into()),
         action: "drop".into(),
+        reply: false,
     });
     let d = diagnose(&e);
     assert_eq!(d.verdict, Verdict::OtherNetfilterDrop);

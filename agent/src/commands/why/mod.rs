@@ -391,6 +391,7 @@ fn netfilter_rule(
         handle: v.rule_handle,
         rule: rule.map(|r| r.text),
         action,
+        reply: false,
     })
 }
 
