@@ -49,8 +49,8 @@ pub enum Command {
     /// namespace, bad duration); 3 missing privileges.
     Watch(WatchArgs),
     /// Every TCP listener and bound UDP socket, grouped by network namespace, with owners,
-    /// backlog, and a warning on those unreachable from outside (loopback-only, IPv6-only,
-    /// bound to one interface).
+    /// backlog, and the families and addresses each can be reached on ("IPv4 loopback only:
+    /// not ::1, not from other hosts", "IPv4 + IPv6, every address", "only via eth0").
     ///
     /// Exit codes: 0 ok; 2 unknown namespace; 3 missing privileges.
     Listeners(ListenersArgs),
@@ -92,12 +92,18 @@ pub enum Command {
     LabServer(LabServerArgs),
     /// Why can't the client reach TARGET? One diagnosis with the evidence and the fix.
     ///
-    /// TARGET is what the client connects to: PORT, ADDR:PORT or [IPV6]:PORT. reach reads the
-    /// listeners of every network namespace and firewalld's configuration, attaches its probes
-    /// for that port (announced on stderr, all detached before it prints), then waits up to
-    /// --timeout for the client's attempt — "waiting for a SYN ... — try connecting now". It
-    /// follows that SYN: the interface it arrived on, the nftables rule that decided it, the
-    /// kernel's drop reason, the server's answer. With --timeout 0 it predicts instead.
+    /// TARGET is what the client connects to: PORT, ADDR:PORT, [IPV6]:PORT or NAME:PORT. A NAME
+    /// is resolved before anything is attached, as the client's libc does it (getaddrinfo with
+    /// AI_ADDRCONFIG, inside --netns; -4/-6 restrict the family): every address is listed in
+    /// the order a client tries them with whether a listener takes it, and attempts to any of
+    /// them are watched.
+    ///
+    /// reach reads the listeners of every network namespace and firewalld's configuration,
+    /// attaches its probes for that port (announced on stderr, all detached before it prints),
+    /// then waits up to --timeout for the client's attempt — "waiting for a SYN ... — try
+    /// connecting now". It follows that SYN: the interface it arrived on, the nftables rule
+    /// that decided it, the kernel's drop reason, the server's answer. With --timeout 0 it
+    /// predicts instead.
     ///
     /// Output: the SYN's path (client → interface → firewall → socket) with the failing hop
     /// marked, the evidence, and the fix; on WSL2, what NAT or mirrored networking changes.
@@ -110,13 +116,17 @@ pub enum Command {
     /// 15 other_netfilter_drop; 16 listen_overflow; 17 no_syn_seen; 18 kernel_drop;
     /// 19 family_mismatch (an IPv4 listener and an IPv6 client, or the reverse);
     /// 20 address_mismatch (bound to another address of this host than the one dialed);
-    /// 21 interface_mismatch (bound to another interface than the SYN's: SO_BINDTODEVICE).
-    /// Errors: 1 runtime error; 2 bad usage (bad TARGET, unknown namespace or interface);
+    /// 21 interface_mismatch (bound to another interface than the SYN's: SO_BINDTODEVICE);
+    /// 22 reply_dropped (the server answered; its SYN-ACK or RST died on the way out).
+    /// Errors: 1 runtime error; 2 bad usage (bad TARGET, a NAME that does not resolve or has no
+    /// address of the -4/-6 family, unknown namespace or interface);
     /// 3 missing privileges.
     ///
     /// Examples:
     ///   reach why 8080                      # anything to port 8080 on the host
     ///   reach why 172.20.1.5:8080 --iface eth0
+    ///   reach why localhost:8080            # every address localhost resolves to
+    ///   reach why -4 myhost.lan:8080        # its IPv4 addresses only
     ///   reach why 8080 --netns myapp --timeout 60
     ///   reach why 8080 --timeout 0          # predict, attach nothing
     #[command(verbatim_doc_comment)]

@@ -11,3 +11,4 @@ pub mod model;
 pub mod netns;
 pub mod output;
 pub mod probes;
+pub mod resolve;

@@ -3,14 +3,20 @@
 //! listener that existed before reach started. Every event must carry the right namespace
 //! inode (that of /proc/PID/ns/net), pid, address, port and result; nothing stays attached.
 use std::{
+    net::{IpAddr, SocketAddr, TcpStream},
     os::unix::fs::MetadataExt,
     process::Command,
     sync::{LazyLock, Mutex},
     time::Duration,
 };
 
-use reach_agent::lab::NetNs;
-use reach_tests::{WatchRun, json_lines, kernel_facts, reach_bin, require_root, wait_until};
+use reach_agent::lab::{
+    NetNs,
+    sockets::{self, ListenSpec},
+};
+use reach_tests::{
+    WatchRun, json_lines, kernel_facts, reach, reach_bin, require_root, show, wait_until,
+};
 use serde_json::Value;
 
 /// reach attaches global probes; keep watch runs of this file from overlapping.
@@ -346,4 +352,135 @@ fn listeners_lists_the_lab_namespace_and_flags_loopback_only() {
 
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("127.0.0.1:47800") && text.contains("loopback only"), "{text}");
+}
+
+/// One listener of the test below: (address, port, IPV6_V6ONLY, SO_BINDTODEVICE) and what
+/// `reach listeners` must say of it: (summary, families, addresses).
+type Kind = (
+    &'static str,
+    u16,
+    Option<bool>,
+    Option<&'static str>,
+    &'static str,
+    &'static [&'static str],
+    &'static str,
+);
+
+/// `reach listeners` flags each listener with the families and addresses it can be reached on
+/// (`reachable_on`, issue 12). Each flag is held against the kernel: from inside the namespace
+/// the test dials every address of it, and a connect succeeds exactly where the flag says.
+#[test]
+fn listeners_say_which_families_addresses_and_device_each_listener_takes() {
+    require_root();
+    let ns = NetNs::new("reachable-on").expect("lab namespace");
+    // Two more addresses of the namespace (on lo: it has no other interface).
+    ns.ip(&["addr", "add", "10.78.0.5/32", "dev", "lo"]).unwrap();
+    ns.ip(&["addr", "add", "fd00:78::5/128", "dev", "lo", "nodad"]).unwrap();
+    // (addr, port, v6only, device, summary, families, addresses)
+    let kinds: [Kind; 7] = [
+        (
+            "127.0.0.1",
+            47900,
+            None,
+            None,
+            "IPv4 loopback only: not ::1, not from other hosts",
+            &["ipv4"],
+            "loopback",
+        ),
+        ("::", 47901, Some(false), None, "IPv4 + IPv6, every address", &["ipv4", "ipv6"], "every"),
+        (
+            "::",
+            47902,
+            Some(true),
+            None,
+            "IPv6 only (IPV6_V6ONLY), every address: not IPv4",
+            &["ipv6"],
+            "every",
+        ),
+        (
+            "::1",
+            47903,
+            None,
+            None,
+            "IPv6 loopback only: not 127.0.0.1, not from other hosts",
+            &["ipv6"],
+            "loopback",
+        ),
+        (
+            "10.78.0.5",
+            47904,
+            None,
+            None,
+            "IPv4, only 10.78.0.5: not the host's other addresses, not IPv6",
+            &["ipv4"],
+            "one",
+        ),
+        (
+            "fd00:78::5",
+            47905,
+            None,
+            None,
+            "IPv6, only fd00:78::5: not the host's other addresses, not IPv4",
+            &["ipv6"],
+            "one",
+        ),
+        (
+            "0.0.0.0",
+            47906,
+            None,
+            Some("lo"),
+            "IPv4 only, every address: not IPv6 (not ::1); only via lo",
+            &["ipv4"],
+            "every",
+        ),
+    ];
+    let _fds: Vec<_> = kinds
+        .iter()
+        .map(|&(addr, port, v6only, device, ..)| {
+            let spec = ListenSpec {
+                v6only,
+                device,
+                ..ListenSpec::on(SocketAddr::new(addr.parse().unwrap(), port))
+            };
+            ns.run_in(move || sockets::tcp_listen(&spec)).unwrap().unwrap_or_else(|e| {
+                panic!("listening on {addr}:{port} (v6only {v6only:?}, device {device:?}): {e}")
+            })
+        })
+        .collect();
+    let out = reach(&["listeners", "--json", "--netns", ns.name()]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = reach(&["listeners", "--netns", ns.name()]);
+    let text = String::from_utf8_lossy(&text.stdout).to_string();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ls = v[0]["listeners"].as_array().unwrap_or_else(|| panic!("no listeners: {v:#}"));
+    let dests: [IpAddr; 4] =
+        ["127.0.0.1", "::1", "10.78.0.5", "fd00:78::5"].map(|a| a.parse().unwrap());
+    for (addr, port, _, device, summary, families, addresses) in kinds {
+        let l = ls
+            .iter()
+            .find(|l| l["proto"] == "tcp" && l["addr"] == addr && l["port"] == port)
+            .unwrap_or_else(|| panic!("no tcp {addr}:{port} in {v:#}"));
+        let r = &l["reachable_on"];
+        assert_eq!(r["summary"], summary, "{addr}:{port}: {l:#}");
+        assert_eq!(r["families"], serde_json::json!(families), "{addr}:{port}: {l:#}");
+        assert_eq!(r["addresses"], addresses, "{addr}:{port}: {l:#}");
+        assert_eq!(r["device"].as_str(), device, "{addr}:{port}: {l:#}");
+        let line = text
+            .lines()
+            .find(|t| t.contains(&format!(":{port} ")))
+            .unwrap_or_else(|| panic!("no line for port {port}:\n{text}"));
+        assert!(line.ends_with(&format!("← {summary}")), "{line}");
+        // The kernel's word: every address of the namespace dialed from inside it.
+        for dest in dests {
+            let family = if dest.is_ipv4() { "ipv4" } else { "ipv6" };
+            let flagged = families.contains(&family)
+                && (addresses == "every" || r["address"] == dest.to_string());
+            let to = SocketAddr::new(dest, port);
+            let connected = ns
+                .run_in(move || TcpStream::connect_timeout(&to, Duration::from_secs(10)))
+                .unwrap()
+                .is_ok();
+            assert_eq!(connected, flagged, "{addr}:{port} flagged {summary:?}, dialed {to}");
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! `reach lab` (the main job of `cargo xtask lab`): every scenario of the story reproduced with
 //! a real client and diagnosed by the real `reach why`, each asserted by its verdict class and
-//! the evidence that proves it (zone, pid, namespace); then nothing may be left behind.
+//! the evidence that proves it (zone, pid, namespace, address, interface, nftables rule); then
+//! nothing may be left behind.
 use std::{
     collections::BTreeMap,
     fs,
@@ -108,6 +109,12 @@ fn lab_reproduces_every_scenario_with_its_verdict_and_evidence_and_leaves_nothin
         ("no listener", ("no_listener", 12, "refused")),
         ("listen overflow", ("listen_overflow", 16, "timeout")),
         ("reachable", ("reachable", 0, "connected")),
+        ("client dials ::1", ("family_mismatch", 19, "refused")),
+        ("v6-only listener", ("family_mismatch", 19, "refused")),
+        ("address mismatch", ("address_mismatch", 20, "refused")),
+        ("interface mismatch", ("interface_mismatch", 21, "refused")),
+        // The SYN-ACK is dropped on its way out: the client's SYN is never answered.
+        ("reply dropped", ("reply_dropped", 22, "timeout")),
     ];
     assert_eq!(scenarios.len(), expected.len(), "{report:#}");
     for (name, (verdict, code, client)) in expected {
@@ -116,7 +123,8 @@ fn lab_reproduces_every_scenario_with_its_verdict_and_evidence_and_leaves_nothin
         assert_eq!(got, (Some(verdict), Some(code), Some(client)), "{name}: {s:#}");
         assert_eq!((&s["expected"], &s["ok"]), (&Value::from(verdict), &Value::Bool(true)));
         assert_eq!(s["diagnosis"]["exit_code"], code, "{name}");
-        assert_eq!(s["diagnosis"]["target"], format!("10.77.0.1:{}", s["port"]), "{name}");
+        let dialed = if name == "client dials ::1" { "[::1]" } else { "10.77.0.1" };
+        assert_eq!(s["diagnosis"]["target"], format!("{dialed}:{}", s["port"]), "{name}");
     }
 
     let srv_ns = scenarios["reachable"]["diagnosis"]["netns"]["name"].as_str().unwrap().to_string();
@@ -131,11 +139,22 @@ fn lab_reproduces_every_scenario_with_its_verdict_and_evidence_and_leaves_nothin
         )
     };
 
-    let (pid, ns) = server("loopback-only bind");
-    assert_eq!(ns, srv_ns);
+    // The firewalld scenarios share the main server namespace; every other one has its own.
+    let prefix = run_prefix(&srv_ns);
+    let own_ns = |name: &str| {
+        let (pid, ns) = server(name);
+        let port = scenarios[name]["port"].as_u64().unwrap();
+        assert!(
+            ns.starts_with(&prefix) && ns.ends_with(&format!("-lab{port}-srv")),
+            "{name}: server namespace {ns}"
+        );
+        assert_eq!(scenarios[name]["diagnosis"]["netns"]["name"], ns.as_str(), "{name}");
+        (pid, ns)
+    };
+    let (pid, ns) = own_ns("loopback-only bind");
     let ev = evidence("loopback-only bind");
     assert!(
-        ev.contains(&format!("pid {pid} (demo-server) on 127.0.0.1:8081 in netns {srv_ns}")),
+        ev.contains(&format!("pid {pid} (demo-server) on 127.0.0.1:8081 in netns {ns}")),
         "{ev}"
     );
     assert!(fix("loopback-only bind").contains("0.0.0.0:8081"));
@@ -172,19 +191,65 @@ fn lab_reproduces_every_scenario_with_its_verdict_and_evidence_and_leaves_nothin
     assert!(evidence("no listener").contains("nothing listens on port 8086 in any namespace"));
     assert!(scenarios["no listener"]["server"].is_null());
 
-    let (pid, ns) = server("listen overflow");
-    assert_eq!(ns, srv_ns);
+    let (pid, _) = own_ns("listen overflow");
     let ev = evidence("listen overflow");
     assert!(ev.contains(&format!("pid {pid} (demo-server) on 0.0.0.0:8087")), "{ev}");
     assert!(ev.contains("queue 2 of backlog 1") && ev.contains("ListenOverflows +"), "{ev}");
 
+    let (_, ns) = server("reachable");
+    assert_eq!(ns, srv_ns, "reachable runs through firewalld, in the main namespace");
     let ev = evidence("reachable");
     assert!(ev.contains("accepted"), "{ev}");
+
+    // The new classes of issue 12, each with the evidence that names the mismatch.
+    let (pid, ns) = own_ns("client dials ::1");
+    let ev = evidence("client dials ::1");
+    assert!(
+        ev.contains(&format!("pid {pid} (demo-server) on 127.0.0.1:8089 in netns {ns}")),
+        "{ev}"
+    );
+    assert!(
+        ev.contains("(IPv4 only, loopback only); the client dialed ::1 (port 8089, IPv6)"),
+        "{ev}"
+    );
+    assert!(fix("client dials ::1").contains("dial 127.0.0.1:8089"), "{}", fix("client dials ::1"));
+
+    own_ns("v6-only listener");
+    let ev = evidence("v6-only listener");
+    assert!(
+        ev.contains(
+            "[::]:8090 (IPv6 only: IPV6_V6ONLY); the client dialed 10.77.0.1 (port 8090, IPv4)"
+        ),
+        "{ev}"
+    );
+    assert!(fix("v6-only listener").contains("IPV6_V6ONLY"));
+
+    own_ns("address mismatch");
+    let ev = evidence("address mismatch");
+    assert!(
+        ev.contains("10.77.0.11:8091 (IPv4 only), only on 10.77.0.11; the client dialed 10.77.0.1"),
+        "{ev}"
+    );
+    assert!(fix("address mismatch").contains("0.0.0.0:8091"));
+
+    own_ns("interface mismatch");
+    let ev = evidence("interface mismatch");
+    assert!(
+        ev.contains("(IPv4 only, bound to interface lo)") && ev.contains("arrived on srv0"),
+        "{ev}"
+    );
+    assert!(fix("interface mismatch").contains("SO_BINDTODEVICE"));
+
+    own_ns("reply dropped");
+    let ev = evidence("reply dropped");
+    assert!(ev.contains("table inet reach_lab_reply, chain output"), "{ev}");
+    let f = fix("reply dropped");
+    assert!(f.contains("nft delete rule inet reach_lab_reply output handle"), "{f}");
 
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("torn down"), "{stderr}");
     let pids: Vec<i64> = scenarios.values().filter_map(|s| s["server"]["pid"].as_i64()).collect();
-    assert_eq!(pids.len(), 7, "a demo server in every scenario but no listener");
+    assert_eq!(pids.len(), 12, "a demo server in every scenario but no listener");
     assert_nothing_left(&run_prefix(&srv_ns), &pids);
 }
 
@@ -209,6 +274,11 @@ fn lab_without_firewalld_runs_the_other_scenarios_and_prints_the_table() {
         ("no listener", "no_listener"),
         ("listen overflow", "listen_overflow"),
         ("reachable", "reachable"),
+        ("client dials ::1", "family_mismatch"),
+        ("v6-only listener", "family_mismatch"),
+        ("address mismatch", "address_mismatch"),
+        ("interface mismatch", "interface_mismatch"),
+        ("reply dropped", "reply_dropped"),
     ] {
         let r = row(name);
         assert!(r.contains(verdict) && r.contains('✓'), "{r}");
@@ -219,7 +289,7 @@ fn lab_without_firewalld_runs_the_other_scenarios_and_prints_the_table() {
     }
     assert!(row("loopback-only bind").contains("bind the server to 0.0.0.0:8081"), "{stdout}");
     assert!(
-        stdout.contains("5 of 5 scenarios run got their expected verdict (3 not run)"),
+        stdout.contains("10 of 10 scenarios run got their expected verdict (3 not run)"),
         "{stdout}"
     );
     // The short diagnosis above the table.

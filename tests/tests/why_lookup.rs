@@ -310,8 +310,8 @@ fn timeout_zero_predicts_interface_mismatch_and_reachable_only_when_the_device_m
         code,
         "interface_mismatch",
         &format!(
-            "the server listens on 0.0.0.0:{port} (IPv4 only, bound to interface lo); the \
-             client's SYN to 10.77.0.1 (port {port}, IPv4) arrived on srv0"
+            "the server listens on 0.0.0.0:{port} (IPv4 only, bound to interface lo); a \
+             client's SYN to 10.77.0.1 (port {port}, IPv4) would arrive on srv0"
         ),
         &["or bind it to srv0"],
     );

@@ -20,6 +20,7 @@ use crate::run::{output_ok, run};
 pub const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("iproute2", "ip netns / veth / tc for the lab"),
     ("nftables", "nft, to read rulesets in tests"),
+    ("iptables", "iptables-nft/ip6tables-nft: the tests' iptables and Docker rules, in lab netns"),
     ("firewalld", "the real firewalld the tests and the lab run in a lab namespace"),
     ("dbus", "a private D-Bus bus for that firewalld"),
     ("qemu-system-x86", "booting real kernels (kprobe/fentry paths) under QEMU"),

@@ -1,8 +1,8 @@
 //! `reach lab-server` (hidden): the demo server `reach lab` runs inside its namespaces.
 //!
 //! A real listener whose every property matters to the diagnosis is under the lab's control:
-//! the address it binds (127.0.0.1 or 0.0.0.0), its exact listen backlog and whether it accepts
-//! at all. It names itself `demo-server`, so reach's evidence reads "pid N (demo-server)".
+//! the address it binds (127.0.0.1, 0.0.0.0, [::], one address of its host), IPV6_V6ONLY,
+//! SO_BINDTODEVICE, its exact listen backlog and whether it accepts at all. It names itself `demo-server`, so reach's evidence reads "pid N (demo-server)".
 //!
 //! It must never outlive the lab: it exits when its stdin reaches EOF — stdin is a pipe from
 //! the lab, closed when the lab ends however it ends, SIGKILL included — and SIGTERM keeps its
@@ -16,10 +16,8 @@ use std::{
 };
 
 use anyhow::Context as _;
-use nix::sys::socket::{
-    AddressFamily, Backlog, SockFlag, SockType, SockaddrStorage, bind, listen, setsockopt, socket,
-    sockopt::ReuseAddr,
-};
+
+use crate::lab::sockets::{ListenSpec, tcp_listen_reusing_addr};
 
 /// The process name every lab server carries (at most 15 bytes: the kernel's comm length).
 pub const PROCESS_NAME: &str = "demo-server";
@@ -39,6 +37,13 @@ pub struct LabServerArgs {
     /// Never accept: connections stay in the accept queue until it is full.
     #[arg(long)]
     pub no_accept: bool,
+    /// IPV6_V6ONLY on an IPv6 listener: `true` takes IPv6 only, `false` IPv4 too (v4-mapped).
+    /// Default: the namespace's net.ipv6.bindv6only.
+    #[arg(long, value_name = "BOOL")]
+    pub v6only: Option<bool>,
+    /// SO_BINDTODEVICE: take connections arriving on this interface only.
+    #[arg(long, value_name = "IFACE")]
+    pub device: Option<String>,
 }
 
 /// Listens, says `ready <pid>`, then accepts (closing each connection at once) or just waits,
@@ -47,8 +52,18 @@ pub async fn run(args: LabServerArgs) -> anyhow::Result<ExitCode> {
     // This runs on the main thread (block_on), whose name is the process's comm in /proc and
     // in sock_diag's owner lookup; set before binding so the bind event carries it too.
     set_process_name(PROCESS_NAME);
-    let listener = listen_exactly(args.listen, args.backlog)
-        .with_context(|| format!("listening on {}", args.listen))?;
+    let spec = ListenSpec {
+        addr: args.listen,
+        v6only: args.v6only,
+        device: args.device.as_deref(),
+        reuseport: false,
+        backlog: args.backlog,
+    };
+    // SO_REUSEADDR as Go's net.Listen sets it; the backlog is passed as is (std's TcpListener
+    // would pick it itself, and the overflow scenario needs it exact).
+    let listener = TcpListener::from(
+        tcp_listen_reusing_addr(&spec).with_context(|| format!("listening on {}", args.listen))?,
+    );
 
     let mut out = io::stdout().lock();
     writeln!(out, "{READY} {}", std::process::id())?;
@@ -73,18 +88,6 @@ pub async fn run(args: LabServerArgs) -> anyhow::Result<ExitCode> {
             Err(_) => thread::sleep(Duration::from_millis(10)),
         }
     }
-}
-
-/// socket + SO_REUSEADDR (as Go's net.Listen does) + bind + listen(backlog): std's
-/// TcpListener would pick the backlog itself, and the overflow scenario needs it exact.
-fn listen_exactly(addr: SocketAddr, backlog: i32) -> anyhow::Result<TcpListener> {
-    let family = if addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
-    let fd = socket(family, SockType::Stream, SockFlag::SOCK_CLOEXEC, None).context("socket()")?;
-    setsockopt(&fd, ReuseAddr, &true).context("SO_REUSEADDR")?;
-    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrStorage::from(addr)).context("bind()")?;
-    let backlog = Backlog::new(backlog).with_context(|| format!("backlog {backlog}"))?;
-    listen(&fd, backlog).context("listen()")?;
-    Ok(TcpListener::from(fd))
 }
 
 fn set_process_name(name: &str) {

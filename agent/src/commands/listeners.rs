@@ -1,13 +1,15 @@
 //! `reach listeners`: every TCP listener and bound UDP socket of the machine, grouped by
-//! network namespace, with the ones that cannot be reached from outside flagged.
+//! network namespace, each flagged with the families and addresses it can be reached on
+//! (`reachable_on`, from the socket-lookup model: "IPv4 loopback only: not ::1, not from other
+//! hosts", "IPv6 only (IPV6_V6ONLY)", "only via eth0").
 use std::process::ExitCode;
 
 use serde::Serialize;
 
 use crate::{
     kernel::privileges,
-    model::listener_view::ListenerView,
-    netns::{select, snapshot},
+    model::listener_view::{ListenerView, ReachableOn},
+    netns::{names::Names, select, snapshot},
     probes::sock_event::NetnsRef,
 };
 
@@ -24,9 +26,25 @@ pub struct ListenersArgs {
 #[derive(Debug, Serialize)]
 struct NsView {
     netns: NetnsRef,
-    listeners: Vec<ListenerView>,
+    listeners: Vec<Listed>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+}
+
+/// One listener with how it can be reached (a field `reach watch`'s listener lines lack: there
+/// the device name would cost a namespace switch per event).
+#[derive(Debug, Serialize)]
+struct Listed {
+    #[serde(flatten)]
+    view: ListenerView,
+    reachable_on: Option<ReachableOn>,
+}
+
+impl Listed {
+    fn new(view: ListenerView, names: &mut Names) -> Self {
+        let device = view.bound_dev_if.and_then(|i| names.device(view.netns.inode, i));
+        Self { reachable_on: view.reachable_on(device), view }
+    }
 }
 
 pub async fn run(args: ListenersArgs) -> anyhow::Result<ExitCode> {
@@ -43,23 +61,26 @@ pub async fn run(args: ListenersArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let snap = tokio::task::spawn_blocking(snapshot::listeners_snapshot).await?;
-    let views: Vec<NsView> = snap
-        .into_iter()
-        .filter(|ns| wanted.is_empty() || wanted.contains(&ns.inode))
-        .map(|ns| {
-            let netns = NetnsRef { inode: ns.inode, name: ns.name.clone() };
-            NsView {
-                listeners: ns
-                    .listeners
-                    .iter()
-                    .map(|l| ListenerView::new(netns.clone(), l))
-                    .collect(),
-                netns,
-                error: ns.error,
-            }
-        })
-        .collect();
+    let views = tokio::task::spawn_blocking(move || {
+        let mut names = Names::new();
+        snapshot::listeners_snapshot()
+            .into_iter()
+            .filter(|ns| wanted.is_empty() || wanted.contains(&ns.inode))
+            .map(|ns| {
+                let netns = NetnsRef { inode: ns.inode, name: ns.name.clone() };
+                NsView {
+                    listeners: ns
+                        .listeners
+                        .iter()
+                        .map(|l| Listed::new(ListenerView::new(netns.clone(), l), &mut names))
+                        .collect(),
+                    netns,
+                    error: ns.error,
+                }
+            })
+            .collect::<Vec<NsView>>()
+    })
+    .await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&views)?);
     } else {
@@ -71,7 +92,7 @@ pub async fn run(args: ListenersArgs) -> anyhow::Result<ExitCode> {
                 println!("  (nothing listens)");
             }
             for l in &ns.listeners {
-                println!("{}", l.human());
+                println!("{}", l.view.human_with(l.reachable_on.as_ref()));
             }
         }
     }

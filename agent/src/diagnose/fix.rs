@@ -6,6 +6,8 @@ use super::{
 };
 use std::net::IpAddr;
 
+mod netfilter;
+
 use super::lookup::{self, Judged, Judgement, Miss, Reach, Socket, Syn};
 use crate::{
     model::listener_view::ListenerView,
@@ -29,19 +31,10 @@ pub(super) fn nft_list() -> Vec<String> {
     vec!["nft -a list ruleset   # find the rule dropping the SYN; `reach watch` traces it".into()]
 }
 
+/// `other_netfilter_drop`: the commands that delete the deciding rule or accept the client
+/// before it (nft, or iptables for iptables-nft's tables, Docker's chains in Docker's terms).
 pub(super) fn netfilter(r: &NetfilterRule, port: u16) -> Vec<String> {
-    let (f, t, c) = (&r.family, &r.table, &r.chain);
-    let mut fix = vec![format!("nft -a list chain {f} {t} {c}")];
-    match r.handle {
-        Some(h) => fix.push(format!(
-            "nft insert rule {f} {t} {c} position {h} tcp dport {port} accept   # or `nft delete rule {f} {t} {c} handle {h}`"
-        )),
-        None => fix.push(format!("nft insert rule {f} {t} {c} tcp dport {port} accept")),
-    }
-    fix.push(
-        "make it permanent where this ruleset is generated (nftables.conf, docker, k8s…)".into(),
-    );
-    fix
+    netfilter::fix(r, port)
 }
 
 pub(super) fn overflow(full: Option<&ListenerView>) -> Vec<String> {
@@ -189,20 +182,21 @@ pub(super) fn interface(
             ),
         ],
         Judgement::Misses(Miss::Device { bound, ingress, .. }) => {
-            let mut fix = vec![
-                format!(
-                    "stop binding {} to interface {} (SO_BINDTODEVICE: a server's \
+            let mut fix = vec![format!(
+                "stop binding {} to interface {} (SO_BINDTODEVICE: a server's \
                      interface/bind-to-device option, systemd's BindToDevice=), so it takes SYNs \
                      from every interface",
-                    l.endpoint(),
-                    name(*bound)
-                ),
-                format!(
+                l.endpoint(),
+                name(*bound)
+            )];
+            // Ingress 0: the interface the SYN arrives on is unknown, so none can be named.
+            if *ingress != 0 {
+                fix.push(format!(
                     "or bind it to {} (SO_BINDTODEVICE \"{}\"), where the client's SYN arrives",
                     name(*ingress),
                     name(*ingress)
-                ),
-            ];
+                ));
+            }
             if let Some(a) = on_dev.filter(|_| syn.ingress.loopback) {
                 fix.push(format!(
                     "or, from this host, dial {} (an address on {})",

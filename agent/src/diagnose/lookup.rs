@@ -39,7 +39,7 @@ mod describe;
 #[cfg(test)]
 mod tests;
 
-pub use describe::{describe, describe_listener, explain};
+pub use describe::{Tense, describe, describe_as, describe_listener, explain, explain_as};
 
 /// The SYN as the kernel's lookup sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

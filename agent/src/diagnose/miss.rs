@@ -11,7 +11,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::{
     Evidence, fix,
-    lookup::{self, Ingress, Judged, Judgement, Lookup, Miss, SkLookupState, Socket, Syn, Winner},
+    lookup::{
+        self, Ingress, Judged, Judgement, Lookup, Miss, SkLookupState, Socket, Syn, Tense, Winner,
+    },
     verdict::{Facts, Verdict, ns_name, who},
 };
 use crate::{model::listener_view::ListenerView, netns::sock_diag::Family};
@@ -133,15 +135,15 @@ fn ingress(e: &Evidence, f: &Facts, daddr: IpAddr) -> Ingress {
         .as_ref()
         .and_then(|fl| fl.ifindex)
         .or_else(|| e.iface.as_deref().and_then(|n| ifindex_of(e, n)));
+    let owner = e.interfaces.iter().find(|i| i.addrs.contains(&daddr)).map(|i| i.ifindex);
     if f.via_lo || arrived == Some(lo) {
-        let owner = if daddr.is_loopback() {
-            Some(lo)
-        } else {
-            e.interfaces.iter().find(|i| i.addrs.contains(&daddr)).map(|i| i.ifindex)
-        };
+        let owner = if daddr.is_loopback() { Some(lo) } else { owner };
         return Ingress::from_inside(owner.unwrap_or(lo));
     }
-    Ingress::from_outside(arrived.unwrap_or(0))
+    // Arrival unknown (no SYN seen at ingress, or a prediction "from outside"): a client from
+    // outside most likely comes in where the address it dials lives. 0 (no interface) only
+    // when nothing tells: a device-bound listener is then judged against no device at all.
+    Ingress::from_outside(arrived.or(owner).unwrap_or(0))
 }
 
 /// ifindex → name in the target namespace (the attempt's own interface is known by name even
@@ -150,7 +152,12 @@ pub(super) fn ifname(e: &Evidence) -> impl Fn(u32) -> Option<String> + '_ {
     move |i| {
         e.interfaces.iter().find(|x| x.ifindex == i).map(|x| x.name.clone()).or_else(|| {
             let flow_if = e.flow.as_ref().and_then(|fl| fl.ifindex);
-            if flow_if == Some(i) { e.iface.clone() } else { None }
+            match i {
+                _ if flow_if == Some(i) => e.iface.clone(),
+                // Every namespace's lo, listed or not.
+                LOOPBACK_IFINDEX => Some("lo".into()),
+                _ => None,
+            }
         })
     }
 }
@@ -189,7 +196,7 @@ pub(super) fn decided(e: &Evidence, f: &Facts, m: &Missed) -> (Verdict, Vec<Stri
     let syn = &l.syn;
     let key = &l.judged[m.index];
     let view = m.views[m.index];
-    let sentences = lookup::explain(l, &name);
+    let sentences = lookup::explain_as(l, &name, tense(f));
     let n = l.judged.len();
     let mut ev = Vec::new();
     for (i, v) in m.views.iter().enumerate() {
@@ -225,11 +232,13 @@ pub(super) fn decided(e: &Evidence, f: &Facts, m: &Missed) -> (Verdict, Vec<Stri
     let alt = alt.map(|(_, a)| a);
     let fix = match m.class {
         Verdict::LoopbackOnlyBind => {
-            let came = match &e.iface {
-                Some(i) => format!("the SYN came in on {i} to {}", syn.daddr),
-                None => format!("the SYN goes to {}", syn.daddr),
-            };
-            ev.push(format!("{came}, not via lo"));
+            let d = syn.daddr;
+            ev.push(match (&e.iface, f.predicting) {
+                (Some(i), false) => format!("the SYN came in on {i} to {d}, not via lo"),
+                (None, false) => format!("the SYN went to {d}, not via lo"),
+                (Some(i), true) => format!("a SYN to {d} would come in on {i}, not via lo"),
+                (None, true) => format!("a SYN to {d} would come from outside, not via lo"),
+            });
             fix::loopback(view, Some(syn.family()))
         }
         Verdict::FamilyMismatch => fix::family(view, &key.socket, syn, alt),
@@ -237,6 +246,11 @@ pub(super) fn decided(e: &Evidence, f: &Facts, m: &Missed) -> (Verdict, Vec<Stri
         _ => fix::interface(view, key, syn, alt, &name),
     };
     (m.class, ev, fix)
+}
+
+/// How the lookup's sentences speak of the SYN: seen, or predicted.
+fn tense(f: &Facts) -> Tense {
+    if f.predicting { Tense::Predicted } else { Tense::Observed }
 }
 
 fn other(f: Family) -> Family {
@@ -267,7 +281,7 @@ pub(super) fn served(e: &Evidence, f: &Facts, a: &Answer) -> Vec<String> {
             )
         })
         .collect();
-    ev.extend(lookup::explain(l, &name).into_iter().skip(l.judged.len()));
+    ev.extend(lookup::explain_as(l, &name, tense(f)).into_iter().skip(l.judged.len()));
     ev.extend(not_here(e, f, l.syn.daddr));
     if !refused.is_empty() {
         let to: Vec<String> = refused.iter().map(IpAddr::to_string).collect();

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use crate::{
-    firewall::{attribute::Attribution, predict::Prediction},
+    firewall::{attribute::Attribution, iptables_nft::IptablesRule, predict::Prediction},
     kernel::wsl::Wsl2,
     model::{flows::FlowRecord, listener_view::ListenerView},
     netns::port_holders::PortHolder,
@@ -18,9 +18,12 @@ use crate::{
 mod fix;
 pub mod lookup;
 mod miss;
+mod reply;
 mod verdict;
 mod wsl;
 
+#[cfg(test)]
+mod properties;
 #[cfg(test)]
 mod tests;
 
@@ -59,6 +62,9 @@ pub struct Evidence {
     pub attribution: Option<Attribution>,
     /// A non-firewalld netfilter rule that decided the SYN (from an nft trace).
     pub netfilter: Option<NetfilterRule>,
+    /// The netfilter rule that dropped the server's reply (SYN-ACK or RST) on its way out, from
+    /// the reply's nft trace (`reply` set; firewalld's own table included, named as such).
+    pub reply_netfilter: Option<NetfilterRule>,
     /// What firewalld would do with the SYN.
     pub prediction: Option<Prediction>,
     /// Listen-queue overflow seen while watching.
@@ -107,7 +113,7 @@ impl FailedBind {
 }
 
 /// A netfilter rule outside firewalld's tables that decided the SYN.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct NetfilterRule {
     /// `inet`, `ip`, `ip6`.
     pub family: String,
@@ -121,6 +127,17 @@ pub struct NetfilterRule {
     /// True when the rule decided the server's reply (SYN-ACK/RST, on the output/postrouting
     /// path) rather than the client's SYN: a fix must then match `tcp sport PORT`.
     pub reply: bool,
+    /// The client's address, when an attempt was seen: an accept rule in the fix admits just it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client: Option<IpAddr>,
+    /// The interface the rule matches on (`iifname`, `oifname` for a reply), when it is
+    /// interface-specific: the accept rule in the fix matches it too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iface: Option<String>,
+    /// The rule as iptables sees it, when its table is one iptables-nft/ip6tables-nft wrote
+    /// (the fix is then an iptables command; see `firewall::iptables_nft`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iptables: Option<IptablesRule>,
 }
 
 /// A listen-queue overflow (the `{"type":"overflow"}` report of `reach watch`).

@@ -57,6 +57,7 @@ fn flow(outcome: Outcome, drop: Option<&str>) -> FlowRecord {
         rst_sent: outcome == Outcome::Reset,
         ifindex: Some(2),
         drop: drop.map(|r| DropEvidence { reason: r.into(), location: None, count: 1, syn: true }),
+        reply_drop: None,
         duration_ms: 0.0,
     }
 }
@@ -248,7 +249,7 @@ fn other_netfilter_rule_is_named() {
         handle: Some(12),
         rule: Some("tcp dport 8080 drop".into()),
         action: "drop".into(),
-        reply: false,
+        ..Default::default()
     });
     let d = diagnose(&e);
     assert_eq!(d.verdict, Verdict::OtherNetfilterDrop);
@@ -920,6 +921,7 @@ fn exit_codes_of_the_first_classes_stay_and_new_ones_are_appended() {
             ("family_mismatch", 19),
             ("address_mismatch", 20),
             ("interface_mismatch", 21),
+            ("reply_dropped", 22),
         ]
     );
 }
@@ -930,4 +932,182 @@ fn the_consistency_check_sees_the_addresses_a_fix_names() {
     let want: Vec<IpAddr> =
         ["::1", "10.0.0.6", "0.0.0.0", "fd00::5"].iter().map(|a| a.parse().unwrap()).collect();
     assert_eq!(addresses_in(&fix), want);
+}
+
+// Regressions found by the properties (properties.rs), each the shrunk case.
+
+/// A listener as `reach why` builds it from sock_diag (not the hand-made `listener`).
+fn dumped(addr: &str, port: u16, bound_dev_if: u32) -> ListenerView {
+    let a: IpAddr = addr.parse().expect("addr");
+    let socket = crate::netns::sock_diag::SockEntry {
+        family: if a.is_ipv6() {
+            crate::netns::sock_diag::Family::V6
+        } else {
+            crate::netns::sock_diag::Family::V4
+        },
+        proto: crate::netns::sock_diag::Proto::Tcp,
+        addr: a,
+        port,
+        bound_dev_if,
+        uid: 0,
+        inode: 1,
+        cookie: 1,
+        v6only: a.is_ipv6().then_some(false),
+        backlog: Some(4),
+        accept_queue: Some(0),
+    };
+    let owners = vec![crate::netns::owners::Owner { pid: 42, comm: "server".into() }];
+    ListenerView::new(ns(HOST), &crate::netns::snapshot::Listener { socket, owners })
+}
+
+/// `reachable_only_when_served`: an AF_INET6 listener on `::ffff:127.0.0.1` takes only IPv4
+/// SYNs to 127.0.0.1, yet `Ipv6Addr::is_loopback` said no, so a bare-port prediction from
+/// outside (no interface listed) called it reachable.
+#[test]
+fn a_v4_mapped_loopback_listener_is_loopback_only() {
+    let l = dumped("::ffff:127.0.0.1", 8080, 0);
+    assert!(l.loopback_only, "{l:?}");
+    let e =
+        Evidence { port: 8080, netns: Some(ns(HOST)), listeners: vec![l], ..Evidence::default() };
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::LoopbackOnlyBind, "{d:#?}");
+    assert!(has(
+        &d.evidence,
+        "listening on loopback only: pid 42 (server) on [::ffff:127.0.0.1]:8080"
+    ));
+}
+
+/// `tense_matches_the_attempt`: a pending attempt whose SYN the server answered and whose
+/// next segment (the client's ACK) netfilter dropped was handled as a prediction, and said
+/// "netfilter dropped the SYN" — in the past, and of the wrong segment.
+#[test]
+fn a_pending_attempt_with_a_drop_is_told_as_seen_and_names_the_dropped_segment() {
+    let mut f = flow(Outcome::Pending, Some("NETFILTER_DROP"));
+    f.synack_sent = true;
+    f.drop.as_mut().expect("a drop").syn = false;
+    let e = Evidence { flow: Some(f), ..seen(Outcome::Pending, None) };
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::OtherNetfilterDrop, "{d:#?}");
+    assert!(
+        has(
+            &d.evidence,
+            "netfilter dropped the client's segment after its SYN (the handshake ACK)"
+        ),
+        "{d:#?}"
+    );
+    assert!(!has(&d.evidence, "dropped the SYN"), "{d:#?}");
+    assert!(!d.path.iter().any(|h| h.note.contains("would")), "told as a prediction: {d:#?}");
+    // A SYN's own drop still says so.
+    let d = diagnose(&seen(Outcome::Dropped, Some("NETFILTER_DROP")));
+    assert!(has(&d.evidence, "netfilter dropped the SYN (NETFILTER_DROP)"), "{d:#?}");
+}
+
+/// `fixes_name_what_exists`: with the arrival interface unknown (a prediction "from outside"),
+/// a device-bound listener was judged against ifindex 0 and the fix said "bind it to ifindex 0
+/// (SO_BINDTODEVICE \"ifindex 0\")". The SYN is now taken to arrive where its address lives;
+/// with nothing to tell, no interface is named.
+#[test]
+fn an_unknown_arrival_interface_is_never_named_ifindex_0() {
+    let mut e = Evidence {
+        port: 8080,
+        netns: Some(ns(HOST)),
+        listeners: vec![dumped("::ffff:10.0.0.5", 8080, 1)],
+        interfaces: interfaces(),
+        ..Evidence::default()
+    };
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::InterfaceMismatch, "{d:#?}");
+    assert!(has(&d.fix, "or bind it to eth0 (SO_BINDTODEVICE \"eth0\")"), "{:#?}", d.fix);
+    let all: Vec<&String> = d.evidence.iter().chain(&d.fix).collect();
+    assert!(!all.iter().any(|l| l.contains("ifindex 0")), "{all:#?}");
+    // Nothing tells where it arrives: the fix names no interface to bind to.
+    e.interfaces.clear();
+    e.addr = Some("10.0.0.5".parse().unwrap());
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::InterfaceMismatch, "{d:#?}");
+    assert!(!has(&d.fix, "or bind it to"), "{:#?}", d.fix);
+    assert!(has(&d.evidence, "would arrive on an interface reach does not know"), "{d:#?}");
+}
+
+/// `fixes_name_what_exists`: with the namespace's interfaces not listed, lo (ifindex 1 in
+/// every namespace) was named "ifindex 1" in a fix.
+#[test]
+fn lo_is_named_lo_when_the_interfaces_were_not_listed() {
+    let e = Evidence {
+        port: 8080,
+        addr: Some("127.0.0.1".parse().unwrap()),
+        netns: Some(ns(HOST)),
+        iface: Some("lo".into()),
+        listeners: vec![dumped("0.0.0.0", 8080, 2)],
+        ..Evidence::default()
+    };
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::InterfaceMismatch, "{d:#?}");
+    assert!(has(&d.fix, "or bind it to lo (SO_BINDTODEVICE \"lo\")"), "{:#?}", d.fix);
+    assert!(!has(&d.fix, "ifindex 1"), "{:#?}", d.fix);
+}
+
+/// `one_story`: a bare-port prediction from outside with no interface listed named only the
+/// first of two loopback listeners (an SO_REUSEPORT pair).
+#[test]
+fn every_loopback_listener_is_named_when_addresses_are_unknown() {
+    let mut second = listener(HOST, "127.0.0.1", 8080);
+    second.pid = Some(43);
+    let e = Evidence {
+        port: 8080,
+        netns: Some(ns(HOST)),
+        listeners: vec![listener(HOST, "127.0.0.1", 8080), second],
+        ..Evidence::default()
+    };
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::LoopbackOnlyBind, "{d:#?}");
+    assert!(has(&d.evidence, "loopback only: pid 42 (server) on 127.0.0.1:8080"), "{d:#?}");
+    assert!(has(&d.evidence, "loopback only: pid 43 (server) on 127.0.0.1:8080"), "{d:#?}");
+}
+
+/// `tense_matches_the_attempt`: predictions said "the client dialed …", "the SYN came in on
+/// …" of an attempt that never happened; they speak in the conditional now, and an observed
+/// attempt keeps the past.
+#[test]
+fn a_prediction_speaks_in_the_conditional_an_observed_attempt_in_the_past() {
+    let mut e = Evidence {
+        port: 8080,
+        addr: Some("10.0.0.5".parse().unwrap()),
+        netns: Some(ns(HOST)),
+        iface: Some("eth0".into()),
+        interfaces: interfaces(),
+        listeners: vec![listener(HOST, "127.0.0.1", 8080)],
+        ..Evidence::default()
+    };
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::LoopbackOnlyBind, "{d:#?}");
+    assert!(has(&d.evidence, "a SYN to 10.0.0.5 would come in on eth0, not via lo"), "{d:#?}");
+    assert!(
+        has(&d.evidence, "a client dialing 10.0.0.5 (port 8080, IPv4), another address, would not"),
+        "{d:#?}"
+    );
+    assert!(has(&d.evidence, "no listener would take the SYN"), "{d:#?}");
+    assert!(!has(&d.evidence, "dialed") && !has(&d.evidence, "came in on"), "{d:#?}");
+    e.listeners = vec![listener(HOST, "[::]", 8080)];
+    e.listeners[0].addr = "::".into();
+    e.listeners[0].v6only = Some(true);
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::FamilyMismatch, "{d:#?}");
+    assert!(
+        has(
+            &d.evidence,
+            "the server listens on [::]:8080 (IPv6 only: IPV6_V6ONLY); a client dialing 10.0.0.5 \
+             (port 8080, IPv4) would not reach it"
+        ),
+        "{d:#?}"
+    );
+    // Observed: the same listener, the client's real SYN.
+    let mut e = local(Outcome::Reset, Some("NO_SOCKET"), "10.0.0.9:40000", "10.0.0.5:8080");
+    e.iface = Some("eth0".into());
+    e.flow.as_mut().unwrap().ifindex = Some(2);
+    e.listeners = vec![listener(HOST, "127.0.0.1", 8080)];
+    let d = diagnose(&e);
+    assert!(has(&d.evidence, "the SYN came in on eth0 to 10.0.0.5, not via lo"), "{d:#?}");
+    assert!(has(&d.evidence, "; the client dialed 10.0.0.5"), "{d:#?}");
+    assert!(!has(&d.evidence, "would"), "{d:#?}");
 }

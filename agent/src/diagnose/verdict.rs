@@ -7,10 +7,13 @@
 //!    firewall drop hides whatever the socket layer would have said (a loopback-only bind
 //!    included). firewalld's rule → `firewall_reject`/`firewall_drop` by its action; any other
 //!    rule → `other_netfilter_drop`.
-//! 3. **Listen overflow** on that port: the listener exists but its queue is full; the SYN is
+//! 3. **Reply dropped**: the SYN got in, the lookup gives it to a listener, the server answered
+//!    and its SYN-ACK or RST died on its way out (`reply.rs`) → `reply_dropped`. A reply dropped
+//!    for a SYN no listener takes leaves the classes below deciding, with a line saying so.
+//! 4. **Listen overflow** on that port: the listener exists but its queue is full; the SYN is
 //!    consumed silently, so nothing later in this list could explain it. A flow proven
 //!    `accepted` overrides this (that attempt got in; the overflow hit others).
-//! 4. **No socket** (drop `NO_SOCKET`, or a RST without drop evidence): the TCP listeners on the
+//! 5. **No socket** (drop `NO_SOCKET`, or a RST without drop evidence): the TCP listeners on the
 //!    port in the SYN's namespace are judged as the kernel's lookup does (`miss.rs`); the
 //!    closest miss names the class — `interface_mismatch` (SO_BINDTODEVICE), `family_mismatch`,
 //!    `address_mismatch`, or `loopback_only_bind` for a loopback listener and a client from
@@ -18,9 +21,9 @@
 //!    namespace → `listener_in_other_netns`, else `no_listener` (with any failed bind on the
 //!    port). A refused attempt whose SYN a listener takes now is `kernel_drop` (the listener
 //!    came up since), never `reachable`.
-//! 5. **Other drop reasons** → `kernel_drop`, named. An unanswered attempt with no drop recorded
+//! 6. **Other drop reasons** → `kernel_drop`, named. An unanswered attempt with no drop recorded
 //!    is a silent drop and is reported as `kernel_drop` too, after checking the socket side.
-//! 6. **Accepted** → `reachable`; predicted only when the lookup gives the SYN to a listener.
+//! 7. **Accepted** → `reachable`; predicted only when the lookup gives the SYN to a listener.
 //!
 //! Without traffic (or with an attempt still pending) the same classes are predicted from the
 //! firewalld prediction and the listeners.
@@ -35,7 +38,7 @@ use super::{
     Evidence, fix,
     lookup::Lookup,
     miss::{self, Answer},
-    wsl,
+    reply, wsl,
 };
 use crate::{
     firewall::predict::Decision,
@@ -60,10 +63,11 @@ pub enum Verdict {
     FamilyMismatch,
     AddressMismatch,
     InterfaceMismatch,
+    ReplyDropped,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 13] = [
+    pub const ALL: [Verdict; 14] = [
         Verdict::Reachable,
         Verdict::LoopbackOnlyBind,
         Verdict::ListenerInOtherNetns,
@@ -77,9 +81,10 @@ impl Verdict {
         Verdict::FamilyMismatch,
         Verdict::AddressMismatch,
         Verdict::InterfaceMismatch,
+        Verdict::ReplyDropped,
     ];
 
-    /// `reach why`'s exit code: 0 reachable, one code per failure class (10-21, new classes
+    /// `reach why`'s exit code: 0 reachable, one code per failure class (10-22, new classes
     /// appended so existing codes never change), so scripts can branch on the class without
     /// parsing output. 1-3 stay the usual error codes.
     pub fn exit_code(self) -> u8 {
@@ -97,6 +102,7 @@ impl Verdict {
             Verdict::FamilyMismatch => 19,
             Verdict::AddressMismatch => 20,
             Verdict::InterfaceMismatch => 21,
+            Verdict::ReplyDropped => 22,
         }
     }
 
@@ -116,6 +122,7 @@ impl Verdict {
             Verdict::FamilyMismatch => "family_mismatch",
             Verdict::AddressMismatch => "address_mismatch",
             Verdict::InterfaceMismatch => "interface_mismatch",
+            Verdict::ReplyDropped => "reply_dropped",
         }
     }
 
@@ -151,6 +158,9 @@ impl Verdict {
             Verdict::InterfaceMismatch => {
                 "the server is bound to another interface (SO_BINDTODEVICE) than the one the SYN \
                  arrives on"
+            }
+            Verdict::ReplyDropped => {
+                "the server answered, but its reply (SYN-ACK or RST) was dropped on its way out"
             }
         }
     }
@@ -198,7 +208,9 @@ impl Facts {
             dest: flow.map(|f| f.server.ip()).or(e.addr).map(|a| a.to_canonical()),
             via_lo: e.iface.as_deref() == Some("lo"),
             drop_reason: flow.and_then(|f| f.drop.as_ref()).map(|d| short_reason(&d.reason)),
-            predicting: flow.is_none_or(|f| f.outcome == Outcome::Pending),
+            // A pending attempt with a drop recorded already happened in part: explained from
+            // what was seen, never predicted as if nothing had.
+            predicting: flow.is_none_or(|f| f.outcome == Outcome::Pending && f.drop.is_none()),
         }
     }
 
@@ -280,7 +292,7 @@ pub(super) fn who(l: &ListenerView) -> String {
     format!("{owner} on {} in netns {}", l.endpoint(), ns_name(&l.netns))
 }
 
-type Decided = (Verdict, Vec<String>, Vec<String>);
+pub(super) type Decided = (Verdict, Vec<String>, Vec<String>);
 
 pub fn diagnose(e: &Evidence) -> Diagnosis {
     let f = Facts::new(e);
@@ -343,6 +355,21 @@ fn decide(e: &Evidence, f: &Facts) -> Decided {
     if let Some((v, more, fix)) = firewall(e, f) {
         ev.extend(more);
         return (v, ev, fix);
+    }
+    // The server answered (a SYN-ACK or RST was dropped on its way out): when the SYN got in and
+    // a listener took it, the dead reply is the failure. Else the SYN's own hops decide below,
+    // and the dead reply is noted after the attempt line.
+    let death = reply::death(e);
+    if let Some(d) = &death
+        && reply::syn_got_through(e)
+        && let Ok(served) = socket(e, f)
+    {
+        let (v, more, fix) = reply::decided(e, d, served);
+        ev.extend(more);
+        return (v, ev, fix);
+    }
+    if let Some(d) = &death {
+        ev.insert(ev.len().min(1), reply::note(d));
     }
     let accepted = e.flow.as_ref().is_some_and(|fl| fl.outcome == Outcome::Accepted);
     if !accepted && let Some((more, fix)) = overflow(e, f) {
@@ -411,7 +438,10 @@ fn firewall(e: &Evidence, f: &Facts) -> Option<Decided> {
         }
     }
     nf_drop.then(|| {
-        let line = "netfilter dropped the SYN (NETFILTER_DROP), no trace named the rule".into();
+        let line = format!(
+            "netfilter dropped {} (NETFILTER_DROP), no trace named the rule",
+            dropped_segment(e)
+        );
         (Verdict::OtherNetfilterDrop, vec![line], fix::nft_list())
     })
 }
@@ -491,12 +521,11 @@ fn unknown_address(same: &[&ListenerView]) -> Result<Vec<String>, Decided> {
     if same.iter().any(|l| !l.loopback_only) {
         return Ok(same.iter().map(|l| format!("listening: {}", who(l))).collect());
     }
-    let l = same[0];
-    let ev = vec![
-        format!("listening on loopback only: {}", who(l)),
-        "the client is outside this host, not via lo".into(),
-    ];
-    Err((Verdict::LoopbackOnlyBind, ev, fix::loopback(l, None)))
+    // Every one is named: a second loopback listener (SO_REUSEPORT) left out reads as unseen.
+    let mut ev: Vec<String> =
+        same.iter().map(|l| format!("listening on loopback only: {}", who(l))).collect();
+    ev.push("the client is outside this host, not via lo".into());
+    Err((Verdict::LoopbackOnlyBind, ev, fix::loopback(same[0], None)))
 }
 
 /// The attempt was refused (no socket) although the lookup gives its SYN to a listener now:
@@ -511,8 +540,17 @@ fn came_up_since(f: &Facts, served: Vec<String>) -> Decided {
     (Verdict::KernelDrop, ev, vec!["connect again: the server listens now".into()])
 }
 
+/// What the flow's drop freed: its SYN, or (once the server answered) a later segment of the
+/// client's, which the flow table keeps only until a SYN drop shows up.
+fn dropped_segment(e: &Evidence) -> &'static str {
+    match e.flow.as_ref().and_then(|f| f.drop.as_ref()) {
+        Some(d) if !d.syn => "the client's segment after its SYN (the handshake ACK)",
+        _ => "the SYN",
+    }
+}
+
 fn kernel_drop(e: &Evidence, reason: &str) -> Decided {
-    let ev = vec![format!("the kernel dropped the SYN: {reason}")];
+    let ev = vec![format!("the kernel dropped {}: {reason}", dropped_segment(e))];
     (Verdict::KernelDrop, ev, fix::kernel(reason, e.iface.as_deref()))
 }
 
@@ -537,6 +575,8 @@ fn failing(v: Verdict, reason: Option<&str>, reset: bool) -> Option<usize> {
         Verdict::FirewallDrop | Verdict::FirewallReject | Verdict::OtherNetfilterDrop => 2,
         // A RST with no drop recorded was the socket layer's answer.
         Verdict::KernelDrop if !reset && reason.is_none_or(|r| !at_socket(r)) => 1,
+        // The hop after the socket: the server's answer on its way back.
+        Verdict::ReplyDropped => 4,
         _ => 3,
     })
 }
@@ -572,7 +612,7 @@ fn path(e: &Evidence, f: &Facts, v: Verdict, ev: &[String]) -> Vec<Hop> {
         ]
     };
     let last = bad.unwrap_or(notes.len() - 1);
-    notes
+    let mut hops: Vec<Hop> = notes
         .into_iter()
         .take(last + 1)
         .enumerate()
@@ -581,5 +621,10 @@ fn path(e: &Evidence, f: &Facts, v: Verdict, ev: &[String]) -> Vec<Hop> {
             let note = if ok || i == 0 { ok_note } else { note_of_failure.clone() };
             Hop { name, ok, note }
         })
-        .collect()
+        .collect();
+    // A reply hop only when it is the failing one: every other path ends at the socket.
+    if v == Verdict::ReplyDropped {
+        hops.push(Hop { name: "reply".into(), ok: false, note: note_of_failure });
+    }
+    hops
 }

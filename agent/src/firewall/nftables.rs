@@ -346,6 +346,11 @@ fn render_statement(s: &Value) -> String {
 fn render_match(m: &Value) -> String {
     let left = &m["left"];
     let op = m.get("op").and_then(Value::as_str).unwrap_or("==");
+    // A masked match, as nft (1.0) prints it: a multi-flag mask as `tcp flags syn,ack /
+    // syn,ack`, a single one as `tcp flags & rst == rst`.
+    if let Some(masked) = masked(left, &m["right"], op) {
+        return masked;
+    }
     let right = render_value(&m["right"], left);
     // nft omits `==` and the implicit `in` (flag and set membership) when printing.
     let op = match op {
@@ -354,6 +359,22 @@ fn render_match(m: &Value) -> String {
     };
     // `fib … oif missing` is printed without the operator.
     format!("{} {op}{right}", render_operand(left))
+}
+
+/// `{"&": [operand, mask]} OP value` as nft prints it (see [`render_match`]).
+fn masked(left: &Value, right: &Value, op: &str) -> Option<String> {
+    let [operand, mask] = left.get("&")?.as_array()?.as_slice() else { return None };
+    let list = |v: &Value| match v {
+        Value::Array(items) => items.iter().map(|i| render_value(i, operand)).collect::<Vec<_>>(),
+        other => vec![render_value(other, operand)],
+    };
+    let what = render_operand(operand);
+    Some(match mask {
+        Value::Array(m) if m.len() > 1 && op == "==" => {
+            format!("{what} {} / {}", list(right).join(","), list(mask).join(","))
+        }
+        _ => format!("{what} & {} {op} {}", list(mask).join(" | "), list(right).join(" | ")),
+    })
 }
 
 /// Renders the left-hand side of a match (or a mangle key).
@@ -531,6 +552,30 @@ mod tests {
     #[should_panic(expected = "/../tests/fixtures/firewalld-1.3.3/rulesets/no-such-step.json")]
     fn missing_recording_fails_with_its_path() {
         fixture("rulesets/no-such-step.json");
+    }
+
+    /// Masked flag matches as nft 1.0.6 prints them (`nft -a list` and `nft -j list` of the
+    /// same rules, recorded in a scratch namespace).
+    #[test]
+    fn masked_flag_matches_render_as_nft_prints_them() {
+        let cases = [
+            (
+                r#"[{"match": {"op": "==", "left": {"&": [{"payload": {"protocol": "tcp", "field": "flags"}}, ["syn", "ack"]]}, "right": ["syn", "ack"]}}, {"drop": null}]"#,
+                "tcp flags syn,ack / syn,ack drop",
+            ),
+            (
+                r#"[{"match": {"op": "==", "left": {"&": [{"payload": {"protocol": "tcp", "field": "flags"}}, "rst"]}, "right": "rst"}}, {"drop": null}]"#,
+                "tcp flags & rst == rst drop",
+            ),
+            (
+                r#"[{"match": {"op": "==", "left": {"&": [{"payload": {"protocol": "tcp", "field": "flags"}}, ["fin", "syn", "rst", "ack"]]}, "right": "syn"}}, {"accept": null}]"#,
+                "tcp flags syn / fin,syn,rst,ack accept",
+            ),
+        ];
+        for (json, text) in cases {
+            let expr: Vec<Value> = serde_json::from_str(json).unwrap();
+            assert_eq!(render_statements(&expr), text);
+        }
     }
 
     #[test]

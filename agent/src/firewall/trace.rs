@@ -2,6 +2,12 @@
 //! rule a packet with `meta nftrace set 1` walks, assembled per packet (trace id) into the path
 //! it took and the verdict that ended it, with the deciding rule's handle.
 //!
+//! Two kinds of packet are traced (see `trace_table.rs`): client SYNs arriving (prerouting) and
+//! the server's replies leaving (output, then postrouting). The kernel's messages name no hook
+//! (there is no NFTA_TRACE_HOOK; `nft monitor trace` takes it from the ruleset), so a walk is
+//! told apart by what it carries: the TCP flags of its transport header (a SYN-ACK or RST is a
+//! reply) and its devices (a locally generated packet has an output device and no input one).
+//!
 //! A reject is reported as verdict "drop" by the trace (the REJECT statement drops the packet
 //! after sending its reply), so classification into drop vs reject is left to the rule's own
 //! statement in the ruleset model.
@@ -25,6 +31,7 @@ const NFTA_TRACE_ID: u16 = 6;
 const NFTA_TRACE_NETWORK_HEADER: u16 = 8;
 const NFTA_TRACE_TRANSPORT_HEADER: u16 = 9;
 const NFTA_TRACE_IIF: u16 = 10;
+const NFTA_TRACE_OIF: u16 = 12;
 const NFTA_TRACE_NFPROTO: u16 = 15;
 const NFTA_TRACE_POLICY: u16 = 16;
 const NFTA_VERDICT_CODE: u16 = 1;
@@ -89,6 +96,8 @@ pub struct TraceEvent {
     /// For policy messages: the policy's verdict code.
     pub policy: Option<Verdict>,
     pub iif: Option<u32>,
+    /// Output device (set at output/postrouting, and at forward).
+    pub oif: Option<u32>,
     /// The packet's layer-3 protocol (NFPROTO_IPV4 = 2, NFPROTO_IPV6 = 10).
     pub nfproto: Option<u32>,
     pub network_header: Vec<u8>,
@@ -145,6 +154,7 @@ pub fn parse_trace(body: &[u8]) -> Option<TraceEvent> {
         verdict: None,
         policy: None,
         iif: None,
+        oif: None,
         nfproto: None,
         network_header: Vec::new(),
         transport_header: Vec::new(),
@@ -174,6 +184,7 @@ pub fn parse_trace(body: &[u8]) -> Option<TraceEvent> {
             NFTA_TRACE_NETWORK_HEADER => ev.network_header = p.to_vec(),
             NFTA_TRACE_TRANSPORT_HEADER => ev.transport_header = p.to_vec(),
             NFTA_TRACE_IIF => ev.iif = be32(p),
+            NFTA_TRACE_OIF => ev.oif = be32(p),
             NFTA_TRACE_NFPROTO => ev.nfproto = be32(p),
             NFTA_TRACE_POLICY => ev.policy = be32(p).map(|c| Verdict::from_code(c as i32, None)),
             _ => {}
@@ -246,11 +257,33 @@ pub struct Step {
 pub struct PacketTrace {
     pub id: u32,
     pub tuple: Option<Tuple>,
+    /// Devices of the walk's first message: no input device there means the walk began at
+    /// the output hook (a packet this namespace sent).
     pub iif: Option<u32>,
+    pub oif: Option<u32>,
+    /// TCP flags of the traced segment (byte 13 of its header), when it carried one.
+    pub tcp_flags: Option<u8>,
     pub steps: Vec<Step>,
 }
 
+/// TCP header flag bits.
+const TCP_RST: u8 = 0x04;
+const TCP_SYN: u8 = 0x02;
+const TCP_ACK: u8 = 0x10;
+
 impl PacketTrace {
+    /// A server's reply (SYN-ACK or RST), traced from the output hook: the walk's tuple is
+    /// server → client.
+    pub fn is_reply(&self) -> bool {
+        self.tcp_flags
+            .is_some_and(|f| f & TCP_RST != 0 || f & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK)
+    }
+
+    /// True when the walk began at the output hook (no input device).
+    pub fn locally_sent(&self) -> bool {
+        self.iif.is_none()
+    }
+
     /// The step that decided the packet's fate (the last accept/drop), if any did.
     pub fn decision(&self) -> Option<&Step> {
         self.steps.iter().rev().find(|s| {
@@ -301,12 +334,22 @@ impl Assembler {
             self.order.push_back(ev.id);
             self.traces.insert(
                 ev.id,
-                PacketTrace { id: ev.id, tuple: None, iif: ev.iif, steps: Vec::new() },
+                PacketTrace {
+                    id: ev.id,
+                    tuple: None,
+                    iif: ev.iif,
+                    oif: ev.oif,
+                    tcp_flags: None,
+                    steps: Vec::new(),
+                },
             );
         }
         let t = self.traces.get_mut(&ev.id)?;
         if t.tuple.is_none() {
             t.tuple = tuple(&ev.network_header, &ev.transport_header);
+            if t.tuple.is_some_and(|tu| tu.proto == 6) {
+                t.tcp_flags = ev.transport_header.get(13).copied();
+            }
         }
         let verdict =
             if ev.kind == TraceType::Policy { ev.policy.clone() } else { ev.verdict.clone() };
@@ -419,6 +462,81 @@ mod tests {
         body.extend(attr(NFTA_TRACE_POLICY, &1u32.to_be_bytes()));
         let ev = parse_trace(&body).unwrap();
         assert_eq!((ev.kind, ev.policy.clone()), (TraceType::Policy, Some(Verdict::Accept)));
+    }
+
+    /// A SYN-ACK leaving the server (10.199.0.1:7777 → 10.199.0.2:40000), traced from the
+    /// output hook: output device only, walked through `ip filter output` where a rule drops it.
+    fn reply_msg(
+        id: u32,
+        table: &str,
+        chain: &str,
+        verdict_code: i32,
+        handle: u64,
+        flags: u8,
+    ) -> Vec<u8> {
+        let mut body = vec![2u8, 0, 0, 0]; // ip
+        body.extend(attr(NFTA_TRACE_TABLE, format!("{table}\0").as_bytes()));
+        body.extend(attr(NFTA_TRACE_CHAIN, format!("{chain}\0").as_bytes()));
+        body.extend(attr(NFTA_TRACE_ID, &id.to_be_bytes()));
+        body.extend(attr(NFTA_TRACE_TYPE, &3u32.to_be_bytes()));
+        body.extend(attr(NFTA_TRACE_RULE_HANDLE, &handle.to_be_bytes()));
+        let nested = attr(NFTA_VERDICT_CODE, &verdict_code.to_be_bytes());
+        body.extend(attr(NFTA_TRACE_VERDICT | 0x8000, &nested));
+        let mut ip = vec![0x45, 0, 0, 60, 0, 0, 0x40, 0, 64, 6, 0, 0];
+        ip.extend_from_slice(&[10, 199, 0, 1, 10, 199, 0, 2]);
+        body.extend(attr(NFTA_TRACE_NETWORK_HEADER, &ip));
+        let mut tcp = vec![0x1e, 0x61, 0x9c, 0x40, 0, 0, 0, 1, 0, 0, 0, 2, 0x50, flags];
+        tcp.extend_from_slice(&[0xff, 0xff, 0, 0, 0, 0]);
+        body.extend(attr(NFTA_TRACE_TRANSPORT_HEADER, &tcp));
+        body.extend(attr(NFTA_TRACE_OIF, &5u32.to_be_bytes()));
+        let mut m = Vec::new();
+        m.extend_from_slice(&((16 + body.len()) as u32).to_ne_bytes());
+        m.extend_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_TRACE).to_ne_bytes());
+        m.extend_from_slice(&[0; 10]);
+        m.extend(body);
+        m
+    }
+
+    #[test]
+    fn assembles_a_reply_dropped_at_the_output_hook() {
+        // reach's own output chain marks it (continue), then an output rule drops it.
+        let mut dgram = reply_msg(9, "reach_trace", "output", -1, 3, 0x12);
+        dgram.extend(reply_msg(9, "filter", "output", 0, 12, 0x12));
+        let mut a = Assembler::new(16);
+        let mut evs = trace_messages(&dgram).into_iter().map(|b| parse_trace(b).unwrap());
+        let first = evs.next().unwrap();
+        assert_eq!((first.iif, first.oif, first.family), (None, Some(5), "ip"));
+        assert!(a.push(first).is_none());
+        let t = a.push(evs.next().unwrap()).expect("the drop ends the walk");
+        assert!(t.is_reply() && t.locally_sent(), "{t:?}");
+        let tu = t.tuple.unwrap();
+        assert_eq!(
+            (tu.saddr.to_string().as_str(), tu.sport, tu.dport),
+            ("10.199.0.1", 7777, 40000)
+        );
+        assert_eq!(t.verdict(), Some(&Verdict::Drop));
+        let d = t.decision().unwrap();
+        assert_eq!(
+            (d.table.as_str(), d.chain.as_str(), d.rule_handle),
+            ("filter", "output", Some(12))
+        );
+        // A RST (with ACK, as a closed port sends it) is a reply too.
+        let rst = reply_msg(10, "filter", "output", 0, 12, 0x14);
+        let t = a.push(parse_trace(trace_messages(&rst)[0]).unwrap()).unwrap();
+        assert!(t.is_reply(), "{t:?}");
+    }
+
+    #[test]
+    fn an_arriving_syn_is_not_a_reply() {
+        let dgram = msg(7, "filter_INPUT", 3, Some(0), Some(58), true);
+        let mut a = Assembler::new(16);
+        let mut ev = parse_trace(trace_messages(&dgram)[0]).unwrap();
+        ev.iif = Some(2);
+        // The SYN's transport header as msg() builds it is only 8 bytes: give it the flags.
+        ev.transport_header = vec![0x9c, 0x40, 0x1e, 0x61, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02];
+        let t = a.push(ev).unwrap();
+        assert_eq!(t.tcp_flags, Some(0x02));
+        assert!(!t.is_reply() && !t.locally_sent(), "{t:?}");
     }
 
     #[test]

@@ -1,6 +1,9 @@
-//! reach's own nftables table, `inet reach_trace`: one prerouting chain at priority -350 (before
+//! reach's own nftables table, `inet reach_trace`: a prerouting chain at priority -350 (before
 //! conntrack, raw and every firewalld chain) that sets `meta nftrace set 1` on TCP SYNs to the
-//! ports being diagnosed, so the kernel reports their walk through every other table. It never
+//! ports being diagnosed, and an output chain at the same priority that sets it on the server's
+//! replies from those ports (SYN-ACK and RST only: what a handshake's answer is, never the
+//! connection's data), so the kernel reports their walks through every other table — a reply
+//! on through output and postrouting, where a rule can kill the answer. It never
 //! touches another table (firewalld's included) and never changes a verdict; it is removed on
 //! drop, and a stale one from a killed run is replaced when installing.
 use std::{
@@ -27,8 +30,8 @@ pub fn script(ports: &[u16]) -> String {
     // `add` then `delete` makes the delete succeed whether or not a stale table exists, in one
     // atomic transaction with the new definition.
     format!(
-        "add table inet {TABLE}\ndelete table inet {TABLE}\ntable inet {TABLE} {{\n  chain prerouting {{\n    type filter hook prerouting priority -350; policy accept;\n    tcp flags & (syn | ack) == syn tcp dport {{ {} }} meta nftrace set 1\n  }}\n}}\n",
-        ports.join(", ")
+        "add table inet {TABLE}\ndelete table inet {TABLE}\ntable inet {TABLE} {{\n  chain prerouting {{\n    type filter hook prerouting priority -350; policy accept;\n    tcp flags & (syn | ack) == syn tcp dport {{ {ports} }} meta nftrace set 1\n  }}\n  chain output {{\n    type filter hook output priority -350; policy accept;\n    tcp flags & (syn | ack) == syn | ack tcp sport {{ {ports} }} meta nftrace set 1\n    tcp flags & rst == rst tcp sport {{ {ports} }} meta nftrace set 1\n  }}\n}}\n",
+        ports = ports.join(", ")
     )
 }
 
@@ -74,12 +77,20 @@ impl Drop for TraceTable {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn script_replaces_and_traces_only_syns_to_the_ports() {
+    fn script_replaces_and_traces_only_syns_to_the_ports_and_their_replies() {
         let s = super::script(&[8080, 9090]);
         assert!(s.starts_with("add table inet reach_trace\ndelete table inet reach_trace\n"));
         assert!(s.contains("priority -350"));
         assert!(s.contains(
             "tcp flags & (syn | ack) == syn tcp dport { 8080, 9090 } meta nftrace set 1"
         ));
+        assert!(s.contains("type filter hook output priority -350; policy accept;"));
+        assert!(s.contains(
+            "tcp flags & (syn | ack) == syn | ack tcp sport { 8080, 9090 } meta nftrace set 1"
+        ));
+        assert!(s.contains("tcp flags & rst == rst tcp sport { 8080, 9090 } meta nftrace set 1"));
+        // Nothing else is traced: two chains, three marking rules.
+        assert_eq!(s.matches("meta nftrace set 1").count(), 3);
+        assert_eq!(s.matches("chain ").count(), 2);
     }
 }

@@ -43,7 +43,10 @@ impl KernelBtf {
     }
 
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        Ok(Self { btf: Btf::from_file(path).map_err(|e| anyhow!("{e}"))? })
+        // Read whole, then parsed from memory: btf-rs's file reader seeks once per type
+        // (an lseek syscall each, ~100k for vmlinux), which cost a second of CPU per load.
+        let bytes = std::fs::read(path)?;
+        Ok(Self { btf: Btf::from_bytes(&bytes).map_err(|e| anyhow!("{e}"))? })
     }
 
     /// A module's BTF (`/sys/kernel/btf/<module>`), which is split BTF: its type ids continue

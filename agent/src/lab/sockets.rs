@@ -32,6 +32,16 @@ impl ListenSpec<'_> {
 /// A TCP socket set up as `spec` says, bound and listening, in the calling thread's network
 /// namespace (run it inside `NetNs::run_in` for a lab namespace).
 pub fn tcp_listen(spec: &ListenSpec) -> io::Result<OwnedFd> {
+    listen_with(spec, false)
+}
+
+/// [`tcp_listen`] with SO_REUSEADDR set first, as servers commonly do (Go's `net.Listen`,
+/// nginx): what the lab's demo server runs, so it binds the way a real server would.
+pub fn tcp_listen_reusing_addr(spec: &ListenSpec) -> io::Result<OwnedFd> {
+    listen_with(spec, true)
+}
+
+fn listen_with(spec: &ListenSpec, reuseaddr: bool) -> io::Result<OwnedFd> {
     let domain = if spec.addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
     // SAFETY: plain socket(2); the fd is owned right away.
     let raw = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
@@ -41,6 +51,9 @@ pub fn tcp_listen(spec: &ListenSpec) -> io::Result<OwnedFd> {
     // SAFETY: a fresh fd nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     let int = |v: bool| libc::c_int::from(v).to_ne_bytes();
+    if reuseaddr {
+        setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, &int(true))?;
+    }
     if spec.reuseport {
         setsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, &int(true))?;
     }

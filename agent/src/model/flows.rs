@@ -42,6 +42,14 @@
 //!   or a non-SYN drop of an unknown flow belongs to a connection reach did not see start (an
 //!   abort, `TCP_OLD_DATA` on a long-lived connection): reporting those would flood the output
 //!   with non-attempts, so they are only counted in [`FlowStats::unmatched`].
+//! - **Replies dropped**: a dropped SYN-ACK or RST whose reversed tuple is a known attempt is the
+//!   server's answer to it, freed on its way out (an nftables output rule, a TC egress filter):
+//!   kept as `reply_drop`, the first one with its reason and a count. It never settles the
+//!   attempt itself: a SYN-ACK dropped at LOCAL_OUT never reached TC egress, so the attempt stays
+//!   `unanswered` with `synack_sent: false` (a TC egress drop may leave `synack_sent: true`); a
+//!   closed port's RST dropped on its way out leaves the SYN's `NO_SOCKET` drop deciding
+//!   `dropped` (the client saw a timeout, not a refusal). A reply drop of an unknown attempt is
+//!   only counted in [`FlowStats::unmatched`].
 //! - **Order**: observations of one attempt must arrive in kernel order (`reach watch` sorts
 //!   what its ring buffers deliver in `commands/watch/reorder.rs`). Evidence arriving after its attempt was reported never produces a
 //!   second record; when it contradicts the report it is counted in [`FlowStats::late`].
@@ -107,7 +115,37 @@ pub struct SynAckSeen {
 /// Same shape as a SYN-ACK: both are server → client replies.
 pub type RstSeen = SynAckSeen;
 
-/// A kfree_skb drop of a client→server segment, with the tuple as in the packet.
+/// A server → client reply segment: what a drop of one is kept as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    SynAck,
+    Rst,
+}
+
+impl Reply {
+    /// The segment a drop freed, from its TCP flags (`SA`, `AR`, ... as the decoder prints
+    /// them): a SYN-ACK or a RST may be a server's reply, anything else is not.
+    pub fn from_flags(flags: &str) -> Option<Reply> {
+        if flags.contains('R') {
+            Some(Reply::Rst)
+        } else if flags.contains('S') && flags.contains('A') {
+            Some(Reply::SynAck)
+        } else {
+            None
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Reply::SynAck => "SYN-ACK",
+            Reply::Rst => "RST",
+        }
+    }
+}
+
+/// A kfree_skb drop of a TCP segment of a watched port, with the tuple as in the packet: a
+/// client→server segment, or (`reply`) possibly the server's SYN-ACK or RST.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dropped {
     pub netns: u64,
@@ -121,6 +159,9 @@ pub struct Dropped {
     /// Where it was freed, e.g. `tcp_v4_rcv+0x2a3`, when the probe could symbolise it.
     pub location: Option<String>,
     pub is_syn: bool,
+    /// Set for a SYN-ACK or RST: matched first to the attempt it would answer (the reversed
+    /// tuple); when no such attempt is known it is taken as a client→server segment.
+    pub reply: Option<Reply>,
     pub at_ns: u64,
 }
 
@@ -194,6 +235,21 @@ pub struct DropEvidence {
     pub syn: bool,
 }
 
+/// The server's reply (SYN-ACK or RST) to an attempt, freed by the kernel on its way out (an
+/// output/postrouting rule, a TC egress filter, ...): the server answered, the client never
+/// got the answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplyDropEvidence {
+    /// The first reply seen dropped.
+    pub segment: Reply,
+    /// Kernel drop reason name without the prefix: `NETFILTER_DROP`, `TC_EGRESS`, ...
+    pub reason: String,
+    pub location: Option<String>,
+    /// Reply drops of this attempt seen until it was reported (the server retransmits its
+    /// SYN-ACK, and answers each retransmitted SYN).
+    pub count: u32,
+}
+
 /// One connection attempt, as the `{"type":"flow", ...}` JSON line prints it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FlowRecord {
@@ -219,6 +275,11 @@ pub struct FlowRecord {
     /// Interface the first SYN came in on, when a SYN was seen at ingress.
     pub ifindex: Option<u32>,
     pub drop: Option<DropEvidence>,
+    /// The server's SYN-ACK or RST to this attempt, dropped on its way out. Does not decide the
+    /// outcome on its own: a SYN-ACK dropped by netfilter at LOCAL_OUT never reaches TC egress
+    /// (`synack_sent` stays false) and the attempt ends `unanswered`; a closed port's dropped
+    /// RST leaves the SYN's own `NO_SOCKET` drop deciding `dropped`.
+    pub reply_drop: Option<ReplyDropEvidence>,
     /// `last_event_ns - first_event_ns`, in milliseconds with microsecond precision.
     pub duration_ms: f64,
 }
@@ -233,7 +294,7 @@ pub struct FlowStats {
     /// Reported attempts evicted before their linger ended: a late retransmission may be
     /// reported again as a new attempt.
     pub evicted_settled: u64,
-    /// RSTs and non-SYN drops of flows the table does not know.
+    /// RSTs and non-SYN drops (replies included) of flows the table does not know.
     pub unmatched: u64,
     /// Reported attempts contradicted by evidence arriving later (counted once per attempt).
     pub late: u64,
@@ -294,6 +355,7 @@ struct Flow {
     rst_ns: Option<u64>,
     established: bool,
     drop: Option<DropEvidence>,
+    reply_drop: Option<ReplyDropEvidence>,
     reported: Option<Outcome>,
     late_counted: bool,
     /// This flow's current entries in the two indexes.
@@ -317,6 +379,7 @@ impl Flow {
             rst_ns: None,
             established: false,
             drop: None,
+            reply_drop: None,
             reported: None,
             late_counted: false,
             deadline_at: (0, id),
@@ -356,6 +419,20 @@ impl Flow {
                     location: d.location,
                     count,
                     syn: d.is_syn,
+                })
+            }
+        }
+    }
+
+    fn add_reply_drop(&mut self, segment: Reply, d: Dropped) {
+        match &mut self.reply_drop {
+            Some(e) => e.count = e.count.saturating_add(1),
+            slot => {
+                *slot = Some(ReplyDropEvidence {
+                    segment,
+                    reason: d.reason,
+                    location: d.location,
+                    count: 1,
                 })
             }
         }
@@ -429,6 +506,7 @@ impl Flow {
             rst_sent: self.rst_ns.is_some(),
             ifindex: self.ifindex,
             drop: self.drop.clone(),
+            reply_drop: self.reply_drop.clone(),
             duration_ms: micros as f64 / 1_000.0,
         }
     }
@@ -458,6 +536,7 @@ enum Evidence {
     SynAck,
     Rst(u64),
     Drop(Dropped),
+    ReplyDrop(Reply, Dropped),
     Established,
 }
 
@@ -566,9 +645,16 @@ impl FlowTable {
         self.apply(key, o.at_ns, false, Evidence::Rst(o.at_ns))
     }
 
-    /// A dropped client→server segment. A SYN drop of an unknown flow creates the attempt; a
-    /// non-SYN drop of an unknown flow is only counted.
+    /// A dropped segment. A SYN-ACK or RST goes to the attempt it answers (reversed tuple) when
+    /// that attempt is known; otherwise, like any client→server segment: a SYN drop of an
+    /// unknown flow creates the attempt, a non-SYN drop of an unknown flow is only counted.
     pub fn observe_drop(&mut self, o: Dropped) -> Option<FlowRecord> {
+        if let Some(reply) = o.reply {
+            let answers = FlowKey::new(o.netns, (o.daddr, o.dport), (o.saddr, o.sport));
+            if self.flows.contains_key(&answers) {
+                return self.apply(answers, o.at_ns, false, Evidence::ReplyDrop(reply, o));
+            }
+        }
         let key = FlowKey::new(o.netns, (o.saddr, o.sport), (o.daddr, o.dport));
         let (at_ns, creates) = (o.at_ns, o.is_syn);
         self.apply(key, at_ns, creates, Evidence::Drop(o))
@@ -648,6 +734,7 @@ impl FlowTable {
             Evidence::SynAck => flow.synack_sent = true,
             Evidence::Rst(at) => flow.rst_ns = Some(flow.rst_ns.map_or(at, |t| t.min(at))),
             Evidence::Drop(d) => flow.add_drop(d),
+            Evidence::ReplyDrop(r, d) => flow.add_reply_drop(r, d),
             Evidence::Established => flow.established = true,
         }
         flow.saw(at_ns);
@@ -807,6 +894,7 @@ mod tests {
             reason: reason.into(),
             location: Some("tcp_v4_rcv+0x2a3".into()),
             is_syn,
+            reply: None,
             at_ns,
         }
     }
@@ -1354,5 +1442,112 @@ mod tests {
         };
         assert!(t.observe_syn(late_syn).is_none());
         assert!(t.drain().is_empty(), "no second attempt from the late SYN");
+    }
+
+    fn reply_dropped(
+        netns: u64,
+        client: &str,
+        server: &str,
+        reply: Reply,
+        reason: &str,
+        at_ns: u64,
+    ) -> Dropped {
+        let (c, s) = (sa(client), sa(server));
+        Dropped {
+            netns,
+            family: fam(&c),
+            saddr: s.ip(),
+            sport: s.port(),
+            daddr: c.ip(),
+            dport: c.port(),
+            reason: reason.into(),
+            location: Some("nf_hook_slow+0x9c".into()),
+            is_syn: false,
+            reply: Some(reply),
+            at_ns,
+        }
+    }
+
+    #[test]
+    fn reply_flags() {
+        assert_eq!(Reply::from_flags("SA"), Some(Reply::SynAck));
+        assert_eq!(Reply::from_flags("AR"), Some(Reply::Rst));
+        assert_eq!(Reply::from_flags("R"), Some(Reply::Rst));
+        assert_eq!(Reply::from_flags("S"), None);
+        assert_eq!(Reply::from_flags("A"), None);
+    }
+
+    /// A SYN-ACK dropped by an output rule: never at TC egress, matched to the attempt it
+    /// answers (reversed tuple), which ends `unanswered` with the drop as evidence.
+    #[test]
+    fn dropped_synack_is_kept_on_the_attempt_it_answers_both_families() {
+        for (c, srv) in [(C, SRV), ("[fd00::2]:40000", "[fd00::1]:8080")] {
+            let mut t = table(16);
+            t.observe_syn(syn(NS, c, srv, 1, S));
+            for at in [S + 10, 2 * S + 10] {
+                let d = reply_dropped(NS, c, srv, Reply::SynAck, "NETFILTER_DROP", at);
+                assert_eq!(t.observe_drop(d), None, "a reply drop does not settle the attempt");
+            }
+            let rs = t.expire(S + 3 * S);
+            assert_eq!(rs.len(), 1, "{c}");
+            let r = &rs[0];
+            assert_eq!((r.client, r.server), (sa(c), sa(srv)));
+            assert_eq!(
+                (r.outcome, r.synack_sent, r.drop.as_ref()),
+                (Outcome::Unanswered, false, None)
+            );
+            let rd = r.reply_drop.as_ref().expect("reply drop kept");
+            assert_eq!(
+                (rd.segment, rd.reason.as_str(), rd.location.as_deref(), rd.count),
+                (Reply::SynAck, "NETFILTER_DROP", Some("nf_hook_slow+0x9c"), 2)
+            );
+            assert_eq!((t.stats().unmatched, t.stats().attempts), (0, 1));
+            t.check_invariants();
+        }
+    }
+
+    /// A closed port whose RST dies on the way out: the SYN's NO_SOCKET drop decides `dropped`
+    /// and the RST's drop is evidence beside it.
+    #[test]
+    fn dropped_rst_of_a_closed_port_stays_dropped_with_the_reply_drop() {
+        let mut t = table(16);
+        t.observe_syn(syn(NS, C, SRV, 1, S));
+        let rst = reply_dropped(NS, C, SRV, Reply::Rst, "NETFILTER_DROP", S + 5);
+        assert_eq!(t.observe_drop(rst), None);
+        let r = t.observe_drop(dropped(NS, C, SRV, "NO_SOCKET", true, S + 6)).unwrap();
+        assert_eq!((r.outcome, r.rst_sent), (Outcome::Dropped, false));
+        assert_eq!(r.drop.as_ref().map(|d| d.reason.as_str()), Some("NO_SOCKET"));
+        assert_eq!(r.reply_drop.as_ref().map(|d| d.segment), Some(Reply::Rst));
+    }
+
+    /// A reply drop whose attempt reach never saw creates nothing; without the `reply` marker
+    /// the same drop would be a (counted) non-SYN drop too, never a flow of its own.
+    #[test]
+    fn reply_drop_of_an_unknown_flow_is_only_counted() {
+        let mut t = table(16);
+        let d = reply_dropped(NS, C, SRV, Reply::SynAck, "TC_EGRESS", S);
+        assert_eq!(t.observe_drop(d), None);
+        assert!(t.is_empty() && t.expire(100 * S).is_empty() && t.drain().is_empty());
+        assert_eq!((t.stats().unmatched, t.stats().attempts), (1, 0));
+        // Another namespace's attempt with the same tuple is not the one it answers.
+        t.observe_syn(syn(NS + 1, C, SRV, 1, S));
+        t.observe_drop(reply_dropped(NS, C, SRV, Reply::SynAck, "TC_EGRESS", S + 1));
+        let r = &t.expire(5 * S)[0];
+        assert_eq!(r.reply_drop, None);
+        assert_eq!(t.stats().unmatched, 2);
+    }
+
+    /// A RST from the client (its side of a known attempt aborting) is a client→server segment:
+    /// the reversed tuple is no attempt, so it is not taken as the server's reply.
+    #[test]
+    fn client_rst_drop_is_not_a_reply_drop() {
+        let mut t = table(16);
+        t.observe_syn(syn(NS, C, SRV, 1, S));
+        let mut d = dropped(NS, C, SRV, "TCP_INVALID_SEQUENCE", false, S + 1);
+        d.reply = Some(Reply::Rst);
+        t.observe_drop(d);
+        let r = &t.expire(5 * S)[0];
+        assert_eq!(r.reply_drop, None);
+        assert_eq!(r.drop.as_ref().map(|d| d.reason.as_str()), Some("TCP_INVALID_SEQUENCE"));
     }
 }

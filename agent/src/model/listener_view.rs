@@ -2,7 +2,10 @@
 //! `reach watch`: a sock_diag entry with its namespace, owners and reachability flags.
 use serde::Serialize;
 
-use crate::{netns::snapshot, probes::sock_event::NetnsRef};
+use crate::{diagnose::lookup::Socket, netns::snapshot, probes::sock_event::NetnsRef};
+
+mod reachable_on;
+pub use reachable_on::{Addresses, ReachableOn};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ListenerView {
@@ -49,30 +52,38 @@ impl ListenerView {
             backlog: s.backlog,
             accept_queue: s.accept_queue,
             v6only: s.v6only,
-            loopback_only: s.addr.is_loopback(),
+            // `::ffff:127.0.0.1` is loopback too (an AF_INET6 socket bound to it takes IPv4
+            // SYNs to 127.0.0.1 only), which `Ipv6Addr::is_loopback` does not count.
+            loopback_only: s.addr.to_canonical().is_loopback(),
             bound_dev_if: (s.bound_dev_if != 0).then_some(s.bound_dev_if),
             cookie: s.cookie,
         }
     }
 
-    /// A short warning about reachability, if any.
-    pub fn caveat(&self) -> Option<&'static str> {
-        if self.loopback_only {
-            Some("loopback only: reachable only from inside this namespace")
-        } else if self.v6only == Some(true) && self.addr == "::" {
-            Some("IPv6 only (IPV6_V6ONLY): IPv4 clients cannot connect")
-        } else if self.bound_dev_if.is_some() {
-            Some("bound to one interface (SO_BINDTODEVICE)")
-        } else {
-            None
-        }
+    /// The families and addresses it can be reached on, by the socket-lookup model's rules;
+    /// `device_name`: the name of its SO_BINDTODEVICE interface, when known. `None` for a
+    /// view whose family and address contradict each other (no socket the kernel could have).
+    pub fn reachable_on(&self, device_name: Option<String>) -> Option<ReachableOn> {
+        // Socket::from_view takes TCP only (the diagnosis judges TCP SYNs); UDP's lookup
+        // (compute_score in udp.c / udp_ipv6.c) applies the same family, address and device
+        // rules, so the view's proto is set aside here.
+        let s = Socket::from_view(&ListenerView { proto: "tcp", ..self.clone() })?;
+        Some(reachable_on::reachable_on(&s, device_name))
     }
 
     pub fn endpoint(&self) -> String {
         crate::output::endpoint::endpoint(Some(&self.addr), self.port)
     }
 
+    /// One line: proto, endpoint, owner, backlog, and how it can be reached (a device shown
+    /// by ifindex; see [`ListenerView::human_with`]).
     pub fn human(&self) -> String {
+        self.human_with(self.reachable_on(None).as_ref())
+    }
+
+    /// [`ListenerView::human`] with its reachability worked out by the caller (who may know
+    /// the device's name).
+    pub fn human_with(&self, reach: Option<&ReachableOn>) -> String {
         let owner = match (&self.pid, &self.comm) {
             (Some(p), Some(c)) => format!("pid {p} {c}"),
             _ => "owner not visible".into(),
@@ -81,8 +92,8 @@ impl ListenerView {
         if let Some(b) = self.backlog {
             line.push_str(&format!(" backlog {b}"));
         }
-        if let Some(c) = self.caveat() {
-            line.push_str(&format!("  ← {c}"));
+        if let Some(r) = reach {
+            line.push_str(&format!("  ← {}", r.summary));
         }
         line
     }

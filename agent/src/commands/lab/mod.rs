@@ -2,12 +2,19 @@
 //! `reach why`, in throwaway network namespaces.
 //!
 //! It builds a server and a client namespace over a veth pair, with a real firewalld in the
-//! server namespace when firewalld is installed. Then, one scenario at a time (`scenario.rs`):
-//! set it up (`stage.rs`: the demo server `reach lab-server`, firewalld runtime changes, a third
-//! namespace, a full accept queue), start `reach why 10.77.0.1:PORT --netns … --json` and wait
-//! until it is attached (`diagnosis.rs`), connect from the client namespace (`client.rs`),
-//! collect the verdict, tear the scenario down. Last, a table scenario → what the client saw →
-//! verdict → fix (`report.rs`), or one JSON object.
+//! server namespace when firewalld is installed. Then for each scenario (`scenario.rs`): set it
+//! up (`stage.rs`: the demo server `reach lab-server`, firewalld runtime changes, a second
+//! address, an nftables rule, a third namespace, a full accept queue), start `reach why
+//! ADDR:PORT --netns … --json` and wait until it is attached (`diagnosis.rs`), connect from the
+//! client namespace or the server's own (`client.rs`), collect the verdict, tear the scenario
+//! down. Last, a table scenario → what the client saw → verdict → fix (`report.rs`), or one
+//! JSON object.
+//!
+//! The scenarios that change firewalld run one after another in the main pair (firewalld's
+//! configuration is one per namespace). Every other scenario runs in a server and client pair
+//! of its own, [`CONCURRENT`] at a time beside them: much of a scenario is waiting (firewalld
+//! reloading, a client timing out, `reach why` settling), and `reach why` installs its nftables
+//! trace table per namespace, so two of them must never share a server namespace.
 //!
 //! Nothing outlives it: every object is a guard, removed on every path (also on Ctrl-C, which
 //! stops at the next step and tears down before exiting with 130); leftovers of a killed earlier
@@ -21,24 +28,31 @@ mod server;
 mod stage;
 
 use std::{
+    path::Path,
     process::ExitCode,
     sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
+    thread,
     time::Instant,
 };
 
 use anyhow::Context as _;
 
 use crate::{
-    kernel::privileges,
+    kernel::{privileges, pseudofs},
     lab::{self, Firewalld, TwoHosts},
 };
 use diagnosis::WhyRun;
 use report::Outcome;
 use scenario::Scenario;
 use stage::{Lab, Stage};
+
+/// Scenarios running at once in namespaces of their own, beside the firewalld ones. Attaching
+/// is CPU-bound (BTF and ELF parsing: ~2.5 s of CPU per `reach why` of a debug build), so on a
+/// 2-core machine more than three `reach why` at once only make each attach more slowly.
+const CONCURRENT: usize = 2;
 
 #[derive(Debug, clap::Args)]
 pub struct LabArgs {
@@ -86,6 +100,21 @@ fn run_blocking(args: &LabArgs, cancel: &AtomicBool) -> anyhow::Result<ExitCode>
     for dir in &stale.temp_dirs {
         eprintln!("lab: removed stale firewalld directory {}", dir.display());
     }
+    // Held for the whole run: when tracefs (or securityfs) is not mounted, each `reach why`
+    // mounts it and unmounts it when it ends, and that refcount is per process, so one
+    // finishing scenario would pull tracefs from under another one still attaching (seen:
+    // "sys_enter_bind/id: No such file or directory"). Mounted here if absent, every `reach
+    // why` finds it and leaves it; it goes when the lab ends.
+    let _pseudofs: Vec<pseudofs::PseudoFs> = [
+        ("tracefs", pseudofs::tracefs()),
+        ("securityfs", pseudofs::ensure("securityfs", Path::new("/sys/kernel/security"), "lsm")),
+    ]
+    .into_iter()
+    .filter_map(|(fs, r)| {
+        r.inspect_err(|e| eprintln!("lab: warning: {fs} unavailable ({e}): reach why may fail"))
+            .ok()
+    })
+    .collect();
     let hosts = TwoHosts::new("lab").context("creating the lab namespaces")?;
     eprintln!(
         "lab: server namespace {} ({} {}), client namespace {} ({} {})",
@@ -116,26 +145,52 @@ fn run_blocking(args: &LabArgs, cancel: &AtomicBool) -> anyhow::Result<ExitCode>
         }
     };
     let exe = std::env::current_exe().context("locating the reach binary")?;
-    let lab = Lab { fw, hosts, exe };
+    let lab = Lab { fw, hosts, exe: exe.clone() };
 
     let all = scenario::all();
-    let mut outcomes = Vec::new();
-    for (i, s) in all.iter().enumerate() {
-        let step = format!("[{}/{}] {}", i + 1, all.len(), s.name);
-        let not_run = if cancel.load(Ordering::Relaxed) {
+    let results: Mutex<Vec<Option<Outcome>>> = Mutex::new(all.iter().map(|_| None).collect());
+    let record = |i: usize, o: Outcome| {
+        results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(o);
+    };
+    let step = |i: usize| format!("[{}/{}] {}", i + 1, all.len(), all[i].name);
+    let not_run = |s: &Scenario| {
+        if cancel.load(Ordering::Relaxed) {
             Some("interrupted")
         } else {
             no_fw_reason.filter(|_| s.needs_firewalld())
-        };
-        let outcome = match not_run {
-            Some(why) => {
-                eprintln!("lab: {step}: not run ({why})");
-                skipped(s, why)
+        }
+    };
+    let own: Vec<usize> = (0..all.len()).filter(|&i| !all[i].in_main_lab()).collect();
+    let next_own = AtomicUsize::new(0);
+    thread::scope(|scope| {
+        scope.spawn(|| {
+            for i in (0..all.len()).filter(|&i| all[i].in_main_lab()) {
+                let o = match not_run(&all[i]) {
+                    Some(why) => not_run_outcome(&all[i], &step(i), why),
+                    None => run_scenario(&lab, &all[i], &step(i), cancel),
+                };
+                record(i, o);
             }
-            None => run_scenario(&lab, s, &step, cancel),
-        };
-        outcomes.push(outcome);
-    }
+        });
+        for _ in 0..CONCURRENT {
+            scope.spawn(|| {
+                while let Some(&i) = own.get(next_own.fetch_add(1, Ordering::Relaxed)) {
+                    let o = match not_run(&all[i]) {
+                        Some(why) => not_run_outcome(&all[i], &step(i), why),
+                        None => run_in_own_namespaces(&exe, &all[i], &step(i), cancel),
+                    };
+                    record(i, o);
+                }
+            });
+        }
+    });
+    let outcomes: Vec<Outcome> = results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .zip(&all)
+        .map(|(o, s)| o.unwrap_or_else(|| skipped(s, "not reached")))
+        .collect();
     let firewalld = lab.fw.is_some();
     drop(lab);
     eprintln!("lab: torn down");
@@ -153,6 +208,31 @@ fn run_blocking(args: &LabArgs, cancel: &AtomicBool) -> anyhow::Result<ExitCode>
     Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
+fn not_run_outcome(s: &Scenario, step: &str, why: &str) -> Outcome {
+    eprintln!("lab: {step}: not run ({why})");
+    skipped(s, why)
+}
+
+/// A scenario in a server and client pair of its own (no firewalld), removed right after.
+fn run_in_own_namespaces(exe: &Path, s: &Scenario, step: &str, cancel: &AtomicBool) -> Outcome {
+    let hosts = match TwoHosts::new(&format!("lab{}", s.port)) {
+        Ok(h) => h,
+        Err(e) => {
+            let mut o = Outcome { skipped: None, ..skipped(s, "") };
+            o.error = Some(format!("creating the scenario's namespaces: {e:#}"));
+            eprintln!("lab: {step}: failed: creating its namespaces: {e}");
+            return o;
+        }
+    };
+    eprintln!(
+        "lab: {step}: server namespace {}, client namespace {}",
+        hosts.server.name(),
+        hosts.client.name()
+    );
+    let lab = Lab { fw: None, hosts, exe: exe.to_path_buf() };
+    run_scenario(&lab, s, step, cancel)
+}
+
 fn skipped(s: &Scenario, why: &str) -> Outcome {
     Outcome {
         name: s.name,
@@ -164,6 +244,7 @@ fn skipped(s: &Scenario, why: &str) -> Outcome {
         answer: None,
         error: None,
         seconds: 0.0,
+        phases: Vec::new(),
     }
 }
 
@@ -182,7 +263,12 @@ fn run_scenario(lab: &Lab, s: &Scenario, step: &str, cancel: &AtomicBool) -> Out
         (None, v) => format!("{} ✗ (expected {})", v.unwrap_or("?"), s.expected),
     };
     let saw = o.client.as_ref().map(ToString::to_string).unwrap_or_else(|| "-".into());
-    eprintln!("lab: {step}: client saw {saw} → {result} ({:.1} s)", o.seconds);
+    let phases: Vec<String> = o.phases.iter().map(|(k, v)| format!("{k} {v:.1}")).collect();
+    eprintln!(
+        "lab: {step}: client saw {saw} → {result} ({:.1} s: {})",
+        o.seconds,
+        phases.join(", ")
+    );
     o
 }
 
@@ -193,7 +279,13 @@ fn diagnose(
     cancel: &AtomicBool,
     o: &mut Outcome,
 ) -> anyhow::Result<()> {
+    let mut clock = Instant::now();
+    let mut lap = |o: &mut Outcome, phase: &'static str| {
+        o.phases.push((phase, clock.elapsed().as_secs_f64()));
+        clock = Instant::now();
+    };
     let stage = Stage::build(lab, s)?;
+    lap(o, "set-up");
     if let Some(server) = &stage.server {
         let netns = stage.app_ns.as_ref().map_or(lab.hosts.server.name(), |n| n.name());
         eprintln!(
@@ -204,21 +296,26 @@ fn diagnose(
         );
         o.server = Some((server.pid(), netns.to_string()));
     }
-    let target = lab.target(s.port);
+    let target = s.target();
     let bus = lab.fw.as_ref().map(Firewalld::bus_address);
     let why = WhyRun::start(
         &lab.exe,
         &target.to_string(),
         lab.hosts.server.name(),
-        TwoHosts::SERVER_IF,
+        s.ingress(),
         bus.as_deref(),
         cancel,
     )?;
-    let (saw, conn) = client::connect(&lab.hosts.client, target, client::CONNECT_TIMEOUT)?;
+    lap(o, "attach");
+    let (saw, conn) = client::connect(lab.client_ns(s), target, client::CONNECT_TIMEOUT)?;
     // A connected client hangs up at once; the demo server has already closed its side.
     drop(conn);
     o.client = Some(saw);
+    lap(o, "client");
     o.answer = Some(why.finish(cancel)?);
-    // `stage` drops here: the scenario is undone before the next one starts.
+    lap(o, "answer");
+    // The scenario is undone before the next one starts.
+    drop(stage);
+    lap(o, "teardown");
     Ok(())
 }

@@ -24,6 +24,9 @@ pub struct Outcome {
     /// What went wrong while running it (set-up, `reach why` failing).
     pub error: Option<String>,
     pub seconds: f64,
+    /// Where those seconds went: set-up, `reach why` attaching, the client, `reach why`
+    /// settling and answering, teardown (what the lab's one-minute budget is spent on).
+    pub phases: Vec<(&'static str, f64)>,
 }
 
 impl Outcome {
@@ -63,6 +66,8 @@ pub fn json(outcomes: &[Outcome], firewalld: bool, elapsed_s: f64) -> Value {
                 "exit_code": o.answer.as_ref().map(|a| a.exit_code),
                 "diagnosis": o.answer.as_ref().map(|a| &a.json),
                 "seconds": o.seconds,
+                "phases_s": o.phases.iter().map(|(k, v)| (k.to_string(), json!(v)))
+                    .collect::<serde_json::Map<_, _>>(),
             });
             if let Some(why) = &o.skipped {
                 v["skipped"] = json!(why);
@@ -174,6 +179,7 @@ mod tests {
             }),
             error: None,
             seconds: 1.0,
+            phases: vec![("attach", 0.5)],
         }
     }
 
@@ -198,6 +204,7 @@ mod tests {
         let v = json(&all, false, 12.0);
         assert_eq!(v["scenarios"][0]["ok"], true);
         assert_eq!(v["scenarios"][0]["server"]["pid"], 42);
+        assert_eq!(v["scenarios"][0]["phases_s"]["attach"], 0.5);
         assert_eq!(v["scenarios"][1]["ok"], false);
         assert_eq!(v["scenarios"][2]["ok"], Value::Null);
         assert_eq!(v["scenarios"][2]["skipped"], "firewalld not installed");

@@ -11,6 +11,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
+use super::scenario::Bind;
 use crate::{
     commands::lab_server::READY,
     lab::{LabChild, NetNsFd},
@@ -28,15 +29,17 @@ pub struct DemoServer {
 }
 
 impl DemoServer {
-    /// Starts `exe lab-server --listen LISTEN --backlog N [--no-accept]` in `ns` and waits for
-    /// its `ready <pid>` line.
+    /// Starts `exe lab-server --listen ADDR:PORT --backlog N [--v6only B] [--device IFACE]
+    /// [--no-accept]` in `ns` and waits for its `ready <pid>` line.
     pub fn start(
         exe: &Path,
         ns: &NetNsFd,
-        listen: SocketAddr,
+        bind: Bind,
+        port: u16,
         backlog: i32,
         accept: bool,
     ) -> anyhow::Result<Self> {
+        let listen = SocketAddr::new(bind.addr, port);
         let mut cmd = ns.command(exe);
         cmd.args([
             "lab-server",
@@ -45,6 +48,12 @@ impl DemoServer {
             "--backlog",
             &backlog.to_string(),
         ]);
+        if let Some(v6only) = bind.v6only {
+            cmd.args(["--v6only", &v6only.to_string()]);
+        }
+        if let Some(dev) = bind.device {
+            cmd.args(["--device", dev]);
+        }
         if !accept {
             cmd.arg("--no-accept");
         }

@@ -1,11 +1,11 @@
 //! Setting one scenario up, and tearing it down again before the next.
 //!
-//! Everything a scenario adds — firewalld configuration, a third namespace, the demo server,
-//! client connections holding its accept queue full — is owned by its [`Stage`] and undone when
-//! that drops, on every path (an error half-way, Ctrl-C, a panic): the next scenario starts
-//! from the same clean lab.
+//! Everything a scenario adds — firewalld configuration, a second address, an nftables rule, a
+//! third namespace, the demo server, client connections holding its accept queue full — is
+//! owned by its [`Stage`] and undone when that drops, on every path (an error half-way, Ctrl-C,
+//! a panic): the next scenario starts from the same clean lab.
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream},
+    net::{IpAddr, Ipv4Addr, TcpStream},
     path::PathBuf,
     thread,
     time::{Duration, Instant},
@@ -15,7 +15,7 @@ use anyhow::{Context as _, bail};
 
 use super::{
     client::{self, ClientSaw},
-    scenario::{Scenario, Server},
+    scenario::{self, Bind, Client, Fault, Scenario, Server},
     server::DemoServer,
 };
 use crate::{
@@ -26,7 +26,8 @@ use crate::{
 /// How long the kernel may take to move prefill connections into the accept queue.
 const QUEUE_FULL_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The lab every scenario runs in. Fields drop in declaration order: firewalld first (its
+/// The namespaces a scenario runs in: the lab's main pair (with firewalld, when there is one)
+/// or a pair of the scenario's own. Fields drop in declaration order: firewalld first (its
 /// daemons), then the namespaces.
 #[derive(Debug)]
 pub struct Lab {
@@ -37,11 +38,18 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// Where the client connects for `port`.
-    pub fn target(&self, port: u16) -> SocketAddr {
-        SocketAddr::new(IpAddr::V4(TwoHosts::SERVER_V4), port)
+    /// The namespace the scenario's client connects from.
+    pub fn client_ns(&self, s: &Scenario) -> &NetNs {
+        match s.client {
+            Client::Outside(_) => &self.hosts.client,
+            Client::OnServerHost(_) => &self.hosts.server,
+        }
     }
 }
+
+/// The lab's own nftables table in the server namespace ("reply dropped"); reach's trace table
+/// is `inet reach_trace`, firewalld's `inet firewalld`: neither is touched.
+const NFT_TABLE: &str = "reach_lab_reply";
 
 /// One scenario's additions to the lab. Fields drop in declaration order: the client
 /// connections, then the server, its namespace, and last the firewalld change.
@@ -50,33 +58,40 @@ pub struct Stage<'a> {
     pub server: Option<DemoServer>,
     /// The third namespace of "server in another netns".
     pub app_ns: Option<NetNs>,
+    _fault: Option<FaultGuard<'a>>,
     _firewall: Option<FirewallGuard<'a>>,
 }
 
 impl<'a> Stage<'a> {
     pub fn build(lab: &'a Lab, s: &Scenario) -> anyhow::Result<Self> {
-        let mut stage = Stage { _prefill: Vec::new(), server: None, app_ns: None, _firewall: None };
+        let mut stage = Stage {
+            _prefill: Vec::new(),
+            server: None,
+            app_ns: None,
+            _fault: None,
+            _firewall: None,
+        };
         if let Some(fw) = &lab.fw {
             stage._firewall = Some(FirewallGuard::apply(fw, s)?);
         }
-        let listen = |addr| SocketAddr::new(addr, s.port);
-        let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        stage._fault = FaultGuard::apply(&lab.hosts.server, s)?;
+        let (exe, port) = (&lab.exe, s.port);
         match s.server {
             Server::None => {}
-            Server::Here { addr, backlog, accept } => {
+            Server::Here { bind, backlog, accept } => {
                 let server = &lab.hosts.server;
-                stage.server =
-                    Some(DemoServer::start(&lab.exe, server, listen(addr), backlog, accept)?);
+                stage.server = Some(DemoServer::start(exe, server, bind, port, backlog, accept)?);
             }
             Server::OtherNetns => {
                 let ns = NetNs::new("lab-app").context("creating the third namespace")?;
-                stage.server = Some(DemoServer::start(&lab.exe, &ns, listen(any), 128, true)?);
+                let any = Bind::on(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                stage.server = Some(DemoServer::start(exe, &ns, any, port, 128, true)?);
                 stage.app_ns = Some(ns);
             }
         }
         for i in 0..s.prefill {
-            let to = lab.target(s.port);
-            match client::connect(&lab.hosts.client, to, client::CONNECT_TIMEOUT)? {
+            let to = s.target();
+            match client::connect(lab.client_ns(s), to, client::CONNECT_TIMEOUT)? {
                 (ClientSaw::Connected, Some(conn)) => stage._prefill.push(conn),
                 (saw, _) => bail!("prefill connection {} to {to}: {saw}", i + 1),
             }
@@ -106,6 +121,79 @@ fn wait_queue_full(hosts: &TwoHosts, port: u16) -> anyhow::Result<()> {
                 )
             }
             _ => thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// A scenario's change to the server namespace itself, undone on drop.
+enum FaultGuard<'a> {
+    SecondAddress(&'a NetNs, String),
+    DropSynAck(&'a NetNs),
+}
+
+impl<'a> FaultGuard<'a> {
+    fn apply(ns: &'a NetNs, s: &Scenario) -> anyhow::Result<Option<Self>> {
+        Ok(match s.fault {
+            Fault::None => None,
+            Fault::SecondAddress => {
+                let addr = format!("{}/24", scenario::SECOND_V4);
+                ns.ip(&["addr", "add", &addr, "dev", TwoHosts::SERVER_IF])
+                    .with_context(|| format!("adding {addr} to {}", TwoHosts::SERVER_IF))?;
+                Some(Self::SecondAddress(ns, addr))
+            }
+            Fault::DropSynAck => {
+                // The guard exists before the first command: a half-made table is removed too.
+                let guard = Self::DropSynAck(ns);
+                let port = s.port.to_string();
+                let nft = |args: &[&str]| {
+                    ns.run("nft", args).with_context(|| format!("nft {}", args.join(" ")))
+                };
+                nft(&["add", "table", "inet", NFT_TABLE])?;
+                nft(&[
+                    "add",
+                    "chain",
+                    "inet",
+                    NFT_TABLE,
+                    "output",
+                    "{ type filter hook output priority 0; policy accept; }",
+                ])?;
+                // Only the handshake's answer: the listener gets the SYN and answers, the
+                // answer never leaves.
+                nft(&[
+                    "add",
+                    "rule",
+                    "inet",
+                    NFT_TABLE,
+                    "output",
+                    "tcp",
+                    "sport",
+                    &port,
+                    "tcp",
+                    "flags",
+                    "&",
+                    "(syn|ack)",
+                    "==",
+                    "syn|ack",
+                    "drop",
+                ])?;
+                Some(guard)
+            }
+        })
+    }
+}
+
+impl Drop for FaultGuard<'_> {
+    fn drop(&mut self) {
+        let undone = match self {
+            Self::SecondAddress(ns, addr) => {
+                ns.ip(&["addr", "del", addr, "dev", TwoHosts::SERVER_IF]).map(drop)
+            }
+            Self::DropSynAck(ns) => {
+                ns.run("nft", &["delete", "table", "inet", NFT_TABLE]).map(drop)
+            }
+        };
+        if let Err(e) = undone {
+            eprintln!("lab: warning: undoing a scenario's change to the server namespace: {e}");
         }
     }
 }

@@ -126,8 +126,21 @@ fn print_flow(
                 )
             })
             .unwrap_or_default();
+        // The server's answer that died on its way out (the attempt's outcome cannot say it).
+        let reply = rec
+            .reply_drop
+            .as_ref()
+            .map(|d| {
+                format!(
+                    "; its {} was dropped: reason {}{}",
+                    d.segment.name(),
+                    d.reason,
+                    d.location.as_ref().map(|l| format!(" at {l}")).unwrap_or_default()
+                )
+            })
+            .unwrap_or_default();
         format!(
-            "{:<12} {:<12} {:<20} {} → {} {} ({} SYN{}){}",
+            "{:<12} {:<12} {:<20} {} → {} {} ({} SYN{}){}{reply}",
             "",
             "flow",
             names.name(rec.netns),

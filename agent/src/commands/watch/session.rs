@@ -22,7 +22,8 @@ use crate::{
     kernel::{btf::KernelBtf, capabilities, drop_reasons::DropReasons, kallsyms::Kallsyms},
     model::{
         flows::{
-            Dropped, Established, Family, FlowRecord, FlowTable, Observation, SynAckSeen, SynSeen,
+            Dropped, Established, Family, FlowRecord, FlowTable, Observation, Reply, SynAckSeen,
+            SynSeen,
         },
         listener_view::ListenerView,
         listeners::{Change, Listener, Listeners},
@@ -118,6 +119,9 @@ pub struct VerdictRecord {
     pub rule_handle: Option<u64>,
     pub verdict: Option<String>,
     pub by_policy: bool,
+    /// The walk was the server's reply (SYN-ACK or RST, from the output hook): its tuple is
+    /// server → client.
+    pub reply: bool,
 }
 
 /// What the session observed; the sink decides what to make of it.
@@ -240,7 +244,7 @@ impl Session {
                 let listener = TraceListener::open(&ns.path, Duration::from_millis(200))?;
                 trace_tables.push(TraceTable::install(&ns.path, &opts.ports)?);
                 announce(&format!(
-                    "added table inet {} in {} to trace SYNs to port(s) {} (removed on exit)",
+                    "added table inet {} in {} to trace SYNs to port(s) {} and the replies from them (removed on exit)",
                     trace_table::TABLE,
                     ns.name,
                     opts.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
@@ -471,6 +475,7 @@ fn verdict_record(
         "chain": d.map(|s| s.chain.clone()),
         "rule_handle": d.and_then(|s| s.rule_handle),
         "by_policy": by_policy,
+        "reply": t.is_reply(),
         "path": t.steps.iter().filter(|s| s.table != trace_table::TABLE).map(|s| format!("{} {} {}", s.family, s.table, s.chain)).collect::<Vec<_>>(),
     });
     if let Some(a) = &attribution {
@@ -485,6 +490,7 @@ fn verdict_record(
         rule_handle: d.and_then(|s| s.rule_handle),
         verdict: word,
         by_policy,
+        reply: t.is_reply(),
     })
 }
 
@@ -531,7 +537,9 @@ impl State {
             Msg::Trace(netns, t) => {
                 let attribution = self.attribute(netns, &t);
                 let v = verdict_record(netns, &t, &mut self.names, attribution)?;
-                if let Some(tuple) = &t.tuple {
+                // A reply's walk is keyed by the sink that wants it (server → client as on the
+                // wire); the flows join only the SYN's walk, keyed client → server.
+                if let Some(tuple) = t.tuple.as_ref().filter(|_| !v.reply) {
                     self.verdicts.insert(
                         (netns, tuple.saddr, tuple.sport, tuple.daddr, tuple.dport),
                         v.clone(),
@@ -559,6 +567,11 @@ impl State {
     /// Names the firewalld rule that decided `t`, reading the namespace's ruleset now: firewalld
     /// renumbers every handle on reload, so a cached ruleset could name the wrong rule.
     fn attribute(&self, netns: u64, t: &PacketTrace) -> Option<Attribution> {
+        // Every accepted SYN-ACK walks firewalld's output chains too: only a reply that died
+        // is worth reading the ruleset and D-Bus for.
+        if t.is_reply() && t.verdict() != Some(&crate::firewall::trace::Verdict::Drop) {
+            return None;
+        }
         let d = t.decision()?;
         let handle = d.rule_handle?;
         if d.table != "firewalld" {
@@ -581,12 +594,15 @@ impl State {
             )
         })
         .ok();
+        // The port firewalld's rules name: the server's, the source port of a reply.
+        let tuple = t.tuple?;
+        let port = if t.is_reply() { tuple.sport } else { tuple.dport };
         crate::firewall::attribute::attribute(
             &ruleset,
             d.family,
             &d.table,
             handle,
-            t.tuple?.dport,
+            port,
             config.as_ref(),
         )
     }
@@ -684,6 +700,8 @@ fn flow_observation(p: &PacketObservation) -> Observation {
             reason: p.reason.clone().unwrap_or_default(),
             location: p.location.clone(),
             is_syn: p.flags.contains('S') && !p.flags.contains('A'),
+            // Which way a SYN-ACK or RST went is for the flow table (it knows the attempts).
+            reply: Reply::from_flags(&p.flags),
             at_ns,
         }),
         _ => Observation::Syn(SynSeen {
@@ -732,5 +750,60 @@ fn name_closed_listener(model: &mut Listeners, obs: &mut SockObservation) {
         obs.port = Some(l.port);
         obs.bound_addr = obs.addr.clone();
         obs.bound_port = obs.port;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drop_of(flags: &str, saddr: &str, sport: u16, daddr: &str, dport: u16) -> PacketObservation {
+        PacketObservation {
+            kind: "drop",
+            time: String::new(),
+            ts_ns: 5,
+            netns: NetnsRef { inode: 9, name: "srv".into() },
+            ifindex: 0,
+            iface: None,
+            family: if saddr.contains(':') { "ipv6" } else { "ipv4" },
+            saddr: saddr.parse().unwrap(),
+            sport,
+            daddr: daddr.parse().unwrap(),
+            dport,
+            seq: 0,
+            flags: flags.into(),
+            reason: Some("NETFILTER_DROP".into()),
+            location: Some("nft_do_chain+0x46f".into()),
+        }
+    }
+
+    /// A dropped SYN-ACK or RST goes to the flow table marked as a possible reply (it decides
+    /// which attempt, if any, it answers); a SYN or an ACK is not one.
+    #[test]
+    fn drops_of_synacks_and_rsts_are_marked_as_replies() {
+        let reply = |flags: &str| match flow_observation(&drop_of(
+            flags, "10.0.0.1", 8080, "10.0.0.2", 40000,
+        )) {
+            Observation::Drop(d) => (d.reply, d.is_syn),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(reply("SA"), (Some(Reply::SynAck), false));
+        assert_eq!(reply("AR"), (Some(Reply::Rst), false));
+        assert_eq!(reply("S"), (None, true));
+        assert_eq!(reply("A"), (None, false));
+        // End to end through the table: the SYN-ACK drop lands on the attempt it answers.
+        let mut t = FlowTable::new(8, Duration::from_secs(2));
+        let syn = PacketObservation {
+            kind: "syn",
+            flags: "S".into(),
+            reason: None,
+            location: None,
+            ts_ns: 1,
+            ..drop_of("S", "fd00::2", 40000, "fd00::1", 8080)
+        };
+        t.observe(flow_observation(&syn));
+        t.observe(flow_observation(&drop_of("SA", "fd00::1", 8080, "fd00::2", 40000)));
+        let r = &t.expire(10_000_000_000)[0];
+        assert_eq!(r.reply_drop.as_ref().map(|d| d.reason.as_str()), Some("NETFILTER_DROP"));
     }
 }

@@ -16,6 +16,8 @@ type Tuple = (IpAddr, u16, IpAddr, u16);
 
 pub struct Collector {
     target: Target,
+    /// Every address a TARGET name resolved to (None: the target's own address, if any).
+    addrs: Option<Vec<IpAddr>>,
     netns: u64,
     /// SYNs to the target seen at ingress (any client).
     pub syns: u64,
@@ -24,6 +26,10 @@ pub struct Collector {
     /// nftables walks of SYNs to the target, per tuple (a trace can arrive after its flow
     /// settled: the trace socket and the ring buffers are read independently).
     verdicts: HashMap<Tuple, VerdictRecord>,
+    /// nftables walks of the server's replies (SYN-ACK/RST) from the target, keyed like the
+    /// attempt they answer (client → server, the reply's tuple reversed). A drop is kept over a
+    /// later accepted walk: the first dead reply is the evidence.
+    reply_verdicts: HashMap<Tuple, VerdictRecord>,
     pub failed_binds: Vec<FailedBind>,
     pub overflow: Option<OverflowEvidence>,
     /// The interface of the first SYN seen, when its flow has not settled yet.
@@ -39,26 +45,46 @@ impl Collector {
     pub fn new(target: Target, netns: u64) -> Self {
         Self {
             target,
+            addrs: None,
             netns,
             syns: 0,
             flow: None,
             verdicts: HashMap::new(),
+            reply_verdicts: HashMap::new(),
             failed_binds: Vec::new(),
             overflow: None,
             first_syn_iface: None,
         }
     }
 
+    /// Counts attempts to any of `addrs` (a name's addresses), not just the target's.
+    pub fn watch_addrs(&mut self, addrs: &[IpAddr]) {
+        self.addrs = Some(addrs.to_vec());
+    }
+
     fn to_target(&self, netns: u64, daddr: IpAddr, dport: u16) -> bool {
-        netns == self.netns
-            && dport == self.target.port
-            && self.target.addr.is_none_or(|a| same_ip(a, daddr))
+        let addr_ok = match &self.addrs {
+            Some(set) => set.iter().any(|&a| same_ip(a, daddr)),
+            None => self.target.addr.is_none_or(|a| same_ip(a, daddr)),
+        };
+        netns == self.netns && dport == self.target.port && addr_ok
     }
 
     /// The verdict of the diagnosed attempt's SYN, if one was traced.
     pub fn verdict(&self) -> Option<&VerdictRecord> {
         let (f, _) = self.flow.as_ref()?;
         self.verdicts.get(&(
+            f.client.ip().to_canonical(),
+            f.client.port(),
+            f.server.ip().to_canonical(),
+            f.server.port(),
+        ))
+    }
+
+    /// The walk of the server's reply to the diagnosed attempt, if one was traced.
+    pub fn reply_verdict(&self) -> Option<&VerdictRecord> {
+        let (f, _) = self.flow.as_ref()?;
+        self.reply_verdicts.get(&(
             f.client.ip().to_canonical(),
             f.client.port(),
             f.server.ip().to_canonical(),
@@ -74,10 +100,12 @@ impl Collector {
     /// True when the settled attempt was dropped by netfilter but its trace has not arrived:
     /// worth waiting a moment, the trace names the rule.
     pub fn awaiting_trace(&self) -> bool {
+        let netfilter = |r: &str| r.contains("NETFILTER");
         self.settled()
-            && self.verdict().is_none()
             && self.flow.as_ref().is_some_and(|(f, _)| {
-                f.drop.as_ref().is_some_and(|d| d.reason.contains("NETFILTER"))
+                (self.verdict().is_none() && f.drop.as_ref().is_some_and(|d| netfilter(&d.reason)))
+                    || (self.reply_verdict().is_none()
+                        && f.reply_drop.as_ref().is_some_and(|d| netfilter(&d.reason)))
             })
     }
 }
@@ -101,7 +129,19 @@ impl Sink for Collector {
                     (parse("saddr"), port("sport"), parse("daddr"), port("dport"))
                 {
                     let netns = v.json["netns"]["inode"].as_u64().unwrap_or(0);
-                    if self.to_target(netns, da, dp) {
+                    if v.reply {
+                        // Server → client: the target is the source.
+                        if self.to_target(netns, sa, sp) {
+                            let key = (da.to_canonical(), dp, sa.to_canonical(), sp);
+                            let kept_drop = self
+                                .reply_verdicts
+                                .get(&key)
+                                .is_some_and(|old| old.verdict.as_deref() == Some("drop"));
+                            if !kept_drop {
+                                self.reply_verdicts.insert(key, v.clone());
+                            }
+                        }
+                    } else if self.to_target(netns, da, dp) {
                         self.verdicts
                             .insert((sa.to_canonical(), sp, da.to_canonical(), dp), v.clone());
                     }
@@ -146,5 +186,77 @@ impl Sink for Collector {
             _ => {}
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::flows::Family;
+
+    fn verdict(
+        reply: bool,
+        word: &str,
+        (sa, sp): (&str, u16),
+        (da, dp): (&str, u16),
+    ) -> VerdictRecord {
+        VerdictRecord {
+            json: serde_json::json!({
+                "netns": {"inode": 9},
+                "tuple": {"saddr": sa, "sport": sp, "daddr": da, "dport": dp, "proto": 6},
+            }),
+            attribution: None,
+            family: Some("inet".into()),
+            table: Some("t".into()),
+            chain: Some("output".into()),
+            rule_handle: Some(4),
+            verdict: Some(word.into()),
+            by_policy: false,
+            reply,
+        }
+    }
+
+    fn flow() -> FlowRecord {
+        FlowRecord {
+            kind: "flow",
+            netns: 9,
+            family: Family::V4,
+            client: "10.0.0.2:40000".parse().unwrap(),
+            server: "10.0.0.1:8080".parse().unwrap(),
+            outcome: Outcome::Unanswered,
+            syn_count: 1,
+            first_syn_ns: Some(1),
+            last_syn_ns: Some(1),
+            first_event_ns: 1,
+            last_event_ns: 2,
+            synack_sent: false,
+            rst_sent: false,
+            ifindex: None,
+            drop: None,
+            reply_drop: None,
+            duration_ms: 0.0,
+        }
+    }
+
+    /// A reply's walk (server → client) is found by the attempt it answers; the SYN's own walk
+    /// is not taken for it, a drop is kept over a later accepted retransmission, and a reply
+    /// from another port is not the target's.
+    #[test]
+    fn reply_walks_are_keyed_by_the_attempt_they_answer() {
+        let mut names = Names::new();
+        let mut c = Collector::new(Target { addr: None, port: 8080 }, 9);
+        let server = ("10.0.0.1", 8080);
+        let client = ("10.0.0.2", 40000);
+        c.event(&mut names, Event::Verdict(&verdict(false, "accept", client, server))).unwrap();
+        c.event(&mut names, Event::Flow(&flow(), None)).unwrap();
+        assert!(c.verdict().is_some() && c.reply_verdict().is_none());
+        let other = verdict(true, "drop", ("10.0.0.1", 9090), client);
+        c.event(&mut names, Event::Verdict(&other)).unwrap();
+        assert!(c.reply_verdict().is_none(), "a reply from port 9090 is not the target's");
+        c.event(&mut names, Event::Verdict(&verdict(true, "drop", server, client))).unwrap();
+        c.event(&mut names, Event::Verdict(&verdict(true, "accept", server, client))).unwrap();
+        let r = c.reply_verdict().expect("the reply's walk");
+        assert_eq!((r.reply, r.verdict.as_deref()), (true, Some("drop")));
+        assert_eq!(c.verdict().and_then(|v| v.verdict.as_deref()), Some("accept"));
     }
 }

@@ -22,7 +22,7 @@ use crate::{
     diagnose::{self, Evidence, NetfilterRule, OverflowEvidence, WslInfo},
     firewall::{
         firewalld::{self, FirewalldConfig},
-        firewalld_presence, nftables, predict,
+        firewalld_presence, iptables_nft, nftables, predict, rule_iface,
     },
     kernel::{privileges, release, wsl},
     lab::NetNsFd,
@@ -33,16 +33,25 @@ use crate::{
         sk_lookup, snapshot,
     },
     probes::{bind_listen::DEFAULT_RING_KIB, sock_event::NetnsRef},
+    resolve,
 };
 use collect::Collector;
 pub use target::Target;
 
 #[derive(Debug, clap::Args)]
 pub struct WhyArgs {
-    /// What the client connects to: `PORT`, `ADDR:PORT` or `[IPV6]:PORT` (e.g. 8080,
-    /// 172.20.1.5:8080, [::1]:8080). With an address, only attempts to that address count.
+    /// What the client connects to: `PORT`, `ADDR:PORT`, `[IPV6]:PORT` or `NAME:PORT` (e.g.
+    /// 8080, 172.20.1.5:8080, [::1]:8080, localhost:8080). With an address, only attempts to
+    /// that address count; a NAME is resolved as the client's libc does (getaddrinfo with
+    /// AI_ADDRCONFIG, inside --netns) and attempts to every address it resolves to count.
     #[arg(value_name = "TARGET")]
     pub target: String,
+    /// Resolve NAME to IPv4 addresses only (like curl -4).
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    pub ipv4: bool,
+    /// Resolve NAME to IPv6 addresses only (like curl -6).
+    #[arg(short = '6', long = "ipv6")]
+    pub ipv6: bool,
     /// The network namespace the client's SYN arrives in: `host` (default), an `ip netns` name,
     /// a PID or a path (/proc/PID/ns/net, /run/netns/NAME).
     #[arg(long, value_name = "NAME|PATH|PID")]
@@ -74,13 +83,24 @@ fn usage(msg: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(2))
 }
 
-/// Exit codes (README): 0 reachable; 10-18 one per failure class (see `reach why --help`);
+/// Exit codes (README): 0 reachable; 10-22 one per failure class (see `reach why --help`);
 /// 1 runtime error; 2 bad usage; 3 missing privileges.
 pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
-    let target: Target = match args.target.parse() {
+    let parsed: target::Parsed = match args.target.parse() {
         Ok(t) => t,
         Err(msg) => return usage(format!("bad TARGET {msg}")),
     };
+    let family = match (args.ipv4, args.ipv6) {
+        (true, _) => resolve::AskFamily::Ipv4,
+        (_, true) => resolve::AskFamily::Ipv6,
+        _ => resolve::AskFamily::Any,
+    };
+    if let target::Parsed::Addr(t) = &parsed
+        && let Some(a) = t.addr
+        && !family.admits(a)
+    {
+        return usage(format!("TARGET {t} is not an address of the family -4/-6 asks for"));
+    }
     if !(args.timeout.is_finite() && args.timeout >= 0.0) {
         return usage(format!(
             "--timeout must be a number of seconds ≥ 0 (0: predict without watching), got {}",
@@ -95,6 +115,23 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         Ok(mut v) => v.remove(0),
         Err(msg) => return usage(msg),
     };
+    // A name is resolved before anything is attached: an unresolvable one ends here.
+    let mut resolution = None;
+    let target = match parsed {
+        target::Parsed::Addr(t) => t,
+        target::Parsed::Name { name, port } => {
+            let files = resolve::Files::read();
+            match resolve::resolve_in(&ns.path, &ns.name, &name, family, &files) {
+                Ok(r) => {
+                    let t = Target { addr: Some(r.first()), port };
+                    resolution = Some(r);
+                    t
+                }
+                Err(msg) => return usage(msg),
+            }
+        }
+    };
+    let watch_addrs = resolution.as_ref().map(resolve::Resolution::addrs);
     let ifaces = match interfaces(&ns, &args.iface) {
         Ok(i) => i,
         Err(msg) => return usage(msg),
@@ -130,7 +167,8 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
             attach: None,
             ring_kib: DEFAULT_RING_KIB,
         };
-        let c = match watch_attempt(&opts, target, &ns, &ifaces, args.timeout).await {
+        let addrs = watch_addrs.as_deref();
+        let c = match watch_attempt(&opts, target, addrs, &ns, &ifaces, args.timeout).await {
             Ok(c) => c,
             Err(e) if e.is::<NoSuchInterface>() => return usage(format!("{e:#}")),
             Err(e) => return Err(e),
@@ -142,8 +180,14 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         if let Some(v) = c.verdict() {
             evidence.attribution = v.attribution.clone().filter(|a| a.action != "accept");
             if evidence.attribution.is_none() && v.verdict.as_deref() != Some("accept") {
-                evidence.netfilter = netfilter_rule(&ns, v);
+                let client = c.flow.as_ref().map(|(f, _)| f.client.ip());
+                evidence.netfilter = netfilter_rule(&ns, v, client);
             }
+        }
+        // The walk of the server's reply to the attempt, when a rule dropped it on its way out.
+        if let Some(v) = c.reply_verdict().filter(|v| v.verdict.as_deref() == Some("drop")) {
+            let client = c.flow.as_ref().map(|(f, _)| f.client.ip());
+            evidence.reply_netfilter = netfilter_rule(&ns, v, client);
         }
         if let Some((flow, iface)) = &c.flow {
             evidence.iface = iface.clone();
@@ -170,10 +214,14 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         evidence.prediction = Some(prediction(cfg, &evidence, &ifaces, target));
     }
 
-    let d = diagnose::diagnose(&evidence);
+    let mut d = diagnose::diagnose(&evidence);
+    if let Some(r) = resolution.as_mut() {
+        explain_resolution(r, &mut d, &evidence, ns.inode);
+    }
     let code = d.verdict.exit_code();
     let r = report::Report {
         target,
+        resolved: resolution.as_ref(),
         netns: ns.netns_ref(),
         diagnosis: &d,
         attempt: attempt.as_ref(),
@@ -186,6 +234,32 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         print!("{}", r.human(report::colour_stdout()));
     }
     Ok(ExitCode::from(code))
+}
+
+/// Judges each resolved address against the target namespace's listeners and adds the answer,
+/// in order with its judgements, to the diagnosis's evidence (and a fix naming the address a
+/// listener takes when the attempt went to one none does).
+fn explain_resolution(
+    r: &mut resolve::Resolution,
+    d: &mut diagnose::Diagnosis,
+    e: &Evidence,
+    netns: u64,
+) {
+    let sockets: Vec<diagnose::lookup::Socket> = e
+        .listeners
+        .iter()
+        .filter(|l| l.netns.inode == netns)
+        .filter_map(diagnose::lookup::Socket::from_view)
+        .collect();
+    let sk = e.sk_lookup.clone().unwrap_or(diagnose::SkLookupState::Attached(Vec::new()));
+    r.judge(e.port, &sockets, &e.interfaces, &sk);
+    d.evidence.extend(r.evidence(e.port));
+    let attempted = e.flow.as_ref().map(|f| f.server.ip()).or(e.addr);
+    if d.verdict != diagnose::Verdict::Reachable
+        && let Some(f) = r.fix(attempted, e.port)
+    {
+        d.fix.push(f);
+    }
 }
 
 /// The interfaces to watch: the user's (each must exist in the namespace) or the defaults.
@@ -237,6 +311,7 @@ fn wsl_info(inputs: &wsl::Inputs, addrs: &[(String, IpAddr)]) -> Option<WslInfo>
 async fn watch_attempt(
     opts: &SessionOptions,
     target: Target,
+    addrs: Option<&[IpAddr]>,
     ns: &Watched,
     ifaces: &[String],
     timeout: f64,
@@ -247,10 +322,20 @@ async fn watch_attempt(
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut session = Session::attach(opts, |m| eprintln!("reach: {m}")).await?;
     let mut c = Collector::new(target, ns.inode);
+    if let Some(a) = addrs {
+        c.watch_addrs(a);
+    }
     session.snapshot(&mut c).await?;
-    let to = match target.addr {
-        Some(_) => target.to_string(),
-        None => format!("port {}", target.port),
+    let to = match (target.addr, addrs) {
+        (_, Some(a)) if a.len() > 1 => {
+            let a: Vec<String> = a
+                .iter()
+                .map(|a| Target { addr: Some(*a), port: target.port }.to_string())
+                .collect();
+            a.join(" or ")
+        }
+        (Some(_), _) => target.to_string(),
+        (None, _) => format!("port {}", target.port),
     };
     eprintln!(
         "reach: waiting for a SYN to {to} in netns {} on {} — try connecting now (up to {timeout} s)",
@@ -362,17 +447,17 @@ fn arrival_iface(ifaces: &[String], target: Target) -> String {
     }
 }
 
-/// The non-firewalld rule that decided the SYN, looked up in the namespace's ruleset now.
+/// The non-firewalld rule that decided the SYN, looked up in the namespace's ruleset now;
+/// `client`: the attempt's client address, when one was seen (the fix admits just it).
 fn netfilter_rule(
     ns: &Watched,
     v: &crate::commands::watch::session::VerdictRecord,
+    client: Option<IpAddr>,
 ) -> Option<NetfilterRule> {
     let (family, table, chain) = (v.family.clone()?, v.table.clone()?, v.chain.clone()?);
-    let rule = v.rule_handle.and_then(|h| {
-        let fd = NetNsFd::open(&ns.path).ok()?;
-        let rs = nftables::read_in(&fd).ok()?;
-        rs.rule_by_handle(&family, &table, h).cloned()
-    });
+    let fd = NetNsFd::open(&ns.path).ok();
+    let rs = fd.as_ref().and_then(|fd| nftables::read_in(fd).ok());
+    let rule = v.rule_handle.and_then(|h| rs.as_ref()?.rule_by_handle(&family, &table, h).cloned());
     let action = match (&rule, v.by_policy) {
         (_, true) => format!("policy {}", v.verdict.as_deref().unwrap_or("drop")),
         (Some(r), _) => match &r.verdict {
@@ -380,18 +465,29 @@ fn netfilter_rule(
             nftables::Verdict::Reject { kind } => format!("reject {kind}"),
             nftables::Verdict::Drop => "drop".into(),
             nftables::Verdict::Accept => "accept".into(),
+            // iptables-nft's `-j REJECT` is an xtables target the kernel reports as a drop.
+            _ if iptables_nft::xt_target(r) == Some("REJECT") => "reject".into(),
             _ => v.verdict.clone().unwrap_or_else(|| "drop".into()),
         },
         (None, _) => v.verdict.clone().unwrap_or_else(|| "drop".into()),
     };
+    // A reply's walk (SYN-ACK/RST from the output hook): the fix matches `tcp sport`.
+    let reply = v.reply;
+    let handle = if v.by_policy { None } else { v.rule_handle };
+    let iptables = rs
+        .as_ref()
+        .and_then(|rs| iptables_nft::describe(rs, &family, &table, &chain, handle, fd.as_ref()));
     Some(NetfilterRule {
+        iface: rule.as_ref().and_then(|r| rule_iface::matched_iface(r, reply)),
         family,
         table,
         chain,
         handle: v.rule_handle,
         rule: rule.map(|r| r.text),
         action,
-        reply: false,
+        reply,
+        client: client.map(|a| a.to_canonical()),
+        iptables,
     })
 }
 

@@ -13,6 +13,8 @@ use crate::{
 
 pub struct Report<'a> {
     pub target: Target,
+    /// The TARGET name's resolution, when TARGET was a name.
+    pub resolved: Option<&'a crate::resolve::Resolution>,
     pub netns: NetnsRef,
     pub diagnosis: &'a Diagnosis,
     pub attempt: Option<&'a FlowRecord>,
@@ -52,7 +54,7 @@ impl Report<'_> {
         let d = self.diagnosis;
         let e = self.evidence;
         json!({
-            "target": self.target.to_string(),
+            "target": self.target_text(),
             "port": self.target.port,
             "netns": self.netns,
             "verdict": d.verdict,
@@ -68,22 +70,39 @@ impl Report<'_> {
             "port_holders": e.port_holders,
             "firewalld": e.prediction,
             "nft": e.attribution.as_ref().map(|a| json!({"firewalld": a})).or_else(|| e.netfilter.as_ref().map(|r| json!({"rule": r}))),
+            "nft_reply": e.reply_netfilter.as_ref().map(|r| json!({"rule": r})),
             "overflow": e.overflow,
             "watched": self.watched_seconds.map(|s| json!({"ifaces": e.watched_ifaces, "seconds": s})),
             "wsl2": e.wsl.as_ref().map(|w| json!({"networking": w.wsl2.networking, "evidence": w.wsl2.evidence, "eth0_addr": w.eth0_addr})),
+            "resolved": self.resolved.map(crate::resolve::Resolution::json),
         })
+    }
+
+    /// TARGET as the user named it: `localhost:8080` for a name, else the address form.
+    fn target_text(&self) -> String {
+        match self.resolved {
+            Some(r) => format!("{}:{}", r.name, self.target.port),
+            None => self.target.to_string(),
+        }
     }
 
     pub fn human(&self, colour: bool) -> String {
         let st = Style { on: colour };
         let d = self.diagnosis;
         let mut s = String::new();
-        let _ =
-            writeln!(s, "\n{} {} in netns {}", st.bold("reach why"), self.target, self.netns.name);
+        let _ = writeln!(
+            s,
+            "\n{} {} in netns {}",
+            st.bold("reach why"),
+            self.target_text(),
+            self.netns.name
+        );
         // The picture: client ─▶ interface ─▶ firewall ─▶ socket, failing hop marked.
         let mut picture = Vec::new();
         let names = ["client", "interface", "firewall", "socket"];
-        for (i, name) in names.iter().enumerate() {
+        // A failing `reply` hop comes after the socket: the picture shows it then.
+        for i in 0..names.len().max(d.path.len()) {
+            let name = names.get(i).copied().unwrap_or("reply");
             let label = d.path.get(i).map(|h| h.name.as_str()).unwrap_or(name);
             picture.push(match d.path.get(i) {
                 Some(h) if h.ok => st.good(label),

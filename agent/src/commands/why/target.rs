@@ -1,5 +1,6 @@
-//! The TARGET of `reach why`: `PORT`, `ADDR:PORT` or `[V6ADDR]:PORT`, as users type it after
-//! a failed `curl`. Every rejection names what was wrong and what would be accepted.
+//! The TARGET of `reach why`: `PORT`, `ADDR:PORT`, `[V6ADDR]:PORT` or `NAME:PORT`, as users
+//! type it after a failed `curl`. Every rejection names what was wrong and what would be
+//! accepted. A NAME is only recognised here; [`crate::resolve`] resolves it as the client does.
 use std::{fmt, net::IpAddr};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,7 +19,51 @@ impl fmt::Display for Target {
     }
 }
 
-const FORMS: &str = "expected PORT, ADDR:PORT or [IPV6]:PORT, e.g. 8080, 10.0.0.5:8080, [::1]:8080";
+/// TARGET as typed: an address form, or a host name still to be resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    Addr(Target),
+    Name { name: String, port: u16 },
+}
+
+const FORMS: &str = "expected PORT, ADDR:PORT, [IPV6]:PORT or NAME:PORT, e.g. 8080, 10.0.0.5:8080, [::1]:8080, localhost:8080";
+
+/// A host name as getaddrinfo takes it (RFC 1123 labels: letters, digits, `-`, `_`, dots; at
+/// most 253 characters), so a typo like `10.0.0:80` is not sent to DNS.
+fn host_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.trim_end_matches('.').split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        // All-numeric dotted names are malformed IPv4 addresses, not names.
+        && !s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
+impl std::str::FromStr for Parsed {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.parse::<Target>() {
+            Ok(t) => Ok(Parsed::Addr(t)),
+            Err(e) => {
+                let t = s.trim();
+                match t.rsplit_once(':') {
+                    Some((name, p)) if !name.contains(':') && !name.starts_with('[') => {
+                        if !host_name(name) {
+                            return Err(e);
+                        }
+                        Ok(Parsed::Name { name: name.to_string(), port: port(p, t)? })
+                    }
+                    _ => Err(e),
+                }
+            }
+        }
+    }
+}
 
 fn port(s: &str, whole: &str) -> Result<u16, String> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -54,7 +99,7 @@ impl std::str::FromStr for Target {
             )),
             Some((addr, p)) => {
                 let addr: std::net::Ipv4Addr = addr.parse().map_err(|_| {
-                    format!("`{s}`: `{addr}` is not an IPv4 address (host names are not resolved: give the address the client connects to)")
+                    format!("`{s}`: `{addr}` is not an IPv4 address or a host name")
                 })?;
                 Ok(Self { addr: Some(IpAddr::V4(addr)), port: port(p, s)? })
             }
@@ -91,11 +136,34 @@ mod tests {
         assert!(err("0").contains("port 0"));
         assert!(err("-1").contains("not a port number"));
         assert!(err("1.2.3:80").contains("not an IPv4 address"));
-        assert!(err("localhost:80").contains("host names are not resolved"));
+        assert!(err("localhost:80").contains("not an IPv4 address"));
         assert!(err("::1:80").contains("in brackets"));
         assert!(err("[::1]").contains("]:PORT"));
         assert!(err("[zz]:80").contains("not an IPv6 address"));
         assert!(err("10.0.0.1:").contains("not a port number"));
         assert!(err("").contains("empty"));
+    }
+
+    fn parsed(s: &str) -> Result<Parsed, String> {
+        s.parse::<Parsed>()
+    }
+
+    #[test]
+    fn names_are_recognised_and_address_forms_keep_their_messages() {
+        let name = |n: &str, port| Ok(Parsed::Name { name: n.into(), port });
+        assert_eq!(parsed("localhost:8080"), name("localhost", 8080));
+        assert_eq!(parsed("myhost.lan:80"), name("myhost.lan", 80));
+        assert_eq!(parsed("web-1.example.com.:443"), name("web-1.example.com.", 443));
+        assert_eq!(parsed("[::1]:80"), Ok(Parsed::Addr(ok("[::1]:80"))));
+        assert_eq!(parsed("8080"), Ok(Parsed::Addr(ok("8080"))));
+        // Every address-form rejection still reads as before.
+        for bad in ["http", "65536", "0", "-1", "::1:80", "[::1]", "[zz]:80", "10.0.0.1:", ""] {
+            assert_eq!(parsed(bad), Err(err(bad)), "{bad}");
+        }
+        assert!(parsed("1.2.3:80").unwrap_err().contains("not an IPv4 address"));
+        assert!(parsed("localhost:http").unwrap_err().contains("not a port number"));
+        assert!(parsed("localhost:0").unwrap_err().contains("port 0"));
+        assert!(parsed("bad_name!:80").unwrap_err().contains("not an IPv4 address or a host name"));
+        assert!(parsed("-x.lan:80").is_err());
     }
 }
