@@ -107,19 +107,19 @@ pub(super) fn decided(e: &Evidence, d: &Death, served: Vec<String>) -> Decided {
         ));
     }
     ev.push(format!("the {seg} died on its way out: {}", d.place()));
+    // What the rule does to every client is evidence, not a fix: the fix list holds commands,
+    // so its first line (the one `reach lab` shows) is one to run. It goes before the line
+    // naming the place, which the path's failing hop shows (the last evidence line).
+    if d.rule.is_some() {
+        let at = ev.len().saturating_sub(1);
+        ev.insert(at, format!(
+            "a netfilter rule drops the server's replies (tcp sport {}): with it every client of port {} \
+             times out",
+            e.port, e.port
+        ));
+    }
     let fix = match (d.rule, d.reason) {
-        (Some(r), _) => {
-            let mut fix = fix::netfilter(r, e.port);
-            fix.insert(
-                0,
-                format!(
-                    "the rule drops the server's replies (tcp sport {}): with it every client of \
-                     port {} times out",
-                    e.port, e.port
-                ),
-            );
-            fix
-        }
+        (Some(r), _) => fix::netfilter(r, e.port),
         (None, Some((reason, _))) => egress(reason, e.iface.as_deref(), e.port),
         (None, None) => egress("NETFILTER_DROP", None, e.port),
     };

@@ -121,7 +121,11 @@ fn synack_dropped_by_an_output_rule_is_reply_dropped_with_the_rule_and_its_fix()
             "{ev}"
         );
         let fix = text(&d.fix);
-        assert!(fix.contains("drops the server's replies (tcp sport 8080)"), "{fix}");
+        assert!(
+            ev.contains("a netfilter rule drops the server's replies (tcp sport 8080)"),
+            "{ev}"
+        );
+        assert!(fix.starts_with("nft "), "the first fix is a command to run: {fix}");
         assert!(fix.contains("inet filter output"), "the rule's own chain: {fix}");
         assert!(fix.contains("handle 4"), "{fix}");
         // The path: every hop of the SYN fine, the reply hop fails with where it died.
