@@ -11,6 +11,7 @@ use std::{
 
 use reach_agent::lab;
 
+pub mod firewalld_versions;
 pub mod frames;
 pub mod kernel_facts;
 pub mod leftovers;
@@ -222,6 +223,36 @@ impl WatchRun {
                 std::time::Instant::now() < deadline,
                 "timed out after 30 s waiting for {what} in reach's output:\n{text}\n--- stderr \
                  ---\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Every complete JSON line printed so far, in order.
+    pub fn json_so_far(&self) -> Vec<serde_json::Value> {
+        let text = self.stdout_text.lock().unwrap().clone();
+        text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    }
+
+    /// Waits (at most 60 s) until `found` says the JSON lines printed so far are enough, and
+    /// returns them; the timeout names `what` and shows stdout and stderr.
+    pub fn wait_for_lines(
+        &self,
+        what: &str,
+        found: impl Fn(&[serde_json::Value]) -> bool,
+    ) -> Vec<serde_json::Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let lines = self.json_so_far();
+            if found(&lines) {
+                return lines;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out after 60 s waiting for {what} in reach's output:\n{}\n--- stderr \
+                 ---\n{}",
+                self.stdout_text.lock().unwrap(),
                 self.stderr()
             );
             std::thread::sleep(std::time::Duration::from_millis(50));

@@ -1,14 +1,16 @@
-//! Firewall verdicts (issue 6) against the installed firewalld (1.x) in a lab namespace: for every
-//! case the traced packet is attributed to the zone, target or rich rule that decided it, in
-//! firewalld's terms, with the fix — across a reload that renumbers every rule handle. The root
+//! Firewall verdicts (issues 6, 13) against real firewalld daemons in a lab namespace, every
+//! version of `reach_tests::firewalld_versions` (1.x and 2.x generate different chains): for
+//! every case the traced packet is attributed to the zone, target, rich rule or policy that
+//! decided it, in firewalld's terms, with the fix — across a reload that renumbers every rule
+//! handle — and `reach why`'s printed fix, applied, lets the next attempt in. The root
 //! namespace's ruleset is unchanged by the whole suite (compared by hash).
 use std::{
     net::{SocketAddr, TcpListener, TcpStream},
     time::Duration,
 };
 
-use reach_agent::lab::{Firewalld, TwoHosts};
-use reach_tests::{WatchRun, require_root, ruleset::RulesetSnapshot};
+use reach_agent::lab::{Firewalld, FirewalldBuild, TwoHosts};
+use reach_tests::{WatchRun, firewalld_versions, require_root, ruleset::RulesetSnapshot};
 use serde_json::Value;
 
 fn connect(hosts: &TwoHosts, addr: SocketAddr) -> std::io::Result<()> {
@@ -32,8 +34,16 @@ fn each_firewalld_decision_is_named_with_its_fix() {
     require_root();
     // The root namespace is only read; nft's exit status is checked on every read.
     let root = RulesetSnapshot::take(None);
+    for build in firewalld_versions::all() {
+        decisions_named_on(&build);
+    }
+    root.assert_unchanged("the firewalld verdict cases");
+}
+
+fn decisions_named_on(build: &FirewalldBuild) {
+    eprintln!("--- firewalld {build}");
     let hosts = TwoHosts::new("fwv").unwrap();
-    let fw = Firewalld::start(&hosts.server).unwrap();
+    let fw = firewalld_versions::start(&hosts.server, build);
     fw.cmd(&["--zone=public", "--add-interface=srv0"]).unwrap();
     fw.cmd(&["--zone=public", "--add-port=8080/tcp"]).unwrap();
     fw.cmd(&["--zone=public", "--add-rich-rule=rule family=ipv4 source address=10.77.0.2 port port=9090 protocol=tcp reject type=tcp-reset"]).unwrap();
@@ -200,6 +210,265 @@ fn each_firewalld_decision_is_named_with_its_fix() {
         .find(|l| l["type"] == "flow" && l["server"] == "10.77.0.1:9191")
         .expect("9191 flow");
     assert_eq!(f1["firewall"]["firewalld"]["concept"]["concept"], "rich_rule", "{f1:#}");
+}
 
-    root.assert_unchanged("the firewalld verdict cases");
+/// A fix line as firewall-cmd's arguments. reach's firewalld fixes are `firewall-cmd ARGS…`
+/// where at most one argument, a rich rule, is single-quoted (`--remove-rich-rule='…'`).
+fn firewall_cmd_args(fix: &str) -> Vec<String> {
+    let rest = fix
+        .strip_prefix("firewall-cmd ")
+        .unwrap_or_else(|| panic!("not a firewall-cmd fix: {fix}"));
+    assert!(!rest.contains('#'), "not a precise fix (a comment): {fix}");
+    let (plain, quoted) = match rest.split_once("='") {
+        Some((head, tail)) => {
+            let (words, key) = head.rsplit_once(' ').map_or(("", head), |(w, k)| (w, k));
+            let value =
+                tail.strip_suffix('\'').unwrap_or_else(|| panic!("unbalanced quote: {fix}"));
+            (words.to_string(), Some(format!("{key}={value}")))
+        }
+        None => (rest.to_string(), None),
+    };
+    plain.split_whitespace().map(str::to_string).chain(quoted).collect()
+}
+
+/// One `reach why` case: a port, what the JSON must name, and whether applying the fix lets
+/// the next attempt in.
+struct WhyCase {
+    port: u16,
+    /// `firewall_reject` or `firewall_drop`.
+    verdict: &'static str,
+    /// `nft.firewalld.concept.concept`, and its zone or policy.
+    concept: &'static str,
+    owner: (&'static str, &'static str),
+    /// The concept's `target`, for zone/policy targets.
+    target: Option<&'static str>,
+    /// The traced rule's text (`nft.firewalld.rule`).
+    rule: String,
+    /// The fix's first line.
+    fix: String,
+}
+
+/// `reach why PORT` while the client dials it once: the JSON diagnosis, and the human one.
+fn why_once(hosts: &TwoHosts, fw: &Firewalld, port: u16, json: bool) -> (Value, String) {
+    let port_s = port.to_string();
+    let bus = fw.bus_address();
+    let mut args = vec![
+        port_s.as_str(),
+        "--netns",
+        hosts.server.name(),
+        "--firewalld-bus",
+        &bus,
+        "--timeout",
+        "20",
+    ];
+    if json {
+        args.push("--json");
+    }
+    let run = WatchRun::start_command("why", &args, "waiting for a SYN");
+    let to = SocketAddr::from((TwoHosts::SERVER_V4, port));
+    assert!(connect(hosts, to).is_err(), "port {port} should be blocked before the fix");
+    let (_code, out, stderr) = run.finish_raw();
+    if json {
+        let v = serde_json::from_str(&out)
+            .unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{out}\nstderr:\n{stderr}"));
+        (v, out)
+    } else {
+        (Value::Null, out)
+    }
+}
+
+/// issue 13: zones and policies (ingress public / ANY, egress HOST, targets, rich rules inside
+/// a policy, priorities) are named by `reach why` with a fix that, applied to the daemon, lets
+/// the next attempt in — on every firewalld version. Where 1.x and 2.x differ, the daemon's own
+/// version says which applies.
+#[test]
+fn why_names_zones_and_policies_and_its_fix_works() {
+    require_root();
+    let root = RulesetSnapshot::take(None);
+    for build in firewalld_versions::all() {
+        why_cases_on(&build);
+    }
+    root.assert_unchanged("the firewalld zone and policy cases");
+}
+
+fn why_cases_on(build: &FirewalldBuild) {
+    let hosts = TwoHosts::new("fwp").unwrap();
+    let fw = firewalld_versions::start(&hosts.server, build);
+    // 2.x decides a zone's target in filter_INPUT_POLICIES, matching the binding; 1.x ends the
+    // zone's own chain with it (tests/fixtures/firewalld-<version>/rulesets).
+    let v2 = !fw.version().starts_with("0.") && !fw.version().starts_with("1.");
+    let binding = if v2 { "iifname \"srv0\" " } else { "" };
+    let ok = |args: &[&str]| {
+        let out = fw.cmd(args).unwrap_or_else(|e| panic!("firewall-cmd {args:?}: {e}"));
+        assert_eq!(out.trim(), "success", "firewall-cmd {args:?}");
+    };
+    let pubhost_reject = "rule family=\"ipv4\" source address=\"10.77.0.2\" port port=\"7171\" protocol=\"tcp\" reject";
+    // Policies exist only in the permanent configuration until a reload.
+    for args in [
+        &["--permanent", "--zone=public", "--add-interface=srv0"][..],
+        &["--permanent", "--zone=public", "--add-port=7171/tcp"],
+        &[
+            "--permanent",
+            "--zone=public",
+            "--add-rich-rule=rule family=ipv4 source address=10.77.0.2 port port=9090 protocol=tcp reject type=tcp-reset",
+        ],
+        &["--permanent", "--new-policy=pubhost"],
+        &["--permanent", "--policy=pubhost", "--add-ingress-zone=public"],
+        &["--permanent", "--policy=pubhost", "--add-egress-zone=HOST"],
+        &["--permanent", "--policy=pubhost", "--set-priority=-10"],
+        &["--permanent", "--policy=pubhost", &format!("--add-rich-rule={pubhost_reject}")],
+        &["--permanent", "--new-policy=anyhost"],
+        &["--permanent", "--policy=anyhost", "--add-ingress-zone=ANY"],
+        &["--permanent", "--policy=anyhost", "--add-egress-zone=HOST"],
+        &["--permanent", "--policy=anyhost", "--set-priority=10"],
+        &["--permanent", "--policy=anyhost", "--set-target=REJECT"],
+        &["--reload"],
+    ] {
+        ok(args);
+    }
+    let ports = [7171, 7777, 9090];
+    let _listeners: Vec<TcpListener> = hosts
+        .server
+        .run_in(move || ports.map(|p| TcpListener::bind(("0.0.0.0", p)).unwrap()).into())
+        .unwrap();
+    let cases = [
+        // A rich rule of a policy of priority -10 rejects before the zone's own allowed port.
+        WhyCase {
+            port: 7171,
+            verdict: "firewall_reject",
+            concept: "policy_rich_rule",
+            owner: ("policy", "pubhost"),
+            target: None,
+            rule: "ip saddr 10.77.0.2 tcp dport 7171 reject with icmp port-unreachable".into(),
+            fix: format!("firewall-cmd --policy=pubhost --remove-rich-rule='{pubhost_reject}'"),
+        },
+        // A rich rule of the zone.
+        WhyCase {
+            port: 9090,
+            verdict: "firewall_reject",
+            concept: "rich_rule",
+            owner: ("zone", "public"),
+            target: None,
+            rule: "ip saddr 10.77.0.2 tcp dport 9090 reject with tcp reset".into(),
+            fix: r#"firewall-cmd --zone=public --remove-rich-rule='rule family="ipv4" source address="10.77.0.2" port port="9090" protocol="tcp" reject type="tcp-reset"'"#.into(),
+        },
+        // Not allowed by the zone: anyhost (ANY → HOST, priority 10) comes after the zone's
+        // rules and before its target (2.x: in filter_INPUT_POLICIES; 1.x: the zone's chain
+        // jumps to filter_INPUT_POLICIES_post before its target), and its target REJECT decides.
+        WhyCase {
+            port: 7777,
+            verdict: "firewall_reject",
+            concept: "policy_target",
+            owner: ("policy", "anyhost"),
+            target: Some("reject"),
+            rule: "reject with icmpx admin-prohibited".into(),
+            fix: "firewall-cmd --policy=anyhost --add-port=7777/tcp".into(),
+        },
+    ];
+    let mut human = String::new();
+    for c in &cases {
+        check_why_case(&hosts, &fw, c, &mut human);
+    }
+    // The zone's own target decides once no policy is in the way: default, then DROP; then a
+    // policy of priority -10 with target DROP decides before the zone.
+    ok(&["--permanent", "--delete-policy=anyhost"]);
+    ok(&["--reload"]);
+    let target_case = |port, verdict, owner, concept, target, rule: &str, fix: String| WhyCase {
+        port,
+        verdict,
+        concept,
+        owner,
+        target: Some(target),
+        rule: rule.into(),
+        fix,
+    };
+    let listen = |port: u16| {
+        hosts.server.run_in(move || TcpListener::bind(("0.0.0.0", port)).unwrap()).unwrap()
+    };
+    let _l1 = listen(7778);
+    check_why_case(
+        &hosts,
+        &fw,
+        &target_case(
+            7778,
+            "firewall_reject",
+            ("zone", "public"),
+            "zone_target",
+            "default",
+            &format!("{binding}reject with icmpx admin-prohibited"),
+            "firewall-cmd --zone=public --add-port=7778/tcp".into(),
+        ),
+        &mut human,
+    );
+    ok(&["--permanent", "--zone=public", "--set-target=DROP"]);
+    ok(&["--reload"]);
+    let _l2 = listen(7779);
+    check_why_case(
+        &hosts,
+        &fw,
+        &target_case(
+            7779,
+            "firewall_drop",
+            ("zone", "public"),
+            "zone_target",
+            "drop",
+            &format!("{binding}drop"),
+            "firewall-cmd --zone=public --add-port=7779/tcp".into(),
+        ),
+        &mut human,
+    );
+    ok(&["--permanent", "--policy=pubhost", "--set-target=DROP"]);
+    ok(&["--reload"]);
+    let _l3 = listen(7780);
+    check_why_case(
+        &hosts,
+        &fw,
+        &target_case(
+            7780,
+            "firewall_drop",
+            ("policy", "pubhost"),
+            "policy_target",
+            "drop",
+            "drop",
+            "firewall-cmd --policy=pubhost --add-port=7780/tcp".into(),
+        ),
+        &mut human,
+    );
+    eprintln!("=== human diagnoses (firewalld {})\n{human}=== end", fw.version());
+}
+
+/// Asserts `reach why`'s JSON for `c`, appends its human diagnosis to `human`, applies every
+/// line of the printed fix and checks that the next attempt connects.
+fn check_why_case(hosts: &TwoHosts, fw: &Firewalld, c: &WhyCase, human: &mut String) {
+    let (v, _) = why_once(hosts, fw, c.port, true);
+    let port = c.port;
+    assert_eq!(v["verdict"], c.verdict, "{port}: {v:#}");
+    let a = &v["nft"]["firewalld"];
+    assert_eq!(a["concept"]["concept"], c.concept, "{port}: {a:#}");
+    assert_eq!(a["concept"][c.owner.0], c.owner.1, "{port}: {a:#}");
+    if let Some(t) = c.target {
+        assert_eq!(a["concept"]["target"], t, "{port}: {a:#}");
+    }
+    assert_eq!(a["rule"], c.rule.as_str(), "{port}: {a:#}");
+    let fix: Vec<&str> = v["fix"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(fix.first().copied(), Some(c.fix.as_str()), "{port}: {v:#}");
+    assert!(
+        fix.iter().any(|f| f.starts_with("firewall-cmd --permanent ")),
+        "{port}: the --permanent twin: {fix:?}"
+    );
+    // The prediction from firewalld's D-Bus view agrees on what decides.
+    let predicted = v["firewalld"]["fix"][0].as_str();
+    assert_eq!(predicted, Some(c.fix.as_str()), "{port}: the prediction: {v:#}");
+
+    let (_, text) = why_once(hosts, fw, c.port, false);
+    human.push_str(&format!("$ reach why {port}   # firewalld {}\n{text}\n", fw.version()));
+
+    for f in &fix {
+        let args = firewall_cmd_args(f);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = fw.cmd(&args).unwrap_or_else(|e| panic!("{f}: {e}"));
+        assert_eq!(out.trim(), "success", "{f}");
+    }
+    let to = SocketAddr::from((TwoHosts::SERVER_V4, c.port));
+    connect(hosts, to).unwrap_or_else(|e| panic!("{port}: after applying {fix:?}: {e}"));
 }

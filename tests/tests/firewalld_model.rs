@@ -1,15 +1,16 @@
-//! The firewalld model (`reach_agent::firewall::firewalld`) against the installed firewalld
-//! (1.x: Debian 12 ships 1.3.3) in a lab namespace: what firewall-cmd configures must come back
-//! through `read` unchanged.
+//! The firewalld model (`reach_agent::firewall::firewalld`) against real firewalld daemons in
+//! a lab namespace, every version of `reach_tests::firewalld_versions` (Debian 12's 1.3.3, the
+//! trixie root's 2.3.1): what firewall-cmd configures, policies included, must come back through
+//! `read` unchanged.
 use std::{net::IpAddr, os::unix::net::UnixListener, time::Duration};
 
 use reach_agent::{
     firewall::firewalld::{
         Action, Allowance, Element, PortRange, ReadError, RichRule, Target, read,
     },
-    lab::{Firewalld, TwoHosts},
+    lab::{FirewalldBuild, TwoHosts},
 };
-use reach_tests::require_root;
+use reach_tests::{firewalld_versions, require_root};
 
 const REJECT_RULE: &str =
     "rule family=ipv4 source address=10.77.0.2 port port=9090 protocol=tcp reject type=tcp-reset";
@@ -26,8 +27,15 @@ fn tcp(port: u16) -> PortRange {
 #[test]
 fn runtime_config_round_trips_through_dbus() -> anyhow::Result<()> {
     require_root();
+    for build in firewalld_versions::all() {
+        round_trip_on(&build).map_err(|e| e.context(format!("firewalld {build}")))?;
+    }
+    Ok(())
+}
+
+fn round_trip_on(build: &FirewalldBuild) -> anyhow::Result<()> {
     let hosts = TwoHosts::new("fwm")?;
-    let fw = Firewalld::start(&hosts.server)?;
+    let fw = firewalld_versions::start(&hosts.server, build);
     for args in [
         &["--zone=public", "--add-interface=srv0"][..],
         &["--zone=public", "--add-port=8080/tcp"],
@@ -42,8 +50,8 @@ fn runtime_config_round_trips_through_dbus() -> anyhow::Result<()> {
     let bus = fw.bus_address();
     let cfg = rt.block_on(read(Some(&bus)))?;
 
-    // The version the D-Bus API reports is the one the installed package states.
-    assert_eq!(cfg.version, Firewalld::installed_version()?);
+    // The version the D-Bus API reports is the one the package states.
+    assert_eq!(cfg.version, build.version()?);
     assert_eq!(cfg.state, "RUNNING");
     assert_eq!(cfg.default_zone, "public");
     let public = cfg.zone("public").expect("public zone");
@@ -55,8 +63,7 @@ fn runtime_config_round_trips_through_dbus() -> anyhow::Result<()> {
     assert_eq!(http.ports, [tcp(80)]);
     assert!(public.services.iter().any(|s| s.name == "ssh" && s.ports == [tcp(22)]));
     // Whether the zone forwards is the shipped zone file's say (`<forward/>`, firewalld ≥ 1.0).
-    let shipped_public =
-        std::fs::read_to_string(format!("{}/public.xml", Firewalld::SHIPPED_ZONES))?;
+    let shipped_public = std::fs::read_to_string(build.shipped_zones().join("public.xml"))?;
     assert_eq!(public.forward, shipped_public.contains("<forward/>"), "{shipped_public}");
     assert!(!public.masquerade);
 
@@ -111,12 +118,40 @@ fn runtime_config_round_trips_through_dbus() -> anyhow::Result<()> {
     // A target change goes through the permanent config and a reload; the runtime config
     // (the interface, the source) survives the reload only where it was made permanent, so
     // only the target is checked.
+    // A policy (firewalld ≥ 0.9) exists only permanently until the same reload.
     assert_eq!(fw.cmd(&["--permanent", "--zone=public", "--set-target=DROP"])?.trim(), "success");
+    let policy_rule =
+        "rule family=ipv4 source address=10.77.0.2 port port=7171 protocol=tcp reject";
+    for args in [
+        // Bound permanently, so zone public (and with it the policy) is active after the reload.
+        &["--permanent", "--zone=public", "--add-interface=srv0"][..],
+        &["--permanent", "--new-policy=pubhost"],
+        &["--permanent", "--policy=pubhost", "--add-ingress-zone=public"],
+        &["--permanent", "--policy=pubhost", "--add-egress-zone=HOST"],
+        &["--permanent", "--policy=pubhost", "--set-priority=-10"],
+        &["--permanent", "--policy=pubhost", "--set-target=REJECT"],
+        &["--permanent", "--policy=pubhost", "--add-port=7070/tcp"],
+        &["--permanent", "--policy=pubhost", &format!("--add-rich-rule={policy_rule}")],
+    ] {
+        assert_eq!(fw.cmd(args)?.trim(), "success", "firewall-cmd {args:?}");
+    }
     assert_eq!(fw.cmd(&["--reload"])?.trim(), "success");
     let cfg = rt.block_on(read(Some(&bus)))?;
     let public = cfg.zone("public").expect("public zone");
     assert_eq!(public.target, Target::Drop);
     assert_eq!(public.target_raw, "DROP");
+    let p = cfg.policies.iter().find(|p| p.name == "pubhost").expect("policy pubhost");
+    assert_eq!(
+        (&p.ingress_zones[..], &p.egress_zones[..], p.priority, p.target.as_str()),
+        (&["public".to_string()][..], &["HOST".to_string()][..], -10, "REJECT"),
+        "{p:#?}"
+    );
+    assert_eq!(p.ports, [tcp(7070)]);
+    assert_eq!(
+        p.rich_rules,
+        [r#"rule family="ipv4" source address="10.77.0.2" port port="7171" protocol="tcp" reject"#]
+    );
+    assert!(p.active, "public is active, so is a policy from it to HOST: {p:#?}");
     Ok(())
 }
 

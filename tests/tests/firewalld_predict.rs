@@ -1,4 +1,5 @@
-//! `reach_agent::firewall::predict` against the installed firewalld (1.x) in a lab namespace:
+//! `reach_agent::firewall::predict` against real firewalld daemons in a lab namespace, every
+//! version of `reach_tests::firewalld_versions` (1.x, 2.x):
 //! each case is configured with firewall-cmd, read back over D-Bus and predicted; two cases also
 //! send a real SYN from the client namespace and check the client sees what the prediction says.
 use std::{
@@ -12,9 +13,9 @@ use reach_agent::{
         firewalld::{FirewalldConfig, read},
         predict::{Decision, Prediction, ZoneBy, predict},
     },
-    lab::{Firewalld, TwoHosts},
+    lab::{Firewalld, FirewalldBuild, TwoHosts},
 };
-use reach_tests::require_root;
+use reach_tests::{firewalld_versions, require_root};
 
 const PORT: u16 = 8080;
 const RESET_RULE: &str =
@@ -49,8 +50,16 @@ fn connect(hosts: &TwoHosts, port: u16) -> Result<(), (io::Error, Duration)> {
 #[test]
 fn predictions_match_firewalld_and_real_syns() -> anyhow::Result<()> {
     require_root();
+    for build in firewalld_versions::all() {
+        predictions_on(&build).map_err(|e| e.context(format!("firewalld {build}")))?;
+    }
+    Ok(())
+}
+
+fn predictions_on(build: &FirewalldBuild) -> anyhow::Result<()> {
+    eprintln!("--- firewalld {build}");
     let hosts = TwoHosts::new("fwp")?;
-    let fw = Firewalld::start(&hosts.server)?;
+    let fw = firewalld_versions::start(&hosts.server, build);
     ok(&fw, &["--zone=public", "--add-interface=srv0"]);
     // Listeners, so an accepted SYN connects and a refusal can only come from the firewall.
     let _listeners: Vec<TcpListener> = hosts.server.run_in(|| {

@@ -5,7 +5,9 @@
 //! - the nightly toolchain's `rust-src` (the eBPF crate builds `core` itself: -Z build-std);
 //! - bpf-linker 0.13.0, compiled against the nightly rustc's own libLLVM (no system LLVM) with
 //!   an rpath to it so the binary runs standalone;
-//! - the Debian packages the tests and the lab drive.
+//! - the Debian packages the tests and the lab drive;
+//! - the firewalld 2.x root the firewalld tests run beside the host's 1.x
+//!   ([`crate::firewalld_root`]).
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -23,6 +25,7 @@ pub const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("iptables", "iptables-nft/ip6tables-nft: the tests' iptables and Docker rules, in lab netns"),
     ("firewalld", "the real firewalld the tests and the lab run in a lab namespace"),
     ("dbus", "a private D-Bus bus for that firewalld"),
+    ("debootstrap", "builds the Debian trixie root whose firewalld 2.x the tests run chrooted"),
     ("qemu-system-x86", "booting real kernels (kprobe/fentry paths) under QEMU"),
     ("busybox-static", "the QEMU guests' initramfs"),
     ("util-linux", "nsenter/unshare/setpriv for the tests"),
@@ -35,6 +38,7 @@ pub fn all() -> anyhow::Result<()> {
     nightly_rust_src()?;
     bpf_linker()?;
     debian_packages()?;
+    crate::firewalld_root::ensure()?;
     Ok(())
 }
 

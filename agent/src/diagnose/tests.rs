@@ -239,6 +239,57 @@ fn firewalld_drop_and_reject_by_action() {
     assert_eq!(diagnose(&e).verdict, Verdict::FirewallReject);
 }
 
+/// issue 13 item 3: a firewalld rule reach cannot map takes the prediction's fix when the
+/// prediction reaches the same verdict, and the generic one only otherwise.
+#[test]
+fn unmapped_firewalld_rule_uses_an_agreeing_prediction() {
+    let mut e = seen(Outcome::Dropped, Some("NETFILTER_DROP"));
+    let mut a = attribution("reject icmpx admin-prohibited");
+    a.concept = Concept::Other;
+    a.zone = None;
+    a.fix.clear();
+    a.summary = "rule `iifname \"x\" reject with icmpx admin-prohibited` … cannot map it".into();
+    e.attribution = Some(a);
+    let predicted = |decision| Prediction {
+        zone: "public".into(),
+        zone_by: ZoneBy::Interface,
+        decision,
+        reason: "zone public via eth0, target default → reject".into(),
+        fix: vec!["firewall-cmd --zone=public --add-port=8080/tcp".into()],
+    };
+    e.prediction = Some(predicted(Decision::Reject {
+        by: "target default".into(),
+        with: "icmpx admin-prohibited".into(),
+    }));
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::FirewallReject);
+    assert!(has(&d.evidence, "cannot map"), "{:?}", d.evidence);
+    assert!(has(&d.evidence, "predicts the same: zone public via eth0"), "{:?}", d.evidence);
+    assert_eq!(d.fix, vec!["firewall-cmd --zone=public --add-port=8080/tcp".to_string()]);
+
+    // A prediction of another verdict is not evidence for this rule: the generic fix.
+    e.prediction = Some(predicted(Decision::Drop { by: "target DROP".into() }));
+    let d = diagnose(&e);
+    assert!(!has(&d.evidence, "predicts the same"), "{:?}", d.evidence);
+    assert!(has(&d.fix, "nft -a list ruleset"), "{:?}", d.fix);
+
+    // A named rule whose fix the prediction starts with: the prediction's whole fix (what
+    // else blocks once the rule is gone); a prediction with another first step changes nothing.
+    let mut a = attribution("reject icmpx admin-prohibited");
+    a.fix = vec!["remove the rule".into()];
+    e.attribution = Some(a);
+    let mut p = predicted(Decision::Reject {
+        by: "rich rule".into(),
+        with: "icmpx-admin-prohibited".into(),
+    });
+    p.fix = vec!["remove the rule".into(), "then add the port".into()];
+    e.prediction = Some(p.clone());
+    assert_eq!(diagnose(&e).fix, ["remove the rule", "then add the port"]);
+    p.fix = vec!["something else".into()];
+    e.prediction = Some(p);
+    assert_eq!(diagnose(&e).fix, ["remove the rule"]);
+}
+
 #[test]
 fn other_netfilter_rule_is_named() {
     let mut e = seen(Outcome::Dropped, Some("NETFILTER_DROP"));

@@ -409,12 +409,25 @@ fn firewall(e: &Evidence, f: &Facts) -> Option<Decided> {
         } else {
             Verdict::FirewallDrop
         };
-        let fix = if a.fix.is_empty() { fix::nft_list() } else { a.fix.clone() };
-        return Some((
-            v,
-            vec![format!("firewalld: {}", a.summary), format!("rule: {}", a.rule)],
-            fix,
-        ));
+        let mut lines = vec![format!("firewalld: {}", a.summary), format!("rule: {}", a.rule)];
+        // A rule reach cannot name (a.fix empty): the prediction's precise fix when it
+        // reaches the same verdict; listing the ruleset only when nothing precise is known. A
+        // prediction that starts with the same fix also knows what else stands in the way once
+        // that rule is gone (a rich rule removed, the port still not allowed): its whole fix.
+        let agreeing = e
+            .prediction
+            .as_ref()
+            .filter(|p| predicted_action(&p.decision) == Some(norm(&a.action)));
+        let fix = match agreeing {
+            Some(p) if !a.fix.is_empty() && p.fix.first() == a.fix.first() => p.fix.clone(),
+            _ if !a.fix.is_empty() => a.fix.clone(),
+            Some(p) if !p.fix.is_empty() => {
+                lines.push(format!("firewalld's configuration predicts the same: {}", p.reason));
+                p.fix.clone()
+            }
+            _ => fix::nft_list(),
+        };
+        return Some((v, lines, fix));
     }
     if let Some(r) = e.netfilter.as_ref().filter(|r| r.action != "accept") {
         let rule = r.rule.as_deref().map(|t| format!(" `{t}`")).unwrap_or_default();
@@ -444,6 +457,21 @@ fn firewall(e: &Evidence, f: &Facts) -> Option<Decided> {
         );
         (Verdict::OtherNetfilterDrop, vec![line], fix::nft_list())
     })
+}
+
+/// The traced action a prediction stands for (`drop`, `reject icmpx admin-prohibited`), spelt
+/// as [`norm`] spells the attribution's; None for accept.
+fn predicted_action(d: &Decision) -> Option<String> {
+    match d {
+        Decision::Accept { .. } => None,
+        Decision::Drop { .. } => Some("drop".into()),
+        Decision::Reject { with, .. } => Some(norm(&format!("reject {with}"))),
+    }
+}
+
+/// nft writes `tcp reset`, firewalld `tcp-reset`.
+fn norm(action: &str) -> String {
+    action.replace('-', " ")
 }
 
 /// Step 3: a full accept queue on the port (or a silent drop while the counters moved).

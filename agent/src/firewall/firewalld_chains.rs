@@ -15,10 +15,27 @@
 //!   (so `default` differs from `REJECT` only by letting ICMP in); `DROP`/`ACCEPT` are a plain
 //!   `drop`/`accept`. In 0.9 target `default` wrote no rule at all: the zone chain returned and
 //!   the final reject of `filter_INPUT` applied — both shapes classify as [`Target::Default`].
-//! - 2.0 – 2.4 (ASSUMPTION, from memory of firewalld's nftables backend, not verified against a
-//!   live 2.x): `filter_INPUT` jumps to `filter_INPUT_POLICIES`, where each binding has
-//!   `iifname "X" jump filter_IN_policy_<p>` / `iifname "X" jump filter_IN_<zone>` rules followed by
-//!   `iifname "X" <target verdict>`; the catch-all binding of the default zone comes last.
+//!   Policies (1.3.3 with policies, recording 06): `filter_INPUT_POLICIES_pre` (negative
+//!   priority) and `_post` (positive) hold `[iifname "X"] jump filter_IN_policy_<name>`, and the
+//!   zone's chain jumps to `_pre` first and to `_post` after its stages, before its target — so
+//!   policies are met in the same order as in 2.x. A policy's chain is built as in 2.x (below).
+//! - 2.0 – 2.4 (verified against firewalld 2.3.1, tests/fixtures/firewalld-2.3.1/, and its
+//!   src/firewall/core/nftables.py `build_policy_ingress_egress_pair_rules`,
+//!   `build_policy_chain_rules`, `_policy_dispatch_sort_key`; fw_policy.py
+//!   `policy_base_chain_name`): every zone is also a policy ("derived from the zone", priority 0)
+//!   whose chain keeps the zone's name, `filter_IN_<zone>` with its five stages. `filter_INPUT`
+//!   jumps to `filter_INPUT_POLICIES`, which holds, per binding of an ingress zone (`iifname
+//!   "X"`, `ip saddr S`, or no match for the default zone's catch-all, last), one `jump` per
+//!   policy that applies — real policies `filter_IN_policy_<name>` with ingress zone this zone
+//!   or ANY and egress HOST, and the zone's own chain — sorted by policy priority (the zone at
+//!   0, so negative-priority policies come before the zone's rules, positive ones after), then
+//!   `<binding> <zone target>`: `accept`, `drop` or `reject with icmpx admin-prohibited`
+//!   (`default` and `REJECT` alike; `default` alone ends `filter_IN_<zone>` with the ICMP accept
+//!   `meta l4proto { icmp, ipv6-icmp } accept`). With `--set-log-denied` a `log prefix
+//!   "filter_IN_<zone>_<DROP|REJECT>: "` precedes it. A real policy's target is the last rule
+//!   of its own chain (`accept`/`drop`/`reject with icmpx admin-prohibited`; CONTINUE writes
+//!   none); its ports and rich rules sit in its `_pre/_log/_deny/_allow/_post` chains as a
+//!   zone's do. A rich rule's `family=ipv4` without an address is `meta nfproto ipv4`.
 //! - ≥ 2.5 (from firewalld's src/firewall/core/nftables.py, `build_dispatch_stage1_rules` and
 //!   `build_zone_target_rules`): `filter_INPUT` jumps to `filter_INPUT_dispatch`, whose rules
 //!   `iifname "X" jump filter_IN_<zone>_to_HOST` pick the zone; that chain jumps to policy chains
@@ -315,24 +332,54 @@ pub fn zone_target(ruleset: &Ruleset, zone: &str) -> Option<Target> {
         return Some(target_of(ruleset, chain, Some(rule)));
     }
     // 2.0–2.4: the zone chain has no target; it is a verdict in filter_INPUT_POLICIES after the
-    // zone's jump, carrying the same binding match.
-    let rules: Vec<&Rule> = fw_rules(ruleset, "filter_INPUT_POLICIES").collect();
+    // zone's jump (and the jumps of the policies sorted after it), with the same binding match.
+    let rules: Vec<&Rule> = fw_rules(ruleset, POLICIES_IN).collect();
     let main = format!("filter_IN_{zone}");
     let Some(jump) = rules.iter().position(|r| r.verdict == Verdict::Jump(main.clone())) else {
         // The 0.9 shape of `default`: a zone chain without a target rule.
         return chain.map(|_| Target::Default);
     };
     let binding = bound_by(rules[jump]);
-    let verdict = rules[jump + 1..].iter().find(|r| r.verdict.is_final() && bound_by(r) == binding);
-    Some(match verdict.map(|r| &r.verdict) {
+    let verdict = rules[jump + 1..]
+        .iter()
+        .take_while(|r| bound_by(r) == binding)
+        .find(|r| r.verdict.is_final());
+    Some(binding_target(ruleset, zone, verdict.map(|r| &r.verdict)))
+}
+
+/// 2.0–2.4's dispatch chain for packets to this host; also the zones' targets.
+const POLICIES_IN: &str = "filter_INPUT_POLICIES";
+
+/// A 2.0–2.4 zone target from the verdict its binding ends with in filter_INPUT_POLICIES.
+/// `default` and `REJECT` write the same reject there; `default` alone ends the zone's own
+/// chain with the ICMP accept (verified on firewalld 2.3.1, recordings 03 and 09).
+fn binding_target(ruleset: &Ruleset, zone: &str, verdict: Option<&Verdict>) -> Target {
+    match verdict {
         Some(Verdict::Accept) => Target::Accept,
         Some(Verdict::Drop) => Target::Drop,
         Some(Verdict::Reject { .. }) => {
-            let icmp =
-                rules[jump + 1..].iter().any(|r| bound_by(r) == binding && is_icmp_accept(r));
-            if icmp { Target::Default } else { Target::Reject }
+            if fw_rules(ruleset, &format!("filter_IN_{zone}")).any(is_icmp_accept) {
+                Target::Default
+            } else {
+                Target::Reject
+            }
         }
         _ => Target::Default,
+    }
+}
+
+/// For a final verdict of filter_INPUT_POLICIES (2.0–2.4): the zone whose binding it closes.
+/// firewalld sorts that chain by binding (`_policy_dispatch_sort_key`), so a binding's rules —
+/// the policies' and the zone's jumps, then the target — are contiguous and share one match.
+fn policies_binding_zone(ruleset: &Ruleset, rule: &Rule) -> Option<String> {
+    let rules: Vec<&Rule> = fw_rules(ruleset, POLICIES_IN).collect();
+    let at = rules.iter().position(|r| r.handle == rule.handle)?;
+    let binding = bound_by(rule);
+    rules[..at].iter().rev().take_while(|r| bound_by(r) == binding).find_map(|r| {
+        let Verdict::Jump(target) = &r.verdict else { return None };
+        let fc = classify(target)?;
+        (fc.kind == ChainKind::Zone && fc.stage == Stage::Main && fc.hook == "IN")
+            .then_some(fc.zone_or_policy)
     })
 }
 
@@ -372,6 +419,28 @@ pub enum Concept {
         /// Rich-rule-like summary, e.g. `source 10.77.0.2 port 9090/tcp reject tcp-reset`.
         summary: String,
     },
+    /// The target of a policy (2.x), the last rule of its `filter_IN_policy_<name>` chain.
+    /// `CONTINUE`, the default, writes no rule.
+    PolicyTarget {
+        policy: String,
+        target: Target,
+    },
+    /// `--policy=P --add-port=PORT/PROTO` (or a service's port) in a policy's _allow chain.
+    PolicyPortAllowed {
+        policy: String,
+        port: String,
+        proto: String,
+    },
+    /// A rich rule in a policy's pre/log/deny/allow/post chain.
+    PolicyRichRule {
+        policy: String,
+        stage: Stage,
+        source: Option<String>,
+        port: Option<String>,
+        proto: Option<String>,
+        action: String,
+        summary: String,
+    },
     /// The final `reject` of filter_INPUT: what a packet no zone took care of meets.
     DefaultReject,
     Other,
@@ -387,6 +456,8 @@ struct Parts {
     icmp: Option<String>,
     /// Matches this model does not know; their presence makes a rule "rich".
     other: Vec<String>,
+    /// `meta nfproto ipv4`: a rich rule's `family=` when it names no address (2.x).
+    family: Option<String>,
     log: Option<String>,
 }
 
@@ -407,6 +478,8 @@ fn parts(rule: &Rule) -> Parts {
                 }
                 Some("type") if proto.starts_with("icmp") => p.icmp = Some(value),
                 _ if left["meta"]["key"] == "l4proto" => p.proto = Some(value),
+                // A rich rule's `family=ipv4` without an address (2.x writes it so).
+                _ if left["meta"]["key"] == "nfproto" => p.family = Some(value),
                 // Older firewalld (0.x) adds `ct state new,untracked` to port rules.
                 _ if left["ct"]["key"] == "state" => {}
                 _ => p.other.push(render_statements(std::slice::from_ref(s))),
@@ -437,6 +510,9 @@ fn action(rule: &Rule, p: &Parts) -> String {
 
 fn summary(p: &Parts, action: &str) -> String {
     let mut words = Vec::new();
+    if let Some(f) = &p.family {
+        words.push(format!("family {f}"));
+    }
     if let Some(s) = &p.source {
         words.push(format!("source {s}"));
     }
@@ -468,60 +544,101 @@ pub fn describe_rule(ruleset: &Ruleset, rule: &Rule) -> Concept {
             Concept::Other
         };
     }
+    if rule.chain == POLICIES_IN && rule.verdict.is_final() {
+        return match policies_binding_zone(ruleset, rule) {
+            Some(zone) => Concept::ZoneTarget {
+                target: binding_target(ruleset, &zone, Some(&rule.verdict)),
+                zone,
+            },
+            None => Concept::Other,
+        };
+    }
     let Some(fc) = classify(&rule.chain) else { return Concept::Other };
-    if fc.kind != ChainKind::Zone || fc.table != "filter" || fc.hook != "IN" {
+    if fc.table != "filter" || fc.hook != "IN" {
         return Concept::Other;
     }
-    let zone = fc.zone_or_policy;
-    match fc.stage {
-        Stage::Main => {
-            let Some(chain) = target_chain(ruleset, &zone) else { return Concept::Other };
+    let name = fc.zone_or_policy;
+    match (fc.kind, fc.stage) {
+        (_, Stage::Dispatch) => Concept::Other,
+        (ChainKind::Zone, Stage::Main) => {
+            let Some(chain) = target_chain(ruleset, &name) else { return Concept::Other };
             if chain != rule.chain {
                 return Concept::Other;
             }
             let final_rule = target_rule(ruleset, &chain);
-            let is_target = final_rule.is_some_and(|f| f.handle == rule.handle);
-            if is_target || (is_icmp_accept(rule) && final_rule.is_some()) {
-                Concept::ZoneTarget { target: target_of(ruleset, &chain, final_rule), zone }
+            if final_rule.is_some_and(|f| f.handle == rule.handle) {
+                Concept::ZoneTarget { target: target_of(ruleset, &chain, final_rule), zone: name }
+            } else if is_icmp_accept(rule) {
+                // Target `default`'s ICMP accept: before the reject (1.x) or instead of it, the
+                // reject being in filter_INPUT_POLICIES (2.0–2.4).
+                let target = zone_target(ruleset, &name).unwrap_or(Target::Default);
+                Concept::ZoneTarget { target, zone: name }
             } else {
                 Concept::Other
             }
         }
-        Stage::Dispatch => Concept::Other,
-        stage => {
-            let p = parts(rule);
-            let plain = p.source.is_none()
-                && p.icmp.is_none()
-                && p.other.is_empty()
-                && p.log.is_none()
-                && rule.verdict == Verdict::Accept;
-            // A port/service rule is nothing but `[daddr] PROTO dport PORT accept` in _allow;
-            // anything more (a source, a log, a limit…) can only come from a rich rule.
-            if stage == Stage::Allow
-                && plain
-                && let (Some(port), Some(proto)) = (&p.port, &p.proto)
-            {
-                return match &p.destination {
-                    None => Concept::PortAllowed { zone, port: port.clone(), proto: proto.clone() },
-                    Some(d) => Concept::ServiceRule {
-                        zone,
-                        port: port.clone(),
-                        proto: proto.clone(),
-                        destination: d.clone(),
-                    },
-                };
-            }
-            let action = action(rule, &p);
-            Concept::RichRule {
-                zone,
-                stage,
-                summary: summary(&p, &action),
-                source: p.source,
-                port: p.port,
-                proto: p.proto,
-                action,
-            }
+        (ChainKind::Policy, Stage::Main) => {
+            // firewalld's build_policy_chain_rules: a real policy's target is the last rule of
+            // its chain, unconditional, after the jumps to its stages.
+            let is_target =
+                target_rule(ruleset, &rule.chain).is_some_and(|f| f.handle == rule.handle);
+            let target = match rule.verdict {
+                Verdict::Accept => Target::Accept,
+                Verdict::Drop => Target::Drop,
+                Verdict::Reject { .. } => Target::Reject,
+                _ => return Concept::Other,
+            };
+            if is_target { Concept::PolicyTarget { policy: name, target } } else { Concept::Other }
         }
+        (kind, stage) => stage_rule(kind, name, stage, rule),
+    }
+}
+
+/// A rule of a zone's or policy's pre/log/deny/allow/post chain.
+fn stage_rule(kind: ChainKind, name: String, stage: Stage, rule: &Rule) -> Concept {
+    let p = parts(rule);
+    let plain = p.source.is_none()
+        && p.family.is_none()
+        && p.icmp.is_none()
+        && p.other.is_empty()
+        && p.log.is_none()
+        && rule.verdict == Verdict::Accept;
+    // A port/service rule is nothing but `[daddr] PROTO dport PORT accept` in _allow;
+    // anything more (a source, a log, a limit, a family…) can only come from a rich rule.
+    if stage == Stage::Allow
+        && plain
+        && let (Some(port), Some(proto)) = (&p.port, &p.proto)
+    {
+        let (port, proto) = (port.clone(), proto.clone());
+        return match (kind, &p.destination) {
+            (ChainKind::Zone, None) => Concept::PortAllowed { zone: name, port, proto },
+            (ChainKind::Zone, Some(d)) => {
+                Concept::ServiceRule { zone: name, port, proto, destination: d.clone() }
+            }
+            (ChainKind::Policy, _) => Concept::PolicyPortAllowed { policy: name, port, proto },
+        };
+    }
+    let action = action(rule, &p);
+    let summary = summary(&p, &action);
+    match kind {
+        ChainKind::Zone => Concept::RichRule {
+            zone: name,
+            stage,
+            summary,
+            source: p.source,
+            port: p.port,
+            proto: p.proto,
+            action,
+        },
+        ChainKind::Policy => Concept::PolicyRichRule {
+            policy: name,
+            stage,
+            summary,
+            source: p.source,
+            port: p.port,
+            proto: p.proto,
+            action,
+        },
     }
 }
 
@@ -538,7 +655,7 @@ pub fn describe_all(ruleset: &Ruleset) -> Vec<(&Rule, Concept)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::firewall::fixtures::{CLIENT, CLIENT_NET, SERVER_IF, STEPS, recorded};
+    use crate::firewall::fixtures::{CLIENT, CLIENT_NET, SERVER_IF, STEPS, recorded, recorded_in};
 
     fn fc(name: &str, kind: ChainKind, stage: Stage, table: &str, hook: &str) -> FirewalldChain {
         FirewalldChain {
@@ -759,7 +876,7 @@ mod tests {
         }));
     }
 
-    /// The ≥ 2.5 and 2.0–2.4 shapes, built by hand from the assumptions in the module docs.
+    /// The ≥ 2.5 shape, built by hand from firewalld's source (no real ≥ 2.5 daemon here).
     #[test]
     fn newer_dispatch_schemes() {
         let rule = |chain: &str, expr: serde_json::Value| serde_json::json!({"rule": {"family": "inet", "table": "firewalld", "chain": chain, "handle": 1, "expr": expr}});
@@ -782,23 +899,141 @@ mod tests {
         assert_eq!(d[1].by, BoundBy::Default);
         assert_eq!(zone_target(&rs, "work"), Some(Target::Accept));
         assert_eq!(zone_target(&rs, "public"), Some(Target::Reject));
+    }
 
-        let doc = serde_json::json!({"nftables": [
-            chain("filter_INPUT_POLICIES"), chain("filter_IN_public"),
-            rule("filter_INPUT_POLICIES", serde_json::json!([iif("eth0"), {"jump": {"target": "filter_IN_policy_allow-host-ipv6"}}])),
-            rule("filter_INPUT_POLICIES", serde_json::json!([iif("eth0"), {"jump": {"target": "filter_IN_public"}}])),
-            rule("filter_INPUT_POLICIES", serde_json::json!([iif("eth0"), {"drop": null}])),
-        ]});
-        let rs = Ruleset::from_value(&doc).expect("ruleset");
-        assert_eq!(
-            zone_dispatch(&rs),
-            [Dispatch {
+    /// firewalld 2.3.1, recorded from a real daemon (tests/fixtures/firewalld-2.3.1): the steps
+    /// of 1.3.3, then policies (06: `pubhost` public → HOST, priority -10, port 7070/tcp and a
+    /// rich reject of 7171; `anyhost` ANY → HOST, priority 10, target REJECT, a rich accept of
+    /// 7272), 07 pubhost target DROP, 08 zone target ACCEPT (policies CONTINUE), 09 REJECT.
+    const V2: &str = "2.3.1";
+    const V2_STEPS: &[&str] = &[
+        "00-baseline",
+        "01-add-interface",
+        "02-add-port",
+        "03-add-rich-rules",
+        "04-target-DROP-after-reload",
+        "05-log-denied-all",
+        "06-policies",
+        "07-policy-target-DROP",
+        "08-target-ACCEPT",
+        "09-target-REJECT",
+    ];
+
+    fn concepts_v2(step: &str) -> Vec<Concept> {
+        let rs = recorded_in(V2, step);
+        describe_all(&rs).into_iter().map(|(_, c)| c).filter(|c| *c != Concept::Other).collect()
+    }
+
+    #[test]
+    fn v2_every_recorded_chain_is_classified() {
+        for step in V2_STEPS {
+            let rs = recorded_in(V2, step);
+            for chain in rs.chains.iter().filter(|c| c.table == TABLE) {
+                let is_base = chain.base.is_some();
+                assert_eq!(classify(&chain.name).is_none(), is_base, "{step}: {}", chain.name);
+            }
+        }
+    }
+
+    #[test]
+    fn v2_dispatch_skips_policy_jumps_and_targets_come_from_filter_input_policies() {
+        let bound = [
+            Dispatch {
                 zone: "public".into(),
-                by: BoundBy::Interface("eth0".into()),
-                chain: "filter_IN_public".into()
-            }]
+                by: BoundBy::Interface(SERVER_IF.into()),
+                chain: "filter_IN_public".into(),
+            },
+            Dispatch {
+                zone: "public".into(),
+                by: BoundBy::Default,
+                chain: "filter_IN_public".into(),
+            },
+        ];
+        for step in &V2_STEPS[1..] {
+            assert_eq!(zone_dispatch(&recorded_in(V2, step)), bound, "{step}");
+        }
+        for (step, target) in [
+            ("00-baseline", Target::Default),
+            ("02-add-port", Target::Default),
+            ("03-add-rich-rules", Target::Default),
+            ("04-target-DROP-after-reload", Target::Drop),
+            ("05-log-denied-all", Target::Drop),
+            ("06-policies", Target::Default),
+            ("07-policy-target-DROP", Target::Default),
+            ("08-target-ACCEPT", Target::Accept),
+            ("09-target-REJECT", Target::Reject),
+        ] {
+            assert_eq!(zone_target(&recorded_in(V2, step), "public"), Some(target), "{step}");
+        }
+    }
+
+    #[test]
+    fn v2_zone_targets_ports_and_rich_rules_are_described() {
+        let c = concepts_v2("02-add-port");
+        let target = |t| Concept::ZoneTarget { zone: "public".into(), target: t };
+        assert!(c.contains(&Concept::PortAllowed {
+            zone: "public".into(),
+            port: "8080".into(),
+            proto: "tcp".into()
+        }));
+        assert!(c.contains(&Concept::DefaultReject));
+        // The zone chain's ICMP accept and the rejects closing both bindings (srv0, catch-all).
+        assert_eq!(c.iter().filter(|x| **x == target(Target::Default)).count(), 3, "{c:#?}");
+        let expected = [
+            format!("source {CLIENT_NET} port 9191/tcp log \"reach-9191 \""),
+            format!("source {CLIENT} port 9090/tcp reject tcp-reset"),
+            format!("source {CLIENT_NET} port 9191/tcp drop"),
+            format!("source {CLIENT_NET} port 9292/tcp accept"),
+        ];
+        assert_eq!(rich(&concepts_v2("03-add-rich-rules")), expected);
+        for (step, t, n) in [
+            ("04-target-DROP-after-reload", Target::Drop, 2),
+            ("08-target-ACCEPT", Target::Accept, 2),
+            ("09-target-REJECT", Target::Reject, 2),
+        ] {
+            let c = concepts_v2(step);
+            assert_eq!(c.iter().filter(|x| **x == target(t)).count(), n, "{step}: {c:#?}");
+        }
+    }
+
+    #[test]
+    fn v2_policies_are_named_with_their_targets_ports_and_rich_rules() {
+        let c = concepts_v2("06-policies");
+        assert!(
+            c.contains(&Concept::PolicyPortAllowed {
+                policy: "pubhost".into(),
+                port: "7070".into(),
+                proto: "tcp".into()
+            }),
+            "{c:#?}"
         );
-        // filter_IN_public has no target rule: the 2.0–2.4 verdict sits in the dispatch chain.
-        assert_eq!(zone_target(&rs, "public"), Some(Target::Drop));
+        let policy_rich = |policy: &str| -> Vec<String> {
+            c.iter()
+                .filter_map(|x| match x {
+                    Concept::PolicyRichRule { policy: p, summary, .. } if p == policy => {
+                        Some(summary.clone())
+                    }
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(
+            policy_rich("pubhost"),
+            [format!("source {CLIENT} port 7171/tcp reject icmp-port-unreachable")]
+        );
+        assert_eq!(policy_rich("anyhost"), ["family ipv4 port 7272/tcp accept"]);
+        let target = |p: &str, t| Concept::PolicyTarget { policy: p.into(), target: t };
+        assert!(c.contains(&target("anyhost", Target::Reject)), "{c:#?}");
+        // CONTINUE writes no rule.
+        assert!(
+            !c.iter()
+                .any(|x| matches!(x, Concept::PolicyTarget { policy, .. } if policy == "pubhost"))
+        );
+        let dropped = concepts_v2("07-policy-target-DROP");
+        assert!(dropped.contains(&target("pubhost", Target::Drop)), "{dropped:#?}");
+        // A policy's jump in filter_INPUT_POLICIES is no zone's target.
+        assert!(
+            !c.iter().any(|x| matches!(x, Concept::ZoneTarget { zone, .. } if zone != "public"))
+        );
     }
 }

@@ -3,6 +3,7 @@
 pub mod attribute;
 pub mod docker_chains;
 pub mod firewalld;
+pub mod firewalld_cache;
 pub mod firewalld_chains;
 pub mod firewalld_presence;
 #[cfg(test)]

@@ -1,15 +1,24 @@
-//! Prediction without traffic: what firewalld 1.x does with a TCP SYN, from its configuration
+//! Prediction without traffic: what firewalld does with a TCP SYN, from its configuration
 //! alone.
 //!
 //! Given a [`FirewalldConfig`] (as [`super::firewalld::read`] returns it), [`predict`] walks
-//! the zone chain firewalld 1.x generates for the packet's zone, in order:
+//! what firewalld generates for the packet's zone, in order:
 //!
-//! 1. `filter_IN_<zone>_pre`: rich rules with a negative priority, lowest priority first;
-//! 2. `filter_IN_<zone>_log`: log/audit parts of priority-0 rich rules (never decide);
-//! 3. `filter_IN_<zone>_deny`: priority-0 rich rules that reject or drop;
-//! 4. `filter_IN_<zone>_allow`: ports, protocols, services and priority-0 accepting rich rules;
-//! 5. `filter_IN_<zone>_post`: rich rules with a positive priority, lowest first;
-//! 6. the zone's target: `default` and `REJECT` → `reject with icmpx admin-prohibited` (default
+//! 1. the active policies with egress zone HOST and ingress zone the packet's zone or ANY, of
+//!    negative priority, lowest first (firewalld's `_policy_dispatch_sort_key`; the zone itself
+//!    is a policy of priority 0). Each policy's own chains are walked like a zone's (steps
+//!    2–6, its ports and services in `_allow`), then its target: ACCEPT/DROP/REJECT decide,
+//!    CONTINUE goes on;
+//! 2. `filter_IN_<zone>_pre`: rich rules with a negative priority, lowest priority first;
+//! 3. `filter_IN_<zone>_log`: log/audit parts of priority-0 rich rules (never decide);
+//! 4. `filter_IN_<zone>_deny`: priority-0 rich rules that reject or drop;
+//! 5. `filter_IN_<zone>_allow`: ports, protocols, services and priority-0 accepting rich rules;
+//! 6. `filter_IN_<zone>_post`: rich rules with a positive priority, lowest first;
+//! 7. the policies of positive priority, lowest first, as in step 1 (2.x: the zone's target is
+//!    the rule after them in `filter_INPUT_POLICIES`; 1.x: the zone's chain jumps to
+//!    `filter_INPUT_POLICIES_post` before its target — both seen on the real daemons, test
+//!    `why_names_zones_and_policies_and_its_fix_works`);
+//! 8. the zone's target: `default` and `REJECT` → `reject with icmpx admin-prohibited` (default
 //!    after accepting ICMP), `DROP` → `drop`, `ACCEPT` → `accept`.
 //!
 //! The chain placement follows firewalld's `_rich_rule_chain_suffix` (nftables backend) and was
@@ -21,8 +30,9 @@
 //! Assumptions and limits (a prediction is only as good as these):
 //! - The packet is a new TCP connection (SYN) to a local port; conntrack's
 //!   established/related accept and the loopback accept of `filter_INPUT` do not apply.
-//! - Policies (`filter_INPUT_POLICIES_pre/post`) are not evaluated: firewalld 1.3's only stock
-//!   active policy, allow-host-ipv6, matches ICMPv6 only.
+//! - Policies are matched by ingress/egress zone only (a policy bound to a source or an
+//!   interface of another zone does not exist in firewalld); the stock allow-host-ipv6 policy
+//!   matches ICMPv6 only and never decides a TCP SYN.
 //! - The packet's destination address is unknown, so rich rules with a `destination` and
 //!   services restricted to a destination (dhcpv6-client's fe80::/64) are taken not to match.
 //!   Likewise rich rules on a MAC or ipset source, or on a source port, are taken not to match.
@@ -36,7 +46,8 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use super::firewalld::{
-    Action, AddrKind, Element, Family, FirewalldConfig, RichRule, Target, Zone, source_matches,
+    Action, AddrKind, Element, Family, FirewalldConfig, Policy, RichRule, Target, Zone,
+    source_matches,
 };
 
 /// The protocol predicted for; the fix commands and port matching use it.
@@ -83,7 +94,7 @@ pub struct Prediction {
     pub fix: Vec<String>,
 }
 
-/// What firewalld 1.x would do with a TCP SYN from `source` arriving on `iface` to `port`.
+/// What firewalld would do with a TCP SYN from `source` arriving on `iface` to `port`.
 pub fn predict(cfg: &FirewalldConfig, iface: &str, source: IpAddr, port: u16) -> Prediction {
     let zone = cfg.zone_for(iface, source);
     let (zone_by, via) = match zone.sources.iter().find(|s| source_matches(s, source) == Some(true))
@@ -105,9 +116,18 @@ pub fn predict(cfg: &FirewalldConfig, iface: &str, source: IpAddr, port: u16) ->
                 target_name(zone)
             )
         }
-        Why::Rule { text, chain, allowed } => {
-            let mut s =
-                format!("{head}, rich rule `{text}` ({chain}) matches {source} → {verdict}");
+        Why::PolicyTarget(p) => format!(
+            "{head}, policy {} ({}), target {} → {verdict}; port {port}/{PROTO} not allowed in policy {}",
+            p.name,
+            policy_words(p),
+            p.target,
+            p.name
+        ),
+        Why::Rule { owner, text, chain, allowed } => {
+            let mut s = format!(
+                "{head}, {}rich rule `{text}` ({chain}) matches {source} → {verdict}",
+                owner.words()
+            );
             if let Some(a) = allowed {
                 s.push_str(&format!(
                     "; it comes before the allow rules, so {a} allowing {port}/{PROTO} does not help"
@@ -118,26 +138,62 @@ pub fn predict(cfg: &FirewalldConfig, iface: &str, source: IpAddr, port: u16) ->
     };
     let fix = match (&decision, removed) {
         (Decision::Accept { .. }, _) => vec![],
-        (_, Some(rule_text)) => {
+        (_, Some((owner, rule_text))) => {
             let quoted = shell_quote(&rule_text);
+            let flag = owner.flag(&zone.name);
             let mut fix = vec![
-                format!("firewall-cmd --zone={} --remove-rich-rule={quoted}", zone.name),
-                format!(
-                    "firewall-cmd --permanent --zone={} --remove-rich-rule={quoted}",
-                    zone.name
-                ),
+                format!("firewall-cmd {flag} --remove-rich-rule={quoted}"),
+                format!("firewall-cmd --permanent {flag} --remove-rich-rule={quoted}"),
             ];
             // Without the rule, does something else still stop it? Then fix that too.
             let mut without = cfg.clone();
-            if let Some(z) = without.zones.iter_mut().find(|z| z.name == zone.name) {
-                z.rich_rules.retain(|r| *r != rule_text);
+            match &owner {
+                Owner::Zone => {
+                    if let Some(z) = without.zones.iter_mut().find(|z| z.name == zone.name) {
+                        z.rich_rules.retain(|r| *r != rule_text);
+                    }
+                }
+                Owner::Policy(name) => {
+                    if let Some(p) = without.policies.iter_mut().find(|p| p.name == *name) {
+                        p.rich_rules.retain(|r| *r != rule_text);
+                    }
+                }
             }
             fix.extend(predict(&without, iface, source, port).fix);
             fix
         }
-        (_, None) => add_port(&zone.name, port),
+        (_, None) => match &why {
+            Why::PolicyTarget(p) => vec![
+                format!("firewall-cmd --policy={} --add-port={port}/{PROTO}", p.name),
+                format!("firewall-cmd --permanent --policy={} --add-port={port}/{PROTO}", p.name),
+            ],
+            _ => add_port(&zone.name, port),
+        },
     };
     Prediction { zone: zone.name.clone(), zone_by, decision, reason, fix }
+}
+
+/// Whose rule decided: the zone's own, or a policy's.
+#[derive(Clone)]
+enum Owner {
+    Zone,
+    Policy(String),
+}
+
+impl Owner {
+    fn flag(&self, zone: &str) -> String {
+        match self {
+            Owner::Zone => format!("--zone={zone}"),
+            Owner::Policy(p) => format!("--policy={p}"),
+        }
+    }
+
+    fn words(&self) -> String {
+        match self {
+            Owner::Zone => String::new(),
+            Owner::Policy(p) => format!("policy {p}, "),
+        }
+    }
 }
 
 /// Why the decision was made, for the reason sentence.
@@ -145,83 +201,49 @@ enum Why {
     /// An allow entry (or target ACCEPT), described.
     Allowed(String),
     /// A rich rule decided; `allowed` names an allow entry it overrode.
-    Rule { text: String, chain: &'static str, allowed: Option<String> },
-    /// Nothing decided before the (non-accepting) target.
+    Rule { owner: Owner, text: String, chain: &'static str, allowed: Option<String> },
+    /// Nothing decided before the zone's (non-accepting) target.
     Target,
+    /// A policy's DROP/REJECT target decided.
+    PolicyTarget(Policy),
 }
 
-/// The decision, why, and the text of the deciding rich rule when it rejects or drops.
-fn decide(
-    cfg: &FirewalldConfig,
-    zone: &Zone,
-    source: IpAddr,
-    port: u16,
-) -> (Decision, Why, Option<String>) {
-    let rules: Vec<(&String, RichRule)> = zone
-        .rich_rules
+type Decided = (Decision, Why, Option<(Owner, String)>);
+
+/// `ingress public → HOST, priority -10`.
+fn policy_words(p: &Policy) -> String {
+    format!("{} → {}, priority {}", p.ingress_zones.join(","), p.egress_zones.join(","), p.priority)
+}
+
+/// The active policies that see a SYN from `zone` to this host, in firewalld's order: policy
+/// priority, lowest first (`_policy_dispatch_sort_key` sorts a binding's jumps by it).
+fn policies_for<'a>(cfg: &'a FirewalldConfig, zone: &Zone) -> Vec<&'a Policy> {
+    let mut out: Vec<&Policy> = cfg
+        .policies
         .iter()
-        .filter_map(|t| RichRule::parse(t).ok().map(|r| (t, r)))
-        .filter(|(_, r)| {
-            matches!(r.action, Some(Action::Accept | Action::Drop | Action::Reject(_)))
-        })
+        .filter(|p| p.active)
+        .filter(|p| p.egress_zones.iter().any(|z| z == "HOST"))
+        .filter(|p| p.ingress_zones.iter().any(|z| *z == zone.name || z == "ANY"))
         .collect();
-    let mut pre: Vec<&(&String, RichRule)> = rules.iter().filter(|(_, r)| r.priority < 0).collect();
-    pre.sort_by_key(|(_, r)| r.priority);
-    let mut post: Vec<&(&String, RichRule)> =
-        rules.iter().filter(|(_, r)| r.priority > 0).collect();
-    post.sort_by_key(|(_, r)| r.priority);
-    let deny = rules.iter().filter(|(_, r)| {
-        r.priority == 0 && matches!(r.action, Some(Action::Drop | Action::Reject(_)))
-    });
-    let allow_rules =
-        rules.iter().filter(|(_, r)| r.priority == 0 && matches!(r.action, Some(Action::Accept)));
-    let allowed = allow_entry(zone, port);
+    out.sort_by_key(|p| p.priority);
+    out
+}
 
-    let by_rule = |chain: &'static str, text: &String, r: &RichRule| {
-        let by = format!("rich rule {text}");
-        let decision = match &r.action {
-            Some(Action::Accept) => Decision::Accept { by },
-            Some(Action::Drop) => Decision::Drop { by },
-            Some(Action::Reject(t)) => Decision::Reject { by, with: reject_with(t.as_deref()) },
-            _ => unreachable!("filtered to accept/drop/reject"),
-        };
-        let removed = (!matches!(decision, Decision::Accept { .. })).then(|| text.clone());
-        let overridden = match decision {
-            Decision::Accept { .. } => None,
-            _ => allowed.as_ref().map(|(_, what)| what.clone()),
-        };
-        let why = match &decision {
-            Decision::Accept { .. } => Why::Allowed(format!("rich rule `{text}` matches {source}")),
-            _ => Why::Rule { text: text.clone(), chain, allowed: overridden },
-        };
-        (decision, why, removed)
-    };
-
-    for (text, r) in pre {
-        if rule_matches(cfg, r, source, port) {
-            return by_rule("priority < 0, before everything", text, r);
+/// The decision, why, and the deciding rich rule (whose, text) when it rejects or drops.
+fn decide(cfg: &FirewalldConfig, zone: &Zone, source: IpAddr, port: u16) -> Decided {
+    let policies = policies_for(cfg, zone);
+    for p in policies.iter().filter(|p| p.priority < 0) {
+        if let Some(d) = decide_policy(cfg, p, source, port) {
+            return d;
         }
     }
-    for (text, r) in deny {
-        if rule_matches(cfg, r, source, port) {
-            return by_rule("deny", text, r);
-        }
+    let allowed = allow_entry(&zone.ports, &zone.protocols, &zone.services, port);
+    if let Some(d) = decide_rules(cfg, &Owner::Zone, &zone.rich_rules, allowed, source, port) {
+        return d;
     }
-    if let Some((by, what)) = &allowed {
-        return (
-            Decision::Accept { by: by.clone() },
-            Why::Allowed(format!("{what} allowed")),
-            None,
-        );
-    }
-    for (text, r) in allow_rules {
-        if rule_matches(cfg, r, source, port) {
-            return by_rule("allow", text, r);
-        }
-    }
-    for (text, r) in post {
-        if rule_matches(cfg, r, source, port) {
-            return by_rule("priority > 0, after the allow rules", text, r);
+    for p in policies.iter().filter(|p| p.priority > 0) {
+        if let Some(d) = decide_policy(cfg, p, source, port) {
+            return d;
         }
     }
     let decision = match zone.target {
@@ -241,15 +263,127 @@ fn decide(
     (decision, why, None)
 }
 
-/// The zone's own allow entry for `port`/tcp: (`by` of the decision, description).
-fn allow_entry(zone: &Zone, port: u16) -> Option<(String, String)> {
-    if let Some(p) = zone.ports.iter().find(|p| p.contains(port, PROTO)) {
+/// A policy's rules, then its target (CONTINUE: none, the next policy or the zone goes on).
+fn decide_policy(cfg: &FirewalldConfig, p: &Policy, source: IpAddr, port: u16) -> Option<Decided> {
+    let owner = Owner::Policy(p.name.clone());
+    let allowed = allow_entry(&p.ports, &[], &p.services, port).map(|(by, what)| {
+        (format!("policy {} {by}", p.name), format!("policy {}: {what}", p.name))
+    });
+    if let Some(d) = decide_rules(cfg, &owner, &p.rich_rules, allowed, source, port) {
+        return Some(d);
+    }
+    let by = format!("policy {} target {}", p.name, p.target);
+    let decision = match p.target.as_str() {
+        "ACCEPT" => {
+            let why =
+                Why::Allowed(format!("policy {} ({}), target ACCEPT", p.name, policy_words(p)));
+            return Some((Decision::Accept { by }, why, None));
+        }
+        "DROP" => Decision::Drop { by },
+        "REJECT" | "%%REJECT%%" => Decision::Reject { by, with: "icmpx admin-prohibited".into() },
+        _ => return None,
+    };
+    Some((decision, Why::PolicyTarget(p.clone()), None))
+}
+
+/// The rules of one zone's or policy's chains, in firewalld's order (module docs): None when
+/// none of them decides.
+fn decide_rules(
+    cfg: &FirewalldConfig,
+    owner: &Owner,
+    rich_rules: &[String],
+    allowed: Option<(String, String)>,
+    source: IpAddr,
+    port: u16,
+) -> Option<Decided> {
+    let rules: Vec<(&String, RichRule)> = rich_rules
+        .iter()
+        .filter_map(|t| RichRule::parse(t).ok().map(|r| (t, r)))
+        .filter(|(_, r)| {
+            matches!(r.action, Some(Action::Accept | Action::Drop | Action::Reject(_)))
+        })
+        .collect();
+    let mut pre: Vec<&(&String, RichRule)> = rules.iter().filter(|(_, r)| r.priority < 0).collect();
+    pre.sort_by_key(|(_, r)| r.priority);
+    let mut post: Vec<&(&String, RichRule)> =
+        rules.iter().filter(|(_, r)| r.priority > 0).collect();
+    post.sort_by_key(|(_, r)| r.priority);
+    let deny = rules.iter().filter(|(_, r)| {
+        r.priority == 0 && matches!(r.action, Some(Action::Drop | Action::Reject(_)))
+    });
+    let allow_rules =
+        rules.iter().filter(|(_, r)| r.priority == 0 && matches!(r.action, Some(Action::Accept)));
+
+    let by_rule = |chain: &'static str, text: &String, r: &RichRule| {
+        let by = format!("{}rich rule {text}", owner.words());
+        let decision = match &r.action {
+            Some(Action::Accept) => Decision::Accept { by },
+            Some(Action::Drop) => Decision::Drop { by },
+            Some(Action::Reject(t)) => {
+                Decision::Reject { by, with: reject_with(t.as_deref(), r.family) }
+            }
+            _ => unreachable!("filtered to accept/drop/reject"),
+        };
+        let removed =
+            (!matches!(decision, Decision::Accept { .. })).then(|| (owner.clone(), text.clone()));
+        let overridden = match decision {
+            Decision::Accept { .. } => None,
+            _ => allowed.as_ref().map(|(_, what)| what.clone()),
+        };
+        let why = match &decision {
+            Decision::Accept { .. } => {
+                Why::Allowed(format!("{}rich rule `{text}` matches {source}", owner.words()))
+            }
+            _ => Why::Rule { owner: owner.clone(), text: text.clone(), chain, allowed: overridden },
+        };
+        (decision, why, removed)
+    };
+
+    for (text, r) in pre {
+        if rule_matches(cfg, r, source, port) {
+            return Some(by_rule("priority < 0, before everything", text, r));
+        }
+    }
+    for (text, r) in deny {
+        if rule_matches(cfg, r, source, port) {
+            return Some(by_rule("deny", text, r));
+        }
+    }
+    if let Some((by, what)) = &allowed {
+        return Some((
+            Decision::Accept { by: by.clone() },
+            Why::Allowed(format!("{what} allowed")),
+            None,
+        ));
+    }
+    for (text, r) in allow_rules {
+        if rule_matches(cfg, r, source, port) {
+            return Some(by_rule("allow", text, r));
+        }
+    }
+    for (text, r) in post {
+        if rule_matches(cfg, r, source, port) {
+            return Some(by_rule("priority > 0, after the allow rules", text, r));
+        }
+    }
+    None
+}
+
+/// The allow entry for `port`/tcp among ports, protocols and services: (`by` of the decision,
+/// description).
+fn allow_entry(
+    ports: &[super::firewalld::PortRange],
+    protocols: &[String],
+    services: &[super::firewalld::Service],
+    port: u16,
+) -> Option<(String, String)> {
+    if let Some(p) = ports.iter().find(|p| p.contains(port, PROTO)) {
         return Some(("port".into(), format!("port {p}")));
     }
-    if let Some(p) = zone.protocols.iter().find(|p| p.eq_ignore_ascii_case(PROTO)) {
+    if let Some(p) = protocols.iter().find(|p| p.eq_ignore_ascii_case(PROTO)) {
         return Some((format!("protocol {p}"), format!("protocol {p}")));
     }
-    zone.services.iter().filter(|s| s.destination.is_empty()).find_map(|s| {
+    services.iter().filter(|s| s.destination.is_empty()).find_map(|s| {
         s.ports
             .iter()
             .find(|p| p.contains(port, PROTO))
@@ -298,13 +432,17 @@ fn service_ports(cfg: &FirewalldConfig, name: &str) -> Option<Vec<super::firewal
         .map(|s| s.ports.clone())
 }
 
-/// nft's spelling of a rich rule's reject: plain `reject` is icmpx port-unreachable in the inet
-/// table.
-fn reject_with(kind: Option<&str>) -> String {
-    match kind {
-        None => "icmpx port-unreachable".into(),
-        Some("tcp-rst") => "tcp-reset".into(),
-        Some(k) => k.into(),
+/// nft's spelling of a rich rule's reject. A plain `reject` is nft's bare `reject`, which nft
+/// resolves by the rule's network layer: `icmp port-unreachable` for a `family=ipv4` rule
+/// (`ip saddr …` or `meta nfproto ipv4`, seen on firewalld 2.3.1), `icmpv6` for ipv6,
+/// `icmpx` for a rule of both families.
+fn reject_with(kind: Option<&str>, family: Option<Family>) -> String {
+    match (kind, family) {
+        (None, Some(Family::Ipv4)) => "icmp port-unreachable".into(),
+        (None, Some(Family::Ipv6)) => "icmpv6 port-unreachable".into(),
+        (None, None) => "icmpx port-unreachable".into(),
+        (Some("tcp-rst"), _) => "tcp-reset".into(),
+        (Some(k), _) => k.into(),
     }
 }
 
@@ -340,7 +478,7 @@ fn shell_quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::firewall::firewalld::{PortRange, Service};
+    use crate::firewall::firewalld::{Policy, PortRange, Service};
 
     fn tcp(p: u16) -> PortRange {
         PortRange { start: p, end: p, proto: "tcp".into() }
@@ -531,7 +669,8 @@ mod tests {
             predict(&c, "srv0", ip(CLIENT), 8080).decision,
             Decision::Reject {
                 by: format!("rich rule {rule}"),
-                with: "icmpx port-unreachable".into()
+                // nft resolves the bare reject of a family=ipv4 rule to icmp.
+                with: "icmp port-unreachable".into()
             }
         );
     }
@@ -589,5 +728,117 @@ mod tests {
     #[test]
     fn quotes_single_quotes_in_rules() {
         assert_eq!(shell_quote("a'b"), r"'a'\''b'");
+    }
+
+    /// The policies recorded from firewalld 2.3.1 (tests/fixtures/firewalld-2.3.1, step 06):
+    /// pubhost public → HOST at -10 with port 7070 and a rich reject of 7171; anyhost ANY → HOST
+    /// at 10, target REJECT, with a rich accept of 7272.
+    fn with_policies(version: &str, f: impl FnOnce(&mut Vec<Policy>)) -> FirewalldConfig {
+        let mut c = config(|z| z.ports = vec![tcp(8080)]);
+        c.version = version.into();
+        let policy = |name: &str, ingress: &str, priority, target: &str| Policy {
+            name: name.into(),
+            target: target.into(),
+            priority,
+            ingress_zones: vec![ingress.into()],
+            egress_zones: vec!["HOST".into()],
+            active: true,
+            ..Policy::default()
+        };
+        let mut pubhost = policy("pubhost", "public", -10, "CONTINUE");
+        pubhost.ports = vec![tcp(7070)];
+        pubhost.rich_rules = vec![PUBHOST_REJECT.into()];
+        let mut anyhost = policy("anyhost", "ANY", 10, "REJECT");
+        anyhost.rich_rules =
+            vec![r#"rule family="ipv4" port port="7272" protocol="tcp" accept"#.into()];
+        c.policies = vec![anyhost, pubhost];
+        f(&mut c.policies);
+        c
+    }
+
+    const PUBHOST_REJECT: &str =
+        r#"rule family="ipv4" source address="10.77.0.2" port port="7171" protocol="tcp" reject"#;
+
+    #[test]
+    fn policies_are_evaluated_by_priority_around_the_zone() {
+        let c = with_policies("2.3.1", |_| {});
+        let at = |port| predict(&c, "srv0", ip(CLIENT), port);
+        assert_eq!(at(7070).decision, Decision::Accept { by: "policy pubhost port".into() });
+        assert_eq!(
+            at(7171).decision,
+            Decision::Reject {
+                by: format!("policy pubhost, rich rule {PUBHOST_REJECT}"),
+                with: "icmp port-unreachable".into()
+            }
+        );
+        assert_eq!(
+            at(7171).fix[..2],
+            [
+                format!("firewall-cmd --policy=pubhost --remove-rich-rule='{PUBHOST_REJECT}'"),
+                format!(
+                    "firewall-cmd --permanent --policy=pubhost --remove-rich-rule='{PUBHOST_REJECT}'"
+                ),
+            ]
+        );
+        // The zone's own port, before anyhost (priority 10).
+        assert_eq!(at(8080).decision, Decision::Accept { by: "port".into() });
+        assert!(
+            matches!(at(7272).decision, Decision::Accept { ref by } if by.starts_with("policy anyhost, rich rule"))
+        );
+        // Nothing of the zone matched: anyhost's target REJECT decides before the zone's.
+        let p = at(7777);
+        assert_eq!(
+            p.decision,
+            Decision::Reject {
+                by: "policy anyhost target REJECT".into(),
+                with: "icmpx admin-prohibited".into()
+            }
+        );
+        assert!(
+            p.reason.contains("policy anyhost (ANY → HOST, priority 10), target REJECT"),
+            "{}",
+            p.reason
+        );
+        assert_eq!(
+            p.fix,
+            [
+                "firewall-cmd --policy=anyhost --add-port=7777/tcp",
+                "firewall-cmd --permanent --policy=anyhost --add-port=7777/tcp"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_negative_priority_policy_target_comes_before_the_zone() {
+        let c = with_policies("2.3.1", |ps| ps[1].target = "DROP".into());
+        let p = predict(&c, "srv0", ip(CLIENT), 8080);
+        assert_eq!(p.decision, Decision::Drop { by: "policy pubhost target DROP".into() });
+        assert_eq!(p.fix[0], "firewall-cmd --policy=pubhost --add-port=8080/tcp");
+        // Its own port is accepted before its target.
+        let c = with_policies("2.3.1", |ps| ps[1].target = "DROP".into());
+        assert_eq!(
+            predict(&c, "srv0", ip(CLIENT), 7070).decision,
+            Decision::Accept { by: "policy pubhost port".into() }
+        );
+    }
+
+    #[test]
+    fn policies_that_do_not_apply_are_skipped() {
+        // Another ingress zone, another egress, or inactive: the zone's target decides.
+        for f in [
+            (|ps: &mut Vec<Policy>| ps[0].ingress_zones = vec!["work".into()])
+                as fn(&mut Vec<Policy>),
+            |ps| ps[0].egress_zones = vec!["ANY".into()],
+            |ps| ps[0].active = false,
+        ] {
+            let c = with_policies("2.3.1", f);
+            assert_eq!(
+                predict(&c, "srv0", ip(CLIENT), 7777).decision,
+                Decision::Reject {
+                    by: "target default".into(),
+                    with: "icmpx admin-prohibited".into()
+                }
+            );
+        }
     }
 }

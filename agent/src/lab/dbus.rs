@@ -19,6 +19,7 @@ use std::{
 };
 
 use super::{
+    chroot::Chroot,
     error::{LabError, Result},
     exec::LabChild,
 };
@@ -71,9 +72,13 @@ pub(crate) fn config(paths: &BusPaths) -> String {
     )
 }
 
-/// Starts dbus-daemon (in whatever namespaces the calling thread is in) and waits until it
-/// accepts connections.
-pub(crate) fn start(dbus_daemon: &Path, paths: &BusPaths) -> Result<LabChild> {
+/// Starts dbus-daemon (in whatever namespaces the calling thread is in, chrooted if `chroot`
+/// says so) and waits until it accepts connections.
+pub(crate) fn start(
+    dbus_daemon: &Path,
+    paths: &BusPaths,
+    chroot: Option<&Chroot>,
+) -> Result<LabChild> {
     let log = File::create(&paths.log)
         .map_err(|e| LabError::io(format!("creating {}", paths.log.display()), e))?;
     let log2 =
@@ -85,6 +90,9 @@ pub(crate) fn start(dbus_daemon: &Path, paths: &BusPaths) -> Result<LabChild> {
         .env("PATH", super::tools::daemon_path())
         .stdout(log)
         .stderr(log2);
+    if let Some(chroot) = chroot {
+        chroot.apply(&mut cmd);
+    }
     let mut daemon = LabChild::spawn(&mut cmd)?;
 
     let deadline = Instant::now() + READY_TIMEOUT;

@@ -1,5 +1,6 @@
-//! A real firewalld (the installed one, nftables backend) running inside a lab network
-//! namespace.
+//! A real firewalld (nftables backend) running inside a lab network namespace: the installed
+//! one, or the one of a Debian root directory ([`FirewalldBuild`], e.g. firewalld 2.3.1 from
+//! the root `cargo xtask setup` caches), whose programs then run chrooted there (`chroot.rs`).
 //!
 //! firewalld manages the netfilter state of the namespace it runs in, so inside a lab namespace
 //! its nft tables live and die with that namespace. It also reads /etc/firewalld, writes /run and
@@ -21,9 +22,11 @@ use std::{
 };
 
 use super::{
+    chroot::{self, Chroot},
     dbus::{self, BusPaths},
     error::{LabError, Result},
     exec::{self, LabChild},
+    firewalld_build::{FirewalldBuild, Programs},
     fixture_dir::{self, ETC_FIREWALLD, Layout, PrivateDir},
     handle::{NetNsFd, WeakNetNs},
     mountns::{self, Bind},
@@ -42,6 +45,9 @@ pub struct FirewalldOptions {
     /// writes by default (DefaultZone=public, FirewallBackend=nftables, LogDenied=off, …) or
     /// added to them. None by default.
     pub conf: Vec<(String, String)>,
+    /// Which firewalld to run: the host's package (the default) or the one in a Debian root,
+    /// e.g. `FirewalldOptions { build: FirewalldBuild::root(dir), ..Default::default() }`.
+    pub build: FirewalldBuild,
 }
 
 impl Default for FirewalldOptions {
@@ -50,6 +56,7 @@ impl Default for FirewalldOptions {
             ready_timeout: Duration::from_secs(30),
             command_timeout: Duration::from_secs(60),
             conf: Vec::new(),
+            build: FirewalldBuild::Host,
         }
     }
 }
@@ -66,7 +73,10 @@ pub struct FixtureMemory {
 #[derive(Debug)]
 pub struct Firewalld {
     ns: WeakNetNs,
-    firewall_cmd: PathBuf,
+    programs: Programs,
+    /// How commands enter the root (its mount namespace, then chroot); None for the host build.
+    chroot: Option<Chroot>,
+    version: String,
     bus: BusPaths,
     firewalld: LabChild,
     dbus: LabChild,
@@ -85,32 +95,7 @@ impl Firewalld {
     /// environment the fixture gives the daemon: independent of the D-Bus API whose answers tests
     /// compare with it.
     pub fn installed_version() -> Result<String> {
-        let firewalld = tools::FIREWALLD.path()?;
-        let script = fs::read_to_string(&firewalld)
-            .map_err(|e| LabError::io(format!("reading {}", firewalld.display()), e))?;
-        let interpreter = script
-            .lines()
-            .next()
-            .and_then(|l| l.strip_prefix("#!"))
-            .and_then(|l| l.split_whitespace().next())
-            .ok_or_else(|| LabError::Invalid {
-                what: "firewalld script",
-                detail: format!("{} has no #! line naming its interpreter", firewalld.display()),
-            })?
-            .to_string();
-        let mut cmd = Command::new(&interpreter);
-        cmd.args(["-c", "import firewall.config as c; print(c.VERSION)"])
-            .env_clear()
-            .env("PATH", tools::daemon_path())
-            .env("LC_ALL", "C.UTF-8");
-        let version = exec::run_within(&mut cmd, Duration::from_secs(30))?.trim().to_string();
-        if version.is_empty() || !version.chars().all(|c| c.is_ascii_alphanumeric() || c == '.') {
-            return Err(LabError::Invalid {
-                what: "firewalld version",
-                detail: format!("{interpreter} printed {version:?} for firewall.config.VERSION"),
-            });
-        }
-        Ok(version)
+        FirewalldBuild::Host.version()
     }
 
     /// Starts firewalld in `ns` with default options and waits until it is running.
@@ -126,25 +111,25 @@ impl Firewalld {
                 whose,
             });
         }
-        let firewalld = tools::FIREWALLD.path()?;
-        let firewall_cmd = tools::FIREWALL_CMD.path()?;
-        let dbus_daemon = tools::DBUS_DAEMON.path()?;
-        tools::NFT.path()?;
         // The shipped zones are all the configuration the daemon gets besides firewalld.conf.
-        if !Path::new(Self::SHIPPED_ZONES).is_dir() {
-            return Err(LabError::ToolMissing {
-                tool: format!("firewalld's shipped zones ({})", Self::SHIPPED_ZONES),
-                package: Some("firewalld"),
-            });
-        }
+        let programs = opts.build.programs()?;
+        let version = opts.build.version()?;
 
         let dir = fixture_dir::private_dir()?;
         let layout = fixture_dir::prepare(dir.path(), &opts.conf)?;
         let started = Instant::now();
-        let (dbus, firewalld) = spawn_daemons(ns, &layout, &dbus_daemon, &firewalld)?;
+        let (dbus, firewalld) = spawn_daemons(ns, &layout, &programs, opts.build.root_dir())?;
+        // Later commands join the daemons' mount namespace (where the root has its /proc, /run,
+        // … mounted) before entering the root.
+        let chroot = match opts.build.root_dir() {
+            Some(root) => Some(Chroot::new(root, Some(Chroot::mount_ns_of(dbus.pid())?))?),
+            None => None,
+        };
         let mut fixture = Self {
             ns: ns.weak(),
-            firewall_cmd,
+            programs,
+            chroot,
+            version,
             bus: layout.bus,
             firewalld,
             dbus,
@@ -157,7 +142,9 @@ impl Firewalld {
         fixture.wait_running()?;
         fixture.ready_in = started.elapsed();
         tracing::debug!(
-            "lab: firewalld running in {} after {:?}",
+            "lab: firewalld {} ({}) running in {} after {:?}",
+            fixture.version,
+            fixture.opts.build,
             ns.path().display(),
             fixture.ready_in
         );
@@ -180,9 +167,18 @@ impl Firewalld {
         exec::output_within(&mut cmd, self.opts.command_timeout)
     }
 
-    /// A `firewall-cmd` command set up for this firewalld (lab namespace, private bus, C locale).
+    /// A `firewall-cmd` command set up for this firewalld (lab namespace, private bus, C locale;
+    /// for a root build, the root's own firewall-cmd, chrooted in the daemons' mount namespace).
     pub fn command(&self) -> Command {
-        let mut cmd = self.ns.command(&self.firewall_cmd);
+        self.program(&self.programs.firewall_cmd)
+    }
+
+    /// `program` (a path as this build's processes see it) run like `firewall-cmd`.
+    fn program(&self, program: &Path) -> Command {
+        let mut cmd = self.ns.command(program);
+        if let Some(chroot) = &self.chroot {
+            chroot.apply(&mut cmd);
+        }
         cmd.env_clear()
             .env("PATH", tools::daemon_path())
             .env("LC_ALL", "C.UTF-8")
@@ -197,14 +193,49 @@ impl Firewalld {
         Ok(String::from_utf8_lossy(text).trim().to_string())
     }
 
-    /// `nft list ruleset` of the lab namespace.
+    /// `nft list ruleset` of the lab namespace, listed by this build's own nft (the root's for a
+    /// root build): the text a machine running this firewalld shows, as the recorded fixtures
+    /// keep it. (The ruleset in the kernel is the same whoever lists it; only the listing's
+    /// spelling can differ between nft versions.)
     pub fn nft_ruleset(&self) -> Result<String> {
-        self.ns.nft_ruleset()
+        self.nft(&["list", "ruleset"])
     }
 
-    /// `nft -j list ruleset` of the lab namespace, parsed.
+    /// `nft -j list ruleset` of the lab namespace (this build's nft), parsed.
     pub fn nft_ruleset_json(&self) -> Result<serde_json::Value> {
-        self.ns.nft_ruleset_json()
+        let text = self.nft(&["-j", "list", "ruleset"])?;
+        serde_json::from_str(&text).map_err(|e| LabError::Invalid {
+            what: "`nft -j list ruleset` output",
+            detail: e.to_string(),
+        })
+    }
+
+    /// `nft ARGS…` of this build (the root's nft for a root build) in the lab namespace.
+    pub fn nft(&self, args: &[&str]) -> Result<String> {
+        let mut cmd = self.nft_command();
+        cmd.args(args);
+        exec::run_within(&mut cmd, self.opts.command_timeout)
+    }
+
+    /// An `nft` command of this build set up like [`Firewalld::command`], for long-running
+    /// uses such as `nft monitor trace`.
+    pub fn nft_command(&self) -> Command {
+        self.program(&self.programs.nft)
+    }
+
+    /// This firewalld's version (`firewall.config.VERSION`, e.g. `1.3.3`, `2.3.1`).
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Which firewalld this is.
+    pub fn build(&self) -> &FirewalldBuild {
+        &self.opts.build
+    }
+
+    /// Host path of the zones this firewalld ships.
+    pub fn shipped_zones(&self) -> PathBuf {
+        self.opts.build.shipped_zones()
     }
 
     /// The value for DBUS_SYSTEM_BUS_ADDRESS that reaches this firewalld.
@@ -259,6 +290,39 @@ impl Firewalld {
             }
             None => Ok(()),
         }
+    }
+
+    /// Restarts firewalld as `systemctl restart` does: SIGTERM (it removes its rules,
+    /// CleanupOnExit; SIGKILL after a grace period), then a new daemon on the same private bus,
+    /// in the daemons' private mount namespace, with the same configuration; waits until it is
+    /// running. The bus stays up, so its clients see the name change owner twice (lost, then
+    /// taken). Not SIGKILL: a killed 1.3.3's rules stay, and the new daemon adds its own beside
+    /// them (seen here: a rich rule removed from the permanent configuration still matched).
+    pub fn restart(&mut self) -> Result<()> {
+        self.firewalld.terminate(Duration::from_secs(10))?;
+        let mut cmd = self.ns.command(&self.programs.firewalld);
+        // A root build's commands already enter the daemons' mount namespace; the host build's
+        // daemon must too (its /etc/firewalld, /run and /var/log are the private ones).
+        let enter = match &self.chroot {
+            Some(chroot) => chroot.clone(),
+            None => Chroot::new(Path::new("/"), Some(Chroot::mount_ns_of(self.dbus.pid())?))?,
+        };
+        enter.apply(&mut cmd);
+        let log = fs::OpenOptions::new()
+            .append(true)
+            .open(&self.firewalld_log)
+            .map_err(|e| LabError::io(format!("opening {}", self.firewalld_log.display()), e))?;
+        let log2 =
+            log.try_clone().map_err(|e| LabError::io("duplicating the firewalld log fd", e))?;
+        cmd.args(["--nofork", "--nopid", "--log-target", "console"])
+            .env_clear()
+            .env("PATH", tools::daemon_path())
+            .env("LC_ALL", "C.UTF-8")
+            .env("DBUS_SYSTEM_BUS_ADDRESS", self.bus.address())
+            .stdout(log)
+            .stderr(log2);
+        self.firewalld = LabChild::spawn(&mut cmd)?;
+        self.wait_running()
     }
 
     fn wait_running(&mut self) -> Result<()> {
@@ -337,8 +401,8 @@ impl Drop for Firewalld {
 fn spawn_daemons(
     ns: &NetNsFd,
     layout: &Layout,
-    dbus_daemon: &Path,
-    firewalld: &Path,
+    programs: &Programs,
+    root: Option<&Path>,
 ) -> Result<(LabChild, LabChild)> {
     let target = ns.id();
     ns.run_in(|| -> Result<(LabChild, LabChild)> {
@@ -350,17 +414,31 @@ fn spawn_daemons(
                 whose: "not the lab's".into(),
             });
         }
-        mountns::enter_private(&[
-            Bind { source: layout.etc.clone(), target: ETC_FIREWALLD },
-            Bind { source: layout.run.clone(), target: "/run" },
-            Bind { source: layout.log.clone(), target: "/var/log" },
-        ])?;
-        let bus = dbus::start(dbus_daemon, &layout.bus)?;
+        let chroot = match root {
+            // The host's own directories stay as they are; the root's get the private ones.
+            Some(root) => {
+                mountns::enter_private(&[])?;
+                chroot::mount_in_root(root, layout)?;
+                Some(Chroot::new(root, None)?)
+            }
+            None => {
+                mountns::enter_private(&[
+                    Bind { source: layout.etc.clone(), target: ETC_FIREWALLD.into() },
+                    Bind { source: layout.run.clone(), target: "/run".into() },
+                    Bind { source: layout.log.clone(), target: "/var/log".into() },
+                ])?;
+                None
+            }
+        };
+        let bus = dbus::start(&programs.dbus_daemon, &layout.bus, chroot.as_ref())?;
         let log = fs::File::create(&layout.firewalld_log)
             .map_err(|e| LabError::io(format!("creating {}", layout.firewalld_log.display()), e))?;
         let log2 =
             log.try_clone().map_err(|e| LabError::io("duplicating the firewalld log fd", e))?;
-        let mut cmd = Command::new(firewalld);
+        let mut cmd = Command::new(&programs.firewalld);
+        if let Some(chroot) = &chroot {
+            chroot.apply(&mut cmd);
+        }
         cmd.args(["--nofork", "--nopid", "--log-target", "console"])
             .env_clear()
             .env("PATH", tools::daemon_path())

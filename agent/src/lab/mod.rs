@@ -22,11 +22,15 @@
 //! ```
 //!
 //! Everything needs root (CAP_SYS_ADMIN, CAP_NET_ADMIN) and iproute2; the firewalld fixture
-//! also needs firewalld, dbus-daemon and nftables (`cargo xtask setup` installs them).
+//! also needs firewalld, dbus-daemon and nftables (`cargo xtask setup` installs them), or a
+//! Debian root holding them ([`FirewalldBuild::root`], e.g. the trixie root with firewalld 2.x
+//! that `cargo xtask setup` caches).
+mod chroot;
 mod dbus;
 mod error;
 mod exec;
 mod firewalld;
+mod firewalld_build;
 mod fixture_dir;
 mod handle;
 mod mountns;
@@ -43,6 +47,7 @@ mod veth;
 pub use error::{LabError, Result};
 pub use exec::{DEFAULT_TIMEOUT, LabChild, checked, describe, output_within, run_within};
 pub use firewalld::{Firewalld, FirewalldOptions, FixtureMemory};
+pub use firewalld_build::FirewalldBuild;
 pub use handle::NetNsFd;
 pub use name::{LabName, PREFIX};
 pub use netns::{NetNs, RUN_NETNS};

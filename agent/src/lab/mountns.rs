@@ -22,7 +22,7 @@ use super::{
 #[derive(Debug, Clone)]
 pub(crate) struct Bind {
     pub(crate) source: PathBuf,
-    pub(crate) target: &'static str,
+    pub(crate) target: PathBuf,
 }
 
 /// Moves the calling thread into a new mount namespace and applies `binds`. Call only on a
@@ -52,13 +52,16 @@ pub(crate) fn enter_private(binds: &[Bind]) -> Result<()> {
     for bind in binds {
         mount(
             Some(bind.source.as_path()),
-            bind.target,
+            bind.target.as_path(),
             None::<&str>,
             MsFlags::MS_BIND,
             None::<&str>,
         )
         .map_err(|e| {
-            LabError::sys(format!("bind-mounting {} on {}", bind.source.display(), bind.target), e)
+            LabError::sys(
+                format!("bind-mounting {} on {}", bind.source.display(), bind.target.display()),
+                e,
+            )
         })?;
     }
 

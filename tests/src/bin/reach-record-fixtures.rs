@@ -1,6 +1,9 @@
 //! Records the firewalld fixtures the unit tests parse (`tests/fixtures/firewalld-<version>/`)
-//! from the installed firewalld, run by the lab in a namespace of its own (the root namespace
-//! is never touched). `cargo xtask record-fixtures` builds and runs it; needs root.
+//! from each real firewalld: the installed one, and the one of every `--root DIR` (a Debian root
+//! such as the trixie root `cargo xtask setup` caches, run chrooted by the lab), each in a lab
+//! namespace of its own (the root namespace is never touched). The same steps for every
+//! version; rulesets are listed, and traces captured, by that version's own nft.
+//! `cargo xtask record-fixtures` builds and runs it; needs root.
 //!
 //! The server namespace of a [`TwoHosts`] pair runs firewalld; after each step below,
 //! `nft -j list ruleset` and `nft -a list ruleset` (handles) are written to
@@ -11,10 +14,15 @@
 //! - 03 the rich rules of [`RICH_RULES`];
 //! - 04 `--runtime-to-permanent`, `--permanent --zone=public --set-target=DROP`, `--reload`
 //!   (every handle changes);
-//! - 05 `--set-log-denied=all`.
+//! - 05 `--set-log-denied=all`;
+//! - 06 back to `--set-log-denied=off` and target default, then two policies ([`POLICIES`]):
+//!   `pubhost` (public → HOST, priority -10: port 7070/tcp and a rich reject of 7171) and
+//!   `anyhost` (ANY → HOST, priority 10, target REJECT: a rich accept of 7272);
+//! - 07 `--policy=pubhost --set-target=DROP`; 08 both policies back to target CONTINUE, zone
+//!   public target ACCEPT; 09 zone public target REJECT (each permanent, then `--reload`).
 //!
-//! Between 03 and 04 (`B-default-*`, target default) and between 04 and 05 (`C-DROP-*`), one
-//! client SYN per port is traced with `nft -a monitor trace` into `nft-traces/<case>.trace.txt`,
+//! Between 03 and 04 (`B-default-*`, target default), between 04 and 05 (`C-DROP-*`), after 06
+//! (`D-policies-*`) and after 07 (`E-policy-DROP-*`), one client SYN per port is traced with `nft -a monitor trace` into `nft-traces/<case>.trace.txt`,
 //! so every handle a trace names is a handle of the ruleset recorded just before it. Each
 //! capture ends where a marker SYN to port [`MARKER_PORT`] begins: netlink delivers the trace
 //! messages in order, so once the marker shows up everything of the case before it has too.
@@ -35,7 +43,7 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 use reach_agent::{
     firewall::trace::NFNLGRP_NFTRACE,
-    lab::{self, Firewalld, LabChild, TwoHosts},
+    lab::{Firewalld, FirewalldBuild, FirewalldOptions, LabChild, TwoHosts},
 };
 
 /// Step 03's rich rules (the client is 10.77.0.2, its network 10.77.0.0/24).
@@ -43,6 +51,30 @@ const RICH_RULES: &[&str] = &[
     "rule family=ipv4 source address=10.77.0.2 port port=9090 protocol=tcp reject type=tcp-reset",
     "rule family=ipv4 source address=10.77.0.0/24 port port=9191 protocol=tcp log prefix=\"reach-9191 \" level=info drop",
     "rule family=ipv4 source address=10.77.0.0/24 port port=9292 protocol=tcp accept",
+];
+
+/// Step 06's policies: name, ingress zone, egress zone, priority, what it allows or denies.
+const POLICIES: &[(&str, &str, &str, &str, &[&str])] = &[
+    (
+        "pubhost",
+        "public",
+        "HOST",
+        "-10",
+        &[
+            "--add-port=7070/tcp",
+            "--add-rich-rule=rule family=ipv4 source address=10.77.0.2 port port=7171 protocol=tcp reject",
+        ],
+    ),
+    (
+        "anyhost",
+        "ANY",
+        "HOST",
+        "10",
+        &[
+            "--add-rich-rule=rule family=ipv4 port port=7272 protocol=tcp accept",
+            "--set-target=REJECT",
+        ],
+    ),
 ];
 
 /// The port of the end-of-capture marker SYN (no rule allows it in any step).
@@ -68,8 +100,10 @@ enum Outcome {
 
 fn main() -> ExitCode {
     match run() {
-        Ok(dir) => {
-            eprintln!("reach-record-fixtures: recorded {}", dir.display());
+        Ok(dirs) => {
+            for dir in dirs {
+                eprintln!("reach-record-fixtures: recorded {}", dir.display());
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -79,14 +113,28 @@ fn main() -> ExitCode {
     }
 }
 
-fn run() -> anyhow::Result<PathBuf> {
-    let out = std::env::args_os()
-        .nth(1)
-        .map(PathBuf::from)
-        .context("usage: reach-record-fixtures FIXTURES_DIR")?;
+const USAGE: &str = "usage: reach-record-fixtures FIXTURES_DIR [--root DIR]…";
+
+fn run() -> anyhow::Result<Vec<PathBuf>> {
+    let mut args = std::env::args_os().skip(1);
+    let out = args.next().map(PathBuf::from).context(USAGE)?;
+    let mut builds = vec![FirewalldBuild::host()];
+    while let Some(arg) = args.next() {
+        ensure!(arg == "--root", "unexpected argument {arg:?}; {USAGE}");
+        builds.push(FirewalldBuild::root(args.next().context(USAGE)?));
+    }
     // SAFETY: geteuid has no preconditions.
     ensure!(unsafe { libc::geteuid() } == 0, "needs root (network namespaces, firewalld)");
-    let version = Firewalld::installed_version()?;
+    let mut done = Vec::new();
+    for build in builds {
+        done.push(record_version(&out, &build).with_context(|| format!("recording {build}"))?);
+    }
+    Ok(done)
+}
+
+/// Records `build` into `out/firewalld-<its version>/`.
+fn record_version(out: &Path, build: &FirewalldBuild) -> anyhow::Result<PathBuf> {
+    let version = build.version()?;
     let done = out.join(format!("firewalld-{version}"));
     // Recorded beside the old recording and swapped in only when complete.
     let staging = out.join(format!(".firewalld-{version}.recording"));
@@ -97,7 +145,7 @@ fn run() -> anyhow::Result<PathBuf> {
         fs::create_dir_all(staging.join(sub))
             .with_context(|| format!("creating {}", staging.join(sub).display()))?;
     }
-    record(&staging, &version)?;
+    record(&staging, &version, build)?;
     if done.exists() {
         fs::remove_dir_all(&done).with_context(|| format!("removing {}", done.display()))?;
     }
@@ -105,9 +153,10 @@ fn run() -> anyhow::Result<PathBuf> {
     Ok(done)
 }
 
-fn record(dir: &Path, version: &str) -> anyhow::Result<()> {
+fn record(dir: &Path, version: &str, build: &FirewalldBuild) -> anyhow::Result<()> {
     let hosts = TwoHosts::new("record")?;
-    let fw = Firewalld::start(&hosts.server)?;
+    let opts = FirewalldOptions { build: build.clone(), ..FirewalldOptions::default() };
+    let fw = Firewalld::start_with(&hosts.server, opts)?;
     let rec = Recorder { hosts: &hosts, fw: &fw, dir };
     let srv = TwoHosts::SERVER_IF;
 
@@ -145,6 +194,50 @@ fn record(dir: &Path, version: &str) -> anyhow::Result<()> {
     rec.firewall_cmd(&["--set-log-denied=all"])?;
     rec.ruleset("05-log-denied-all")?;
 
+    rec.firewall_cmd(&["--set-log-denied=off"])?;
+    rec.firewall_cmd(&["--permanent", "--zone=public", "--set-target=default"])?;
+    for (name, ingress, egress, priority, rules) in POLICIES {
+        let policy = format!("--policy={name}");
+        rec.firewall_cmd(&["--permanent", &format!("--new-policy={name}")])?;
+        for setting in [
+            format!("--add-ingress-zone={ingress}"),
+            format!("--add-egress-zone={egress}"),
+            format!("--set-priority={priority}"),
+        ]
+        .iter()
+        .map(String::as_str)
+        .chain(rules.iter().copied())
+        {
+            rec.firewall_cmd(&["--permanent", &policy, setting])?;
+        }
+    }
+    rec.firewall_cmd(&["--reload"])?;
+    rec.ruleset("06-policies")?;
+    // Listening on every address: a connection proves the policy accepted the SYN (a
+    // reject would be refused as well as an accept with no listener).
+    let _more: Vec<TcpListener> = hosts.server.run_in(|| {
+        [("0.0.0.0", 7070), ("0.0.0.0", 7272)]
+            .into_iter()
+            .map(|a| TcpListener::bind(a).with_context(|| format!("listening on {a:?}")))
+            .collect::<anyhow::Result<Vec<_>>>()
+    })??;
+    rec.trace("D-policies-7070-policy-port", 7070, Outcome::Connected)?;
+    rec.trace("D-policies-7171-policy-rich-reject", 7171, Outcome::Refused)?;
+    rec.trace("D-policies-7272-anyhost-rich-accept", 7272, Outcome::Connected)?;
+    rec.trace("D-policies-7777-notallowed", 7777, Outcome::Unreachable)?;
+
+    rec.reload_after(&["--permanent", "--policy=pubhost", "--set-target=DROP"])?;
+    rec.ruleset("07-policy-target-DROP")?;
+    rec.trace("E-policy-DROP-7070-policy-port", 7070, Outcome::Connected)?;
+    rec.trace("E-policy-DROP-7777-notallowed", 7777, Outcome::TimedOut)?;
+
+    rec.firewall_cmd(&["--permanent", "--policy=pubhost", "--set-target=CONTINUE"])?;
+    rec.firewall_cmd(&["--permanent", "--policy=anyhost", "--set-target=CONTINUE"])?;
+    rec.reload_after(&["--permanent", "--zone=public", "--set-target=ACCEPT"])?;
+    rec.ruleset("08-target-ACCEPT")?;
+    rec.reload_after(&["--permanent", "--zone=public", "--set-target=REJECT"])?;
+    rec.ruleset("09-target-REJECT")?;
+
     let nft_version = rec.nft(&["--version"])?;
     let kernel = fs::read_to_string("/proc/sys/kernel/osrelease")?;
     write(
@@ -168,8 +261,15 @@ impl Recorder<'_> {
         Ok(())
     }
 
+    /// A permanent change, then `--reload` to apply it.
+    fn reload_after(&self, args: &[&str]) -> anyhow::Result<()> {
+        self.firewall_cmd(args)?;
+        self.firewall_cmd(&["--reload"])
+    }
+
+    /// This firewalld's own nft (the root's for a root build) in the server namespace.
     fn nft(&self, args: &[&str]) -> anyhow::Result<String> {
-        Ok(self.hosts.server.run(lab::NFT.name, args)?)
+        Ok(self.fw.nft(args)?)
     }
 
     fn ruleset(&self, step: &str) -> anyhow::Result<()> {
@@ -201,7 +301,7 @@ impl Recorder<'_> {
 
     /// Traces one SYN from the client to `port` and writes the capture as `<case>.trace.txt`.
     fn trace(&self, case: &str, port: u16, expected: Outcome) -> anyhow::Result<()> {
-        let monitor = Monitor::start(self.hosts)?;
+        let monitor = Monitor::start(self.fw)?;
         let (outcome, stream) = connect(self.hosts, port)?;
         ensure!(outcome == expected, "{case}: the client saw {outcome:?}, expected {expected:?}");
         let (_, marker) = connect(self.hosts, MARKER_PORT)?;
@@ -226,8 +326,8 @@ struct Monitor {
 impl Monitor {
     /// Starts the monitor and waits until it has subscribed to the trace group (before that, a
     /// packet's trace would be lost).
-    fn start(hosts: &TwoHosts) -> anyhow::Result<Self> {
-        let mut cmd = hosts.server.command(lab::NFT.path()?);
+    fn start(fw: &Firewalld) -> anyhow::Result<Self> {
+        let mut cmd = fw.nft_command();
         cmd.args(["-a", "monitor", "trace"]).stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = LabChild::spawn(&mut cmd)?;
         let stdout = child.child_mut().stdout.take().context("nft monitor's stdout")?;

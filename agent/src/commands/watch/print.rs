@@ -5,7 +5,11 @@ use super::{
     render,
     session::{Event, Overflow, Sink, VerdictRecord},
 };
-use crate::{model::flows::FlowRecord, netns::names::Names};
+use crate::{
+    firewall::firewalld_cache::{Change, ChangeReport},
+    model::flows::FlowRecord,
+    netns::names::Names,
+};
 
 pub struct Printer<W: Write> {
     pub out: W,
@@ -40,6 +44,11 @@ impl<W: Write> Sink for Printer<W> {
                     )
                 },
             ),
+            Event::Firewalld(c) => {
+                let mut v = serde_json::to_value(c)?;
+                v["type"] = "firewalld".into();
+                render::line(out, json, &v, || firewalld_line(c))
+            }
             Event::Suppressed(syn, other) => {
                 let v = serde_json::json!({"type": "suppressed", "syn": syn, "other": other, "why": "rate_limit"});
                 render::line(out, json, &v, || {
@@ -51,6 +60,26 @@ impl<W: Write> Sink for Printer<W> {
             }
         }
     }
+}
+
+fn firewalld_line(c: &ChangeReport) -> String {
+    let what = match c.change {
+        Change::Reloaded => "firewalld reloaded its configuration".to_string(),
+        Change::Changed => format!("firewalld changed its runtime configuration ({})", c.signal),
+        Change::Stopped => "firewalld stopped".to_string(),
+        Change::Started => "firewalld started".to_string(),
+    };
+    let then = match (&c.version, &c.error) {
+        (Some(v), _) => format!("attribution uses firewalld {v}'s new configuration"),
+        (None, _) if c.change == Change::Stopped => {
+            "naming rules from nftables only until it starts again".to_string()
+        }
+        (None, Some(e)) => {
+            format!("its configuration could not be read ({e}); naming rules from nftables only")
+        }
+        (None, None) => "naming rules from nftables only".to_string(),
+    };
+    format!("!! {what}: {then}")
 }
 
 fn overflow_line(o: &Overflow) -> String {
@@ -155,4 +184,54 @@ fn print_flow(
             evidence
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(change: Change, version: Option<&str>, error: Option<&str>) -> ChangeReport {
+        ChangeReport {
+            change,
+            signal: if change == Change::Changed { "RichRuleAdded" } else { "Reloaded" }.into(),
+            version: version.map(str::to_string),
+            view: version.is_some(),
+            error: error.map(str::to_string),
+            reads: 2,
+        }
+    }
+
+    fn printed(json: bool, c: &ChangeReport) -> String {
+        let mut p = Printer { out: Vec::new(), json };
+        p.event(&mut Names::new(), Event::Firewalld(c)).unwrap();
+        String::from_utf8(p.out).unwrap()
+    }
+
+    /// One line per change, in text and in JSON (`type` firewalld, the README's contract).
+    #[test]
+    fn a_firewalld_change_is_one_line() {
+        let reloaded = report(Change::Reloaded, Some("1.3.3"), None);
+        assert_eq!(
+            printed(false, &reloaded),
+            "!! firewalld reloaded its configuration: attribution uses firewalld 1.3.3's new configuration\n"
+        );
+        let v: serde_json::Value = serde_json::from_str(printed(true, &reloaded).trim()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "firewalld", "change": "reloaded", "signal": "Reloaded",
+                "version": "1.3.3", "view": true, "error": null, "reads": 2})
+        );
+        let stopped = report(Change::Stopped, None, Some("no owner"));
+        assert_eq!(
+            printed(false, &stopped),
+            "!! firewalld stopped: naming rules from nftables only until it starts again\n"
+        );
+        let failed = report(Change::Started, None, Some("timed out"));
+        assert!(printed(false, &failed).contains("could not be read (timed out)"));
+        let changed = report(Change::Changed, Some("2.3.1"), None);
+        assert!(printed(false, &changed).starts_with(
+            "!! firewalld changed its runtime configuration (RichRuleAdded): attribution uses firewalld 2.3.1's"
+        ));
+        assert_eq!(printed(false, &stopped).lines().count(), 1);
+    }
 }

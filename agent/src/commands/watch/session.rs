@@ -15,6 +15,7 @@ use super::{overflow, readers, reorder};
 use crate::{
     firewall::{
         attribute::Attribution,
+        firewalld_cache::{ChangeReport, FirewalldCache},
         trace::{PacketTrace, TraceType},
         trace_listener::TraceListener,
         trace_table::{self, TraceTable},
@@ -138,6 +139,9 @@ pub enum Event<'a> {
     Lost(u64),
     /// (SYN, reply/drop) events suppressed by the rate bound since the last report.
     Suppressed(u64, u64),
+    /// firewalld reloaded, changed its runtime configuration, stopped or started, and whether
+    /// its view was read again.
+    Firewalld(&'a ChangeReport),
 }
 
 pub trait Sink {
@@ -252,6 +256,11 @@ impl Session {
                 trace_listeners.push((ns.inode, listener));
             }
         }
+        let firewalld = if trace_tables.is_empty() {
+            None
+        } else {
+            start_firewalld_cache(opts.firewalld_bus.as_deref(), &announce).await
+        };
 
         let (tx, rx) = mpsc::channel::<Msg>(4096);
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -289,7 +298,7 @@ impl Session {
             reorder: reorder::Reorder::new(ring_count),
             verdicts: Verdicts::default(),
             ns_paths: opts.namespaces.iter().map(|n| (n.inode, n.path.clone())).collect(),
-            firewalld_bus: opts.firewalld_bus.clone(),
+            firewalld,
             lost_seen: 0,
             suppressed_seen: (0, 0),
         };
@@ -326,13 +335,22 @@ impl Session {
     }
 
     /// Handles the next message or timer tick. Returns false once every reader has ended.
-    /// Cancel-safe: it only awaits the channel and the timer.
+    /// Cancel-safe: it only awaits channels and the timer.
     pub async fn step(&mut self, sink: &mut impl Sink) -> anyhow::Result<bool> {
+        let firewalld_change = async {
+            match self.state.firewalld.as_mut() {
+                Some(c) => c.changes.recv().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             msg = self.rx.recv() => match msg {
                 Some(msg) => self.state.handle(msg, &self.decoder, sink)?,
                 None => return Ok(false),
             },
+            Some(change) = firewalld_change => {
+                sink.event(&mut self.state.names, Event::Firewalld(&change))?;
+            }
             _ = self.tick.tick() => {
                 self.ticks += 1;
                 self.state.settle_flows(false, sink)?;
@@ -367,6 +385,11 @@ impl Session {
             r??;
         }
         self.state.settle_flows(true, sink)?;
+        if let Some(c) = self.state.firewalld.as_mut() {
+            while let Ok(change) = c.changes.try_recv() {
+                sink.event(&mut self.state.names, Event::Firewalld(&change))?;
+            }
+        }
         let pending = self.state.flows.drain();
         for rec in &pending {
             let fw = self.state.verdict_of(rec).cloned();
@@ -418,6 +441,40 @@ async fn attach_tap(
             Err(NoSuchInterface(format!("{e:#}")).into())
         }
         Err(e) => Err(e.context(format!("attaching TC classifiers in {}", ns.name))),
+    }
+}
+
+/// Subscribes to firewalld's changes on `bus` (None: the system bus) and reads its view once.
+/// None without a bus to subscribe on. Announced when firewalld is there, or when the user named
+/// its bus (then its absence is worth saying too).
+async fn start_firewalld_cache(
+    bus: Option<&str>,
+    announce: &impl Fn(&str),
+) -> Option<FirewalldCache> {
+    let shown = bus.unwrap_or("the system bus");
+    match FirewalldCache::start(bus.map(str::to_string)).await {
+        Ok((cache, started)) => {
+            match (started.version, started.error) {
+                (Some(v), _) => announce(&format!(
+                    "read firewalld {v}'s configuration from {shown} (read again when it reloads or restarts)"
+                )),
+                (None, Some(e)) if bus.is_some() => announce(&format!(
+                    "firewalld's configuration not read from {shown} ({e}); naming rules from nftables until firewalld starts"
+                )),
+                (None, e) => tracing::info!("firewalld's view unavailable: {e:?}"),
+            }
+            Some(cache)
+        }
+        Err(e) => {
+            if bus.is_some() {
+                announce(&format!(
+                    "cannot watch firewalld on {shown} ({e:#}); naming rules from nftables only"
+                ));
+            } else {
+                tracing::info!("no system bus to watch firewalld on: {e:#}");
+            }
+            None
+        }
     }
 }
 
@@ -505,7 +562,8 @@ struct State {
     verdicts: Verdicts,
     /// Watched namespace inode → a path to enter it (reading rulesets for attribution).
     ns_paths: std::collections::HashMap<u64, PathBuf>,
-    firewalld_bus: Option<String>,
+    /// firewalld's D-Bus view, re-read in its own task when firewalld changes (None: no bus).
+    firewalld: Option<FirewalldCache>,
     lost_seen: u64,
     /// (SYN, reply/drop) events suppressed by the rate bound, reported so far.
     suppressed_seen: (u64, u64),
@@ -579,21 +637,14 @@ impl State {
         }
         let path = self.ns_paths.get(&netns)?;
         let ns = crate::lab::NetNsFd::open(path).ok()?;
-        let ruleset = crate::firewall::nftables::read_in(&ns).ok()?;
-        // firewalld's own view names a rich rule by its exact text. Blocking here is fine: only
-        // traced SYNs to watched ports (rate-bounded) get here. Without firewalld on the bus the
-        // nftables attribution stands alone.
-        let bus = self.firewalld_bus.clone();
-        let config = tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current()
-                .block_on(crate::firewall::firewalld::read(bus.as_deref()))
-        })
-        .map_err(|e| {
-            tracing::info!(
-                "firewalld's D-Bus view unavailable, naming rules from nftables only: {e:#}"
-            )
-        })
-        .ok();
+        // `nft -j list ruleset` runs a process: the runtime's other tasks (readers, the firewalld
+        // cache's reads) move to another worker meanwhile.
+        let ruleset =
+            tokio::task::block_in_place(|| crate::firewall::nftables::read_in(&ns)).ok()?;
+        // firewalld's own view names a rich rule by its exact text. The cached view is the one
+        // read after firewalld's latest change (no D-Bus call here); while firewalld is down or
+        // being re-read there is none, and the nftables attribution stands alone.
+        let config = self.firewalld.as_ref().and_then(FirewalldCache::view);
         // The port firewalld's rules name: the server's, the source port of a reply.
         let tuple = t.tuple?;
         let port = if t.is_reply() { tuple.sport } else { tuple.dport };
@@ -603,7 +654,7 @@ impl State {
             &d.table,
             handle,
             port,
-            config.as_ref(),
+            config.as_deref(),
         )
     }
 
