@@ -16,6 +16,7 @@ pub mod frames;
 pub mod kernel_facts;
 pub mod leftovers;
 pub mod ruleset;
+pub mod why_run;
 
 /// The `reach` binary under test.
 pub fn reach_bin() -> PathBuf {

@@ -10,10 +10,9 @@ use std::{
 };
 
 use reach_agent::lab::TwoHosts;
+use reach_tests::why_run::{finish, leftovers};
 use reach_tests::{
-    WatchRun,
-    leftovers::{Leftovers, Scope},
-    nft_drop_rule, reach, reach_bin, reach_unprivileged, require_root, show,
+    WatchRun, nft_drop_rule, reach, reach_bin, reach_unprivileged, require_root, show,
 };
 use serde_json::Value;
 
@@ -33,23 +32,9 @@ fn start(args: &[&str]) -> WatchRun {
     WatchRun::start_command("why", &all, READY)
 }
 
-fn finish(run: WatchRun) -> (i32, Value, String) {
-    let (code, out, stderr) = run.finish_raw();
-    let v: Value = serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{out}\nstderr:\n{stderr}"));
-    (code.unwrap_or(-1), v, stderr)
-}
-
 /// Connects from the client namespace; returns what the client saw.
 fn connect(hosts: &TwoHosts, to: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
     hosts.client.run_in(move || TcpStream::connect_timeout(&to, timeout)).expect("enter client ns")
-}
-
-/// Everything reach could leave in the server namespace (nft tables such as its trace table,
-/// clsact records), on its interfaces (qdiscs, filters, TCX) and BPF programs/links anywhere;
-/// taken before the run, compared after it with `assert_nothing_new`.
-fn leftovers(hosts: &TwoHosts) -> Leftovers<'_> {
-    Leftovers::snapshot(&Scope { netns: Some(&hosts.server), ifaces: &["lo", TwoHosts::SERVER_IF] })
 }
 
 /// `reach why PORT --netns <server> --timeout 0 --json`: the prediction, parsed.

@@ -16,11 +16,8 @@ use reach_agent::lab::{
     NetNs, TwoHosts,
     sockets::{self, ListenSpec},
 };
-use reach_tests::{
-    WatchRun,
-    leftovers::{Leftovers, Scope},
-    reach, require_root, show,
-};
+use reach_tests::why_run::{finish, leftovers, lines, start};
+use reach_tests::{reach, require_root, show};
 use serde_json::Value;
 
 /// Tests attach probes the others would see: one at a time.
@@ -33,32 +30,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// Generous for a loaded 2-core machine; a refusal comes back at once. The first IPv6 packet
 /// waits for neighbour discovery.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// `reach why TARGET --netns <server> --timeout 30 --json`, started and ready for the client.
-fn start(hosts: &TwoHosts, target: &str) -> WatchRun {
-    let args = [target, "--netns", hosts.server.name(), "--timeout", "30", "--json"];
-    WatchRun::start_command("why", &args, "waiting for a SYN")
-}
-
-fn finish(run: WatchRun) -> (i32, Value, String) {
-    let (code, out, stderr) = run.finish_raw();
-    let v: Value = serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{out}\nstderr:\n{stderr}"));
-    (code.unwrap_or(-1), v, stderr)
-}
-
-fn leftovers(hosts: &TwoHosts) -> Leftovers<'_> {
-    Leftovers::snapshot(&Scope { netns: Some(&hosts.server), ifaces: &["lo", TwoHosts::SERVER_IF] })
-}
-
-fn lines(v: &Value, key: &str) -> Vec<String> {
-    v[key]
-        .as_array()
-        .unwrap_or_else(|| panic!("no {key} array in {v:#}"))
-        .iter()
-        .map(|l| l.as_str().expect("a string").to_string())
-        .collect()
-}
 
 /// The verdict, exit code, key evidence sentence and fix lines a diagnosis must have, and what
 /// it must never say while a socket listens on the port.

@@ -21,10 +21,8 @@ use reach_agent::lab::{
     NetNs, TwoHosts,
     sockets::{self, ListenSpec},
 };
-use reach_tests::{
-    leftovers::{Leftovers, Scope},
-    reach_bin, require_root,
-};
+use reach_tests::why_run::leftovers;
+use reach_tests::{reach_bin, require_root};
 use serde_json::Value;
 
 /// Tests attach probes the others would see: one at a time.
@@ -245,10 +243,6 @@ fn listen_in(ns: &NetNs, addr: &str, port: u16) -> OwnedFd {
     ns.run_in(move || sockets::tcp_listen(&ListenSpec::on(sa)))
         .unwrap()
         .unwrap_or_else(|e| panic!("listening on {sa}: {e}"))
-}
-
-fn leftovers(hosts: &TwoHosts) -> Leftovers<'_> {
-    Leftovers::snapshot(&Scope { netns: Some(&hosts.server), ifaces: &["lo", TwoHosts::SERVER_IF] })
 }
 
 /// Removes every IPv6 address from the server's veth (link-local included), leaving IPv6

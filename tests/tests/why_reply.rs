@@ -20,12 +20,8 @@ use reach_agent::{
     kernel::{btf::KernelBtf, drop_reasons::DropReasons},
     lab::{NetNs, TwoHosts},
 };
-use reach_tests::{
-    WatchRun,
-    leftovers::{Leftovers, Scope},
-    require_root,
-};
-use serde_json::Value;
+use reach_tests::require_root;
+use reach_tests::why_run::{finish, leftovers, lines, start};
 
 /// Tests attach probes the others would see: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -37,33 +33,6 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// How long the client waits for the handshake. Its SYN retransmits after 1 s and 3 s; reach
 /// calls an attempt unanswered after 2 s, so it has decided well within this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(6);
-
-/// `reach why TARGET --netns <server> --timeout 30 --json`, started and ready for the client.
-fn start(hosts: &TwoHosts, target: &str) -> WatchRun {
-    let args = [target, "--netns", hosts.server.name(), "--timeout", "30", "--json"];
-    WatchRun::start_command("why", &args, "waiting for a SYN")
-}
-
-fn finish(run: WatchRun) -> (i32, Value, String) {
-    let (code, out, stderr) = run.finish_raw();
-    let v: Value = serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{out}\nstderr:\n{stderr}"));
-    (code.unwrap_or(-1), v, stderr)
-}
-
-/// Taken after the test's own rule or filter is in place: only what reach adds counts.
-fn leftovers(hosts: &TwoHosts) -> Leftovers<'_> {
-    Leftovers::snapshot(&Scope { netns: Some(&hosts.server), ifaces: &["lo", TwoHosts::SERVER_IF] })
-}
-
-fn lines(v: &Value, key: &str) -> Vec<String> {
-    v[key]
-        .as_array()
-        .unwrap_or_else(|| panic!("no {key} array in {v:#}"))
-        .iter()
-        .map(|l| l.as_str().expect("a string").to_string())
-        .collect()
-}
 
 fn has(lines: &[String], needle: &str) -> bool {
     lines.iter().any(|l| l.contains(needle))
