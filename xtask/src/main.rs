@@ -79,13 +79,22 @@ fn try_main() -> anyhow::Result<ExitCode> {
         }
         Task::Test { cargo_test_args } => {
             setup::all()?;
-            build(false)?;
             // The guest tests run the real test executables inside QEMU: build them first and
-            // tell the run where they are.
+            // tell the run where they are. The same build makes `reach` (the agent package's
+            // own integration test needs it) with the test build's features; a separate
+            // `cargo build --bins` would build the agent a second time with other features
+            // (dev-dependencies unify differently), a disk and time cost CI paid for nothing.
             let cargo_path = std::path::PathBuf::from(
                 std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
             );
             let bins = xtask::vm::test_bins::build(&cargo_path, &workspace::root())?;
+            let reach = workspace::reach_bin(false);
+            anyhow::ensure!(
+                reach.exists(),
+                "cargo test --no-run did not build {} (it comes with agent/tests/; is that \
+                 folder gone?)",
+                reach.display()
+            );
             run(cargo()
                 .args(["test", "--workspace"])
                 .args(&cargo_test_args)
