@@ -149,14 +149,20 @@ impl WatchRun {
 
     /// Same for another long-running subcommand (`why`).
     pub fn start_command(subcommand: &str, args: &[&str], ready_marker: &str) -> WatchRun {
+        let mut cmd = std::process::Command::new(reach_bin());
+        cmd.arg(subcommand).args(args);
+        Self::start_with(cmd, ready_marker)
+    }
+
+    /// Same for a command line of the caller's (e.g. reach run through `nsenter`), which must
+    /// exec reach in the end: the child's pid is then reach's.
+    pub fn start_with(mut cmd: std::process::Command, ready_marker: &str) -> WatchRun {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(reach_bin())
-            .arg(subcommand)
-            .args(args)
+        let mut child = cmd
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
-            .expect("start reach watch");
+            .expect("start reach");
         let out = child.stdout.take().unwrap();
         let stdout_text = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let stdout_sink = stdout_text.clone();

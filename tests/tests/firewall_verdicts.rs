@@ -9,7 +9,10 @@ use std::{
     time::Duration,
 };
 
-use reach_agent::lab::{Firewalld, FirewalldBuild, TwoHosts};
+use reach_agent::{
+    firewall::nftables,
+    lab::{Firewalld, FirewalldBuild, TwoHosts},
+};
 use reach_tests::{WatchRun, firewalld_versions, require_root, ruleset::RulesetSnapshot};
 use serde_json::Value;
 
@@ -369,6 +372,36 @@ fn why_cases_on(build: &FirewalldBuild) {
     for c in &cases {
         check_why_case(&hosts, &fw, c, &mut human);
     }
+    let listen = |port: u16| {
+        hosts.server.run_in(move || TcpListener::bind(("0.0.0.0", port)).unwrap()).unwrap()
+    };
+    // A rule added to firewalld's table by hand is none of firewalld's concepts, and the
+    // configuration accepts the port: the diagnosis says so and gives the exact nft edit.
+    // firewalld ≥ 2.0 creates its table with nft's owner flag, and then the kernel refuses
+    // the rule: asserted, as what makes the case impossible there.
+    ok(&["--zone=public", "--add-port=7783/tcp"]);
+    let insert =
+        ["insert", "rule", "inet", "firewalld", "filter_INPUT", "tcp", "dport", "7783", "drop"];
+    let owned = nftables::read_in(&hosts.server).unwrap().table_owned("inet", "firewalld");
+    let _l0 = listen(7783);
+    if owned {
+        let out = hosts.server.output("nft", &insert).unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains("Operation not permitted"),
+            "firewalld {}'s table is owner-flagged, yet `nft {}` gave {}: {stderr}",
+            fw.version(),
+            insert.join(" "),
+            out.status
+        );
+        eprintln!(
+            "firewalld {}: its table is owned, no rule can be added to it by hand",
+            fw.version()
+        );
+    } else {
+        hosts.server.run("nft", &insert).unwrap();
+        check_unmapped_rule(&hosts, &fw, 7783, &mut human);
+    }
     // The zone's own target decides once no policy is in the way: default, then DROP; then a
     // policy of priority -10 with target DROP decides before the zone.
     ok(&["--permanent", "--delete-policy=anyhost"]);
@@ -381,9 +414,6 @@ fn why_cases_on(build: &FirewalldBuild) {
         target: Some(target),
         rule: rule.into(),
         fix,
-    };
-    let listen = |port: u16| {
-        hosts.server.run_in(move || TcpListener::bind(("0.0.0.0", port)).unwrap()).unwrap()
     };
     let _l1 = listen(7778);
     check_why_case(
@@ -417,6 +447,30 @@ fn why_cases_on(build: &FirewalldBuild) {
         ),
         &mut human,
     );
+    ok(&["--permanent", "--zone=public", "--set-target=REJECT"]);
+    ok(&["--reload"]);
+    let _l4 = listen(7781);
+    check_why_case(
+        &hosts,
+        &fw,
+        &target_case(
+            7781,
+            "firewall_reject",
+            ("zone", "public"),
+            "zone_target",
+            "reject",
+            &format!("{binding}reject with icmpx admin-prohibited"),
+            "firewall-cmd --zone=public --add-port=7781/tcp".into(),
+        ),
+        &mut human,
+    );
+    // Target ACCEPT lets everything in: reachable, and both the traced rule and the
+    // prediction say the zone's target is why.
+    ok(&["--permanent", "--zone=public", "--set-target=ACCEPT"]);
+    ok(&["--reload"]);
+    let _l5 = listen(7782);
+    check_accepted_by_zone_target(&hosts, &fw, 7782, &mut human);
+    // A policy of priority -10 decides before the zone, even one that accepts everything.
     ok(&["--permanent", "--policy=pubhost", "--set-target=DROP"]);
     ok(&["--reload"]);
     let _l3 = listen(7780);
@@ -437,6 +491,88 @@ fn why_cases_on(build: &FirewalldBuild) {
     eprintln!("=== human diagnoses (firewalld {})\n{human}=== end", fw.version());
 }
 
+/// A drop by a rule firewalld did not write: named as such with its text, the configuration's
+/// accept as evidence, `nft delete rule … handle N` first in the fix; run, the next attempt
+/// connects.
+fn check_unmapped_rule(hosts: &TwoHosts, fw: &Firewalld, port: u16, human: &mut String) {
+    let (v, _) = why_once(hosts, fw, port, true);
+    assert_eq!(v["verdict"], "firewall_drop", "{port}: {v:#}");
+    let a = &v["nft"]["firewalld"];
+    assert_eq!(a["concept"]["concept"], "other", "{port}: {a:#}");
+    assert_eq!(a["rule"], format!("tcp dport {port} drop"), "{port}: {a:#}");
+    assert_eq!(v["firewalld"]["decision"]["decision"], "accept", "{port}: {v:#}");
+    let evidence = v["evidence"].to_string();
+    assert!(evidence.contains("cannot map it"), "{port}: {evidence}");
+    assert!(evidence.contains("firewalld did not write this rule"), "{port}: {evidence}");
+    let fix: Vec<&str> = v["fix"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let delete = fix[0].split("   #").next().unwrap().trim();
+    assert!(
+        delete.starts_with("nft delete rule inet firewalld filter_INPUT handle "),
+        "{port}: {fix:?}"
+    );
+    let (_, text) = why_once(hosts, fw, port, false);
+    human.push_str(&format!("$ reach why {port}   # firewalld {}\n{text}\n", fw.version()));
+    // The JSON run's handle: the rule was not touched in between.
+    hosts.server.run("sh", &["-c", delete]).unwrap_or_else(|e| panic!("{delete}: {e}"));
+    let to = SocketAddr::from((TwoHosts::SERVER_V4, port));
+    connect(hosts, to).unwrap_or_else(|e| panic!("{port}: after `{delete}`: {e}"));
+}
+
+/// `reach why PORT` while the client connects: reachable, through zone public's target ACCEPT
+/// (the traced rule and the prediction agree), with nothing to fix.
+fn check_accepted_by_zone_target(hosts: &TwoHosts, fw: &Firewalld, port: u16, human: &mut String) {
+    let v = why_connecting(hosts, fw, port, true);
+    assert_eq!(v["verdict"], "reachable", "{port}: {v:#}");
+    let a = &v["nft"]["firewalld"];
+    assert_eq!(
+        (&a["concept"]["concept"], &a["concept"]["zone"], &a["concept"]["target"], &a["action"]),
+        (
+            &Value::from("zone_target"),
+            &Value::from("public"),
+            &Value::from("accept"),
+            &Value::from("accept")
+        ),
+        "{port}: {a:#}"
+    );
+    assert_eq!(v["firewalld"]["zone"], "public", "{port}: {v:#}");
+    assert_eq!(v["firewalld"]["decision"]["decision"], "accept", "{port}: {v:#}");
+    assert_eq!(v["firewalld"]["decision"]["by"], "target ACCEPT", "{port}: {v:#}");
+    let text = why_connecting(hosts, fw, port, false);
+    human.push_str(&format!(
+        "$ reach why {port}   # firewalld {}\n{}\n",
+        fw.version(),
+        text.as_str().unwrap_or_default()
+    ));
+}
+
+/// `reach why PORT` while the client connects (it must): the JSON diagnosis, or the human one
+/// as a JSON string.
+fn why_connecting(hosts: &TwoHosts, fw: &Firewalld, port: u16, json: bool) -> Value {
+    let port_s = port.to_string();
+    let bus = fw.bus_address();
+    let mut args = vec![
+        port_s.as_str(),
+        "--netns",
+        hosts.server.name(),
+        "--firewalld-bus",
+        &bus,
+        "--timeout",
+        "20",
+    ];
+    if json {
+        args.push("--json");
+    }
+    let run = WatchRun::start_command("why", &args, "waiting for a SYN");
+    let to = SocketAddr::from((TwoHosts::SERVER_V4, port));
+    connect(hosts, to).unwrap_or_else(|e| panic!("port {port} should be open: {e}"));
+    let (_code, out, stderr) = run.finish_raw();
+    if !json {
+        return Value::from(out);
+    }
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{out}\nstderr:\n{stderr}"))
+}
+
 /// Asserts `reach why`'s JSON for `c`, appends its human diagnosis to `human`, applies every
 /// line of the printed fix and checks that the next attempt connects.
 fn check_why_case(hosts: &TwoHosts, fw: &Firewalld, c: &WhyCase, human: &mut String) {
@@ -446,6 +582,8 @@ fn check_why_case(hosts: &TwoHosts, fw: &Firewalld, c: &WhyCase, human: &mut Str
     let a = &v["nft"]["firewalld"];
     assert_eq!(a["concept"]["concept"], c.concept, "{port}: {a:#}");
     assert_eq!(a["concept"][c.owner.0], c.owner.1, "{port}: {a:#}");
+    // Zone or policy, the SYN came in through zone public (srv0's binding).
+    assert_eq!(a["zone"], "public", "{port}: {a:#}");
     if let Some(t) = c.target {
         assert_eq!(a["concept"]["target"], t, "{port}: {a:#}");
     }

@@ -9,7 +9,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use reach_tests::{ip_netns_list, process_alive, reach, require_root, show};
+use reach_agent::lab::FirewalldBuild;
+use reach_tests::{firewalld_versions, ip_netns_list, process_alive, reach, require_root, show};
 use serde_json::Value;
 
 /// Both tests build a lab and attach probes: one at a time.
@@ -82,13 +83,33 @@ fn lab_reproduces_every_scenario_with_its_verdict_and_evidence_and_leaves_nothin
         "firewalld is not installed, so the firewalld scenarios cannot run: `cargo xtask setup` \
          installs it (it is never started on the host)"
     );
+    let version = FirewalldBuild::host().version().expect("the host firewalld's version");
+    check_lab(&["lab", "--json"], &version);
+}
+
+/// issue 13: the same lab, the same verdicts and evidence, on the other firewalld generation
+/// (`firewalld_versions::trixie()`, 2.x, whose zone targets and policies live in other chains).
+#[test]
+fn lab_on_the_firewalld_root_gives_the_same_verdicts_and_evidence() {
+    require_root();
+    let _serial = serial();
+    let build = firewalld_versions::trixie();
+    let version = build.version().expect("the root firewalld's version");
+    let root = build.root_dir().unwrap().to_str().unwrap().to_string();
+    check_lab(&["lab", "--json", "--firewalld-root", &root], &version);
+}
+
+/// Runs `reach lab` with `args` and asserts every scenario's verdict and evidence, firewalld
+/// `version` having run, and nothing left behind.
+fn check_lab(args: &[&str], version: &str) {
     let started = Instant::now();
-    let out = reach(&["lab", "--json"]);
+    let out = reach(args);
     let took = started.elapsed();
     assert!(out.status.success(), "{}", show(&out));
     let report: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(&out)));
     assert_eq!(report["firewalld"], true, "{report:#}");
+    assert_eq!(report["firewalld_version"], version, "{report:#}");
     assert!(took < BUDGET, "reach lab took {took:?}");
     assert!(report["elapsed_s"].as_f64().unwrap() < BUDGET.as_secs_f64());
 
@@ -303,4 +324,27 @@ fn lab_without_firewalld_runs_the_other_scenarios_and_prints_the_table() {
         .find(|w| w.starts_with("reach-lab-") && w.ends_with("-lab-srv"))
         .unwrap_or_else(|| panic!("server namespace not announced:\n{stderr}"));
     assert_nothing_left(&run_prefix(srv_ns), &[]);
+}
+
+/// A --firewalld-root that holds no firewalld is bad usage: exit 2 saying what is missing and
+/// how to get a root, before any namespace exists.
+#[test]
+fn a_firewalld_root_without_firewalld_is_refused_before_anything_is_made() {
+    require_root();
+    let _serial = serial();
+    let empty = tempfile::tempdir().unwrap();
+    let before = ip_netns_list();
+    let out = reach(&["lab", "--firewalld-root", empty.path().to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        stderr.contains("--firewalld-root") && stderr.contains("/usr/sbin/firewalld"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cargo xtask setup"), "{stderr}");
+    assert!(out.stdout.is_empty(), "{}", show(&out));
+    assert_eq!(ip_netns_list(), before, "namespaces were created");
+    // With --no-firewalld it is a contradiction, told by the parser.
+    let out = reach(&["lab", "--no-firewalld", "--firewalld-root", "/"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
 }

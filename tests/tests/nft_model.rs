@@ -1,6 +1,7 @@
-//! The nftables model and its firewalld mapping against the installed firewalld (1.x) in a lab
-//! namespace: what the recorded rulesets promise must hold for a ruleset read right now, and
-//! across a `--reload` (which renumbers every handle). The root namespace is only read.
+//! The nftables model and its firewalld mapping against real firewalld daemons in a lab
+//! namespace, every version of `reach_tests::firewalld_versions`: what the recorded rulesets
+//! promise must hold for a ruleset read right now, and across a `--reload` (which renumbers
+//! every handle). The root namespace is only read.
 use std::{
     collections::hash_map::DefaultHasher,
     hash::{Hash, Hasher},
@@ -14,9 +15,9 @@ use reach_agent::{
         },
         nftables::{self, Ruleset},
     },
-    lab::{self, Firewalld, TwoHosts},
+    lab::{self, FirewalldBuild, TwoHosts},
 };
-use reach_tests::require_root;
+use reach_tests::{firewalld_versions, require_root};
 
 /// `nft list ruleset` of the caller's (root) namespace, hashed. Read-only.
 fn root_ruleset_hash() -> u64 {
@@ -44,8 +45,17 @@ fn rich_rules(rs: &Ruleset) -> Vec<(u64, Concept)> {
 fn live_firewalld_ruleset_maps_back_to_zones_ports_rich_rules_and_targets() -> anyhow::Result<()> {
     require_root();
     let root_before = root_ruleset_hash();
+    for build in firewalld_versions::all() {
+        maps_back_on(&build)?;
+    }
+    assert_eq!(root_ruleset_hash(), root_before, "the ROOT ruleset changed");
+    Ok(())
+}
+
+fn maps_back_on(build: &FirewalldBuild) -> anyhow::Result<()> {
     let hosts = TwoHosts::new("nftm")?;
-    let fw = Firewalld::start(&hosts.server)?;
+    let fw = firewalld_versions::start(&hosts.server, build);
+    eprintln!("--- firewalld {}", fw.version());
     let server_if = TwoHosts::SERVER_IF;
     for args in [
         vec!["--zone=public".to_string(), format!("--add-interface={server_if}")],
@@ -120,7 +130,6 @@ fn live_firewalld_ruleset_maps_back_to_zones_ports_rich_rules_and_targets() -> a
 
     drop(fw);
     drop(hosts);
-    assert_eq!(root_ruleset_hash(), root_before, "the ROOT ruleset changed");
     Ok(())
 }
 

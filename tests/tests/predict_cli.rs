@@ -1,14 +1,22 @@
-//! `reach predict` against a real firewalld in a lab namespace: the answer before any client
-//! tries, with exit codes a script can branch on.
-use reach_agent::lab::{Firewalld, TwoHosts};
-use reach_tests::{reach, require_root, show};
+//! `reach predict` against real firewalld daemons in a lab namespace (every version of
+//! `reach_tests::firewalld_versions`): the answer before any client tries, with exit codes a
+//! script can branch on.
+use reach_agent::lab::{FirewalldBuild, TwoHosts};
+use reach_tests::{firewalld_versions, reach, require_root, show};
 use serde_json::Value;
 
 #[test]
 fn predicts_block_then_accept_after_the_suggested_fix() {
     require_root();
+    for build in firewalld_versions::all() {
+        block_then_accept_on(&build);
+    }
+}
+
+fn block_then_accept_on(build: &FirewalldBuild) {
     let hosts = TwoHosts::new("pcli").unwrap();
-    let fw = Firewalld::start(&hosts.server).unwrap();
+    let fw = firewalld_versions::start(&hosts.server, build);
+    eprintln!("--- firewalld {}", fw.version());
     fw.cmd(&["--zone=public", "--add-interface=srv0"]).unwrap();
     let bus = fw.bus_address();
     let ask = |json: bool| {

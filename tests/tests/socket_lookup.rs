@@ -350,18 +350,25 @@ fn render(results: &[RowResult]) -> String {
 }
 
 /// Creates the row's listeners in `ns`: the first on a kernel-chosen port, the others on it.
+/// The kernel picks a port free for the first listener's address only: an earlier row's
+/// client socket (TIME_WAIT) may still hold it on another address of the namespace (seen:
+/// `[::1]` v6only, EADDRINUSE on the port chosen for 127.0.0.1). Then the row starts over on
+/// a new port; any other error, or 20 such ports in a row, fails.
 fn listen_all(ns: &NetNs, listeners: &[Listen]) -> Vec<OwnedFd> {
-    let mut fds: Vec<OwnedFd> = Vec::new();
-    for spec in listeners {
-        let port = fds.first().map_or(0, local_port);
-        let spec = *spec;
-        let fd = ns
-            .run_in(move || listen_one(&spec, port))
-            .unwrap()
-            .unwrap_or_else(|e| panic!("listening on {} port {port}: {e}", spec.label()));
-        fds.push(fd);
+    'port: for _ in 0..20 {
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        for spec in listeners {
+            let port = fds.first().map_or(0, local_port);
+            let spec = *spec;
+            match ns.run_in(move || listen_one(&spec, port)).unwrap() {
+                Ok(fd) => fds.push(fd),
+                Err(e) if port != 0 && e.kind() == io::ErrorKind::AddrInUse => continue 'port,
+                Err(e) => panic!("listening on {} port {port}: {e}", spec.label()),
+            }
+        }
+        return fds;
     }
-    fds
+    panic!("20 kernel-chosen ports in a row were in use on another address of the namespace")
 }
 
 fn listen_one(spec: &Listen, port: u16) -> io::Result<OwnedFd> {

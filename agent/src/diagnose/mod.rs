@@ -112,7 +112,8 @@ impl FailedBind {
     }
 }
 
-/// A netfilter rule outside firewalld's tables that decided the SYN.
+/// A netfilter rule that decided the SYN or its reply: outside firewalld's table, or inside it
+/// but none of firewalld's concepts.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct NetfilterRule {
     /// `inet`, `ip`, `ip6`.
@@ -138,6 +139,10 @@ pub struct NetfilterRule {
     /// (the fix is then an iptables command; see `firewall::iptables_nft`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub iptables: Option<IptablesRule>,
+    /// The table carries nft's owner flag: only the program that created it can change it
+    /// (firewalld ≥ 2.0 owns its table), so no `nft` edit is a fix.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub owned: bool,
 }
 
 /// A listen-queue overflow (the `{"type":"overflow"}` report of `reach watch`).

@@ -290,6 +290,62 @@ fn unmapped_firewalld_rule_uses_an_agreeing_prediction() {
     assert_eq!(diagnose(&e).fix, ["remove the rule"]);
 }
 
+/// A rule in firewalld's table that is none of its concepts, while firewalld's configuration
+/// accepts the SYN: the exact nft edit of that rule, and the accept as evidence that firewalld
+/// did not write it. Without the rule's location, the generic listing.
+#[test]
+fn unmapped_firewalld_rule_with_an_accepting_configuration_gets_the_nft_edit() {
+    let mut e = seen(Outcome::Dropped, Some("NETFILTER_DROP"));
+    let mut a = attribution("drop");
+    a.concept = Concept::Other;
+    a.zone = None;
+    a.fix.clear();
+    a.rule = "tcp dport 8080 drop".into();
+    a.summary =
+        "rule `tcp dport 8080 drop` in chain filter_INPUT → drop: reach cannot map it".into();
+    e.attribution = Some(a);
+    e.prediction = Some(Prediction {
+        zone: "public".into(),
+        zone_by: ZoneBy::Interface,
+        decision: Decision::Accept { by: "port 8080/tcp".into() },
+        reason: "zone public via eth0, port 8080/tcp allowed → accept".into(),
+        fix: Vec::new(),
+    });
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::FirewallDrop);
+    assert!(has(&d.fix, "nft -a list ruleset"), "no rule location: the listing: {:?}", d.fix);
+    assert!(!has(&d.evidence, "did not write"), "{:?}", d.evidence);
+
+    e.netfilter = Some(NetfilterRule {
+        family: "inet".into(),
+        table: "firewalld".into(),
+        chain: "filter_INPUT".into(),
+        handle: Some(57),
+        rule: Some("tcp dport 8080 drop".into()),
+        action: "drop".into(),
+        ..Default::default()
+    });
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::FirewallDrop);
+    assert!(
+        d.fix[0].starts_with("nft delete rule inet firewalld filter_INPUT handle 57"),
+        "{:?}",
+        d.fix
+    );
+    assert!(has(&d.evidence, "accepts this SYN (zone public via eth0"), "{:?}", d.evidence);
+    assert!(has(&d.evidence, "firewalld did not write this rule"), "{:?}", d.evidence);
+
+    // firewalld ≥ 2.0 owns its table: nobody else wrote the rule, and no nft edit works.
+    e.netfilter.as_mut().unwrap().owned = true;
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::FirewallDrop);
+    assert!(!has(&d.evidence, "did not write"), "{:?}", d.evidence);
+    assert!(has(&d.evidence, "yet firewalld wrote this rule"), "{:?}", d.evidence);
+    assert!(d.fix[0].starts_with("nft -a list table inet firewalld"), "{:?}", d.fix);
+    assert!(!has(&d.fix, "nft delete") && !has(&d.fix, "nft insert"), "{:?}", d.fix);
+    assert!(has(&d.fix, "firewall-cmd --list-all-policies"), "{:?}", d.fix);
+}
+
 #[test]
 fn other_netfilter_rule_is_named() {
     let mut e = seen(Outcome::Dropped, Some("NETFILTER_DROP"));

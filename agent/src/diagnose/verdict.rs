@@ -425,7 +425,39 @@ fn firewall(e: &Evidence, f: &Facts) -> Option<Decided> {
                 lines.push(format!("firewalld's configuration predicts the same: {}", p.reason));
                 p.fix.clone()
             }
-            _ => fix::nft_list(),
+            // No firewalld concept and no prediction to lean on, but the rule itself is known
+            // (table, chain, handle): the exact nft edit, as for any other table's rule.
+            _ => match e.netfilter.as_ref().filter(|r| r.table == "firewalld") {
+                Some(r) => {
+                    let accepting = e
+                        .prediction
+                        .as_ref()
+                        .filter(|p| matches!(p.decision, Decision::Accept { .. }));
+                    match (accepting, r.owned) {
+                        // firewalld ≥ 2.0 owns its table: nobody else can have added the rule.
+                        (Some(p), true) => lines.push(format!(
+                            "firewalld's configuration, as reach reads it, accepts this SYN \
+                             ({}), yet firewalld wrote this rule (its table is owner-flagged: \
+                             no other program can add to it): a setting reach does not model",
+                            p.reason
+                        )),
+                        (None, true) => lines.push(
+                            "firewalld wrote this rule (its table is owner-flagged: no other \
+                             program can add to it)"
+                                .into(),
+                        ),
+                        (Some(p), false) => lines.push(format!(
+                            "firewalld's configuration accepts this SYN ({}): firewalld did not \
+                             write this rule, something added it to firewalld's table (a \
+                             `firewall-cmd --reload` removes it, and every runtime-only change)",
+                            p.reason
+                        )),
+                        (None, false) => {}
+                    }
+                    fix::netfilter(r, e.port)
+                }
+                None => fix::nft_list(),
+            },
         };
         return Some((v, lines, fix));
     }
@@ -615,7 +647,22 @@ fn path(e: &Evidence, f: &Facts, v: Verdict, ev: &[String]) -> Vec<Hop> {
         e.flow.as_ref().map(|fl| fl.client.to_string()).unwrap_or_else(|| "the client".into());
     let reset = e.flow.as_ref().is_some_and(|fl| fl.outcome == Outcome::Reset);
     let bad = failing(v, f.drop_reason.as_deref(), reset);
-    let note_of_failure = ev.last().cloned().unwrap_or_default();
+    // The line that says what failed: for the firewall, the decision in the firewall's own
+    // terms ("firewalld: zone public, target DROP → drop…", "netfilter: table …"), not the
+    // bare rule text that follows it.
+    let decision_line =
+        ev.iter().find(|l| l.starts_with("firewalld") || l.starts_with("netfilter:"));
+    let note_of_failure = match bad {
+        Some(2) => decision_line.or(ev.last()),
+        _ => ev.last(),
+    }
+    .cloned()
+    .unwrap_or_default();
+    // What let the SYN through, when a trace named it (firewalld's accepting rule).
+    let through = match e.attribution.as_ref().filter(|a| a.action == "accept") {
+        Some(a) => format!("let the SYN through: firewalld {}", a.summary),
+        None => "let the SYN through".into(),
+    };
     // A prediction says what would happen; an observed attempt what did.
     let notes = if f.predicting && bad != Some(0) {
         [
@@ -635,7 +682,7 @@ fn path(e: &Evidence, f: &Facts, v: Verdict, ev: &[String]) -> Vec<Hop> {
                 },
             ),
             (format!("interface {iface}"), "SYN arrived".into()),
-            ("firewall".into(), "let the SYN through".into()),
+            ("firewall".into(), through),
             ("socket".into(), format!("a listener on port {} took it", e.port)),
         ]
     };

@@ -1,6 +1,8 @@
 //! Naming the rule that decided a traced packet in firewalld's own terms, with the command that
 //! changes the outcome. The trace gives table, chain and handle; handles change on every
 //! firewalld reload, so the caller passes a ruleset read after the packet, never a cached one.
+use std::net::IpAddr;
+
 use serde::Serialize;
 
 use super::{
@@ -12,7 +14,8 @@ use super::{
 /// A decision attributed to firewalld configuration.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Attribution {
-    /// The zone whose chain decided (None for the catch-all reject).
+    /// The zone whose chain decided; for a policy's decision, the zone the packet came in
+    /// through ([`Attribution::with_arrival_zone`]); None for the catch-all reject.
     pub zone: Option<String>,
     /// `accept`, `drop`, `reject icmpx admin-prohibited`, `reject tcp reset`, …
     pub action: String,
@@ -24,6 +27,32 @@ pub struct Attribution {
     pub summary: String,
     /// Commands that would let the connection through (empty when it was accepted).
     pub fix: Vec<String>,
+}
+
+impl Attribution {
+    /// A policy decided: its chain says nothing of the zone the packet came in through, so
+    /// name it as firewalld binds one (source, then interface, then the default zone) from its
+    /// D-Bus view. Decisions of a zone chain already carry theirs; the catch-all has none.
+    pub fn with_arrival_zone(mut self, cfg: &FirewalldConfig, iface: &str, source: IpAddr) -> Self {
+        let policy = match &self.concept {
+            Concept::PolicyTarget { policy, .. }
+            | Concept::PolicyPortAllowed { policy, .. }
+            | Concept::PolicyRichRule { policy, .. } => policy.clone(),
+            _ => return self,
+        };
+        if self.zone.is_none() {
+            let zone = cfg.zone_for(iface, source).name.clone();
+            if !zone.is_empty() {
+                self.summary = self.summary.replacen(
+                    &format!("policy {policy}"),
+                    &format!("policy {policy} (the SYN came in through zone {zone})"),
+                    1,
+                );
+                self.zone = Some(zone);
+            }
+        }
+        self
+    }
 }
 
 fn action(v: &Verdict) -> String {

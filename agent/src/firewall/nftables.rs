@@ -34,6 +34,9 @@ pub struct Table {
     pub family: String,
     pub name: String,
     pub handle: u64,
+    /// nft's `owner` flag: only the netlink socket that created the table may change it
+    /// (firewalld ≥ 2.0 sets it on its own table), so an `nft` edit of it fails with EPERM.
+    pub owned: bool,
 }
 
 /// Hook attachment of a base chain (a chain the kernel calls directly).
@@ -141,6 +144,9 @@ impl Ruleset {
                     family: str_field(t, "family"),
                     name: str_field(t, "name"),
                     handle: t["handle"].as_u64().unwrap_or_default(),
+                    owned: t["flags"]
+                        .as_array()
+                        .is_some_and(|f| f.iter().any(|f| f.as_str() == Some("owner"))),
                 });
             } else if let Some(c) = item.get("chain") {
                 ruleset.chains.push(parse_chain(c));
@@ -176,6 +182,11 @@ impl Ruleset {
     /// True if table `family name` exists.
     pub fn has_table(&self, family: &str, name: &str) -> bool {
         self.tables.iter().any(|t| t.family == family && t.name == name)
+    }
+
+    /// Whether table `family name` carries nft's owner flag ([`Table::owned`]).
+    pub fn table_owned(&self, family: &str, name: &str) -> bool {
+        self.tables.iter().any(|t| t.family == family && t.name == name && t.owned)
     }
 }
 
@@ -474,7 +485,18 @@ fn render_value(v: &Value, left: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::firewall::fixtures::{STEPS, fixture, recorded, recorded_text};
+    use crate::firewall::fixtures::{STEPS, fixture, recorded, recorded_in, recorded_text};
+
+    /// firewalld 2.x creates its table with nft's owner flag, 1.x without; the flag is what
+    /// decides whether an nft edit of a rule there can be a fix.
+    #[test]
+    fn the_owner_flag_is_read_from_the_recorded_rulesets() {
+        for (version, owned) in [("1.3.3", false), ("2.3.1", true)] {
+            let rs = recorded_in(version, "00-baseline");
+            assert!(rs.has_table("inet", "firewalld"), "{version}");
+            assert_eq!(rs.table_owned("inet", "firewalld"), owned, "{version}: {:?}", rs.tables);
+        }
+    }
 
     #[test]
     fn parses_tables_chains_and_base_chains() {

@@ -1,26 +1,96 @@
 //! Pseudo filesystems reach needs (tracefs, securityfs): find them, mount them if absent, and
-//! unmount on drop only what we mounted ourselves, so the machine is left as it was found.
+//! unmount only what reach mounted, once no reach process needs it any more, so the machine is
+//! left as it was found.
+//!
+//! Several reach processes run at once (`reach lab` runs its `reach why`s side by side; an
+//! operator runs `reach why` beside `reach agent`), and a mount is shared by all of them: the
+//! process that mounted tracefs must not pull it from under another one still attaching (seen:
+//! "sys_enter_bind/id: No such file or directory"). So the owners are counted across processes
+//! with two flock(2) files per mount point and mount namespace in /run/lock/reach:
+//! `<name>.users`, held shared by
+//! every reach process using a mount reach made, and `<name>.guard`, held exclusively around
+//! each mount or unmount decision. The last user out (its exclusive try on `.users` succeeds)
+//! unmounts. `<name>.ours` exists while the mount is reach's, so a process that finds tracefs
+//! mounted knows whether to share ownership or leave it alone. A killed process's locks go
+//! with it; its mount stays reach's, and the next reach to use it unmounts it at its end.
+//! Without /run/lock (read-only, absent) the count is per process, as the only safe fallback.
 use std::{
     collections::HashMap,
-    fs, io,
+    fs::{self, File, OpenOptions},
+    io,
     path::{Path, PathBuf},
     sync::Mutex,
 };
 
-use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::{
+    errno::Errno,
+    fcntl::{Flock, FlockArg},
+    mount::{MntFlags, MsFlags, mount, umount2},
+};
 
-/// A pseudo filesystem made available at `path`; unmounted when the last guard of this
-/// process that needed our own mount drops.
+/// Where the cross-process lock files live (a tmpfs: gone at reboot, with the mounts).
+const LOCK_DIR: &str = "/run/lock/reach";
+
+/// A pseudo filesystem made available at `path`; unmounted when the last guard of the last
+/// reach process that needed reach's own mount drops.
 #[derive(Debug)]
 pub struct PseudoFs {
     pub path: PathBuf,
-    /// True when reach mounted it (and will unmount it).
+    /// True when the mount is reach's (this process or another reach process made it).
     pub mounted_by_us: bool,
 }
 
-/// Guards alive per mount point that reach mounted itself. Without this, two users in one
-/// process (parallel tests, doctor beside the probes) would unmount under each other.
-static OUR_MOUNTS: Mutex<Option<HashMap<PathBuf, usize>>> = Mutex::new(None);
+/// One mount point reach owns a share of in this process.
+struct Share {
+    /// Guards alive in this process.
+    guards: usize,
+    /// The shared lock on `<name>.users` (None without /run/lock).
+    users: Option<Flock<File>>,
+}
+
+/// Mount points whose reach mount this process shares, with their guard counts: two users in
+/// one process (parallel tests, doctor beside the probes) share one cross-process share.
+static OUR_MOUNTS: Mutex<Option<HashMap<PathBuf, Share>>> = Mutex::new(None);
+
+/// The lock files of `path` in this mount namespace (mounts are per mount namespace, /run is
+/// usually shared by all): `/sys/kernel/tracing` →
+/// `/run/lock/reach/mnt-<namespace inode>-sys-kernel-tracing.*`.
+fn lock_file(path: &Path, suffix: &str) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    let mnt_ns = fs::metadata("/proc/self/ns/mnt").map(|m| m.ino()).unwrap_or_default();
+    Path::new(LOCK_DIR).join(lock_name(mnt_ns, path, suffix))
+}
+
+fn lock_name(mnt_ns: u64, path: &Path, suffix: &str) -> String {
+    let name = path.to_string_lossy().trim_matches('/').replace('/', "-");
+    format!("mnt-{mnt_ns}-{name}.{suffix}")
+}
+
+fn open_lock(path: &Path, suffix: &str) -> Option<File> {
+    fs::create_dir_all(LOCK_DIR).ok()?;
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(lock_file(path, suffix))
+        .ok()
+}
+
+/// `<name>.guard` held exclusively: one mount or unmount decision at a time, machine-wide.
+fn decision(path: &Path) -> Option<Flock<File>> {
+    loop {
+        match Flock::lock(open_lock(path, "guard")?, FlockArg::LockExclusive) {
+            Ok(l) => return Some(l),
+            Err((_, Errno::EINTR)) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+fn shared_users(path: &Path) -> Option<Flock<File>> {
+    Flock::lock(open_lock(path, "users")?, FlockArg::LockShared).ok()
+}
 
 impl Drop for PseudoFs {
     fn drop(&mut self) {
@@ -28,29 +98,52 @@ impl Drop for PseudoFs {
             return;
         }
         let mut guard = OUR_MOUNTS.lock().unwrap_or_else(|e| e.into_inner());
-        let counts = guard.get_or_insert_with(HashMap::new);
-        let count = counts.entry(self.path.clone()).or_insert(1);
-        *count -= 1;
-        if *count == 0 {
-            counts.remove(&self.path);
+        let shares = guard.get_or_insert_with(HashMap::new);
+        let Some(share) = shares.get_mut(&self.path) else { return };
+        share.guards = share.guards.saturating_sub(1);
+        if share.guards > 0 {
+            return;
+        }
+        let Some(share) = shares.remove(&self.path) else { return };
+        let _decision = decision(&self.path);
+        let last = match share.users {
+            // Without the lock files this process is the only owner it can know of.
+            None => true,
+            Some(users) => {
+                drop(users);
+                open_lock(&self.path, "users")
+                    .is_some_and(|f| Flock::lock(f, FlockArg::LockExclusiveNonblock).is_ok())
+            }
+        };
+        if last {
             // Lazy detach: programs attached through it keep working.
             let _ = umount2(&self.path, MntFlags::MNT_DETACH);
+            let _ = fs::remove_file(lock_file(&self.path, "ours"));
         }
     }
 }
 
-/// Makes `fstype` available at `path`: already mounted there → reuse; else mount it.
-/// `marker` is a file that exists only when the filesystem is mounted.
+/// Makes `fstype` available at `path`: already mounted there → reuse (sharing ownership when
+/// reach mounted it); else mount it. `marker` is a file that exists only when the filesystem
+/// is mounted.
 pub fn ensure(fstype: &str, path: &Path, marker: &str) -> io::Result<PseudoFs> {
     let mut guard = OUR_MOUNTS.lock().unwrap_or_else(|e| e.into_inner());
-    let counts = guard.get_or_insert_with(HashMap::new);
-    if let Some(count) = counts.get_mut(path) {
-        *count += 1;
+    let shares = guard.get_or_insert_with(HashMap::new);
+    if let Some(share) = shares.get_mut(path) {
+        share.guards += 1;
         return Ok(PseudoFs { path: path.to_path_buf(), mounted_by_us: true });
     }
+    let _decision = decision(path);
+    let ours = lock_file(path, "ours");
     if path.join(marker).exists() {
-        return Ok(PseudoFs { path: path.to_path_buf(), mounted_by_us: false });
+        if !ours.exists() {
+            return Ok(PseudoFs { path: path.to_path_buf(), mounted_by_us: false });
+        }
+        shares.insert(path.to_path_buf(), Share { guards: 1, users: shared_users(path) });
+        return Ok(PseudoFs { path: path.to_path_buf(), mounted_by_us: true });
     }
+    // Not mounted: a `.ours` left from a mount somebody removed since says nothing now.
+    let _ = fs::remove_file(&ours);
     if !supported(fstype) {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
@@ -74,7 +167,11 @@ pub fn ensure(fstype: &str, path: &Path, marker: &str) -> io::Result<PseudoFs> {
         None::<&str>,
     )
     .map_err(|e| io::Error::other(format!("mount -t {fstype} {}: {e}", path.display())))?;
-    counts.insert(path.to_path_buf(), 1);
+    let users = shared_users(path);
+    if users.is_some() {
+        let _ = File::create(&ours);
+    }
+    shares.insert(path.to_path_buf(), Share { guards: 1, users });
     Ok(PseudoFs { path: path.to_path_buf(), mounted_by_us: true })
 }
 
@@ -107,5 +204,14 @@ mod tests {
         drop(a);
         assert!(b.path.join("events").is_dir(), "first drop must not unmount under the second");
         drop(b);
+    }
+
+    #[test]
+    fn lock_files_are_named_for_the_mount_point() {
+        assert_eq!(
+            lock_name(4026531841, Path::new("/sys/kernel/tracing"), "users"),
+            "mnt-4026531841-sys-kernel-tracing.users"
+        );
+        assert!(lock_file(Path::new("/sys/kernel/tracing"), "ours").starts_with(LOCK_DIR));
     }
 }

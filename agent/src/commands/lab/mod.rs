@@ -42,7 +42,7 @@ use anyhow::Context as _;
 
 use crate::{
     kernel::{privileges, pseudofs},
-    lab::{self, Firewalld, TwoHosts},
+    lab::{self, Firewalld, FirewalldBuild, FirewalldOptions, TwoHosts},
 };
 use diagnosis::WhyRun;
 use report::Outcome;
@@ -64,12 +64,35 @@ pub struct LabArgs {
     /// firewalld scenarios are then listed as not run.
     #[arg(long)]
     pub no_firewalld: bool,
+    /// Run the server namespace's firewalld from DIR, a Debian root with firewalld, nftables
+    /// and D-Bus installed (its daemons and firewall-cmd run chrooted there), instead of the
+    /// installed firewalld: to see the lab on another firewalld version. `cargo xtask setup`
+    /// builds one with firewalld 2.x at ~/.cache/reach/firewalld/trixie.
+    #[arg(long, value_name = "DIR", conflicts_with = "no_firewalld")]
+    pub firewalld_root: Option<std::path::PathBuf>,
 }
 
 pub async fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     if let Some(code) = privileges::refuse_unless_privileged("lab") {
         return Ok(code);
     }
+    // Bad input is told before anything is created.
+    let build = match &args.firewalld_root {
+        None => FirewalldBuild::host(),
+        Some(dir) => {
+            let build = FirewalldBuild::root(dir);
+            if let Err(e) = build.version() {
+                eprintln!(
+                    "reach lab: --firewalld-root {}: not a root with a working firewalld ({e}); \
+                     give a Debian root with firewalld, nftables and dbus installed (`cargo \
+                     xtask setup` builds one at ~/.cache/reach/firewalld/trixie)",
+                    dir.display()
+                );
+                return Ok(ExitCode::from(2));
+            }
+            build
+        }
+    };
     // Ctrl-C/SIGTERM are caught (the default action would kill us with namespaces, daemons and
     // attached probes still up) and turned into a request to stop at the next step; teardown
     // runs, then we exit with 130.
@@ -77,7 +100,7 @@ pub async fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = cancel.clone();
-    let mut work = tokio::task::spawn_blocking(move || run_blocking(&args, &flag));
+    let mut work = tokio::task::spawn_blocking(move || run_blocking(&args, build, &flag));
     let result = loop {
         tokio::select! {
             r = &mut work => break r?,
@@ -91,7 +114,11 @@ pub async fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
     result
 }
 
-fn run_blocking(args: &LabArgs, cancel: &AtomicBool) -> anyhow::Result<ExitCode> {
+fn run_blocking(
+    args: &LabArgs,
+    build: FirewalldBuild,
+    cancel: &AtomicBool,
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let stale = lab::clean_stale().context("cleaning leftovers of an earlier lab run")?;
     for ns in &stale.namespaces {
@@ -100,11 +127,10 @@ fn run_blocking(args: &LabArgs, cancel: &AtomicBool) -> anyhow::Result<ExitCode>
     for dir in &stale.temp_dirs {
         eprintln!("lab: removed stale firewalld directory {}", dir.display());
     }
-    // Held for the whole run: when tracefs (or securityfs) is not mounted, each `reach why`
-    // mounts it and unmounts it when it ends, and that refcount is per process, so one
-    // finishing scenario would pull tracefs from under another one still attaching (seen:
-    // "sys_enter_bind/id: No such file or directory"). Mounted here if absent, every `reach
-    // why` finds it and leaves it; it goes when the lab ends.
+    // Held for the whole run: when tracefs (or securityfs) is not mounted, the lab mounts it
+    // once and every `reach why` shares that mount (kernel/pseudofs.rs counts reach's users
+    // across processes) instead of each mounting and unmounting its own; it goes when the lab
+    // ends.
     let _pseudofs: Vec<pseudofs::PseudoFs> = [
         ("tracefs", pseudofs::tracefs()),
         ("securityfs", pseudofs::ensure("securityfs", Path::new("/sys/kernel/security"), "lsm")),
@@ -127,7 +153,7 @@ fn run_blocking(args: &LabArgs, cancel: &AtomicBool) -> anyhow::Result<ExitCode>
     );
     let no_fw_reason = if args.no_firewalld {
         Some("--no-firewalld")
-    } else if lab::FIREWALLD.path().is_err() {
+    } else if build == FirewalldBuild::Host && lab::FIREWALLD.path().is_err() {
         Some("firewalld not installed")
     } else {
         None
@@ -138,9 +164,17 @@ fn run_blocking(args: &LabArgs, cancel: &AtomicBool) -> anyhow::Result<ExitCode>
             None
         }
         None => {
-            let fw = Firewalld::start(&hosts.server)
-                .context("starting firewalld in the server namespace")?;
-            eprintln!("lab: firewalld running (ready in {:.1} s)", fw.ready_in().as_secs_f64());
+            let fw = Firewalld::start_with(
+                &hosts.server,
+                FirewalldOptions { build, ..Default::default() },
+            )
+            .context("starting firewalld in the server namespace")?;
+            eprintln!(
+                "lab: firewalld {} running ({}, ready in {:.1} s)",
+                fw.version(),
+                fw.build(),
+                fw.ready_in().as_secs_f64()
+            );
             Some(fw)
         }
     };
@@ -191,7 +225,7 @@ fn run_blocking(args: &LabArgs, cancel: &AtomicBool) -> anyhow::Result<ExitCode>
         .zip(&all)
         .map(|(o, s)| o.unwrap_or_else(|| skipped(s, "not reached")))
         .collect();
-    let firewalld = lab.fw.is_some();
+    let firewalld = lab.fw.as_ref().map(|f| f.version().to_string());
     drop(lab);
     eprintln!("lab: torn down");
 
@@ -199,7 +233,11 @@ fn run_blocking(args: &LabArgs, cancel: &AtomicBool) -> anyhow::Result<ExitCode>
     if args.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&report::json(&outcomes, firewalld, elapsed_s))?
+            serde_json::to_string_pretty(&report::json(
+                &outcomes,
+                firewalld.as_deref(),
+                elapsed_s
+            ))?
         );
     } else {
         print!("{}", report::human(&outcomes, elapsed_s));

@@ -51,7 +51,8 @@ impl Outcome {
     }
 }
 
-pub fn json(outcomes: &[Outcome], firewalld: bool, elapsed_s: f64) -> Value {
+/// `firewalld`: the version of the firewalld the lab ran, None without one.
+pub fn json(outcomes: &[Outcome], firewalld: Option<&str>, elapsed_s: f64) -> Value {
     let scenarios: Vec<Value> = outcomes
         .iter()
         .map(|o| {
@@ -78,7 +79,12 @@ pub fn json(outcomes: &[Outcome], firewalld: bool, elapsed_s: f64) -> Value {
             v
         })
         .collect();
-    json!({"scenarios": scenarios, "firewalld": firewalld, "elapsed_s": elapsed_s})
+    json!({
+        "scenarios": scenarios,
+        "firewalld": firewalld.is_some(),
+        "firewalld_version": firewalld,
+        "elapsed_s": elapsed_s,
+    })
 }
 
 /// Each diagnosis in short, then the table and a summary line.
@@ -201,7 +207,9 @@ mod tests {
         assert!(table[3].contains("not run") && table[3].contains("firewalld not installed"));
         assert!(text.contains("1 of 2 scenarios run got their expected verdict (1 not run)"));
 
-        let v = json(&all, false, 12.0);
+        let v = json(&all, None, 12.0);
+        assert_eq!((&v["firewalld"], &v["firewalld_version"]), (&Value::Bool(false), &Value::Null));
+        assert_eq!(json(&all, Some("2.3.1"), 1.0)["firewalld_version"], "2.3.1");
         assert_eq!(v["scenarios"][0]["ok"], true);
         assert_eq!(v["scenarios"][0]["server"]["pid"], 42);
         assert_eq!(v["scenarios"][0]["phases_s"]["attach"], 0.5);

@@ -593,7 +593,8 @@ impl State {
                 sink.event(&mut self.names, Event::Sock(&obs))
             }
             Msg::Trace(netns, t) => {
-                let attribution = self.attribute(netns, &t);
+                let attribution =
+                    self.attribute(netns, &t).map(|a| self.arrival_zone(netns, &t, a));
                 let v = verdict_record(netns, &t, &mut self.names, attribution)?;
                 // A reply's walk is keyed by the sink that wants it (server → client as on the
                 // wire); the flows join only the SYN's walk, keyed client → server.
@@ -656,6 +657,18 @@ impl State {
             port,
             config.as_deref(),
         )
+    }
+
+    /// [`Attribution::with_arrival_zone`] for an arriving SYN, from the cached firewalld view
+    /// and the name of the interface it came in on.
+    fn arrival_zone(&mut self, netns: u64, t: &PacketTrace, a: Attribution) -> Attribution {
+        if t.is_reply() {
+            return a;
+        }
+        let (Some(iif), Some(tuple)) = (t.iif, t.tuple) else { return a };
+        let Some(config) = self.firewalld.as_ref().and_then(FirewalldCache::view) else { return a };
+        let Some(iface) = self.names.device(netns, iif) else { return a };
+        a.with_arrival_zone(&config, &iface, tuple.saddr)
     }
 
     fn verdict_of(&self, rec: &FlowRecord) -> Option<&VerdictRecord> {

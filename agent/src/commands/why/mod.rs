@@ -178,8 +178,14 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         evidence.failed_binds = c.failed_binds.clone();
         evidence.overflow = c.overflow.clone();
         if let Some(v) = c.verdict() {
-            evidence.attribution = v.attribution.clone().filter(|a| a.action != "accept");
-            if evidence.attribution.is_none() && v.verdict.as_deref() != Some("accept") {
+            // An accept is kept too: what let the SYN through is evidence of a reachable path.
+            evidence.attribution = v.attribution.clone();
+            // A rule in firewalld's table that is none of its concepts is still a rule with a
+            // table, chain and handle: looked up as any other table's, for the exact fix.
+            let decided = evidence.attribution.as_ref().filter(|a| a.action != "accept");
+            let unmapped = decided
+                .is_some_and(|a| a.concept == crate::firewall::firewalld_chains::Concept::Other);
+            if (decided.is_none() || unmapped) && v.verdict.as_deref() != Some("accept") {
                 let client = c.flow.as_ref().map(|(f, _)| f.client.ip());
                 evidence.netfilter = netfilter_rule(&ns, v, client);
             }
@@ -447,7 +453,8 @@ fn arrival_iface(ifaces: &[String], target: Target) -> String {
     }
 }
 
-/// The non-firewalld rule that decided the SYN, looked up in the namespace's ruleset now;
+/// The netfilter rule that decided the SYN (outside firewalld's table, or in it but none of
+/// firewalld's concepts), looked up in the namespace's ruleset now;
 /// `client`: the attempt's client address, when one was seen (the fix admits just it).
 fn netfilter_rule(
     ns: &Watched,
@@ -479,6 +486,7 @@ fn netfilter_rule(
         .and_then(|rs| iptables_nft::describe(rs, &family, &table, &chain, handle, fd.as_ref()));
     Some(NetfilterRule {
         iface: rule.as_ref().and_then(|r| rule_iface::matched_iface(r, reply)),
+        owned: rs.as_ref().is_some_and(|rs| rs.table_owned(&family, &table)),
         family,
         table,
         chain,

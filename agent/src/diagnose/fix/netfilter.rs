@@ -13,9 +13,30 @@ use crate::firewall::{docker_chains::DockerChain, iptables_nft::IptablesRule};
 
 pub(super) fn fix(r: &NetfilterRule, port: u16) -> Vec<String> {
     match &r.iptables {
+        _ if r.owned => owned(r),
         Some(ipt) => iptables(r, ipt, port),
         None => nft(r, port),
     }
+}
+
+/// A table with nft's owner flag refuses every edit but its creator's (EPERM): the change
+/// belongs in the program that owns it.
+fn owned(r: &NetfilterRule) -> Vec<String> {
+    let (f, t, c) = (&r.family, &r.table, &r.chain);
+    let at = r.handle.map(|h| format!(" (handle {h})")).unwrap_or_default();
+    let mut fix = vec![format!(
+        "nft -a list table {f} {t}   # `# progname …` on its first line names the program that \
+         owns the table; change the rule in chain {c}{at} through that program (nft's owner \
+         flag makes an nft edit fail with EPERM)"
+    )];
+    if t == "firewalld" {
+        fix.push(
+            "firewall-cmd --list-all-zones; firewall-cmd --list-all-policies   # the settings \
+             firewalld writes its rules from"
+                .into(),
+        );
+    }
+    fix
 }
 
 /// Words for what the accept admits: "10.0.0.2 to port 80", "replies from port 80".
