@@ -18,6 +18,7 @@ use crate::{
 mod fix;
 pub mod lookup;
 mod miss;
+pub mod nat;
 mod reply;
 mod verdict;
 mod wsl;

@@ -109,6 +109,12 @@ impl Rule {
         self.expr.as_array().map(Vec::as_slice).unwrap_or_default()
     }
 
+    /// True when the rule rewrites the destination (`dnat`, `redirect`): a SYN it matched
+    /// goes on to another address or port than the client dialed.
+    pub fn is_dnat(&self) -> bool {
+        self.statements().iter().any(|s| s.get("dnat").is_some() || s.get("redirect").is_some())
+    }
+
     /// The `match` statements of the rule.
     pub fn matches(&self) -> impl Iterator<Item = &Value> {
         self.statements().iter().filter_map(|s| s.get("match"))

@@ -1,5 +1,6 @@
 //! Network namespaces: entering them safely and knowing which exist.
 pub mod addresses;
+pub mod conntrack;
 pub mod enter;
 pub mod inventory;
 pub mod names;

@@ -123,6 +123,8 @@ pub struct VerdictRecord {
     /// The walk was the server's reply (SYN-ACK or RST, from the output hook): its tuple is
     /// server → client.
     pub reply: bool,
+    /// Every step of the walk but reach's own trace table (a NAT rule is one of them).
+    pub steps: Vec<crate::firewall::trace::Step>,
 }
 
 /// What the session observed; the sink decides what to make of it.
@@ -548,6 +550,7 @@ fn verdict_record(
         verdict: word,
         by_policy,
         reply: t.is_reply(),
+        steps: t.steps.iter().filter(|s| s.table != trace_table::TABLE).cloned().collect(),
     })
 }
 

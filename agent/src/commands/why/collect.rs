@@ -212,6 +212,7 @@ mod tests {
             rule_handle: Some(4),
             verdict: Some(word.into()),
             by_policy: false,
+            steps: Vec::new(),
             reply,
         }
     }

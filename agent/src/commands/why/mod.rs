@@ -5,6 +5,7 @@
 //! hands it to the pure decision engine ([`crate::diagnose`]) and prints the verdict, the SYN's
 //! path with the failing hop, and the fix.
 mod collect;
+mod follow;
 mod interfaces;
 mod report;
 mod target;
@@ -151,6 +152,9 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         ..Default::default()
     };
     let mut attempt = None;
+    // The SYN's traced walk (a NAT rule on it names where the attempt was sent).
+    let mut syn_walk = None;
+    let mut conntrack_events = None;
     if args.timeout > 0.0 {
         let opts = SessionOptions {
             namespaces: vec![ns.clone()],
@@ -168,6 +172,15 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
             ring_kib: DEFAULT_RING_KIB,
         };
         let addrs = watch_addrs.as_deref();
+        // conntrack's new connections while watching: where a NAT sends the attempt (a
+        // refused one's entry is deleted at once, so it cannot be asked for afterwards).
+        let port = target.port;
+        conntrack_events =
+            enter::in_netns(&ns.path, move || crate::netns::conntrack::Events::subscribe(port))
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+                .inspect_err(|e| tracing::info!("conntrack events in {}: {e}", ns.name))
+                .ok();
         let c = match watch_attempt(&opts, target, addrs, &ns, &ifaces, args.timeout).await {
             Ok(c) => c,
             Err(e) if e.is::<NoSuchInterface>() => return usage(format!("{e:#}")),
@@ -177,6 +190,7 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         evidence.syn_seen = c.syns > 0 || c.flow.is_some();
         evidence.failed_binds = c.failed_binds.clone();
         evidence.overflow = c.overflow.clone();
+        syn_walk = c.verdict().cloned();
         if let Some(v) = c.verdict() {
             // An accept is kept too: what let the SYN through is evidence of a reachable path.
             evidence.attribution = v.attribution.clone();
@@ -221,6 +235,15 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
     }
 
     let mut d = diagnose::diagnose(&evidence);
+    // A destination NAT on the way: the namespace the attempt was sent to answers it.
+    let mut nat = None;
+    if let Some(flow) = &evidence.flow
+        && let Some((hop, inner)) =
+            follow::follow(&ns, flow, syn_walk.as_ref(), conntrack_events.as_ref()).await
+    {
+        d = diagnose::nat::follow(d, &hop, inner.as_ref().map(diagnose::diagnose));
+        nat = Some(hop);
+    }
     if let Some(r) = resolution.as_mut() {
         explain_resolution(r, &mut d, &evidence, ns.inode);
     }
@@ -232,6 +255,7 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         diagnosis: &d,
         attempt: attempt.as_ref(),
         evidence: &evidence,
+        nat: nat.as_ref(),
         watched_seconds: (args.timeout > 0.0).then_some(args.timeout),
     };
     if args.json {

@@ -19,6 +19,8 @@ pub struct Report<'a> {
     pub diagnosis: &'a Diagnosis,
     pub attempt: Option<&'a FlowRecord>,
     pub evidence: &'a Evidence,
+    /// The destination NAT the attempt went through, when one did.
+    pub nat: Option<&'a crate::diagnose::nat::NatHop>,
     /// Seconds watched for the attempt; None: predicted without watching.
     pub watched_seconds: Option<f64>,
 }
@@ -65,6 +67,7 @@ impl Report<'_> {
             "path": d.path,
             "lookup": d.lookup,
             "attempt": self.attempt,
+            "nat": self.nat,
             "listeners": e.listeners,
             "failed_binds": e.failed_binds,
             "port_holders": e.port_holders,

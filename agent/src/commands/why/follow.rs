@@ -1,0 +1,165 @@
+//! Following the client's attempt through destination NAT (see `diagnose::nat`): conntrack
+//! says where the connection went, the SYN's traced walk which rule sent it there, the
+//! interfaces of every namespace whose address that is; then the evidence for diagnosing the
+//! attempt in that namespace, with the translated destination.
+use std::net::{IpAddr, SocketAddr};
+
+use super::{Watched, holders_on, interfaces, listeners_on};
+use crate::{
+    commands::watch::session::VerdictRecord,
+    diagnose::{
+        Evidence,
+        nat::{NatHop, NatOwner, NatRule},
+    },
+    firewall::nftables,
+    lab::NetNsFd,
+    model::flows::{FlowRecord, Outcome},
+    netns::{addresses, conntrack, enter, inventory, sk_lookup},
+};
+
+/// The NAT the attempt `flow` went through in `ns`, and the evidence in the namespace it
+/// leads to (None when it leaves the host). None: conntrack has no translation for it.
+pub async fn follow(
+    ns: &Watched,
+    flow: &FlowRecord,
+    walk: Option<&VerdictRecord>,
+    events: Option<&conntrack::Events>,
+) -> Option<(NatHop, Option<Evidence>)> {
+    let (client, server) = (flow.client, flow.server);
+    let entry = match events.and_then(|e| e.find(client, server)) {
+        Some(e) => Some(e),
+        None => ask(ns, client, server).await,
+    }?;
+    tracing::info!("conntrack: {entry:?}");
+    let to = entry.dnat()?;
+    let rule = walk.and_then(|w| nat_rule(ns, w));
+    let owner = owner_of(to.ip(), ns).await;
+    let hop = NatHop {
+        from: server,
+        to,
+        rule,
+        owner: owner
+            .as_ref()
+            .map(|(w, iface)| NatOwner { netns: w.netns_ref(), iface: iface.clone() }),
+    };
+    // The answering socket is in the owner's namespace, so the arrival namespace never sees
+    // the connection established: a SYN-ACK that went out and a handshake conntrack saw
+    // complete is an accepted attempt.
+    let mut outcome = flow.outcome;
+    if outcome == Outcome::Unanswered
+        && flow.synack_sent
+        && ask(ns, client, server).await.is_some_and(|e| e.handshake_done())
+    {
+        outcome = Outcome::Accepted;
+    }
+    let inner = match owner {
+        Some((w, iface)) => {
+            let flow = FlowRecord { outcome, ..flow.clone() };
+            Some(evidence_in(&w, iface, &flow, entry.reply_dst, to).await)
+        }
+        None => None,
+    };
+    Some((hop, inner))
+}
+
+/// The rule of the SYN's walk that rewrote its destination, read from the ruleset now.
+fn nat_rule(ns: &Watched, walk: &VerdictRecord) -> Option<NatRule> {
+    let fd = NetNsFd::open(&ns.path).ok()?;
+    let rs = nftables::read_in(&fd).ok()?;
+    walk.steps.iter().find_map(|s| {
+        let r = rs.rule_by_handle(s.family, &s.table, s.rule_handle?)?;
+        r.is_dnat().then(|| NatRule {
+            family: r.family.clone(),
+            table: r.table.clone(),
+            chain: r.chain.clone(),
+            handle: r.handle,
+            text: r.text.clone(),
+        })
+    })
+}
+
+/// The namespace with `ip` on one of its interfaces, and that interface: the arrival
+/// namespace first (a redirect or a DNAT to one of its own addresses), loopback only there.
+async fn owner_of(ip: IpAddr, arrival: &Watched) -> Option<(Watched, String)> {
+    let arrival = arrival.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut all = inventory::list();
+        all.sort_by_key(|n| n.inode != arrival.inode);
+        all.into_iter().find_map(|n| {
+            let addrs = enter::in_netns(&n.path, addresses::iface_addrs).ok()?.ok()?;
+            let iface = addrs
+                .into_iter()
+                .find(|(name, a)| *a == ip && (name != "lo" || n.inode == arrival.inode))?
+                .0;
+            Some((Watched { inode: n.inode, name: n.name, path: n.path }, iface))
+        })
+    })
+    .await
+    .ok()?
+}
+
+/// The evidence for the attempt in `owner`, where it arrives on `iface` from `client` (the
+/// source conntrack's reply tuple names: the client, or a masquerade's address) to `to`.
+/// Only the arrival namespace was watched: what happened to the SYN in `owner` is judged from
+/// its listeners and the attempt's outcome, not from a drop seen there.
+async fn evidence_in(
+    owner: &Watched,
+    iface: String,
+    flow: &FlowRecord,
+    client: SocketAddr,
+    to: SocketAddr,
+) -> Evidence {
+    let flow = FlowRecord {
+        netns: owner.inode,
+        client,
+        server: to,
+        drop: None,
+        reply_drop: None,
+        ..flow.clone()
+    };
+    Evidence {
+        port: to.port(),
+        addr: Some(to.ip()),
+        netns: Some(owner.netns_ref()),
+        listeners: listeners_on(to.port()).await.unwrap_or_default(),
+        port_holders: holders_on(owner, to.port()).await,
+        watched: true,
+        watched_ifaces: vec![iface.clone()],
+        syn_seen: true,
+        iface: Some(iface),
+        flow: Some(flow),
+        interfaces: interfaces::of_netns(&owner.path, &owner.name),
+        sk_lookup: Some(sk_lookup::sk_lookup_programs_at(&owner.path).into()),
+        ..Evidence::default()
+    }
+}
+
+/// conntrack's entry for `client` → `server` in `ns`, asked now (an attempt still tracked:
+/// unanswered, or connected).
+async fn ask(ns: &Watched, client: SocketAddr, server: SocketAddr) -> Option<conntrack::Entry> {
+    let path = ns.path.clone();
+    let looked_up = tokio::task::spawn_blocking(move || {
+        enter::in_netns(&path, || conntrack::tcp(client, server))
+    })
+    .await;
+    match looked_up {
+        Ok(Ok(Ok(entry))) => {
+            if entry.is_none() {
+                tracing::info!("conntrack tracks no connection {client} → {server} in {}", ns.name);
+            }
+            entry
+        }
+        Ok(Ok(Err(e))) => {
+            tracing::info!("conntrack lookup of {client} → {server} in {}: {e}", ns.name);
+            None
+        }
+        Ok(Err(e)) => {
+            tracing::info!("entering {} for conntrack: {e}", ns.name);
+            None
+        }
+        Err(e) => {
+            tracing::info!("conntrack lookup task: {e}");
+            None
+        }
+    }
+}

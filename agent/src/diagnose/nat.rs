@@ -1,0 +1,219 @@
+//! A SYN that destination NAT sent on (Docker's `-p 8080:80`, a Kubernetes Service, a
+//! firewalld forward-port, any `dnat`/`redirect` rule): the diagnosis belongs to the namespace
+//! that owns the translated address, not to the port the client dialed, where nothing needs
+//! to listen. The caller diagnoses both — the namespace the SYN arrived in and, with the
+//! translated destination, the namespace it was sent to — and [`follow`] joins them: the
+//! first one's verdict stands when the SYN died there (its firewall, a kernel drop), else the
+//! second one's, with the NAT as a hop of the path and the first line of the evidence.
+use std::net::SocketAddr;
+
+use serde::Serialize;
+
+use super::{Diagnosis, Hop, Verdict};
+use crate::probes::sock_event::NetnsRef;
+
+/// What rewrote the SYN's destination, and where that leads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NatHop {
+    /// The address the client dialed.
+    pub from: SocketAddr,
+    /// Where conntrack says the connection went (its reply tuple's source).
+    pub to: SocketAddr,
+    /// The rule that rewrote it, when the SYN's nftables walk was traced through it.
+    pub rule: Option<NatRule>,
+    /// The namespace owning `to`, with the interface holding the address; None when no
+    /// namespace of this host has it (the connection leaves the host).
+    pub owner: Option<NatOwner>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NatRule {
+    pub family: String,
+    pub table: String,
+    pub chain: String,
+    pub handle: u64,
+    /// The rule as `nft list ruleset` prints it.
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NatOwner {
+    pub netns: NetnsRef,
+    pub iface: String,
+}
+
+impl NatHop {
+    /// The evidence line: what rewrote the destination and whose address it is now.
+    pub fn line(&self) -> String {
+        let by = match &self.rule {
+            Some(r) => format!(
+                " by rule `{}` (table {} {}, chain {}, handle {})",
+                r.text, r.family, r.table, r.chain, r.handle
+            ),
+            None => " (conntrack's record of the connection)".into(),
+        };
+        let owner = match &self.owner {
+            Some(o) => format!(
+                "; {} is an address of netns {} (interface {}): the answer comes from there",
+                self.to.ip(),
+                o.netns.name,
+                o.iface
+            ),
+            None => format!(
+                "; {} is no address of any namespace of this host: the SYN leaves the host",
+                self.to.ip()
+            ),
+        };
+        format!("nat: the SYN to {} was sent on to {}{by}{owner}", self.from, self.to)
+    }
+}
+
+/// Verdicts decided before the SYN could be sent on: they stand, with the NAT as evidence.
+fn decided_before_nat(v: Verdict) -> bool {
+    matches!(
+        v,
+        Verdict::FirewallDrop
+            | Verdict::FirewallReject
+            | Verdict::OtherNetfilterDrop
+            | Verdict::KernelDrop
+            | Verdict::NoSynSeen
+    )
+}
+
+/// Joins the diagnosis of the namespace the SYN arrived in (`outer`) with the one of the
+/// namespace NAT sent it to (`inner`, None when it leaves the host or could not be made).
+pub fn follow(outer: Diagnosis, hop: &NatHop, inner: Option<Diagnosis>) -> Diagnosis {
+    let line = hop.line();
+    let inner = match inner {
+        Some(i) if !decided_before_nat(outer.verdict) => i,
+        _ => {
+            let mut d = outer;
+            d.evidence.insert(0, line);
+            // Sent off the host: what this host's listeners lack is not the cause.
+            if hop.owner.is_none() && !decided_before_nat(d.verdict) {
+                d.fix = vec![format!(
+                    "reach why {} on the host that has {}: this host sends the SYN there",
+                    hop.to,
+                    hop.to.ip()
+                )];
+            }
+            return d;
+        }
+    };
+    let owner = hop.owner.as_ref().map(|o| o.netns.name.as_str()).unwrap_or("?");
+    // The arrival namespace's hops up to its firewall (all passed: the SYN was sent on), the
+    // NAT, then the owner's hops after its client.
+    let mut path: Vec<Hop> = outer
+        .path
+        .into_iter()
+        .take_while(|h| h.name != "socket")
+        .map(|h| Hop { ok: true, ..h })
+        .collect();
+    path.push(Hop {
+        name: "nat".into(),
+        ok: true,
+        note: match &hop.rule {
+            Some(r) => format!("`{}` → {}", r.text, hop.to),
+            None => format!("→ {}", hop.to),
+        },
+    });
+    path.extend(
+        inner
+            .path
+            .into_iter()
+            .skip(1)
+            .map(|h| Hop { name: format!("{} (netns {owner})", h.name), ..h }),
+    );
+    let mut evidence = vec![line];
+    evidence.extend(inner.evidence);
+    Diagnosis { path, evidence, ..inner }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hop(ok: bool, name: &str) -> Hop {
+        Hop { name: name.into(), ok, note: format!("{name} note") }
+    }
+
+    fn diagnosis(verdict: Verdict, failing: usize, fix: &str) -> Diagnosis {
+        let names = ["client", "interface eth0", "firewall", "socket"];
+        Diagnosis {
+            verdict,
+            evidence: vec![format!("{verdict:?} evidence")],
+            fix: vec![fix.into()],
+            path: names.iter().enumerate().map(|(i, n)| hop(i != failing, n)).collect(),
+            lookup: None,
+        }
+    }
+
+    fn nat(owner: bool) -> NatHop {
+        NatHop {
+            from: "10.77.0.1:8080".parse().unwrap(),
+            to: "172.30.0.2:80".parse().unwrap(),
+            rule: Some(NatRule {
+                family: "ip".into(),
+                table: "nat".into(),
+                chain: "prerouting".into(),
+                handle: 4,
+                text: "tcp dport 8080 dnat to 172.30.0.2:80".into(),
+            }),
+            owner: owner.then(|| NatOwner {
+                netns: NetnsRef { inode: 9, name: "app".into() },
+                iface: "eth0".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn the_namespace_nat_sent_the_syn_to_decides() {
+        let outer = diagnosis(Verdict::NoListener, 3, "start the server on 8080");
+        let inner = diagnosis(Verdict::LoopbackOnlyBind, 3, "bind 0.0.0.0:80 in netns app");
+        let d = follow(outer, &nat(true), Some(inner));
+        assert_eq!(d.verdict, Verdict::LoopbackOnlyBind);
+        assert_eq!(d.fix, ["bind 0.0.0.0:80 in netns app"], "no fix of the port nobody serves");
+        assert!(d.evidence[0].starts_with("nat: the SYN to 10.77.0.1:8080 was sent on to 172.30.0.2:80 by rule `tcp dport 8080 dnat to 172.30.0.2:80`"), "{:?}", d.evidence);
+        assert!(d.evidence[0].contains("netns app (interface eth0)"), "{:?}", d.evidence);
+        assert!(!d.evidence.iter().any(|l| l.contains("NoListener")), "{:?}", d.evidence);
+        let names: Vec<&str> = d.path.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "client",
+                "interface eth0",
+                "firewall",
+                "nat",
+                "interface eth0 (netns app)",
+                "firewall (netns app)",
+                "socket (netns app)"
+            ]
+        );
+        assert_eq!(d.path.iter().filter(|h| !h.ok).count(), 1, "one failing hop: {:?}", d.path);
+        assert!(!d.path.last().unwrap().ok);
+    }
+
+    #[test]
+    fn a_syn_that_died_before_the_nat_keeps_its_verdict() {
+        let outer = diagnosis(Verdict::FirewallDrop, 2, "firewall-cmd --add-port");
+        let inner = diagnosis(Verdict::Reachable, usize::MAX, "");
+        let d = follow(outer, &nat(true), Some(inner));
+        assert_eq!(d.verdict, Verdict::FirewallDrop);
+        assert_eq!(d.fix, ["firewall-cmd --add-port"]);
+        assert!(d.evidence[0].starts_with("nat: "), "{:?}", d.evidence);
+        // No owner (the SYN leaves the host): the arrival namespace's diagnosis, said so.
+        let outer = diagnosis(Verdict::NoListener, 3, "x");
+        let d = follow(outer, &nat(false), None);
+        assert!(
+            d.evidence[0].contains("no address of any namespace of this host"),
+            "{:?}",
+            d.evidence
+        );
+        assert_eq!(
+            d.fix,
+            [
+                "reach why 172.30.0.2:80 on the host that has 172.30.0.2: this host sends the SYN there"
+            ]
+        );
+    }
+}
