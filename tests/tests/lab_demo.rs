@@ -136,6 +136,8 @@ fn check_lab(args: &[&str], version: &str) {
         ("interface mismatch", ("interface_mismatch", 21, "refused")),
         // The SYN-ACK is dropped on its way out: the client's SYN is never answered.
         ("reply dropped", ("reply_dropped", 22, "timeout")),
+        // issue 14: diagnosed in the app namespace the DNAT sends the SYN to.
+        ("published port, app on loopback", ("loopback_only_bind", 10, "refused")),
     ];
     assert_eq!(scenarios.len(), expected.len(), "{report:#}");
     for (name, (verdict, code, client)) in expected {
@@ -267,10 +269,26 @@ fn check_lab(args: &[&str], version: &str) {
     let f = fix("reply dropped");
     assert!(f.contains("nft delete rule inet reach_lab_reply output handle"), "{f}");
 
+    let name = "published port, app on loopback";
+    let (pid, app_ns) = server(name);
+    assert!(app_ns.starts_with(&prefix) && app_ns.ends_with("-lab-app"), "{name}: {app_ns}");
+    let ev = evidence(name);
+    assert!(
+        ev.starts_with("nat: the SYN to 10.77.0.1:8094 was sent on to 172.30.0.2:80 by rule `tcp dport 8094 dnat to 172.30.0.2:80` (table ip reach_lab_publish, chain prerouting"),
+        "{ev}"
+    );
+    assert!(
+        ev.contains(&format!("pid {pid} (demo-server) on 127.0.0.1:80 in netns {app_ns}")),
+        "{ev}"
+    );
+    assert_eq!(scenarios[name]["diagnosis"]["nat"]["owner"]["netns"]["name"], app_ns.as_str());
+    let f = fix(name);
+    assert!(f.contains("0.0.0.0:80") && !f.contains("8094"), "{f}");
+
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("torn down"), "{stderr}");
     let pids: Vec<i64> = scenarios.values().filter_map(|s| s["server"]["pid"].as_i64()).collect();
-    assert_eq!(pids.len(), 12, "a demo server in every scenario but no listener");
+    assert_eq!(pids.len(), 13, "a demo server in every scenario but no listener");
     assert_nothing_left(&run_prefix(&srv_ns), &pids);
 }
 
@@ -300,6 +318,7 @@ fn lab_without_firewalld_runs_the_other_scenarios_and_prints_the_table() {
         ("address mismatch", "address_mismatch"),
         ("interface mismatch", "interface_mismatch"),
         ("reply dropped", "reply_dropped"),
+        ("published port, app on loopback", "loopback_only_bind"),
     ] {
         let r = row(name);
         assert!(r.contains(verdict) && r.contains('✓'), "{r}");
@@ -310,7 +329,7 @@ fn lab_without_firewalld_runs_the_other_scenarios_and_prints_the_table() {
     }
     assert!(row("loopback-only bind").contains("bind the server to 0.0.0.0:8081"), "{stdout}");
     assert!(
-        stdout.contains("10 of 10 scenarios run got their expected verdict (3 not run)"),
+        stdout.contains("11 of 11 scenarios run got their expected verdict (3 not run)"),
         "{stdout}"
     );
     // The short diagnosis above the table.

@@ -19,8 +19,10 @@ static SERIAL: Mutex<()> = Mutex::new(());
 const PUBLISHED: u16 = 8080;
 const APP_PORT: u16 = 80;
 const APP_V4: &str = "172.30.0.2";
+const APP_V6: &str = "fd30::2";
 
-/// The server namespace publishes port 8080 of an app namespace's 172.30.0.2:80.
+/// The server namespace publishes port 8080 of an app namespace's port 80 (172.30.0.2 and
+/// fd30::2), one DNAT rule per family in prerouting, as iptables-nft and Docker write them.
 struct Published {
     hosts: TwoHosts,
     app: NetNs,
@@ -32,93 +34,93 @@ impl Published {
         let hosts = TwoHosts::new(label).unwrap();
         let app = NetNs::new(&format!("{label}-app")).unwrap();
         let link = Veth::create(
-            VethEnd::new(&hosts.server, "app0").addr("172.30.0.1/24"),
-            VethEnd::new(&app, "eth0").addr(&format!("{APP_V4}/24")),
+            VethEnd::new(&hosts.server, "app0").addrs(&["172.30.0.1/24", "fd30::1/64"]),
+            VethEnd::new(&app, "eth0").addrs(&[&format!("{APP_V4}/24"), &format!("{APP_V6}/64")]),
         )
         .unwrap();
         app.run("ip", &["route", "add", "default", "via", "172.30.0.1"]).unwrap();
+        app.run("ip", &["-6", "route", "add", "default", "via", "fd30::1"]).unwrap();
         hosts.server.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"]).unwrap();
+        hosts.server.run("sysctl", &["-qw", "net.ipv6.conf.all.forwarding=1"]).unwrap();
         let nft = |args: &[&str]| hosts.server.run("nft", args).unwrap();
-        nft(&["add", "table", "ip", "reach_t_publish"]);
-        nft(&[
-            "add",
-            "chain",
-            "ip",
-            "reach_t_publish",
-            "prerouting",
-            "{ type nat hook prerouting priority dstnat; }",
-        ]);
-        let to = format!("{APP_V4}:{APP_PORT}");
-        nft(&[
-            "add",
-            "rule",
-            "ip",
-            "reach_t_publish",
-            "prerouting",
-            "tcp",
-            "dport",
-            &PUBLISHED.to_string(),
-            "dnat",
-            "to",
-            &to,
-        ]);
+        let published = PUBLISHED.to_string();
+        for (family, to) in
+            [("ip", format!("{APP_V4}:{APP_PORT}")), ("ip6", format!("[{APP_V6}]:{APP_PORT}"))]
+        {
+            let chain = "{ type nat hook prerouting priority dstnat; }";
+            nft(&["add", "table", family, "reach_t_publish"]);
+            nft(&["add", "chain", family, "reach_t_publish", "prerouting", chain]);
+            let rule = ["tcp", "dport", &published, "dnat", "to", &to];
+            nft(&[&["add", "rule", family, "reach_t_publish", "prerouting"][..], &rule].concat());
+        }
         Published { hosts, app, _link: link }
     }
 
     fn listen(&self, addr: &str) -> TcpListener {
-        let addr: SocketAddr = format!("{addr}:{APP_PORT}").parse().unwrap();
+        let ip: std::net::IpAddr = addr.parse().unwrap();
+        let addr = SocketAddr::new(ip, APP_PORT);
         self.app.run_in(move || TcpListener::bind(addr)).unwrap().unwrap()
     }
 
-    /// `reach why 8080` on the server namespace while the client connects once.
+    /// `reach why 8080` on the server namespace while the client connects once over IPv4.
     fn why(&self) -> (i32, Value, std::io::Result<()>) {
+        self.why_to(SocketAddr::from((TwoHosts::SERVER_V4, PUBLISHED)))
+    }
+
+    /// The same, the client dialing `to`.
+    fn why_to(&self, to: SocketAddr) -> (i32, Value, std::io::Result<()>) {
         let run = why_run::start(&self.hosts, &PUBLISHED.to_string());
-        let to = SocketAddr::from((TwoHosts::SERVER_V4, PUBLISHED));
         let outcome = self
             .hosts
             .client
             .run_in(move || TcpStream::connect_timeout(&to, Duration::from_secs(3)).map(drop))
             .unwrap();
-        let (code, v, _) = why_run::finish(run);
+        let (code, mut v, stderr) = why_run::finish(run);
+        // Shown with the JSON when an assertion fails.
+        v["test_stderr"] = stderr.into();
         (code, v, outcome)
     }
 }
 
 fn assert_nat_hop(v: &Value, app: &NetNs) {
+    let from = SocketAddr::from((TwoHosts::SERVER_V4, PUBLISHED));
+    let to: SocketAddr = format!("{APP_V4}:{APP_PORT}").parse().unwrap();
+    assert_nat_hop_of(v, app, ("ip", from, to));
+}
+
+/// The NAT hop of `v`: the rule of table `family reach_t_publish` sent `from` on to `to`,
+/// an address of `app`'s eth0; the path and the first evidence line say so.
+fn assert_nat_hop_of(v: &Value, app: &NetNs, (family, from, to): (&str, SocketAddr, SocketAddr)) {
     let nat = &v["nat"];
-    assert_eq!(nat["from"], format!("{}:{PUBLISHED}", TwoHosts::SERVER_V4), "{v:#}");
-    assert_eq!(nat["to"], format!("{APP_V4}:{APP_PORT}"), "{v:#}");
-    assert_eq!(nat["rule"]["table"], "reach_t_publish", "{v:#}");
-    assert_eq!(nat["rule"]["chain"], "prerouting", "{v:#}");
+    assert_eq!(nat["from"], from.to_string(), "{v:#}");
+    assert_eq!(nat["to"], to.to_string(), "{v:#}");
+    let rule = &nat["rule"];
     assert_eq!(
-        nat["rule"]["text"],
-        format!("tcp dport {PUBLISHED} dnat to {APP_V4}:{APP_PORT}"),
+        (rule["family"].as_str(), rule["table"].as_str()),
+        (Some(family), Some("reach_t_publish")),
         "{v:#}"
     );
+    assert_eq!(rule["chain"], "prerouting", "{v:#}");
+    let dnat = if to.is_ipv4() { to.to_string() } else { format!("[{}]:{}", to.ip(), to.port()) };
+    assert_eq!(rule["text"], format!("tcp dport {PUBLISHED} dnat to {dnat}"), "{v:#}");
     assert_eq!(nat["owner"]["netns"]["name"], app.name(), "{v:#}");
     assert_eq!(nat["owner"]["iface"], "eth0", "{v:#}");
     let names: Vec<&str> =
         v["path"].as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap()).collect();
     let app_hop = |h: &str| format!("{h} (netns {})", app.name());
-    assert_eq!(
-        names,
-        [
-            "client",
-            "interface srv0",
-            "firewall",
-            "nat",
-            &app_hop("interface eth0"),
-            &app_hop("firewall"),
-            &app_hop("socket")
-        ],
-        "{v:#}"
-    );
+    let expected = [
+        "client".to_string(),
+        "interface srv0".into(),
+        "firewall".into(),
+        "nat".into(),
+        app_hop("interface eth0"),
+        app_hop("firewall"),
+        app_hop("socket"),
+    ];
+    assert_eq!(names, expected, "{v:#}");
     let evidence = why_run::lines(v, "evidence");
-    assert!(
-        evidence[0]
-            .starts_with("nat: the SYN to 10.77.0.1:8080 was sent on to 172.30.0.2:80 by rule"),
-        "{evidence:#?}"
-    );
+    let first = format!("nat: the SYN to {from} was sent on to {to} by rule");
+    assert!(evidence[0].starts_with(&first), "{evidence:#?}");
 }
 
 #[test]
@@ -166,4 +168,58 @@ fn published_port_reachable_and_closed_in_the_app_namespace() {
     assert_eq!((v["verdict"].as_str(), code), (Some("reachable"), 0), "{v:#}");
     assert_nat_hop(&v, &p.app);
     assert!(v["path"].as_array().unwrap().iter().all(|h| h["ok"] == true), "{v:#}");
+}
+
+/// IPv6: the ip6 table's DNAT to the app's IPv6 address, followed the same way.
+#[test]
+fn an_ipv6_published_port_is_followed_too() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let p = Published::new("pub6");
+    let _app = p.listen("::1");
+    let from = SocketAddr::from((TwoHosts::SERVER_V6, PUBLISHED));
+    let to: SocketAddr = format!("[{APP_V6}]:{APP_PORT}").parse().unwrap();
+    let (code, v, outcome) = p.why_to(from);
+    assert!(outcome.is_err(), "the app listens on ::1 only: {v:#}");
+    assert_eq!((v["verdict"].as_str(), code), (Some("loopback_only_bind"), 10), "{v:#}");
+    assert_nat_hop_of(&v, &p.app, ("ip6", from, to));
+    let evidence = why_run::lines(&v, "evidence").join("\n");
+    let listener = format!("[::1]:{APP_PORT} in netns {}", p.app.name());
+    assert!(evidence.contains(&listener), "{evidence}");
+}
+
+/// A SYN sent on by the NAT and then dropped in the forward path keeps the verdict of the
+/// namespace it died in, the NAT first in its evidence; the printed delete lets the next
+/// attempt through.
+#[test]
+fn a_forward_drop_after_the_nat_is_the_first_namespaces_verdict() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let p = Published::new("pubf");
+    let _app = p.listen("0.0.0.0");
+    let nft = |args: &[&str]| p.hosts.server.run("nft", args).unwrap();
+    let chain = "{ type filter hook forward priority 0; policy accept; }";
+    nft(&["add", "table", "inet", "reach_t_fwd"]);
+    nft(&["add", "chain", "inet", "reach_t_fwd", "forward", chain]);
+    let port = APP_PORT.to_string();
+    nft(&["add", "rule", "inet", "reach_t_fwd", "forward", "tcp", "dport", &port, "drop"]);
+    let (code, v, outcome) = p.why();
+    assert!(outcome.is_err(), "the forward rule drops it: {v:#}");
+    assert_eq!((v["verdict"].as_str(), code), (Some("other_netfilter_drop"), 15), "{v:#}");
+    assert_eq!(v["nft"]["rule"]["chain"], "forward", "{v:#}");
+    let evidence = why_run::lines(&v, "evidence");
+    let first = "nat: the SYN to 10.77.0.1:8080 was sent on to 172.30.0.2:80";
+    assert!(evidence[0].starts_with(first), "{evidence:#?}");
+    let delete = why_run::lines(&v, "fix")
+        .into_iter()
+        .find(|f| f.starts_with("nft delete rule"))
+        .unwrap_or_else(|| panic!("no delete in the fix: {v:#}"));
+    let delete = delete.split("   #").next().unwrap().trim().to_string();
+    p.hosts.server.run("sh", &["-c", &delete]).unwrap();
+    let to = SocketAddr::from((TwoHosts::SERVER_V4, PUBLISHED));
+    p.hosts
+        .client
+        .run_in(move || TcpStream::connect_timeout(&to, Duration::from_secs(3)))
+        .unwrap()
+        .unwrap_or_else(|e| panic!("after `{delete}`: {e}"));
 }

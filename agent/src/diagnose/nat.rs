@@ -34,6 +34,9 @@ pub struct NatRule {
     pub handle: u64,
     /// The rule as `nft list ruleset` prints it.
     pub text: String,
+    /// True when the SYN's traced walk went through this rule; false when the walk did not
+    /// show it and it is the one plain `dnat to` rule of the ruleset with this target.
+    pub traced: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,8 +50,13 @@ impl NatHop {
     pub fn line(&self) -> String {
         let by = match &self.rule {
             Some(r) => format!(
-                " by rule `{}` (table {} {}, chain {}, handle {})",
-                r.text, r.family, r.table, r.chain, r.handle
+                " by rule `{}` (table {} {}, chain {}, handle {}{})",
+                r.text,
+                r.family,
+                r.table,
+                r.chain,
+                r.handle,
+                if r.traced { "" } else { "; the ruleset's one rule sending it there" }
             ),
             None => " (conntrack's record of the connection)".into(),
         };
@@ -125,8 +133,40 @@ pub fn follow(outer: Diagnosis, hop: &NatHop, inner: Option<Diagnosis>) -> Diagn
             .map(|h| Hop { name: format!("{} (netns {owner})", h.name), ..h }),
     );
     let mut evidence = vec![line];
-    evidence.extend(inner.evidence);
-    Diagnosis { path, evidence, ..inner }
+    // The owner's lookup speaks of the SYN as it arrived there: its destination is the NAT's,
+    // not what the client dialed.
+    evidence.extend(
+        inner
+            .evidence
+            .into_iter()
+            .map(|l| l.replace("the client dialed ", "the SYN, sent on by the NAT, was for ")),
+    );
+    let mut fix = inner.fix;
+    if let Some(id) = owner.strip_prefix("container:") {
+        fix.extend(container_fix(inner.verdict, id, hop));
+    }
+    Diagnosis { path, evidence, fix, ..inner }
+}
+
+/// The same fix in a container's terms: what `-p HOST:CONTAINER` reaches, and where to change
+/// the bind.
+fn container_fix(v: Verdict, id: &str, hop: &NatHop) -> Option<String> {
+    let (ip, port) = (hop.to.ip(), hop.to.port());
+    match v {
+        Verdict::LoopbackOnlyBind | Verdict::AddressMismatch | Verdict::FamilyMismatch => {
+            Some(format!(
+                "the app runs in container {id}: make it listen on 0.0.0.0:{port} inside the \
+                 container (its configuration or command line, then recreate the container); a \
+                 published port reaches the container's own address {ip}, never its loopback"
+            ))
+        }
+        Verdict::NoListener => Some(format!(
+            "nothing listens on port {port} in container {id}: check the app is running there \
+             and that the container port of `-p {}:{port}` is the one it listens on",
+            hop.from.port()
+        )),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -158,6 +198,7 @@ mod tests {
                 chain: "prerouting".into(),
                 handle: 4,
                 text: "tcp dport 8080 dnat to 172.30.0.2:80".into(),
+                traced: true,
             }),
             owner: owner.then(|| NatOwner {
                 netns: NetnsRef { inode: 9, name: "app".into() },
@@ -169,13 +210,17 @@ mod tests {
     #[test]
     fn the_namespace_nat_sent_the_syn_to_decides() {
         let outer = diagnosis(Verdict::NoListener, 3, "start the server on 8080");
-        let inner = diagnosis(Verdict::LoopbackOnlyBind, 3, "bind 0.0.0.0:80 in netns app");
+        let mut inner = diagnosis(Verdict::LoopbackOnlyBind, 3, "bind 0.0.0.0:80 in netns app");
+        inner
+            .evidence
+            .push("the server listens on 127.0.0.1:80; the client dialed 172.30.0.2".into());
         let d = follow(outer, &nat(true), Some(inner));
         assert_eq!(d.verdict, Verdict::LoopbackOnlyBind);
         assert_eq!(d.fix, ["bind 0.0.0.0:80 in netns app"], "no fix of the port nobody serves");
         assert!(d.evidence[0].starts_with("nat: the SYN to 10.77.0.1:8080 was sent on to 172.30.0.2:80 by rule `tcp dport 8080 dnat to 172.30.0.2:80`"), "{:?}", d.evidence);
         assert!(d.evidence[0].contains("netns app (interface eth0)"), "{:?}", d.evidence);
         assert!(!d.evidence.iter().any(|l| l.contains("NoListener")), "{:?}", d.evidence);
+        assert!(!d.evidence.iter().any(|l| l.contains("the client dialed")), "{:?}", d.evidence);
         let names: Vec<&str> = d.path.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(
             names,
@@ -191,6 +236,30 @@ mod tests {
         );
         assert_eq!(d.path.iter().filter(|h| !h.ok).count(), 1, "one failing hop: {:?}", d.path);
         assert!(!d.path.last().unwrap().ok);
+    }
+
+    #[test]
+    fn a_container_behind_the_nat_gets_the_fix_in_container_terms() {
+        let mut hop = nat(true);
+        hop.owner.as_mut().unwrap().netns.name = "container:4f1e3c5a9b7d".into();
+        let outer = diagnosis(Verdict::NoListener, 3, "start the server on 8080");
+        let inner = diagnosis(Verdict::LoopbackOnlyBind, 3, "bind 0.0.0.0:80");
+        let d = follow(outer, &hop, Some(inner));
+        assert_eq!(d.fix[0], "bind 0.0.0.0:80");
+        assert!(d.fix[1].starts_with("the app runs in container 4f1e3c5a9b7d: make it listen on 0.0.0.0:80 inside the container"), "{:?}", d.fix);
+        let d = follow(
+            diagnosis(Verdict::NoListener, 3, "x"),
+            &hop,
+            Some(diagnosis(Verdict::NoListener, 3, "start it on 80")),
+        );
+        assert!(d.fix[1].contains("`-p 8080:80`"), "{:?}", d.fix);
+        // Not a container: the plain fix only.
+        let d = follow(
+            diagnosis(Verdict::NoListener, 3, "x"),
+            &nat(true),
+            Some(diagnosis(Verdict::LoopbackOnlyBind, 3, "bind 0.0.0.0:80")),
+        );
+        assert_eq!(d.fix, ["bind 0.0.0.0:80"]);
     }
 
     #[test]

@@ -115,6 +115,18 @@ impl Rule {
         self.statements().iter().any(|s| s.get("dnat").is_some() || s.get("redirect").is_some())
     }
 
+    /// Where a plain `dnat to ADDR[:PORT]` sends a packet to `dport` (a map, a numgen choice or
+    /// a `redirect` are decided per packet: None).
+    pub fn dnat_target(&self, dport: u16) -> Option<std::net::SocketAddr> {
+        let d = self.statements().iter().find_map(|s| s.get("dnat"))?;
+        let ip: std::net::IpAddr = d.get("addr")?.as_str()?.parse().ok()?;
+        let port = match d.get("port") {
+            None => dport,
+            Some(p) => u16::try_from(p.as_u64()?).ok()?,
+        };
+        Some(std::net::SocketAddr::new(ip, port))
+    }
+
     /// The `match` statements of the rule.
     pub fn matches(&self) -> impl Iterator<Item = &Value> {
         self.statements().iter().filter_map(|s| s.get("match"))
@@ -347,11 +359,23 @@ fn render_statement(s: &Value) -> String {
         "masquerade" => "masquerade".into(),
         "snat" | "dnat" | "redirect" => {
             let mut out = key.clone();
-            if let Some(addr) = val.get("addr") {
-                let _ = write!(out, " to {}", render_value(addr, &Value::Null));
-            }
-            if let Some(port) = val.get("port") {
-                let _ = write!(out, ":{}", render_value(port, &Value::Null));
+            let addr = val.get("addr").map(|a| render_value(a, &Value::Null));
+            let port = val.get("port").map(|p| render_value(p, &Value::Null));
+            match (addr, port) {
+                // nft brackets an IPv6 address before a port, as in a socket address.
+                (Some(a), Some(p)) if a.contains(':') => {
+                    let _ = write!(out, " to [{a}]:{p}");
+                }
+                (Some(a), Some(p)) => {
+                    let _ = write!(out, " to {a}:{p}");
+                }
+                (Some(a), None) => {
+                    let _ = write!(out, " to {a}");
+                }
+                (None, Some(p)) => {
+                    let _ = write!(out, " to :{p}");
+                }
+                (None, None) => {}
             }
             out
         }
@@ -603,6 +627,43 @@ mod tests {
         for (json, text) in cases {
             let expr: Vec<Value> = serde_json::from_str(json).unwrap();
             assert_eq!(render_statements(&expr), text);
+        }
+    }
+
+    /// DNAT rules as nft 1.0.6 lists them (`nft -j` and `nft list` of the same rules, recorded
+    /// in a scratch namespace), and where each sends a SYN.
+    #[test]
+    fn dnat_rules_render_as_nft_prints_them_and_name_their_target() {
+        let cases = [
+            (
+                r#"[{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 8080}}, {"dnat": {"addr": "172.30.0.2", "port": 80}}]"#,
+                "tcp dport 8080 dnat to 172.30.0.2:80",
+                Some("172.30.0.2:80"),
+            ),
+            (
+                r#"[{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 8081}}, {"dnat": {"addr": "172.30.0.2"}}]"#,
+                "tcp dport 8081 dnat to 172.30.0.2",
+                Some("172.30.0.2:8081"),
+            ),
+            (
+                r#"[{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 8080}}, {"dnat": {"addr": "fd30::2", "port": 80}}]"#,
+                "tcp dport 8080 dnat to [fd30::2]:80",
+                Some("[fd30::2]:80"),
+            ),
+            (
+                r#"[{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 8080}}, {"accept": null}]"#,
+                "tcp dport 8080 accept",
+                None,
+            ),
+        ];
+        for (json, text, target) in cases {
+            let rule = parse_rule(
+                &serde_json::json!({"family": "ip", "table": "t", "chain": "p", "handle": 2, "expr": serde_json::from_str::<Value>(json).unwrap()}),
+            );
+            assert_eq!(rule.text, text);
+            assert_eq!(rule.is_dnat(), target.is_some(), "{text}");
+            let dport = if text.contains("8081") { 8081 } else { 8080 };
+            assert_eq!(rule.dnat_target(dport), target.map(|t| t.parse().unwrap()), "{text}");
         }
     }
 

@@ -34,7 +34,17 @@ pub enum Server {
     Here { bind: Bind, backlog: i32, accept: bool },
     /// In a third namespace with no link to anything: listening on 0.0.0.0, in the wrong place.
     OtherNetns,
+    /// In an app namespace behind the server namespace, bound as `bind` says on [`APP_PORT`];
+    /// the server namespace publishes the scenario's port to it with a DNAT rule, as `docker
+    /// run -p PORT:80` does for a container (a veth, a route, IP forwarding, nft's dnat).
+    Published { bind: Bind },
 }
+
+/// The app's port behind a published one, and its address on its side of the link.
+pub const APP_PORT: u16 = 80;
+pub const APP_V4: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 2);
+/// The server namespace's end of the link to the app namespace.
+pub const APP_GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(172, 30, 0, 1);
 
 /// What firewalld in the server namespace is told for the scenario (runtime or undone after).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,6 +200,15 @@ pub fn all() -> Vec<Scenario> {
             fault: Fault::DropSynAck,
             ..s("reply dropped", "reply_dropped", 8093, SERVING, Firewall::None)
         },
+        // `docker run -p 8094:80` of an app that binds 127.0.0.1:80: it answers `curl` inside
+        // its own namespace and nobody else.
+        s(
+            "published port, app on loopback",
+            "loopback_only_bind",
+            8094,
+            Server::Published { bind: Bind::on(LOOPBACK) },
+            Firewall::None,
+        ),
     ]
 }
 

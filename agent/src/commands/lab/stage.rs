@@ -19,7 +19,7 @@ use super::{
     server::DemoServer,
 };
 use crate::{
-    lab::{Firewalld, NetNs, TwoHosts},
+    lab::{Firewalld, NetNs, TwoHosts, Veth, VethEnd},
     netns::sock_diag::{self, Proto},
 };
 
@@ -50,6 +50,8 @@ impl Lab {
 /// The lab's own nftables table in the server namespace ("reply dropped"); reach's trace table
 /// is `inet reach_trace`, firewalld's `inet firewalld`: neither is touched.
 const NFT_TABLE: &str = "reach_lab_reply";
+/// The lab's table publishing a port to the app namespace ("published port").
+const NAT_TABLE: &str = "reach_lab_publish";
 
 /// One scenario's additions to the lab. Fields drop in declaration order: the client
 /// connections, then the server, its namespace, and last the firewalld change.
@@ -58,6 +60,8 @@ pub struct Stage<'a> {
     pub server: Option<DemoServer>,
     /// The third namespace of "server in another netns".
     pub app_ns: Option<NetNs>,
+    /// The link to the app namespace of a published port (goes with the namespaces).
+    _link: Option<Veth>,
     _fault: Option<FaultGuard<'a>>,
     _firewall: Option<FirewallGuard<'a>>,
 }
@@ -68,6 +72,7 @@ impl<'a> Stage<'a> {
             _prefill: Vec::new(),
             server: None,
             app_ns: None,
+            _link: None,
             _fault: None,
             _firewall: None,
         };
@@ -88,6 +93,13 @@ impl<'a> Stage<'a> {
                 stage.server = Some(DemoServer::start(exe, &ns, any, port, 128, true)?);
                 stage.app_ns = Some(ns);
             }
+            Server::Published { bind } => {
+                let ns = NetNs::new("lab-app").context("creating the app namespace")?;
+                stage._link = Some(publish(&lab.hosts.server, &ns, port)?);
+                let app_port = scenario::APP_PORT;
+                stage.server = Some(DemoServer::start(exe, &ns, bind, app_port, 128, true)?);
+                stage.app_ns = Some(ns);
+            }
         }
         for i in 0..s.prefill {
             let to = s.target();
@@ -101,6 +113,47 @@ impl<'a> Stage<'a> {
         }
         Ok(stage)
     }
+}
+
+/// Links `app` to the server namespace and publishes the server's `port` to the app's
+/// [`scenario::APP_PORT`] the way Docker's `-p` does: a DNAT rule in the server namespace's
+/// prerouting (in the lab's own table), IP forwarding on, the app routed back through the
+/// server. All of it goes with the two namespaces.
+fn publish(server: &NetNs, app: &NetNs, port: u16) -> anyhow::Result<Veth> {
+    let link = Veth::create(
+        VethEnd::new(server, "app0").addr(&format!("{}/24", scenario::APP_GATEWAY_V4)),
+        VethEnd::new(app, "eth0").addr(&format!("{}/24", scenario::APP_V4)),
+    )
+    .context("linking the app namespace")?;
+    let gateway = scenario::APP_GATEWAY_V4.to_string();
+    app.ip(&["route", "add", "default", "via", &gateway]).context("the app's default route")?;
+    server.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"]).context("IP forwarding")?;
+    let nft =
+        |args: &[&str]| server.run("nft", args).with_context(|| format!("nft {}", args.join(" ")));
+    nft(&["add", "table", "ip", NAT_TABLE])?;
+    nft(&[
+        "add",
+        "chain",
+        "ip",
+        NAT_TABLE,
+        "prerouting",
+        "{ type nat hook prerouting priority dstnat; }",
+    ])?;
+    let to = format!("{}:{}", scenario::APP_V4, scenario::APP_PORT);
+    nft(&[
+        "add",
+        "rule",
+        "ip",
+        NAT_TABLE,
+        "prerouting",
+        "tcp",
+        "dport",
+        &port.to_string(),
+        "dnat",
+        "to",
+        &to,
+    ])?;
+    Ok(link)
 }
 
 /// Waits until the listener on `port` in the server namespace has more connections queued

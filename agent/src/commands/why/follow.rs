@@ -29,10 +29,17 @@ pub async fn follow(
     let entry = match events.and_then(|e| e.find(client, server)) {
         Some(e) => Some(e),
         None => ask(ns, client, server).await,
-    }?;
-    tracing::info!("conntrack: {entry:?}");
-    let to = entry.dnat()?;
-    let rule = walk.and_then(|w| nat_rule(ns, w));
+    };
+    tracing::debug!("conntrack: {entry:?}; the SYN's walk: {:?}", walk.map(|w| &w.steps));
+    let found = walk.and_then(|w| nat_rule(ns, w, server.port()));
+    // conntrack knows where the connection went; a SYN dropped before conntrack confirmed it
+    // (in the forward path) left no entry, and then a plain `dnat to` rule on its walk says.
+    let (to, answered_by) = match (entry, &found) {
+        (Some(e), _) => (e.dnat()?, e.reply_dst),
+        (None, Some((_, Some(to)))) => (*to, client),
+        (None, _) => return None,
+    };
+    let rule = found.map(|(r, _)| r).or_else(|| rule_by_target(ns, server.port(), to));
     let owner = owner_of(to.ip(), ns).await;
     let hop = NatHop {
         from: server,
@@ -55,27 +62,52 @@ pub async fn follow(
     let inner = match owner {
         Some((w, iface)) => {
             let flow = FlowRecord { outcome, ..flow.clone() };
-            Some(evidence_in(&w, iface, &flow, entry.reply_dst, to).await)
+            Some(evidence_in(&w, iface, &flow, answered_by, to).await)
         }
         None => None,
     };
     Some((hop, inner))
 }
 
-/// The rule of the SYN's walk that rewrote its destination, read from the ruleset now.
-fn nat_rule(ns: &Watched, walk: &VerdictRecord) -> Option<NatRule> {
+/// The rule of the SYN's walk that rewrote its destination, read from the ruleset now, and
+/// where it sends a SYN to `dport` when the rule says so plainly.
+fn nat_rule(
+    ns: &Watched,
+    walk: &VerdictRecord,
+    dport: u16,
+) -> Option<(NatRule, Option<SocketAddr>)> {
     let fd = NetNsFd::open(&ns.path).ok()?;
-    let rs = nftables::read_in(&fd).ok()?;
+    let rs = nftables::read_in(&fd)
+        .inspect_err(|e| tracing::info!("reading the ruleset of {}: {e}", ns.name))
+        .ok()?;
     walk.steps.iter().find_map(|s| {
         let r = rs.rule_by_handle(s.family, &s.table, s.rule_handle?)?;
-        r.is_dnat().then(|| NatRule {
-            family: r.family.clone(),
-            table: r.table.clone(),
-            chain: r.chain.clone(),
-            handle: r.handle,
-            text: r.text.clone(),
-        })
+        r.is_dnat().then(|| (nat_rule_of(r, true), r.dnat_target(dport)))
     })
+}
+
+fn nat_rule_of(r: &nftables::Rule, traced: bool) -> NatRule {
+    NatRule {
+        family: r.family.clone(),
+        table: r.table.clone(),
+        chain: r.chain.clone(),
+        handle: r.handle,
+        text: r.text.clone(),
+        traced,
+    }
+}
+
+/// When the walk did not show the NAT rule (its trace messages can come apart from the SYN's
+/// first ones): the one plain `dnat to` rule of the ruleset that sends `dport` to `to`, if
+/// exactly one does.
+fn rule_by_target(ns: &Watched, dport: u16, to: SocketAddr) -> Option<NatRule> {
+    let fd = NetNsFd::open(&ns.path).ok()?;
+    let rs = nftables::read_in(&fd).ok()?;
+    let mut matching = rs.rules.iter().filter(|r| r.dnat_target(dport) == Some(to));
+    match (matching.next(), matching.next()) {
+        (Some(r), None) => Some(nat_rule_of(r, false)),
+        _ => None,
+    }
 }
 
 /// The namespace with `ip` on one of its interfaces, and that interface: the arrival
