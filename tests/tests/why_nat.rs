@@ -223,3 +223,135 @@ fn a_forward_drop_after_the_nat_is_the_first_namespaces_verdict() {
         .unwrap()
         .unwrap_or_else(|e| panic!("after `{delete}`: {e}"));
 }
+
+/// kube-proxy's nftables layout (as its own proxier tests spell it) for Service default/web,
+/// node port 30080, two endpoints in namespaces of their own chosen by `numgen random`: one
+/// serves, one is dead. Each attempt is diagnosed in the endpoint conntrack says was chosen,
+/// with the Service and endpoint named; attempts go on until both endpoints were chosen.
+#[test]
+fn a_service_endpoint_chosen_at_random_is_diagnosed_where_it_runs() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let hosts = TwoHosts::new("svc").unwrap();
+    hosts.server.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"]).unwrap();
+    let endpoints: Vec<(NetNs, Veth, String)> = (0..2)
+        .map(|i| {
+            let ns = NetNs::new(&format!("svc-ep{i}")).unwrap();
+            let link = Veth::create(
+                VethEnd::new(&hosts.server, &format!("ep{i}")).addr(&format!("172.30.{i}.1/24")),
+                VethEnd::new(&ns, "eth0").addr(&format!("172.30.{i}.2/24")),
+            )
+            .unwrap();
+            ns.run("ip", &["route", "add", "default", "via", &format!("172.30.{i}.1")]).unwrap();
+            (ns, link, format!("172.30.{i}.2:80"))
+        })
+        .collect();
+    let nft = |args: &[&str]| hosts.server.run("nft", args).unwrap();
+    let service = "service-ULMVA6XW-default/web/tcp/http";
+    let chains: Vec<String> = endpoints
+        .iter()
+        .enumerate()
+        .map(|(i, (_, _, ep))| {
+            let ip = ep.trim_end_matches(":80");
+            format!("endpoint-{}-default/web/tcp/http__{ip}/80", ["5OJB2KTY", "VJ7VIZ4D"][i])
+        })
+        .collect();
+    nft(&["add", "table", "ip", "kube-proxy"]);
+    nft(&[
+        "add",
+        "chain",
+        "ip",
+        "kube-proxy",
+        "nat-prerouting",
+        "{ type nat hook prerouting priority -100; }",
+    ]);
+    nft(&["add", "chain", "ip", "kube-proxy", "services"]);
+    nft(&["add", "rule", "ip", "kube-proxy", "nat-prerouting", "jump", "services"]);
+    nft(&["add", "chain", "ip", "kube-proxy", service]);
+    for (chain, (_, _, ep)) in chains.iter().zip(&endpoints) {
+        nft(&["add", "chain", "ip", "kube-proxy", chain]);
+        nft(&[
+            "add",
+            "rule",
+            "ip",
+            "kube-proxy",
+            chain,
+            "meta",
+            "l4proto",
+            "tcp",
+            "dnat",
+            "to",
+            ep,
+        ]);
+    }
+    let vmap = format!("{{ 0 : goto {}, 1 : goto {} }}", chains[0], chains[1]);
+    nft(&[
+        "add",
+        "rule",
+        "ip",
+        "kube-proxy",
+        service,
+        "numgen",
+        "random",
+        "mod",
+        "2",
+        "vmap",
+        &vmap,
+    ]);
+    nft(&["add", "rule", "ip", "kube-proxy", "services", "tcp", "dport", "30080", "goto", service]);
+    // Endpoint 0 serves; endpoint 1's pod does not listen.
+    let serving = endpoints[0].0.run_in(|| TcpListener::bind("0.0.0.0:80")).unwrap().unwrap();
+
+    let mut seen = [false, false];
+    for attempt in 0..20 {
+        if seen == [true, true] {
+            break;
+        }
+        let run = why_run::start(&hosts, "30080");
+        let to = SocketAddr::from((TwoHosts::SERVER_V4, 30080));
+        let outcome = hosts
+            .client
+            .run_in(move || TcpStream::connect_timeout(&to, Duration::from_secs(3)).map(drop))
+            .unwrap();
+        let (code, v, _) = why_run::finish(run);
+        let chosen =
+            v["nat"]["to"].as_str().unwrap_or_else(|| panic!("attempt {attempt}: no nat: {v:#}"));
+        let i = endpoints
+            .iter()
+            .position(|(_, _, ep)| ep == chosen)
+            .unwrap_or_else(|| panic!("{chosen}: {v:#}"));
+        seen[i] = true;
+        assert_eq!(v["nat"]["rule"]["chain"], chains[i].as_str(), "{v:#}");
+        assert_eq!(v["nat"]["rule"]["text"], format!("meta l4proto tcp dnat to {chosen}"), "{v:#}");
+        let svc = &v["nat"]["service"];
+        assert_eq!(
+            (svc["namespace"].as_str(), svc["name"].as_str(), svc["endpoint"].as_str()),
+            (Some("default"), Some("web"), Some(chosen)),
+            "{v:#}"
+        );
+        assert_eq!(v["nat"]["owner"]["netns"]["name"], endpoints[i].0.name(), "{v:#}");
+        let evidence = why_run::lines(&v, "evidence");
+        assert!(
+            evidence[0].contains(&format!(
+                "kube-proxy's endpoint {chosen} of Service default/web (port http/tcp)"
+            )),
+            "{evidence:#?}"
+        );
+        if i == 0 {
+            outcome.unwrap_or_else(|e| panic!("endpoint 0 serves: {e}\n{v:#}"));
+            assert_eq!((v["verdict"].as_str(), code), (Some("reachable"), 0), "{v:#}");
+        } else {
+            assert!(outcome.is_err(), "endpoint 1 is dead: {v:#}");
+            assert_eq!((v["verdict"].as_str(), code), (Some("no_listener"), 12), "{v:#}");
+            let fix = why_run::lines(&v, "fix").join("\n");
+            assert!(
+                fix.contains(
+                    "kubectl -n default get endpointslices -l kubernetes.io/service-name=web"
+                ),
+                "{fix}"
+            );
+        }
+    }
+    assert_eq!(seen, [true, true], "20 attempts did not choose both endpoints");
+    drop(serving);
+}

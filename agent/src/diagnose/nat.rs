@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use serde::Serialize;
 
 use super::{Diagnosis, Hop, Verdict};
-use crate::probes::sock_event::NetnsRef;
+use crate::{firewall::kube_proxy::ServiceEndpoint, probes::sock_event::NetnsRef};
 
 /// What rewrote the SYN's destination, and where that leads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -24,6 +24,9 @@ pub struct NatHop {
     /// The namespace owning `to`, with the interface holding the address; None when no
     /// namespace of this host has it (the connection leaves the host).
     pub owner: Option<NatOwner>,
+    /// The Kubernetes Service and endpoint, when the rule is in one of kube-proxy's endpoint
+    /// chains.
+    pub service: Option<ServiceEndpoint>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -72,7 +75,19 @@ impl NatHop {
                 self.to.ip()
             ),
         };
-        format!("nat: the SYN to {} was sent on to {}{by}{owner}", self.from, self.to)
+        let service = match &self.service {
+            Some(k) => format!(
+                " — kube-proxy's endpoint {} of Service {}/{} (port {}/{}), chosen for this \
+                 connection —",
+                k.endpoint,
+                k.namespace,
+                k.name,
+                if k.port_name.is_empty() { "unnamed" } else { &k.port_name },
+                k.protocol
+            ),
+            None => String::new(),
+        };
+        format!("nat: the SYN to {} was sent on to {}{service}{by}{owner}", self.from, self.to)
     }
 }
 
@@ -108,6 +123,21 @@ pub fn follow(outer: Diagnosis, hop: &NatHop, inner: Option<Diagnosis>) -> Diagn
             return d;
         }
     };
+    let mut inner = inner;
+    // Another pod of the Service listening is not "the server in the wrong namespace": the
+    // endpoint kube-proxy chose has no listener, and that is what its fix is about.
+    if hop.service.is_some() && inner.verdict == Verdict::ListenerInOtherNetns {
+        let other = |l: String| {
+            l.replace(
+                "the server listens in another namespace: ",
+                "nothing listens there; another endpoint of the Service does: ",
+            )
+        };
+        inner.verdict = Verdict::NoListener;
+        inner.evidence = inner.evidence.into_iter().map(other).collect();
+        inner.path = inner.path.into_iter().map(|h| Hop { note: other(h.note), ..h }).collect();
+        inner.fix.clear();
+    }
     let owner = hop.owner.as_ref().map(|o| o.netns.name.as_str()).unwrap_or("?");
     // The arrival namespace's hops up to its firewall (all passed: the SYN was sent on), the
     // NAT, then the owner's hops after its client.
@@ -144,6 +174,19 @@ pub fn follow(outer: Diagnosis, hop: &NatHop, inner: Option<Diagnosis>) -> Diagn
     let mut fix = inner.fix;
     if let Some(id) = owner.strip_prefix("container:") {
         fix.extend(container_fix(inner.verdict, id, hop));
+    }
+    if let Some(k) = &hop.service
+        && inner.verdict != Verdict::Reachable
+    {
+        fix.push(format!(
+            "kubectl -n {} get endpointslices -l kubernetes.io/service-name={} -o wide   # the \
+             pod behind endpoint {}: it is in the Service's endpoints but does not take \
+             connections on {} (a readinessProbe on that port keeps such a pod out of them)",
+            k.namespace,
+            k.name,
+            k.endpoint,
+            hop.to.port()
+        ));
     }
     Diagnosis { path, evidence, fix, ..inner }
 }
@@ -204,6 +247,7 @@ mod tests {
                 netns: NetnsRef { inode: 9, name: "app".into() },
                 iface: "eth0".into(),
             }),
+            service: None,
         }
     }
 
@@ -260,6 +304,56 @@ mod tests {
             Some(diagnosis(Verdict::LoopbackOnlyBind, 3, "bind 0.0.0.0:80")),
         );
         assert_eq!(d.fix, ["bind 0.0.0.0:80"]);
+    }
+
+    #[test]
+    fn a_kubernetes_service_endpoint_is_named_with_its_fix() {
+        let mut hop = nat(true);
+        hop.service = crate::firewall::kube_proxy::endpoint_chain(
+            "kube-proxy",
+            "endpoint-5OJB2KTY-default/web/tcp/http__172.30.0.2/80",
+        );
+        let d = follow(
+            diagnosis(Verdict::NoListener, 3, "x"),
+            &hop,
+            Some(diagnosis(Verdict::NoListener, 3, "start it on 80")),
+        );
+        assert!(
+            d.evidence[0].contains(
+                "kube-proxy's endpoint 172.30.0.2:80 of Service default/web (port http/tcp)"
+            ),
+            "{:?}",
+            d.evidence
+        );
+        assert!(
+            d.fix[1].starts_with(
+                "kubectl -n default get endpointslices -l kubernetes.io/service-name=web"
+            ),
+            "{:?}",
+            d.fix
+        );
+        let d = follow(
+            diagnosis(Verdict::NoListener, 3, "x"),
+            &hop,
+            Some(diagnosis(Verdict::Reachable, usize::MAX, "")),
+        );
+        assert!(!d.fix.iter().any(|f| f.contains("kubectl")), "{:?}", d.fix);
+        // Another endpoint's pod listening: the chosen endpoint has no listener.
+        let mut elsewhere =
+            diagnosis(Verdict::ListenerInOtherNetns, 3, "run the client inside netns ep0");
+        elsewhere.evidence.push(
+            "the server listens in another namespace: pid 7 on 0.0.0.0:80 in netns ep0".into(),
+        );
+        let d = follow(diagnosis(Verdict::NoListener, 3, "x"), &hop, Some(elsewhere));
+        assert_eq!(d.verdict, Verdict::NoListener);
+        assert!(
+            d.evidence.iter().any(|l| l
+                .contains("nothing listens there; another endpoint of the Service does: pid 7")),
+            "{:?}",
+            d.evidence
+        );
+        assert!(!d.fix.iter().any(|f| f.contains("run the client")), "{:?}", d.fix);
+        assert!(d.fix[0].starts_with("kubectl"), "{:?}", d.fix);
     }
 
     #[test]

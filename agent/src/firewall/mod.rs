@@ -9,6 +9,7 @@ pub mod firewalld_presence;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod iptables_nft;
+pub mod kube_proxy;
 pub mod nft_tables;
 pub mod nftables;
 pub mod predict;

@@ -41,9 +41,12 @@ pub async fn follow(
     };
     let rule = found.map(|(r, _)| r).or_else(|| rule_by_target(ns, server.port(), to));
     let owner = owner_of(to.ip(), ns).await;
+    let service =
+        rule.as_ref().and_then(|r| crate::firewall::kube_proxy::endpoint_chain(&r.table, &r.chain));
     let hop = NatHop {
         from: server,
         to,
+        service,
         rule,
         owner: owner
             .as_ref()
