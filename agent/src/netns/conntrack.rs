@@ -73,6 +73,13 @@ pub fn tcp(client: SocketAddr, server: SocketAddr) -> io::Result<Option<Entry>> 
     parse_reply(&buf[..n as usize])
 }
 
+/// Whether the kernel has connection tracking at all (the module loaded, or built in: its
+/// parameters appear under /sys/module either way). Without it no NAT can have happened, and
+/// asking would only make the kernel load ctnetlink's modules on reach's behalf.
+pub fn available() -> bool {
+    std::path::Path::new("/sys/module/nf_conntrack").exists()
+}
+
 /// NF_NETLINK_CONNTRACK_NEW: an event per connection conntrack confirms, both tuples set.
 const GROUP_NEW: u32 = 1;
 

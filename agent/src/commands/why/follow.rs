@@ -28,7 +28,8 @@ pub async fn follow(
     let (client, server) = (flow.client, flow.server);
     let entry = match events.and_then(|e| e.find(client, server)) {
         Some(e) => Some(e),
-        None => ask(ns, client, server).await,
+        None if conntrack::available() => ask(ns, client, server).await,
+        None => None,
     };
     tracing::debug!("conntrack: {entry:?}; the SYN's walk: {:?}", walk.map(|w| &w.steps));
     let found = walk.and_then(|w| nat_rule(ns, w, server.port()));

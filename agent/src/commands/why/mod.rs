@@ -175,12 +175,15 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         // conntrack's new connections while watching: where a NAT sends the attempt (a
         // refused one's entry is deleted at once, so it cannot be asked for afterwards).
         let port = target.port;
-        conntrack_events =
-            enter::in_netns(&ns.path, move || crate::netns::conntrack::Events::subscribe(port))
-                .map_err(|e| e.to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()))
-                .inspect_err(|e| tracing::info!("conntrack events in {}: {e}", ns.name))
-                .ok();
+        // Without conntrack in the kernel there is no NAT to follow (and nothing to load).
+        if crate::netns::conntrack::available() {
+            conntrack_events =
+                enter::in_netns(&ns.path, move || crate::netns::conntrack::Events::subscribe(port))
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()))
+                    .inspect_err(|e| tracing::info!("conntrack events in {}: {e}", ns.name))
+                    .ok();
+        }
         let c = match watch_attempt(&opts, target, addrs, &ns, &ifaces, args.timeout).await {
             Ok(c) => c,
             Err(e) if e.is::<NoSuchInterface>() => return usage(format!("{e:#}")),
