@@ -10,7 +10,7 @@ use std::{
 };
 
 use reach_agent::lab::{NetNs, TwoHosts, Veth, VethEnd};
-use reach_tests::{require_root, why_run};
+use reach_tests::{WatchRun, firewalld_versions, require_root, ruleset::RulesetSnapshot, why_run};
 use serde_json::Value;
 
 /// Tests attach probes the others would see: one at a time.
@@ -30,7 +30,15 @@ struct Published {
 }
 
 impl Published {
+    /// The namespaces, the link, routes and forwarding, and the DNAT rules.
     fn new(label: &str) -> Published {
+        let p = Published::linked(label);
+        p.publish_with_nft();
+        p
+    }
+
+    /// The namespaces, the link, routes and forwarding, nothing published yet.
+    fn linked(label: &str) -> Published {
         let hosts = TwoHosts::new(label).unwrap();
         let app = NetNs::new(&format!("{label}-app")).unwrap();
         let link = Veth::create(
@@ -42,7 +50,12 @@ impl Published {
         app.run("ip", &["-6", "route", "add", "default", "via", "fd30::1"]).unwrap();
         hosts.server.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"]).unwrap();
         hosts.server.run("sysctl", &["-qw", "net.ipv6.conf.all.forwarding=1"]).unwrap();
-        let nft = |args: &[&str]| hosts.server.run("nft", args).unwrap();
+        Published { hosts, app, _link: link }
+    }
+
+    /// One DNAT rule per family in prerouting, as iptables-nft and Docker write them.
+    fn publish_with_nft(&self) {
+        let nft = |args: &[&str]| self.hosts.server.run("nft", args).unwrap();
         let published = PUBLISHED.to_string();
         for (family, to) in
             [("ip", format!("{APP_V4}:{APP_PORT}")), ("ip6", format!("[{APP_V6}]:{APP_PORT}"))]
@@ -53,7 +66,6 @@ impl Published {
             let rule = ["tcp", "dport", &published, "dnat", "to", &to];
             nft(&[&["add", "rule", family, "reach_t_publish", "prerouting"][..], &rule].concat());
         }
-        Published { hosts, app, _link: link }
     }
 
     fn listen(&self, addr: &str) -> TcpListener {
@@ -354,4 +366,77 @@ fn a_service_endpoint_chosen_at_random_is_diagnosed_where_it_runs() {
     }
     assert_eq!(seen, [true, true], "20 attempts did not choose both endpoints");
     drop(serving);
+}
+
+/// firewalld's own forward-port (`--add-forward-port … toaddr=`) on every firewalld version:
+/// the NAT is named as firewalld's, with its rule exactly as nft lists it, and the attempt is
+/// diagnosed in the app namespace. The root namespace's ruleset is unchanged.
+#[test]
+fn a_firewalld_forward_port_is_named_as_firewalld_s_on_every_version() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let root = RulesetSnapshot::take(None);
+    for build in firewalld_versions::all() {
+        let p = Published::linked("pubfw");
+        let fw = firewalld_versions::start(&p.hosts.server, &build);
+        let forward = format!(
+            "--add-forward-port=port={PUBLISHED}:proto=tcp:toport={APP_PORT}:toaddr={APP_V4}"
+        );
+        for args in [&["--zone=public", "--add-interface=srv0"][..], &["--zone=public", &forward]] {
+            let out = fw.cmd(args).unwrap_or_else(|e| panic!("firewall-cmd {args:?}: {e}"));
+            assert_eq!(out.trim(), "success", "firewall-cmd {args:?}");
+        }
+        let _app = p.listen("127.0.0.1");
+        let bus = fw.bus_address();
+        let port = PUBLISHED.to_string();
+        let args = [
+            port.as_str(),
+            "--netns",
+            p.hosts.server.name(),
+            "--firewalld-bus",
+            &bus,
+            "--timeout",
+            "30",
+            "--json",
+        ];
+        let run = WatchRun::start_command("why", &args, "waiting for a SYN");
+        let to = SocketAddr::from((TwoHosts::SERVER_V4, PUBLISHED));
+        let outcome = p
+            .hosts
+            .client
+            .run_in(move || TcpStream::connect_timeout(&to, Duration::from_secs(3)).map(drop))
+            .unwrap();
+        let (code, v, _) = why_run::finish(run);
+        let version = fw.version();
+        assert!(outcome.is_err(), "{version}: the app listens on loopback only: {v:#}");
+        assert_eq!(
+            (v["verdict"].as_str(), code),
+            (Some("loopback_only_bind"), 10),
+            "{version}: {v:#}"
+        );
+        let nat = &v["nat"];
+        assert_eq!(nat["to"], format!("{APP_V4}:{APP_PORT}"), "{version}: {v:#}");
+        assert_eq!(
+            (nat["rule"]["table"].as_str(), nat["rule"]["chain"].as_str()),
+            (Some("firewalld"), Some("nat_PRE_public_allow")),
+            "{version}: {v:#}"
+        );
+        let writer = "firewalld's forward-port of zone public (`firewall-cmd --zone=public --list-forward-ports`)";
+        assert_eq!(nat["writer"], writer, "{version}: {v:#}");
+        assert!(why_run::lines(&v, "evidence")[0].contains(writer), "{version}: {v:#}");
+        // The rule's text is nft's own listing of it.
+        let listed = p
+            .hosts
+            .server
+            .run("nft", &["-a", "list", "chain", "inet", "firewalld", "nat_PRE_public_allow"])
+            .unwrap();
+        let text = nat["rule"]["text"].as_str().unwrap();
+        let handle = nat["rule"]["handle"].as_u64().unwrap();
+        assert!(
+            listed.lines().any(|l| l.trim() == format!("{text} # handle {handle}")),
+            "{version}: `{text}` (handle {handle}) is not how nft lists the rule:\n{listed}"
+        );
+        assert_eq!(nat["owner"]["netns"]["name"], p.app.name(), "{version}: {v:#}");
+    }
+    root.assert_unchanged("the firewalld forward-port cases");
 }

@@ -27,6 +27,8 @@ pub struct NatHop {
     /// The Kubernetes Service and endpoint, when the rule is in one of kube-proxy's endpoint
     /// chains.
     pub service: Option<ServiceEndpoint>,
+    /// What the rule is in the terms of the tool that wrote it (firewalld, Docker), when known.
+    pub writer: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -87,7 +89,11 @@ impl NatHop {
             ),
             None => String::new(),
         };
-        format!("nat: the SYN to {} was sent on to {}{service}{by}{owner}", self.from, self.to)
+        let writer = self.writer.as_ref().map(|w| format!(" — {w} —")).unwrap_or_default();
+        format!(
+            "nat: the SYN to {} was sent on to {}{service}{writer}{by}{owner}",
+            self.from, self.to
+        )
     }
 }
 
@@ -248,6 +254,7 @@ mod tests {
                 iface: "eth0".into(),
             }),
             service: None,
+            writer: None,
         }
     }
 

@@ -359,6 +359,10 @@ fn render_statement(s: &Value) -> String {
         "masquerade" => "masquerade".into(),
         "snat" | "dnat" | "redirect" => {
             let mut out = key.clone();
+            // An inet table's NAT names the family it translates: `dnat ip to …`.
+            if let Some(f) = val.get("family").and_then(Value::as_str) {
+                let _ = write!(out, " {f}");
+            }
             let addr = val.get("addr").map(|a| render_value(a, &Value::Null));
             let port = val.get("port").map(|p| render_value(p, &Value::Null));
             match (addr, port) {
@@ -649,6 +653,11 @@ mod tests {
                 r#"[{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 8080}}, {"dnat": {"addr": "fd30::2", "port": 80}}]"#,
                 "tcp dport 8080 dnat to [fd30::2]:80",
                 Some("[fd30::2]:80"),
+            ),
+            (
+                r#"[{"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": "ipv4"}}, {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 8080}}, {"dnat": {"family": "ip", "addr": "172.30.0.2", "port": 80}}]"#,
+                "meta nfproto ipv4 tcp dport 8080 dnat ip to 172.30.0.2:80",
+                Some("172.30.0.2:80"),
             ),
             (
                 r#"[{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 8080}}, {"accept": null}]"#,

@@ -44,10 +44,14 @@ pub async fn follow(
     let owner = owner_of(to.ip(), ns).await;
     let service =
         rule.as_ref().and_then(|r| crate::firewall::kube_proxy::endpoint_chain(&r.table, &r.chain));
+    let writer = rule
+        .as_ref()
+        .and_then(|r| crate::firewall::nat_writer::describe(&r.table, &r.chain, server.port()));
     let hop = NatHop {
         from: server,
         to,
         service,
+        writer,
         rule,
         owner: owner
             .as_ref()
