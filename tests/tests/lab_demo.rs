@@ -138,6 +138,8 @@ fn check_lab(args: &[&str], version: &str) {
         ("reply dropped", ("reply_dropped", 22, "timeout")),
         // issue 14: diagnosed in the app namespace the DNAT sends the SYN to.
         ("published port, app on loopback", ("loopback_only_bind", 10, "refused")),
+        // The Service's endpoint the connection was sent to does not listen.
+        ("service, dead endpoint", ("no_listener", 12, "refused")),
     ];
     assert_eq!(scenarios.len(), expected.len(), "{report:#}");
     for (name, (verdict, code, client)) in expected {
@@ -285,10 +287,41 @@ fn check_lab(args: &[&str], version: &str) {
     let f = fix(name);
     assert!(f.contains("0.0.0.0:80") && !f.contains("8094"), "{f}");
 
+    let name = "service, dead endpoint";
+    let (pid, serving_ns) = server(name);
+    assert!(
+        serving_ns.starts_with(&prefix) && serving_ns.ends_with("-lab-ep1"),
+        "{name}: {serving_ns}"
+    );
+    let nat = &scenarios[name]["diagnosis"]["nat"];
+    let dead_ns = nat["owner"]["netns"]["name"].as_str().unwrap_or_default();
+    assert!(dead_ns.starts_with(&prefix) && dead_ns.ends_with("-lab-ep0"), "{name}: {nat:#}");
+    assert_eq!(
+        (nat["service"]["namespace"].as_str(), nat["service"]["name"].as_str()),
+        (Some("default"), Some("web")),
+        "{nat:#}"
+    );
+    assert_eq!(nat["service"]["endpoint"], "172.30.10.2:80", "{nat:#}");
+    let ev = evidence(name);
+    assert!(
+        ev.contains("kube-proxy's endpoint 172.30.10.2:80 of Service default/web (port http/tcp)"),
+        "{ev}"
+    );
+    assert!(
+        ev.contains(&format!("another endpoint of the Service does: pid {pid} (demo-server) on 0.0.0.0:80 in netns {serving_ns}")),
+        "{ev}"
+    );
+    assert!(
+        fix(name)
+            .starts_with("kubectl -n default get endpointslices -l kubernetes.io/service-name=web"),
+        "{}",
+        fix(name)
+    );
+
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("torn down"), "{stderr}");
     let pids: Vec<i64> = scenarios.values().filter_map(|s| s["server"]["pid"].as_i64()).collect();
-    assert_eq!(pids.len(), 13, "a demo server in every scenario but no listener");
+    assert_eq!(pids.len(), 14, "a demo server in every scenario but no listener");
     assert_nothing_left(&run_prefix(&srv_ns), &pids);
 }
 
@@ -319,6 +352,7 @@ fn lab_without_firewalld_runs_the_other_scenarios_and_prints_the_table() {
         ("interface mismatch", "interface_mismatch"),
         ("reply dropped", "reply_dropped"),
         ("published port, app on loopback", "loopback_only_bind"),
+        ("service, dead endpoint", "no_listener"),
     ] {
         let r = row(name);
         assert!(r.contains(verdict) && r.contains('✓'), "{r}");
@@ -329,7 +363,7 @@ fn lab_without_firewalld_runs_the_other_scenarios_and_prints_the_table() {
     }
     assert!(row("loopback-only bind").contains("bind the server to 0.0.0.0:8081"), "{stdout}");
     assert!(
-        stdout.contains("11 of 11 scenarios run got their expected verdict (3 not run)"),
+        stdout.contains("12 of 12 scenarios run got their expected verdict (3 not run)"),
         "{stdout}"
     );
     // The short diagnosis above the table.

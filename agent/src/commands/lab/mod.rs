@@ -330,7 +330,12 @@ fn diagnose(
             "lab: {step}: demo-server pid {} on {} in {netns}{}",
             server.pid(),
             server.listen,
-            if stage.app_ns.is_some() { " (a third namespace, linked to nothing)" } else { "" }
+            match s.server {
+                scenario::Server::OtherNetns => " (a third namespace, linked to nothing)",
+                scenario::Server::Published { .. } => " (an app namespace behind a published port)",
+                scenario::Server::Service => " (the serving endpoint of a Service)",
+                _ => "",
+            }
         );
         o.server = Some((server.pid(), netns.to_string()));
     }

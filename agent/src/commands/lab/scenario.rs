@@ -38,6 +38,19 @@ pub enum Server {
     /// the server namespace publishes the scenario's port to it with a DNAT rule, as `docker
     /// run -p PORT:80` does for a container (a veth, a route, IP forwarding, nft's dnat).
     Published { bind: Bind },
+    /// A Kubernetes Service as kube-proxy's nftables mode writes it: the scenario's port is
+    /// the node port of Service default/web, whose two endpoints run in namespaces of their
+    /// own behind the server namespace. The endpoint connections are sent to in turn is dead
+    /// (its pod does not listen); the demo server on the other one serves on [`APP_PORT`].
+    /// kube-proxy chooses at random (`numgen random`); the lab takes turns (`numgen inc`), so
+    /// its first connection always goes to the dead one and the demo is reproducible.
+    Service,
+}
+
+/// The Service scenario's endpoint addresses (172.30.10.2 dead, 172.30.11.2 serving) and
+/// their gateways in the server namespace.
+pub const fn service_endpoint(i: u8) -> (Ipv4Addr, Ipv4Addr) {
+    (Ipv4Addr::new(172, 30, 10 + i, 2), Ipv4Addr::new(172, 30, 10 + i, 1))
 }
 
 /// The app's port behind a published one, and its address on its side of the link.
@@ -209,6 +222,8 @@ pub fn all() -> Vec<Scenario> {
             Server::Published { bind: Bind::on(LOOPBACK) },
             Firewall::None,
         ),
+        // A Service with a dead endpoint: diagnosed in the endpoint kube-proxy's rules chose.
+        s("service, dead endpoint", "no_listener", 8095, Server::Service, Firewall::None),
     ]
 }
 

@@ -52,6 +52,8 @@ impl Lab {
 const NFT_TABLE: &str = "reach_lab_reply";
 /// The lab's table publishing a port to the app namespace ("published port").
 const NAT_TABLE: &str = "reach_lab_publish";
+/// kube-proxy's own table name, in the Service scenario's server namespace (its own pair).
+const KUBE_TABLE: &str = "kube-proxy";
 
 /// One scenario's additions to the lab. Fields drop in declaration order: the client
 /// connections, then the server, its namespace, and last the firewalld change.
@@ -62,6 +64,9 @@ pub struct Stage<'a> {
     pub app_ns: Option<NetNs>,
     /// The link to the app namespace of a published port (goes with the namespaces).
     _link: Option<Veth>,
+    /// The Service scenario's dead endpoint's namespace, and the links to both endpoints.
+    pub other_ns: Vec<NetNs>,
+    _links: Vec<Veth>,
     _fault: Option<FaultGuard<'a>>,
     _firewall: Option<FirewallGuard<'a>>,
 }
@@ -73,6 +78,8 @@ impl<'a> Stage<'a> {
             server: None,
             app_ns: None,
             _link: None,
+            other_ns: Vec::new(),
+            _links: Vec::new(),
             _fault: None,
             _firewall: None,
         };
@@ -92,6 +99,30 @@ impl<'a> Stage<'a> {
                 let any = Bind::on(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
                 stage.server = Some(DemoServer::start(exe, &ns, any, port, 128, true)?);
                 stage.app_ns = Some(ns);
+            }
+            Server::Service => {
+                // The dead endpoint first, then the serving one with the demo server.
+                for i in 0..2u8 {
+                    let ns = NetNs::new(&format!("lab-ep{i}"))
+                        .context("creating an endpoint namespace")?;
+                    let (addr, gateway) = scenario::service_endpoint(i);
+                    stage._links.push(link_behind(
+                        &lab.hosts.server,
+                        &ns,
+                        &format!("ep{i}"),
+                        addr,
+                        gateway,
+                    )?);
+                    if i == 1 {
+                        let any = Bind::on(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                        let app_port = scenario::APP_PORT;
+                        stage.server = Some(DemoServer::start(exe, &ns, any, app_port, 128, true)?);
+                        stage.app_ns = Some(ns);
+                    } else {
+                        stage.other_ns.push(ns);
+                    }
+                }
+                kube_service(&lab.hosts.server, port)?;
             }
             Server::Published { bind } => {
                 let ns = NetNs::new("lab-app").context("creating the app namespace")?;
@@ -154,6 +185,81 @@ fn publish(server: &NetNs, app: &NetNs, port: u16) -> anyhow::Result<Veth> {
         &to,
     ])?;
     Ok(link)
+}
+
+/// `ns` linked to the server namespace by a veth (`name` on the server's side, `eth0` on
+/// `ns`'s), `addr` on `ns`'s end and routed back through `gateway`, forwarding on.
+fn link_behind(
+    server: &NetNs,
+    ns: &NetNs,
+    name: &str,
+    addr: Ipv4Addr,
+    gateway: Ipv4Addr,
+) -> anyhow::Result<Veth> {
+    let link = Veth::create(
+        VethEnd::new(server, name).addr(&format!("{gateway}/24")),
+        VethEnd::new(ns, "eth0").addr(&format!("{addr}/24")),
+    )
+    .context("linking an endpoint namespace")?;
+    ns.ip(&["route", "add", "default", "via", &gateway.to_string()])
+        .context("its default route")?;
+    server.run("sysctl", &["-qw", "net.ipv4.ip_forward=1"]).context("IP forwarding")?;
+    Ok(link)
+}
+
+/// kube-proxy's nftables layout for Service default/web (chain names as kube-proxy writes
+/// them): node `port` → the Service chain → one endpoint chain per endpoint, each with its
+/// `dnat to`; the endpoint chosen in turn (`numgen inc`: the kernel starts its counter at
+/// modulus − 1, so the first connection gets 0, the dead endpoint).
+fn kube_service(server: &NetNs, port: u16) -> anyhow::Result<()> {
+    let nft =
+        |args: &[&str]| server.run("nft", args).with_context(|| format!("nft {}", args.join(" ")));
+    let service = "service-ULMVA6XW-default/web/tcp/http";
+    let endpoint = |i: u8| {
+        let (addr, _) = scenario::service_endpoint(i);
+        (
+            format!(
+                "endpoint-{}-default/web/tcp/http__{addr}/{}",
+                ["5OJB2KTY", "VJ7VIZ4D"][i as usize],
+                scenario::APP_PORT
+            ),
+            format!("{addr}:{}", scenario::APP_PORT),
+        )
+    };
+    nft(&["add", "table", "ip", KUBE_TABLE])?;
+    nft(&[
+        "add",
+        "chain",
+        "ip",
+        KUBE_TABLE,
+        "nat-prerouting",
+        "{ type nat hook prerouting priority -100; }",
+    ])?;
+    nft(&["add", "chain", "ip", KUBE_TABLE, "services"])?;
+    nft(&["add", "rule", "ip", KUBE_TABLE, "nat-prerouting", "jump", "services"])?;
+    nft(&["add", "chain", "ip", KUBE_TABLE, service])?;
+    for i in 0..2 {
+        let (chain, to) = endpoint(i);
+        nft(&["add", "chain", "ip", KUBE_TABLE, &chain])?;
+        nft(&[
+            "add", "rule", "ip", KUBE_TABLE, &chain, "meta", "l4proto", "tcp", "dnat", "to", &to,
+        ])?;
+    }
+    let vmap = format!("{{ 0 : goto {}, 1 : goto {} }}", endpoint(0).0, endpoint(1).0);
+    nft(&["add", "rule", "ip", KUBE_TABLE, service, "numgen", "inc", "mod", "2", "vmap", &vmap])?;
+    nft(&[
+        "add",
+        "rule",
+        "ip",
+        KUBE_TABLE,
+        "services",
+        "tcp",
+        "dport",
+        &port.to_string(),
+        "goto",
+        service,
+    ])?;
+    Ok(())
 }
 
 /// Waits until the listener on `port` in the server namespace has more connections queued
