@@ -440,3 +440,43 @@ fn a_firewalld_forward_port_is_named_as_firewalld_s_on_every_version() {
     }
     root.assert_unchanged("the firewalld forward-port cases");
 }
+
+/// A namespace that publishes a port but does not forward: the kernel drops the SYN sent on,
+/// the app never sees it. Named with the sysctl, whose printed fix, run, lets the next
+/// attempt through.
+#[test]
+fn a_namespace_that_does_not_forward_is_named_and_its_fix_works() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let p = Published::new("pubnf");
+    p.hosts.server.run("sysctl", &["-qw", "net.ipv4.ip_forward=0"]).unwrap();
+    let _app = p.listen("0.0.0.0");
+    let (code, v, outcome) = p.why();
+    assert!(outcome.is_err(), "forwarding is off: {v:#}");
+    assert_eq!((v["verdict"].as_str(), code), (Some("kernel_drop"), 18), "{v:#}");
+    let evidence = why_run::lines(&v, "evidence");
+    assert!(
+        evidence[0].starts_with("nat: the SYN to 10.77.0.1:8080 was sent on to 172.30.0.2:80"),
+        "{evidence:#?}"
+    );
+    assert!(
+        evidence[1].starts_with("IP forwarding is off here (net.ipv4.ip_forward = 0)"),
+        "{evidence:#?}"
+    );
+    let last = v["path"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["name"].as_str(), last["ok"].as_bool()),
+        (Some("forward"), Some(false)),
+        "{v:#}"
+    );
+    let fix = why_run::lines(&v, "fix");
+    let sysctl = fix[0].split("   #").next().unwrap().trim().to_string();
+    assert_eq!(sysctl, "sysctl -w net.ipv4.ip_forward=1", "{fix:#?}");
+    p.hosts.server.run("sh", &["-c", &sysctl]).unwrap();
+    let to = SocketAddr::from((TwoHosts::SERVER_V4, PUBLISHED));
+    p.hosts
+        .client
+        .run_in(move || TcpStream::connect_timeout(&to, Duration::from_secs(3)))
+        .unwrap()
+        .unwrap_or_else(|e| panic!("after `{sysctl}`: {e}"));
+}

@@ -29,6 +29,11 @@ pub struct NatHop {
     pub service: Option<ServiceEndpoint>,
     /// What the rule is in the terms of the tool that wrote it (firewalld, Docker), when known.
     pub writer: Option<String>,
+    /// The arrival namespace's forwarding switch for the SYN's family
+    /// (`net.ipv4.ip_forward`, `net.ipv6.conf.all.forwarding`) when it is off and the
+    /// translated address is another namespace's: the kernel drops the SYN instead of sending
+    /// it on. None: on, not needed, or unknown.
+    pub forwarding_off: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -113,6 +118,20 @@ fn decided_before_nat(v: Verdict) -> bool {
 /// namespace NAT sent it to (`inner`, None when it leaves the host or could not be made).
 pub fn follow(outer: Diagnosis, hop: &NatHop, inner: Option<Diagnosis>) -> Diagnosis {
     let line = hop.line();
+    // A rule's verdict came before the NAT; any drop after it is the forwarding's (the route
+    // lookup of a forwarded packet fails first), whatever reason the arrival side recorded.
+    let ruled = matches!(
+        outer.verdict,
+        Verdict::FirewallDrop
+            | Verdict::FirewallReject
+            | Verdict::OtherNetfilterDrop
+            | Verdict::NoSynSeen
+    );
+    if let Some(sysctl) = &hop.forwarding_off
+        && !ruled
+    {
+        return forwarding_off(outer, hop, line, sysctl);
+    }
     let inner = match inner {
         Some(i) if !decided_before_nat(outer.verdict) => i,
         _ => {
@@ -197,6 +216,42 @@ pub fn follow(outer: Diagnosis, hop: &NatHop, inner: Option<Diagnosis>) -> Diagn
     Diagnosis { path, evidence, fix, ..inner }
 }
 
+/// The SYN was sent on to another namespace's address by a namespace that does not forward:
+/// the kernel drops it there (ip_forward off: the route lookup of a forwarded packet fails), so
+/// the owner never sees it.
+fn forwarding_off(outer: Diagnosis, hop: &NatHop, line: String, sysctl: &str) -> Diagnosis {
+    let mut path: Vec<Hop> = outer
+        .path
+        .into_iter()
+        .take_while(|h| h.name != "socket")
+        .map(|h| Hop { ok: true, ..h })
+        .collect();
+    path.push(Hop { name: "nat".into(), ok: true, note: format!("→ {}", hop.to) });
+    let why = format!(
+        "IP forwarding is off here ({sysctl} = 0): the kernel drops the SYN sent on to {} \
+         instead of forwarding it, so it never leaves for {}",
+        hop.to,
+        hop.owner
+            .as_ref()
+            .map_or("its destination".to_string(), |o| format!("netns {}", o.netns.name))
+    );
+    path.push(Hop { name: "forward".into(), ok: false, note: why.clone() });
+    Diagnosis {
+        verdict: Verdict::KernelDrop,
+        evidence: vec![line, why],
+        fix: vec![
+            format!(
+                "sysctl -w {sysctl}=1   # in the namespace the SYN arrived in (ip netns exec NAME …, or nsenter --net=…)"
+            ),
+            format!(
+                "echo '{sysctl} = 1' > /etc/sysctl.d/90-forwarding.conf   # and at boot (Docker and Kubernetes nodes need it on)"
+            ),
+        ],
+        path,
+        lookup: None,
+    }
+}
+
 /// The same fix in a container's terms: what `-p HOST:CONTAINER` reaches, and where to change
 /// the bind.
 fn container_fix(v: Verdict, id: &str, hop: &NatHop) -> Option<String> {
@@ -255,6 +310,7 @@ mod tests {
             }),
             service: None,
             writer: None,
+            forwarding_off: None,
         }
     }
 
@@ -361,6 +417,29 @@ mod tests {
         );
         assert!(!d.fix.iter().any(|f| f.contains("run the client")), "{:?}", d.fix);
         assert!(d.fix[0].starts_with("kubectl"), "{:?}", d.fix);
+    }
+
+    #[test]
+    fn a_namespace_that_does_not_forward_drops_the_syn_sent_on() {
+        let mut hop = nat(true);
+        hop.forwarding_off = Some("net.ipv4.ip_forward".into());
+        let outer = diagnosis(Verdict::NoSynSeen, 3, "x");
+        assert_eq!(follow(outer, &hop, None).verdict, Verdict::NoSynSeen, "decided before the NAT");
+        let outer = diagnosis(Verdict::KernelDrop, 3, "a silent drop");
+        assert!(follow(outer, &hop, None).evidence[1].starts_with("IP forwarding is off"));
+        let outer = diagnosis(Verdict::NoListener, 3, "start the server on 8080");
+        let d = follow(outer, &hop, Some(diagnosis(Verdict::Reachable, usize::MAX, "")));
+        assert_eq!(d.verdict, Verdict::KernelDrop);
+        assert!(
+            d.evidence[1].starts_with("IP forwarding is off here (net.ipv4.ip_forward = 0)"),
+            "{:?}",
+            d.evidence
+        );
+        assert!(d.evidence[1].contains("never leaves for netns app"), "{:?}", d.evidence);
+        assert!(d.fix[0].starts_with("sysctl -w net.ipv4.ip_forward=1"), "{:?}", d.fix);
+        let last = d.path.last().unwrap();
+        assert_eq!((last.name.as_str(), last.ok), ("forward", false));
+        assert_eq!(d.path.iter().filter(|h| !h.ok).count(), 1);
     }
 
     #[test]

@@ -47,11 +47,16 @@ pub async fn follow(
     let writer = rule
         .as_ref()
         .and_then(|r| crate::firewall::nat_writer::describe(&r.table, &r.chain, server.port()));
+    let forwarding_off = match &owner {
+        Some((w, _)) if w.inode != ns.inode => forwarding_off(ns, to.ip()).await,
+        _ => None,
+    };
     let hop = NatHop {
         from: server,
         to,
         service,
         writer,
+        forwarding_off,
         rule,
         owner: owner
             .as_ref()
@@ -75,6 +80,26 @@ pub async fn follow(
         None => None,
     };
     Some((hop, inner))
+}
+
+/// The forwarding sysctl of `to`'s family in `ns` when it is off (the kernel then drops a SYN
+/// sent on to another namespace). Read from inside `ns`: /proc/sys/net is the reader's
+/// network namespace's.
+async fn forwarding_off(ns: &Watched, to: IpAddr) -> Option<String> {
+    let (name, file) = if to.is_ipv4() {
+        ("net.ipv4.ip_forward", "/proc/sys/net/ipv4/ip_forward")
+    } else {
+        ("net.ipv6.conf.all.forwarding", "/proc/sys/net/ipv6/conf/all/forwarding")
+    };
+    let path = ns.path.clone();
+    let value = tokio::task::spawn_blocking(move || {
+        enter::in_netns(&path, || std::fs::read_to_string(file))
+    })
+    .await
+    .ok()?
+    .ok()?
+    .ok()?;
+    (value.trim() == "0").then(|| name.to_string())
 }
 
 /// The rule of the SYN's walk that rewrote its destination, read from the ruleset now, and
