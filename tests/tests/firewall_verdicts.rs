@@ -253,6 +253,18 @@ struct WhyCase {
 
 /// `reach why PORT` while the client dials it once: the JSON diagnosis, and the human one.
 fn why_once(hosts: &TwoHosts, fw: &Firewalld, port: u16, json: bool) -> (Value, String) {
+    why_attempt(hosts, fw, port, json, false)
+}
+
+/// `reach why PORT` while the client dials it once, which must fail (`connects`: succeed):
+/// the JSON diagnosis (Null for the human one) and stdout.
+fn why_attempt(
+    hosts: &TwoHosts,
+    fw: &Firewalld,
+    port: u16,
+    json: bool,
+    connects: bool,
+) -> (Value, String) {
     let port_s = port.to_string();
     let bus = fw.bus_address();
     let mut args = vec![
@@ -269,7 +281,10 @@ fn why_once(hosts: &TwoHosts, fw: &Firewalld, port: u16, json: bool) -> (Value, 
     }
     let run = WatchRun::start_command("why", &args, "waiting for a SYN");
     let to = SocketAddr::from((TwoHosts::SERVER_V4, port));
-    assert!(connect(hosts, to).is_err(), "port {port} should be blocked before the fix");
+    match connect(hosts, to) {
+        Ok(()) => assert!(connects, "port {port} should be blocked before the fix"),
+        Err(e) => assert!(!connects, "port {port} should be open: {e}"),
+    }
     let (_code, out, stderr) = run.finish_raw();
     if json {
         let v = serde_json::from_str(&out)
@@ -521,7 +536,7 @@ fn check_unmapped_rule(hosts: &TwoHosts, fw: &Firewalld, port: u16, human: &mut 
 /// `reach why PORT` while the client connects: reachable, through zone public's target ACCEPT
 /// (the traced rule and the prediction agree), with nothing to fix.
 fn check_accepted_by_zone_target(hosts: &TwoHosts, fw: &Firewalld, port: u16, human: &mut String) {
-    let v = why_connecting(hosts, fw, port, true);
+    let (v, _) = why_attempt(hosts, fw, port, true, true);
     assert_eq!(v["verdict"], "reachable", "{port}: {v:#}");
     let a = &v["nft"]["firewalld"];
     assert_eq!(
@@ -537,40 +552,8 @@ fn check_accepted_by_zone_target(hosts: &TwoHosts, fw: &Firewalld, port: u16, hu
     assert_eq!(v["firewalld"]["zone"], "public", "{port}: {v:#}");
     assert_eq!(v["firewalld"]["decision"]["decision"], "accept", "{port}: {v:#}");
     assert_eq!(v["firewalld"]["decision"]["by"], "target ACCEPT", "{port}: {v:#}");
-    let text = why_connecting(hosts, fw, port, false);
-    human.push_str(&format!(
-        "$ reach why {port}   # firewalld {}\n{}\n",
-        fw.version(),
-        text.as_str().unwrap_or_default()
-    ));
-}
-
-/// `reach why PORT` while the client connects (it must): the JSON diagnosis, or the human one
-/// as a JSON string.
-fn why_connecting(hosts: &TwoHosts, fw: &Firewalld, port: u16, json: bool) -> Value {
-    let port_s = port.to_string();
-    let bus = fw.bus_address();
-    let mut args = vec![
-        port_s.as_str(),
-        "--netns",
-        hosts.server.name(),
-        "--firewalld-bus",
-        &bus,
-        "--timeout",
-        "20",
-    ];
-    if json {
-        args.push("--json");
-    }
-    let run = WatchRun::start_command("why", &args, "waiting for a SYN");
-    let to = SocketAddr::from((TwoHosts::SERVER_V4, port));
-    connect(hosts, to).unwrap_or_else(|e| panic!("port {port} should be open: {e}"));
-    let (_code, out, stderr) = run.finish_raw();
-    if !json {
-        return Value::from(out);
-    }
-    serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("not one JSON object ({e}):\n{out}\nstderr:\n{stderr}"))
+    let (_, text) = why_attempt(hosts, fw, port, false, true);
+    human.push_str(&format!("$ reach why {port}   # firewalld {}\n{text}\n", fw.version()));
 }
 
 /// Asserts `reach why`'s JSON for `c`, appends its human diagnosis to `human`, applies every

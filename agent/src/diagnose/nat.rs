@@ -164,22 +164,8 @@ pub fn follow(outer: Diagnosis, hop: &NatHop, inner: Option<Diagnosis>) -> Diagn
         inner.fix.clear();
     }
     let owner = hop.owner.as_ref().map(|o| o.netns.name.as_str()).unwrap_or("?");
-    // The arrival namespace's hops up to its firewall (all passed: the SYN was sent on), the
-    // NAT, then the owner's hops after its client.
-    let mut path: Vec<Hop> = outer
-        .path
-        .into_iter()
-        .take_while(|h| h.name != "socket")
-        .map(|h| Hop { ok: true, ..h })
-        .collect();
-    path.push(Hop {
-        name: "nat".into(),
-        ok: true,
-        note: match &hop.rule {
-            Some(r) => format!("`{}` → {}", r.text, hop.to),
-            None => format!("→ {}", hop.to),
-        },
-    });
+    // Then the owner's hops after its client.
+    let mut path = up_to_nat(outer.path, hop);
     path.extend(
         inner
             .path
@@ -216,17 +202,30 @@ pub fn follow(outer: Diagnosis, hop: &NatHop, inner: Option<Diagnosis>) -> Diagn
     Diagnosis { path, evidence, fix, ..inner }
 }
 
-/// The SYN was sent on to another namespace's address by a namespace that does not forward:
-/// the kernel drops it there (ip_forward off: the route lookup of a forwarded packet fails), so
-/// the owner never sees it.
-fn forwarding_off(outer: Diagnosis, hop: &NatHop, line: String, sysctl: &str) -> Diagnosis {
-    let mut path: Vec<Hop> = outer
-        .path
+/// The arrival namespace's hops up to its firewall, all passed (the SYN was sent on), then
+/// the NAT.
+fn up_to_nat(arrival: Vec<Hop>, hop: &NatHop) -> Vec<Hop> {
+    let mut path: Vec<Hop> = arrival
         .into_iter()
         .take_while(|h| h.name != "socket")
         .map(|h| Hop { ok: true, ..h })
         .collect();
-    path.push(Hop { name: "nat".into(), ok: true, note: format!("→ {}", hop.to) });
+    path.push(Hop {
+        name: "nat".into(),
+        ok: true,
+        note: match &hop.rule {
+            Some(r) => format!("`{}` → {}", r.text, hop.to),
+            None => format!("→ {}", hop.to),
+        },
+    });
+    path
+}
+
+/// The SYN was sent on to another namespace's address by a namespace that does not forward:
+/// the kernel drops it there (ip_forward off: the route lookup of a forwarded packet fails), so
+/// the owner never sees it.
+fn forwarding_off(outer: Diagnosis, hop: &NatHop, line: String, sysctl: &str) -> Diagnosis {
+    let mut path = up_to_nat(outer.path, hop);
     let why = format!(
         "IP forwarding is off here ({sysctl} = 0): the kernel drops the SYN sent on to {} \
          instead of forwarding it, so it never leaves for {}",

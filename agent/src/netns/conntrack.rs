@@ -10,7 +10,7 @@
 use std::{
     io,
     net::{IpAddr, SocketAddr},
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    os::fd::{AsRawFd, OwnedFd},
 };
 
 use netlink_packet_core::{NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
@@ -23,7 +23,8 @@ use netlink_packet_netfilter::{
 };
 use serde::Serialize;
 
-const NETLINK_NETFILTER: i32 = 12;
+use crate::kernel::nfnetlink;
+
 /// NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_GET.
 const CT_GET: u16 = (1 << 8) | 1;
 
@@ -63,7 +64,7 @@ impl Entry {
 pub fn tcp(client: SocketAddr, server: SocketAddr) -> io::Result<Option<Entry>> {
     let request = get_request(client, server, 1);
     let fd = socket()?;
-    send(&fd, &request)?;
+    nfnetlink::send(&fd, &request)?;
     let mut buf = vec![0u8; 16384];
     // SAFETY: buf is writable for its length.
     let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
@@ -96,33 +97,9 @@ pub struct Events {
 impl Events {
     /// Subscribes in the calling thread's network namespace (the socket stays bound to it).
     pub fn subscribe(port: u16) -> io::Result<Events> {
-        let fd = socket()?;
-        // SAFETY: a zeroed sockaddr_nl with our group mask; the kernel picks the port id.
-        let r = unsafe {
-            let mut addr: libc::sockaddr_nl = std::mem::zeroed();
-            addr.nl_family = libc::AF_NETLINK as u16;
-            addr.nl_groups = GROUP_NEW;
-            libc::bind(
-                fd.as_raw_fd(),
-                (&raw const addr).cast(),
-                std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let fd = nfnetlink::open(GROUP_NEW)?;
         // Room for bursts of other connections between two reads.
-        let size: libc::c_int = 1 << 20;
-        // SAFETY: size is a valid c_int for SO_RCVBUF.
-        unsafe {
-            libc::setsockopt(
-                fd.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_RCVBUF,
-                (&raw const size).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
+        nfnetlink::set_recv_buffer(&fd, 1 << 20);
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (s, st) = (seen.clone(), stop.clone());
@@ -158,17 +135,7 @@ fn read_events(
     stop: &std::sync::atomic::AtomicBool,
 ) {
     // A short timeout so dropping the subscription does not wait long for the thread.
-    let timeout = libc::timeval { tv_sec: 0, tv_usec: 200_000 };
-    // SAFETY: timeout is a valid timeval for SO_RCVTIMEO.
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&raw const timeout).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
+    nfnetlink::set_recv_timeout(fd, std::time::Duration::from_millis(200));
     let mut buf = vec![0u8; 65536];
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         // SAFETY: buf is writable for its length.
@@ -203,25 +170,26 @@ fn family(a: &SocketAddr) -> NetfilterProtoFamily {
     if a.is_ipv4() { NetfilterProtoFamily::IPv4 } else { NetfilterProtoFamily::IPv6 }
 }
 
+/// A TCP tuple `src` → `dst` as ctnetlink nests it.
+fn tcp_tuple(src: SocketAddr, dst: SocketAddr) -> Vec<Tuple> {
+    vec![
+        Tuple::Ip(vec![IPTuple::SourceAddress(src.ip()), IPTuple::DestinationAddress(dst.ip())]),
+        Tuple::Proto(vec![
+            ProtoTuple::Protocol(Protocol::Tcp),
+            ProtoTuple::SourcePort(src.port()),
+            ProtoTuple::DestinationPort(dst.port()),
+        ]),
+    ]
+}
+
 /// The IPCTNL_MSG_CT_GET request for the original tuple `client` → `server`.
 fn get_request(client: SocketAddr, server: SocketAddr, seq: u32) -> Vec<u8> {
     // An IPv4-mapped address is the IPv4 connection it stands for.
     let canon = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
     let (client, server) = (canon(client), canon(server));
-    let tuple = vec![
-        Tuple::Ip(vec![
-            IPTuple::SourceAddress(client.ip()),
-            IPTuple::DestinationAddress(server.ip()),
-        ]),
-        Tuple::Proto(vec![
-            ProtoTuple::Protocol(Protocol::Tcp),
-            ProtoTuple::SourcePort(client.port()),
-            ProtoTuple::DestinationPort(server.port()),
-        ]),
-    ];
     let inner = NetfilterMessage::new(
         NetfilterHeader::new(family(&client), 0, 0),
-        ConntrackMessage::Get(vec![ConntrackAttribute::CtaTupleOrig(tuple)]),
+        ConntrackMessage::Get(vec![ConntrackAttribute::CtaTupleOrig(tcp_tuple(client, server))]),
     );
     let mut header = NetlinkHeader::default();
     header.message_type = CT_GET;
@@ -312,48 +280,10 @@ fn endpoints(tuple: &[Tuple]) -> Option<(SocketAddr, SocketAddr)> {
 }
 
 fn socket() -> io::Result<OwnedFd> {
-    // SAFETY: socket(2) with constant arguments; ownership moves into OwnedFd right away.
-    let raw = unsafe {
-        libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, NETLINK_NETFILTER)
-    };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: raw is a fresh fd nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let fd = nfnetlink::open(0)?;
     // A kernel that never answers must not hang a diagnosis.
-    let timeout = libc::timeval { tv_sec: 2, tv_usec: 0 };
-    // SAFETY: timeout is a valid timeval for SO_RCVTIMEO.
-    unsafe {
-        libc::setsockopt(
-            fd.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&raw const timeout).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        )
-    };
+    nfnetlink::set_recv_timeout(&fd, std::time::Duration::from_secs(2));
     Ok(fd)
-}
-
-fn send(fd: &OwnedFd, request: &[u8]) -> io::Result<()> {
-    // SAFETY: request is a valid buffer; a zeroed sockaddr_nl addresses the kernel.
-    let sent = unsafe {
-        let mut kernel: libc::sockaddr_nl = std::mem::zeroed();
-        kernel.nl_family = libc::AF_NETLINK as u16;
-        libc::sendto(
-            fd.as_raw_fd(),
-            request.as_ptr().cast(),
-            request.len(),
-            0,
-            (&raw const kernel).cast(),
-            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
-        )
-    };
-    if sent < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -366,19 +296,7 @@ mod tests {
 
     /// The answer the kernel gives for a DNATed connection, built as the kernel builds it.
     fn answer(orig: (SocketAddr, SocketAddr), reply: (SocketAddr, SocketAddr)) -> Vec<u8> {
-        let tuple = |(s, d): (SocketAddr, SocketAddr)| {
-            vec![
-                Tuple::Ip(vec![
-                    IPTuple::SourceAddress(s.ip()),
-                    IPTuple::DestinationAddress(d.ip()),
-                ]),
-                Tuple::Proto(vec![
-                    ProtoTuple::Protocol(Protocol::Tcp),
-                    ProtoTuple::SourcePort(s.port()),
-                    ProtoTuple::DestinationPort(d.port()),
-                ]),
-            ]
-        };
+        let tuple = |(s, d): (SocketAddr, SocketAddr)| tcp_tuple(s, d);
         let inner = NetfilterMessage::new(
             NetfilterHeader::new(family(&orig.0), 0, 0),
             ConntrackMessage::New(vec![

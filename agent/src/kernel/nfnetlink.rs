@@ -1,0 +1,93 @@
+//! NETLINK_NETFILTER sockets: one opened in the calling thread's network namespace (it stays
+//! bound to that namespace from any thread afterwards), subscribed to multicast groups, with a
+//! receive timeout and buffer. Shared by the nftables trace listener and conntrack.
+use std::{
+    io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    time::Duration,
+};
+
+/// A NETLINK_NETFILTER socket in the calling thread's namespace, bound to the multicast
+/// `groups` bit mask (0: none, for requests to the kernel).
+pub fn open(groups: u32) -> io::Result<OwnedFd> {
+    // SAFETY: socket(2) with constant arguments; ownership moves into OwnedFd right away.
+    let raw = unsafe {
+        libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_NETFILTER)
+    };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: raw is a fresh fd nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    if groups != 0 {
+        // SAFETY: a zeroed sockaddr_nl with the group mask; the kernel picks the port id.
+        let r = unsafe {
+            let mut sa: libc::sockaddr_nl = std::mem::zeroed();
+            sa.nl_family = libc::AF_NETLINK as u16;
+            sa.nl_groups = groups;
+            libc::bind(
+                fd.as_raw_fd(),
+                (&raw const sa).cast(),
+                size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(fd)
+}
+
+/// Bounds each `recv` on `fd` to `timeout` (then it fails with EAGAIN).
+pub fn set_recv_timeout(fd: &OwnedFd, timeout: Duration) {
+    let tv = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: tv is a valid timeval for SO_RCVTIMEO.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&raw const tv).cast(),
+            size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+}
+
+/// Asks for a receive buffer of `bytes` (bursts between two reads: ENOBUFS rarer).
+pub fn set_recv_buffer(fd: &OwnedFd, bytes: usize) {
+    let size = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: size is a valid c_int for SO_RCVBUF.
+    unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&raw const size).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+}
+
+/// Sends one request to the kernel.
+pub fn send(fd: &OwnedFd, request: &[u8]) -> io::Result<()> {
+    // SAFETY: request is a valid buffer; a zeroed sockaddr_nl addresses the kernel.
+    let sent = unsafe {
+        let mut kernel: libc::sockaddr_nl = std::mem::zeroed();
+        kernel.nl_family = libc::AF_NETLINK as u16;
+        libc::sendto(
+            fd.as_raw_fd(),
+            request.as_ptr().cast(),
+            request.len(),
+            0,
+            (&raw const kernel).cast(),
+            size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
