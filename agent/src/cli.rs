@@ -111,6 +111,11 @@ pub enum Command {
     /// Each listener on the port in the SYN's namespace is judged as the kernel's socket lookup
     /// does: family and IPV6_V6ONLY, exact or wildcard address, SO_BINDTODEVICE.
     ///
+    /// A published port (a DNAT rule: Docker's -p, a Kubernetes Service, a firewalld
+    /// forward-port) is followed: conntrack says where the connection went, and the namespace
+    /// that owns that address is diagnosed with the translated address and port (the path
+    /// gains a nat hop; the Service, container or forward-port is named).
+    ///
     /// Exit codes (the verdict class): 0 reachable; 10 loopback_only_bind;
     /// 11 listener_in_other_netns; 12 no_listener; 13 firewall_drop; 14 firewall_reject;
     /// 15 other_netfilter_drop; 16 listen_overflow; 17 no_syn_seen; 18 kernel_drop;
@@ -129,6 +134,7 @@ pub enum Command {
     ///   reach why -4 myhost.lan:8080        # its IPv4 addresses only
     ///   reach why 8080 --netns myapp --timeout 60
     ///   reach why 8080 --timeout 0          # predict, attach nothing
+    ///   reach why 30080                     # a NodePort: diagnosed in the pod it is sent to
     #[command(verbatim_doc_comment)]
     Why(WhyArgs),
 }
