@@ -120,19 +120,13 @@ pub fn follow(outer: Diagnosis, hop: &NatHop, inner: Option<Diagnosis>) -> Diagn
     let line = hop.line();
     // A rule's verdict came before the NAT; any drop after it is the forwarding's (the route
     // lookup of a forwarded packet fails first), whatever reason the arrival side recorded.
-    let ruled = matches!(
-        outer.verdict,
-        Verdict::FirewallDrop
-            | Verdict::FirewallReject
-            | Verdict::OtherNetfilterDrop
-            | Verdict::NoSynSeen
-    );
+    let ruled = decided_before_nat(outer.verdict) && outer.verdict != Verdict::KernelDrop;
     if let Some(sysctl) = &hop.forwarding_off
         && !ruled
     {
         return forwarding_off(outer, hop, line, sysctl);
     }
-    let inner = match inner {
+    let mut inner = match inner {
         Some(i) if !decided_before_nat(outer.verdict) => i,
         _ => {
             let mut d = outer;
@@ -148,7 +142,6 @@ pub fn follow(outer: Diagnosis, hop: &NatHop, inner: Option<Diagnosis>) -> Diagn
             return d;
         }
     };
-    let mut inner = inner;
     // Another pod of the Service listening is not "the server in the wrong namespace": the
     // endpoint kube-proxy chose has no listener, and that is what its fix is about.
     if hop.service.is_some() && inner.verdict == Verdict::ListenerInOtherNetns {

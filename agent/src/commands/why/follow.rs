@@ -26,13 +26,20 @@ pub async fn follow(
     events: Option<&conntrack::Events>,
 ) -> Option<(NatHop, Option<Evidence>)> {
     let (client, server) = (flow.client, flow.server);
-    let entry = match events.and_then(|e| e.find(client, server)) {
-        Some(e) => Some(e),
-        None if conntrack::available() => ask(ns, client, server).await,
-        None => None,
+    // An entry asked for now also says how far the handshake got (below); an event's is the
+    // entry as conntrack confirmed the SYN.
+    let (entry, asked) = match events.and_then(|e| e.find(client, server)) {
+        Some(e) => (Some(e), false),
+        None if conntrack::available() => (ask(ns, client, server).await, true),
+        None => (None, false),
     };
     tracing::debug!("conntrack: {entry:?}; the SYN's walk: {:?}", walk.map(|w| &w.steps));
-    let found = walk.and_then(|w| nat_rule(ns, w, server.port()));
+    let ruleset = NetNsFd::open(&ns.path).ok().and_then(|fd| {
+        nftables::read_in(&fd)
+            .inspect_err(|e| tracing::info!("reading the ruleset of {}: {e}", ns.name))
+            .ok()
+    });
+    let found = walk.zip(ruleset.as_ref()).and_then(|(w, rs)| nat_rule(rs, w, server.port()));
     // conntrack knows where the connection went; a SYN dropped before conntrack confirmed it
     // (in the forward path) left no entry, and then a plain `dnat to` rule on its walk says.
     let (to, answered_by) = match (entry, &found) {
@@ -40,7 +47,9 @@ pub async fn follow(
         (None, Some((_, Some(to)))) => (*to, client),
         (None, _) => return None,
     };
-    let rule = found.map(|(r, _)| r).or_else(|| rule_by_target(ns, server.port(), to));
+    let rule = found
+        .map(|(r, _)| r)
+        .or_else(|| ruleset.as_ref().and_then(|rs| rule_by_target(rs, server.port(), to)));
     let owner = owner_of(to.ip(), ns).await;
     let service =
         rule.as_ref().and_then(|r| crate::firewall::kube_proxy::endpoint_chain(&r.table, &r.chain));
@@ -66,11 +75,15 @@ pub async fn follow(
     // the connection established: a SYN-ACK that went out and a handshake conntrack saw
     // complete is an accepted attempt.
     let mut outcome = flow.outcome;
-    if outcome == Outcome::Unanswered
-        && flow.synack_sent
-        && ask(ns, client, server).await.is_some_and(|e| e.handshake_done())
-    {
-        outcome = Outcome::Accepted;
+    if outcome == Outcome::Unanswered && flow.synack_sent {
+        let now = match asked {
+            true => entry,
+            false if conntrack::available() => ask(ns, client, server).await,
+            false => None,
+        };
+        if now.is_some_and(|e| e.handshake_done()) {
+            outcome = Outcome::Accepted;
+        }
     }
     let inner = match owner {
         Some((w, iface)) => {
@@ -102,17 +115,13 @@ async fn forwarding_off(ns: &Watched, to: IpAddr) -> Option<String> {
     (value.trim() == "0").then(|| name.to_string())
 }
 
-/// The rule of the SYN's walk that rewrote its destination, read from the ruleset now, and
+/// The rule of the SYN's walk that rewrote its destination, in the ruleset read now, and
 /// where it sends a SYN to `dport` when the rule says so plainly.
 fn nat_rule(
-    ns: &Watched,
+    rs: &nftables::Ruleset,
     walk: &VerdictRecord,
     dport: u16,
 ) -> Option<(NatRule, Option<SocketAddr>)> {
-    let fd = NetNsFd::open(&ns.path).ok()?;
-    let rs = nftables::read_in(&fd)
-        .inspect_err(|e| tracing::info!("reading the ruleset of {}: {e}", ns.name))
-        .ok()?;
     walk.steps.iter().find_map(|s| {
         let r = rs.rule_by_handle(s.family, &s.table, s.rule_handle?)?;
         r.is_dnat().then(|| (nat_rule_of(r, true), r.dnat_target(dport)))
@@ -133,9 +142,7 @@ fn nat_rule_of(r: &nftables::Rule, traced: bool) -> NatRule {
 /// When the walk did not show the NAT rule (its trace messages can come apart from the SYN's
 /// first ones): the one plain `dnat to` rule of the ruleset that sends `dport` to `to`, if
 /// exactly one does.
-fn rule_by_target(ns: &Watched, dport: u16, to: SocketAddr) -> Option<NatRule> {
-    let fd = NetNsFd::open(&ns.path).ok()?;
-    let rs = nftables::read_in(&fd).ok()?;
+fn rule_by_target(rs: &nftables::Ruleset, dport: u16, to: SocketAddr) -> Option<NatRule> {
     let mut matching = rs.rules.iter().filter(|r| r.dnat_target(dport) == Some(to));
     match (matching.next(), matching.next()) {
         (Some(r), None) => Some(nat_rule_of(r, false)),
