@@ -194,20 +194,11 @@ pub fn parse_trace(body: &[u8]) -> Option<TraceEvent> {
 }
 
 /// Splits a netlink datagram into NFT_MSG_TRACE bodies.
-pub fn trace_messages(mut data: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    while data.len() >= 16 {
-        let len = u32::from_ne_bytes(data[0..4].try_into().unwrap_or([0; 4])) as usize;
-        let ty = u16::from_ne_bytes([data[4], data[5]]);
-        if len < 16 || len > data.len() {
-            break;
-        }
-        if ty == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_TRACE {
-            out.push(&data[16..len]);
-        }
-        data = &data[((len + 3) & !3).min(data.len())..];
-    }
-    out
+pub fn trace_messages(data: &[u8]) -> Vec<&[u8]> {
+    crate::kernel::nfnetlink::messages(data)
+        .filter(|(ty, _)| *ty == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_TRACE)
+        .map(|(_, m)| &m[16..])
+        .collect()
 }
 
 /// A TCP/UDP 5-tuple read from a trace's headers.

@@ -91,3 +91,50 @@ pub fn send(fd: &OwnedFd, request: &[u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The netlink messages of one received datagram, each whole (header included) with its
+/// type; a truncated or malformed one ends the walk.
+pub fn messages(mut data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    std::iter::from_fn(move || {
+        if data.len() < 16 {
+            return None;
+        }
+        let len = u32::from_ne_bytes(data[0..4].try_into().unwrap_or([0; 4])) as usize;
+        if len < 16 || len > data.len() {
+            return None;
+        }
+        let ty = u16::from_ne_bytes([data[4], data[5]]);
+        let msg = &data[..len];
+        data = &data[((len + 3) & !3).min(data.len())..];
+        Some((ty, msg))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(ty: u16, body: &[u8]) -> Vec<u8> {
+        let mut m = ((16 + body.len()) as u32).to_ne_bytes().to_vec();
+        m.extend_from_slice(&ty.to_ne_bytes());
+        m.extend_from_slice(&[0; 10]);
+        m.extend_from_slice(body);
+        while m.len() % 4 != 0 {
+            m.push(0);
+        }
+        m
+    }
+
+    #[test]
+    fn splits_a_datagram_into_its_messages_and_stops_at_a_bad_one() {
+        let mut data = msg(7, b"abc");
+        data.extend(msg(9, b""));
+        let got: Vec<(u16, usize)> = messages(&data).map(|(t, m)| (t, m.len())).collect();
+        assert_eq!(got, [(7, 19), (9, 16)]);
+        // A length past the end: nothing more.
+        let mut bad = msg(7, b"x");
+        bad[0] = 200;
+        assert_eq!(messages(&bad).count(), 0);
+        assert_eq!(messages(&data[..10]).count(), 0);
+    }
+}

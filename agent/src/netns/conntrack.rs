@@ -8,6 +8,7 @@
 //! the new-connection events of a namespace while an attempt is watched (a refused attempt's
 //! entry is gone by the time one could ask); [`tcp`] asks for an entry afterwards.
 use std::{
+    collections::VecDeque,
     io,
     net::{IpAddr, SocketAddr},
     os::fd::{AsRawFd, OwnedFd},
@@ -89,7 +90,7 @@ const GROUP_NEW: u32 = 1;
 /// kernel's "only reply is a RST" rule), so asking for a refused attempt afterwards finds
 /// nothing. Only connections to `port` are kept; the thread ends when this is dropped.
 pub struct Events {
-    seen: std::sync::Arc<std::sync::Mutex<Vec<Entry>>>,
+    seen: std::sync::Arc<std::sync::Mutex<VecDeque<Entry>>>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -100,7 +101,7 @@ impl Events {
         let fd = nfnetlink::open(GROUP_NEW)?;
         // Room for bursts of other connections between two reads.
         nfnetlink::set_recv_buffer(&fd, 1 << 20);
-        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(VecDeque::new()));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (s, st) = (seen.clone(), stop.clone());
         let thread = std::thread::Builder::new()
@@ -111,8 +112,7 @@ impl Events {
 
     /// The connection `client` → `server`, if its event has arrived.
     pub fn find(&self, client: SocketAddr, server: SocketAddr) -> Option<Entry> {
-        let canon = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
-        let (client, server) = (canon(client), canon(server));
+        let (client, server) = (canonical(client), canonical(server));
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         seen.iter().rev().find(|e| e.orig_src == client && e.orig_dst == server).copied()
     }
@@ -131,7 +131,7 @@ impl Drop for Events {
 fn read_events(
     fd: &OwnedFd,
     port: u16,
-    seen: &std::sync::Mutex<Vec<Entry>>,
+    seen: &std::sync::Mutex<VecDeque<Entry>>,
     stop: &std::sync::atomic::AtomicBool,
 ) {
     // A short timeout so dropping the subscription does not wait long for the thread.
@@ -144,26 +144,24 @@ fn read_events(
             // Timeout, interruption, or ENOBUFS after a burst: the subscription goes on.
             continue;
         }
-        let mut at = 0usize;
-        let data = &buf[..n as usize];
-        while at + 16 <= data.len() {
-            let len = u32::from_ne_bytes(data[at..at + 4].try_into().unwrap_or_default()) as usize;
-            if len < 16 || at + len > data.len() {
-                break;
-            }
-            if let Ok(Some(e)) = parse_reply(&data[at..at + len])
+        for (_, msg) in nfnetlink::messages(&buf[..n as usize]) {
+            if let Ok(Some(e)) = parse_reply(msg)
                 && e.orig_dst.port() == port
             {
                 let mut s = seen.lock().unwrap_or_else(|e| e.into_inner());
                 // Bounded: the newest matter.
                 if s.len() >= 1024 {
-                    s.remove(0);
+                    s.pop_front();
                 }
-                s.push(e);
+                s.push_back(e);
             }
-            at += (len + 3) & !3;
         }
     }
+}
+
+/// An IPv4-mapped address stands for the IPv4 connection conntrack tracks.
+fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
 }
 
 fn family(a: &SocketAddr) -> NetfilterProtoFamily {
@@ -184,9 +182,7 @@ fn tcp_tuple(src: SocketAddr, dst: SocketAddr) -> Vec<Tuple> {
 
 /// The IPCTNL_MSG_CT_GET request for the original tuple `client` → `server`.
 fn get_request(client: SocketAddr, server: SocketAddr, seq: u32) -> Vec<u8> {
-    // An IPv4-mapped address is the IPv4 connection it stands for.
-    let canon = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
-    let (client, server) = (canon(client), canon(server));
+    let (client, server) = (canonical(client), canonical(server));
     let inner = NetfilterMessage::new(
         NetfilterHeader::new(family(&client), 0, 0),
         ConntrackMessage::Get(vec![ConntrackAttribute::CtaTupleOrig(tcp_tuple(client, server))]),
