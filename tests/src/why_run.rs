@@ -29,6 +29,12 @@ pub fn leftovers(hosts: &TwoHosts) -> Leftovers<'_> {
     Leftovers::snapshot(&Scope { netns: Some(&hosts.server), ifaces: &["lo", TwoHosts::SERVER_IF] })
 }
 
+/// What reach can leave in another namespace it watched (one NAT sends the attempt to), on
+/// `ifaces` there.
+pub fn leftovers_in<'a>(ns: &'a reach_agent::lab::NetNs, ifaces: &'a [&'a str]) -> Leftovers<'a> {
+    Leftovers::snapshot(&Scope { netns: Some(ns), ifaces })
+}
+
 /// The strings of the JSON array `key` (`evidence`, `fix`).
 pub fn lines(v: &Value, key: &str) -> Vec<String> {
     v[key]

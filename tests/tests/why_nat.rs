@@ -68,6 +68,34 @@ impl Published {
         }
     }
 
+    /// The same DNAT rules in a nat output chain of each table: local clients' SYNs too, as
+    /// Docker writes them without its userland proxy.
+    fn publish_output_with_nft(&self) {
+        let nft = |args: &[&str]| self.hosts.server.run("nft", args).unwrap();
+        let published = PUBLISHED.to_string();
+        for (family, to) in
+            [("ip", format!("{APP_V4}:{APP_PORT}")), ("ip6", format!("[{APP_V6}]:{APP_PORT}"))]
+        {
+            let chain = "{ type nat hook output priority -100; }";
+            nft(&["add", "chain", family, "reach_t_publish", "output", chain]);
+            let rule = ["tcp", "dport", &published, "dnat", "to", &to];
+            nft(&[&["add", "rule", family, "reach_t_publish", "output"][..], &rule].concat());
+        }
+    }
+
+    /// `reach why 8080` on the server namespace while a process of that namespace dials `to`.
+    fn why_locally(&self, to: SocketAddr) -> (i32, Value, std::io::Result<()>) {
+        let run = why_run::start(&self.hosts, &PUBLISHED.to_string());
+        let outcome = self
+            .hosts
+            .server
+            .run_in(move || TcpStream::connect_timeout(&to, Duration::from_secs(3)).map(drop))
+            .unwrap();
+        let (code, mut v, stderr) = why_run::finish(run);
+        v["test_stderr"] = stderr.into();
+        (code, v, outcome)
+    }
+
     fn listen(&self, addr: &str) -> TcpListener {
         let ip: std::net::IpAddr = addr.parse().unwrap();
         let addr = SocketAddr::new(ip, APP_PORT);
@@ -141,6 +169,7 @@ fn an_app_behind_a_published_port_that_binds_loopback_is_diagnosed_in_its_namesp
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let p = Published::new("pub");
     let leftovers = why_run::leftovers(&p.hosts);
+    let app_leftovers = why_run::leftovers_in(&p.app, &["lo", "eth0"]);
     let _app = p.listen("127.0.0.1");
     let (code, v, outcome) = p.why();
     let refused = outcome.expect_err("the app listens on loopback only: the attempt must fail");
@@ -157,7 +186,107 @@ fn an_app_behind_a_published_port_that_binds_loopback_is_diagnosed_in_its_namesp
     let fix = why_run::lines(&v, "fix").join("\n");
     assert!(fix.contains(&format!("0.0.0.0:{APP_PORT}")), "{fix}");
     assert!(!fix.contains(&PUBLISHED.to_string()), "no fix for the published port: {fix}");
+    assert_watched_in_app(&v, &p.app, &format!("{APP_V4}:{APP_PORT}"));
     leftovers.assert_nothing_new("reach why through a published port");
+    app_leftovers.assert_nothing_new("reach why, in the namespace the published port leads to");
+}
+
+/// The app namespace was watched from the start (announced), and its evidence is what was
+/// seen there: the attempt as it arrived, to `to`.
+fn assert_watched_in_app(v: &Value, app: &NetNs, to: &str) {
+    let stderr = v["test_stderr"].as_str().unwrap_or_default();
+    let announced = format!("(netns {}, interface eth0): watching there too", app.name());
+    assert!(stderr.contains(&announced), "{stderr}");
+    assert!(stderr.contains(&format!("in {}", app.name())), "taps announced in the app: {stderr}");
+    let evidence = why_run::lines(v, "evidence");
+    let seen = format!(" → {to} in netns {}: ", app.name());
+    assert!(
+        evidence.iter().any(|l| l.starts_with("attempt ") && l.contains(&seen)),
+        "the attempt seen in the app namespace ({seen}): {evidence:#?}"
+    );
+}
+
+/// A local client — a process of the namespace with the published port — dials the port;
+/// the nat output chain sends its SYN on, which no interface of that namespace sees arrive.
+/// It is seen where it was sent (watched from the start), conntrack says what the client
+/// dialed, and the output rule is named from the SYN's traced walk: IPv4 and IPv6, the app
+/// on loopback (refused), then on every address (reachable); nothing left in either namespace.
+#[test]
+fn a_local_client_through_the_output_chain_is_followed_into_the_app_namespace() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let p = Published::new("publ");
+    p.publish_output_with_nft();
+    let leftovers = why_run::leftovers(&p.hosts);
+    let app_leftovers = why_run::leftovers_in(&p.app, &["lo", "eth0"]);
+    let cases = [
+        (
+            "ip",
+            SocketAddr::from((TwoHosts::SERVER_V4, PUBLISHED)),
+            format!("{APP_V4}:{APP_PORT}"),
+            "127.0.0.1",
+        ),
+        (
+            "ip6",
+            SocketAddr::from((TwoHosts::SERVER_V6, PUBLISHED)),
+            format!("[{APP_V6}]:{APP_PORT}"),
+            "::1",
+        ),
+    ];
+    for (family, from, to, loopback) in cases {
+        let app = p.listen(loopback);
+        let (code, v, outcome) = p.why_locally(from);
+        assert!(outcome.is_err(), "the app listens on {loopback} only: {v:#}");
+        assert_eq!((v["verdict"].as_str(), code), (Some("loopback_only_bind"), 10), "{v:#}");
+        let nat = &v["nat"];
+        assert_eq!(
+            (nat["from"].as_str(), nat["to"].as_str()),
+            (Some(&*from.to_string()), Some(&*to)),
+            "{v:#}"
+        );
+        assert_eq!(nat["local"], true, "{v:#}");
+        let rule = &nat["rule"];
+        assert_eq!(
+            (rule["family"].as_str(), rule["table"].as_str(), rule["chain"].as_str()),
+            (Some(family), Some("reach_t_publish"), Some("output")),
+            "{v:#}"
+        );
+        assert_eq!(rule["traced"], true, "the output walk of the SYN names the rule: {v:#}");
+        assert_eq!(nat["owner"]["netns"]["name"], p.app.name(), "{v:#}");
+        let names: Vec<&str> =
+            v["path"].as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap()).collect();
+        let app_hop = |h: &str| format!("{h} (netns {})", p.app.name());
+        let expected = [
+            "client".to_string(),
+            "nat".into(),
+            app_hop("interface eth0"),
+            app_hop("firewall"),
+            app_hop("socket"),
+        ];
+        assert_eq!(names, expected, "{v:#}");
+        assert_eq!(
+            v["attempt"]["client"].as_str().map(|c| c.parse::<SocketAddr>().unwrap().ip()),
+            Some(from.ip()),
+            "{v:#}"
+        );
+        assert_watched_in_app(&v, &p.app, &to);
+        let fix = why_run::lines(&v, "fix").join("\n");
+        assert!(
+            fix.contains(&format!(":{APP_PORT}")) && !fix.contains(&PUBLISHED.to_string()),
+            "{fix}"
+        );
+        drop(app);
+        let _app = p.listen(if family == "ip" { "0.0.0.0" } else { "::" });
+        let (code, v, outcome) = p.why_locally(from);
+        outcome.unwrap_or_else(|e| {
+            panic!("{family}: the app on every address must answer: {e}\n{v:#}")
+        });
+        assert_eq!((v["verdict"].as_str(), code), (Some("reachable"), 0), "{v:#}");
+        assert_eq!(v["nat"]["to"], to, "{v:#}");
+        assert_watched_in_app(&v, &p.app, &to);
+    }
+    leftovers.assert_nothing_new("reach why with a local client");
+    app_leftovers.assert_nothing_new("reach why with a local client, in the app namespace");
 }
 
 #[test]

@@ -19,6 +19,9 @@ pub struct NatHop {
     pub from: SocketAddr,
     /// Where conntrack says the connection went (its reply tuple's source).
     pub to: SocketAddr,
+    /// The client is a process of the namespace: its SYN was rewritten at the output hook (no
+    /// interface of the namespace saw it arrive).
+    pub local: bool,
     /// The rule that rewrote it, when the SYN's nftables walk was traced through it.
     pub rule: Option<NatRule>,
     /// The namespace owning `to`, with the interface holding the address; None when no
@@ -201,8 +204,15 @@ fn up_to_nat(arrival: Vec<Hop>, hop: &NatHop) -> Vec<Hop> {
     let mut path: Vec<Hop> = arrival
         .into_iter()
         .take_while(|h| h.name != "socket")
+        // A local client's SYN arrives on no interface and passes the output hook, not input.
+        .take(if hop.local { 1 } else { usize::MAX })
         .map(|h| Hop { ok: true, ..h })
         .collect();
+    if hop.local
+        && let Some(client) = path.first_mut()
+    {
+        client.note.push_str(" (a process of this namespace: it left through the output hook)");
+    }
     path.push(Hop {
         name: "nat".into(),
         ok: true,
@@ -288,6 +298,7 @@ mod tests {
         NatHop {
             from: "10.77.0.1:8080".parse().unwrap(),
             to: "172.30.0.2:80".parse().unwrap(),
+            local: false,
             rule: Some(NatRule {
                 family: "ip".into(),
                 table: "nat".into(),

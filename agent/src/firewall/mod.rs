@@ -10,6 +10,7 @@ pub mod firewalld_presence;
 pub(crate) mod fixtures;
 pub mod iptables_nft;
 pub mod kube_proxy;
+pub mod nat_destinations;
 pub mod nat_writer;
 pub mod nft_tables;
 pub mod nftables;

@@ -6,8 +6,9 @@
 //! ruleset` prints, for humans, and a classified [`Verdict`] so callers need not walk the JSON to
 //! know whether a rule ends a packet's journey.
 //!
-//! Only table, chain and rule objects are modelled; sets, maps, flowtables, counters… are skipped
-//! (a rule that references a named set renders it as `@name`).
+//! Only table, chain and rule objects are modelled, and the elements of named verdict maps
+//! (where kube-proxy keeps its Service dispatch); sets, other maps, flowtables, counters… are
+//! skipped (a rule that references a named set renders it as `@name`).
 use std::fmt::Write as _;
 
 use serde::Serialize;
@@ -139,6 +140,18 @@ pub struct Ruleset {
     pub tables: Vec<Table>,
     pub chains: Vec<Chain>,
     pub rules: Vec<Rule>,
+    /// Named maps whose values are verdicts (`jump`/`goto` a chain), with their elements.
+    pub verdict_maps: Vec<VerdictMap>,
+}
+
+/// A named map of verdicts: `map NAME { type … : verdict; elements = { KEY : goto CHAIN, … } }`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerdictMap {
+    pub family: String,
+    pub table: String,
+    pub name: String,
+    /// (key, verdict) as nft reported them: a key is a value or `{"concat": […]}`.
+    pub elements: Vec<(Value, Value)>,
 }
 
 impl Ruleset {
@@ -170,6 +183,21 @@ impl Ruleset {
                 ruleset.chains.push(parse_chain(c));
             } else if let Some(r) = item.get("rule") {
                 ruleset.rules.push(parse_rule(r));
+            } else if let Some(m) = item.get("map").filter(|m| m["map"] == "verdict") {
+                let elements = m["elem"]
+                    .as_array()
+                    .map(|e| {
+                        e.iter()
+                            .filter_map(|kv| Some((kv.get(0)?.clone(), kv.get(1)?.clone())))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                ruleset.verdict_maps.push(VerdictMap {
+                    family: str_field(m, "family"),
+                    table: str_field(m, "table"),
+                    name: str_field(m, "name"),
+                    elements,
+                });
             }
         }
         Ok(ruleset)
@@ -195,6 +223,11 @@ impl Ruleset {
     /// The rule with `handle` in table `family table` (handles are unique per table).
     pub fn rule_by_handle(&self, family: &str, table: &str, handle: u64) -> Option<&Rule> {
         self.rules.iter().find(|r| r.family == family && r.table == table && r.handle == handle)
+    }
+
+    /// The named verdict map `name` of table `family table`.
+    pub fn verdict_map(&self, family: &str, table: &str, name: &str) -> Option<&VerdictMap> {
+        self.verdict_maps.iter().find(|m| m.family == family && m.table == table && m.name == name)
     }
 
     /// True if table `family name` exists.

@@ -336,6 +336,11 @@ impl Assembler {
             );
         }
         let t = self.traces.get_mut(&ev.id)?;
+        // A walk that began at output and, looped back, goes on at prerouting under the same
+        // id (kernels that keep it): the interface it arrived on is the one that counts.
+        if t.iif.is_none() {
+            t.iif = ev.iif;
+        }
         if t.tuple.is_none() {
             t.tuple = tuple(&ev.network_header, &ev.transport_header);
             if t.tuple.is_some_and(|tu| tu.proto == 6) {

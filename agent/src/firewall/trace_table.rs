@@ -1,6 +1,7 @@
 //! reach's own nftables table, `inet reach_trace`: a prerouting chain at priority -350 (before
 //! conntrack, raw and every firewalld chain) that sets `meta nftrace set 1` on TCP SYNs to the
-//! ports being diagnosed, and an output chain at the same priority that sets it on the server's
+//! ports being diagnosed, and an output chain at the same priority that sets it on a local
+//! client's SYNs to those ports (a NAT in output can send them on) and on the server's
 //! replies from those ports (SYN-ACK and RST only: what a handshake's answer is, never the
 //! connection's data), so the kernel reports their walks through every other table — a reply
 //! on through output and postrouting, where a rule can kill the answer. It never
@@ -30,7 +31,7 @@ pub fn script(ports: &[u16]) -> String {
     // `add` then `delete` makes the delete succeed whether or not a stale table exists, in one
     // atomic transaction with the new definition.
     format!(
-        "add table inet {TABLE}\ndelete table inet {TABLE}\ntable inet {TABLE} {{\n  chain prerouting {{\n    type filter hook prerouting priority -350; policy accept;\n    tcp flags & (syn | ack) == syn tcp dport {{ {ports} }} meta nftrace set 1\n  }}\n  chain output {{\n    type filter hook output priority -350; policy accept;\n    tcp flags & (syn | ack) == syn | ack tcp sport {{ {ports} }} meta nftrace set 1\n    tcp flags & rst == rst tcp sport {{ {ports} }} meta nftrace set 1\n  }}\n}}\n",
+        "add table inet {TABLE}\ndelete table inet {TABLE}\ntable inet {TABLE} {{\n  chain prerouting {{\n    type filter hook prerouting priority -350; policy accept;\n    tcp flags & (syn | ack) == syn tcp dport {{ {ports} }} meta nftrace set 1\n  }}\n  chain output {{\n    type filter hook output priority -350; policy accept;\n    tcp flags & (syn | ack) == syn tcp dport {{ {ports} }} meta nftrace set 1\n    tcp flags & (syn | ack) == syn | ack tcp sport {{ {ports} }} meta nftrace set 1\n    tcp flags & rst == rst tcp sport {{ {ports} }} meta nftrace set 1\n  }}\n}}\n",
         ports = ports.join(", ")
     )
 }
@@ -81,16 +82,16 @@ mod tests {
         let s = super::script(&[8080, 9090]);
         assert!(s.starts_with("add table inet reach_trace\ndelete table inet reach_trace\n"));
         assert!(s.contains("priority -350"));
-        assert!(s.contains(
-            "tcp flags & (syn | ack) == syn tcp dport { 8080, 9090 } meta nftrace set 1"
-        ));
+        // In prerouting (a remote client's SYN) and in output (a local client's).
+        let syn = "tcp flags & (syn | ack) == syn tcp dport { 8080, 9090 } meta nftrace set 1";
+        assert_eq!(s.matches(syn).count(), 2, "{s}");
         assert!(s.contains("type filter hook output priority -350; policy accept;"));
         assert!(s.contains(
             "tcp flags & (syn | ack) == syn | ack tcp sport { 8080, 9090 } meta nftrace set 1"
         ));
         assert!(s.contains("tcp flags & rst == rst tcp sport { 8080, 9090 } meta nftrace set 1"));
-        // Nothing else is traced: two chains, three marking rules.
-        assert_eq!(s.matches("meta nftrace set 1").count(), 3);
+        // Nothing else is traced: two chains, four marking rules.
+        assert_eq!(s.matches("meta nftrace set 1").count(), 4);
         assert_eq!(s.matches("chain ").count(), 2);
     }
 }

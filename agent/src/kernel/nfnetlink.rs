@@ -119,7 +119,7 @@ mod tests {
         m.extend_from_slice(&ty.to_ne_bytes());
         m.extend_from_slice(&[0; 10]);
         m.extend_from_slice(body);
-        while m.len() % 4 != 0 {
+        while !m.len().is_multiple_of(4) {
             m.push(0);
         }
         m

@@ -116,6 +116,17 @@ impl Events {
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         seen.iter().rev().find(|e| e.orig_src == client && e.orig_dst == server).copied()
     }
+
+    /// The connection that NAT sent on as `from` → `to` (its reply tuple reversed): how a
+    /// connection seen only after the NAT is told what its client dialed.
+    pub fn sent_to(&self, from: SocketAddr, to: SocketAddr) -> Option<Entry> {
+        let (from, to) = (canonical(from), canonical(to));
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.iter()
+            .rev()
+            .find(|e| e.reply_src == to && e.reply_dst == from && e.dnat().is_some())
+            .copied()
+    }
 }
 
 impl Drop for Events {

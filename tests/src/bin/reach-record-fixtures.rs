@@ -129,7 +129,21 @@ fn run() -> anyhow::Result<Vec<PathBuf>> {
     for build in builds {
         done.push(record_version(&out, &build).with_context(|| format!("recording {build}"))?);
     }
+    done.push(record_nat(&out).context("recording the NAT ruleset")?);
     Ok(done)
+}
+
+/// `out/nat/ruleset.nft` loaded into a lab namespace of its own, listed back by nft as
+/// `out/nat/ruleset.json` (what `firewall::nat_destinations` is tested on).
+fn record_nat(out: &Path) -> anyhow::Result<PathBuf> {
+    let dir = out.join("nat");
+    let ns = reach_agent::lab::NetNs::new("record-nat")?;
+    let script = dir.join("ruleset.nft");
+    ns.run("nft", &["-f", &script.to_string_lossy()])?;
+    let listed = ns.run("nft", &["-j", "list", "ruleset"])?;
+    let json = dir.join("ruleset.json");
+    fs::write(&json, listed).with_context(|| format!("writing {}", json.display()))?;
+    Ok(json)
 }
 
 /// Records `build` into `out/firewalld-<its version>/`.

@@ -126,6 +126,7 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
         eprintln!("reach: nftables tracing needs --port (the ports to trace); tracing is off");
     }
     let opts = SessionOptions {
+        ifaces_of: Vec::new(),
         // Binds/listens: every namespace unless --netns narrows it; packets: the tapped
         // namespaces (the drop tracer sees the whole machine).
         bind_filter: (!args.netns.is_empty()).then(|| namespaces.iter().map(|n| n.inode).collect()),

@@ -79,6 +79,8 @@ impl Watched {
 pub struct SessionOptions {
     /// Namespaces whose interfaces are tapped (and whose nftables are traced).
     pub namespaces: Vec<Watched>,
+    /// The interfaces tapped in one namespace instead of `ifaces` (by namespace inode).
+    pub ifaces_of: Vec<(u64, Vec<String>)>,
     /// Binds/listens only from these namespaces (None: every namespace).
     pub bind_filter: Option<BTreeSet<u64>>,
     pub ifaces: Vec<String>,
@@ -125,9 +127,22 @@ pub struct VerdictRecord {
     pub reply: bool,
     /// Every step of the walk but reach's own trace table (a NAT rule is one of them).
     pub steps: Vec<crate::firewall::trace::Step>,
+    /// The walk began at the output hook: a local client's SYN (before it loops back in on lo
+    /// and walks prerouting and input too, or is sent on by a NAT in output).
+    pub sent_locally: bool,
+}
+
+impl VerdictRecord {
+    /// Whether this walk of a SYN is the one to keep over `old`, an earlier walk of the same
+    /// connection: a SYN sent locally walks output first and then, looped back, input —
+    /// where its fate is decided — so an output walk never replaces an arriving one.
+    pub fn replaces(&self, old: &VerdictRecord) -> bool {
+        !self.sent_locally || old.sent_locally
+    }
 }
 
 /// What the session observed; the sink decides what to make of it.
+#[derive(Clone, Copy)]
 pub enum Event<'a> {
     /// A listener that existed when the session started.
     Existing(&'a ListenerView),
@@ -229,7 +244,12 @@ impl Session {
                     .context("attaching the kfree_skb drop tracer failed (see `reach doctor`)")?,
             );
             for ns in &opts.namespaces {
-                let tap = attach_tap(ns, &opts.ifaces, &net, how, &announce).await?;
+                let ifaces = opts
+                    .ifaces_of
+                    .iter()
+                    .find(|(inode, _)| *inode == ns.inode)
+                    .map_or(&opts.ifaces, |(_, i)| i);
+                let tap = attach_tap(ns, ifaces, &net, how, &announce).await?;
                 let ifs: Vec<&str> = tap.ifaces.iter().map(|(n, _)| n.as_str()).collect();
                 announce(&format!(
                     "watching SYNs on {} in {} ({})",
@@ -550,6 +570,7 @@ fn verdict_record(
         verdict: word,
         by_policy,
         reply: t.is_reply(),
+        sent_locally: t.locally_sent(),
         steps: t.steps.iter().filter(|s| s.table != trace_table::TABLE).cloned().collect(),
     })
 }
@@ -602,10 +623,10 @@ impl State {
                 // A reply's walk is keyed by the sink that wants it (server → client as on the
                 // wire); the flows join only the SYN's walk, keyed client → server.
                 if let Some(tuple) = t.tuple.as_ref().filter(|_| !v.reply) {
-                    self.verdicts.insert(
-                        (netns, tuple.saddr, tuple.sport, tuple.daddr, tuple.dport),
-                        v.clone(),
-                    );
+                    let key = (netns, tuple.saddr, tuple.sport, tuple.daddr, tuple.dport);
+                    if self.verdicts.get(&key).is_none_or(|old| v.replaces(old)) {
+                        self.verdicts.insert(key, v.clone());
+                    }
                 }
                 sink.event(&mut self.names, Event::Verdict(&v))
             }

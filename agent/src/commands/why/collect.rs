@@ -1,7 +1,8 @@
 //! `reach why`'s sink: keeps, out of everything the session observes, what bears on the one
 //! TARGET — the client's attempt (the first settled flow to it in the target namespace), the
 //! nftables walk of its SYN, failed binds on the port, listen-queue overflows — and says when
-//! the attempt is settled enough to diagnose.
+//! the attempt is settled enough to diagnose. Where destination NAT can send the attempt, an
+//! inner collector per translated destination keeps the same in the namespace owning it.
 use std::{collections::HashMap, net::IpAddr};
 
 use super::target::Target;
@@ -34,6 +35,8 @@ pub struct Collector {
     pub overflow: Option<OverflowEvidence>,
     /// The interface of the first SYN seen, when its flow has not settled yet.
     pub first_syn_iface: Option<String>,
+    /// The same, for each destination NAT can send the attempt to, in the namespace owning it.
+    pub inner: Vec<Collector>,
 }
 
 /// Same address, with IPv4-mapped IPv6 (`::ffff:a.b.c.d`) taken as IPv4.
@@ -54,7 +57,27 @@ impl Collector {
             failed_binds: Vec::new(),
             overflow: None,
             first_syn_iface: None,
+            inner: Vec::new(),
         }
+    }
+
+    /// Also collects, in netns `netns`, the attempt as NAT sends it on there: to `to`.
+    pub fn follow(&mut self, netns: u64, to: std::net::SocketAddr) {
+        self.inner.push(Collector::new(Target { addr: Some(to.ip()), port: to.port() }, netns));
+    }
+
+    /// The inner collector of the attempt sent on to `to` in `netns`.
+    pub fn inner_of(&self, netns: u64, to: std::net::SocketAddr) -> Option<&Collector> {
+        self.inner.iter().find(|c| {
+            c.netns == netns
+                && c.target.port == to.port()
+                && c.target.addr.is_some_and(|a| same_ip(a, to.ip()))
+        })
+    }
+
+    /// The namespace this collects in.
+    pub fn netns(&self) -> u64 {
+        self.netns
     }
 
     /// Counts attempts to any of `addrs` (a name's addresses), not just the target's.
@@ -73,12 +96,25 @@ impl Collector {
     /// The verdict of the diagnosed attempt's SYN, if one was traced.
     pub fn verdict(&self) -> Option<&VerdictRecord> {
         let (f, _) = self.flow.as_ref()?;
-        self.verdicts.get(&(
-            f.client.ip().to_canonical(),
-            f.client.port(),
-            f.server.ip().to_canonical(),
-            f.server.port(),
-        ))
+        self.walk_of(f.client, f.server)
+    }
+
+    /// The traced walk of the SYN `client` → `server` (as it was when the walk began).
+    pub fn walk_of(
+        &self,
+        client: std::net::SocketAddr,
+        server: std::net::SocketAddr,
+    ) -> Option<&VerdictRecord> {
+        let key =
+            (client.ip().to_canonical(), client.port(), server.ip().to_canonical(), server.port());
+        self.verdicts.get(&key)
+    }
+
+    /// Keeps `v` as the SYN's walk unless it is an output walk after an arriving one.
+    fn keep_walk(&mut self, key: Tuple, v: &VerdictRecord) {
+        if self.verdicts.get(&key).is_none_or(|old| v.replaces(old)) {
+            self.verdicts.insert(key, v.clone());
+        }
     }
 
     /// The walk of the server's reply to the diagnosed attempt, if one was traced.
@@ -92,8 +128,16 @@ impl Collector {
         ))
     }
 
-    /// True once an attempt settled (anything but `pending`).
+    /// True once an attempt settled (anything but `pending`) here or where NAT sent it (a
+    /// local client's SYN leaves through the output hook: only the namespace it was sent to
+    /// sees it), and every inner attempt seen has settled too.
     pub fn settled(&self) -> bool {
+        let inner_open =
+            self.inner.iter().any(|c| (c.syns > 0 || c.flow.is_some()) && !c.settled());
+        (self.own_settled() || self.inner.iter().any(Collector::settled)) && !inner_open
+    }
+
+    fn own_settled(&self) -> bool {
         self.flow.as_ref().is_some_and(|(f, _)| f.outcome != Outcome::Pending)
     }
 
@@ -101,17 +145,22 @@ impl Collector {
     /// worth waiting a moment, the trace names the rule.
     pub fn awaiting_trace(&self) -> bool {
         let netfilter = |r: &str| r.contains("NETFILTER");
-        self.settled()
-            && self.flow.as_ref().is_some_and(|(f, _)| {
-                (self.verdict().is_none() && f.drop.as_ref().is_some_and(|d| netfilter(&d.reason)))
-                    || (self.reply_verdict().is_none()
-                        && f.reply_drop.as_ref().is_some_and(|d| netfilter(&d.reason)))
-            })
+        self.inner.iter().any(Collector::awaiting_trace)
+            || (self.own_settled()
+                && self.flow.as_ref().is_some_and(|(f, _)| {
+                    (self.verdict().is_none()
+                        && f.drop.as_ref().is_some_and(|d| netfilter(&d.reason)))
+                        || (self.reply_verdict().is_none()
+                            && f.reply_drop.as_ref().is_some_and(|d| netfilter(&d.reason)))
+                }))
     }
 }
 
 impl Sink for Collector {
     fn event(&mut self, names: &mut Names, e: Event<'_>) -> anyhow::Result<()> {
+        for c in self.inner.iter_mut() {
+            c.event(names, e)?;
+        }
         match e {
             Event::Packet(p)
                 if p.kind == "syn" && self.to_target(p.netns.inode, p.daddr, p.dport) =>
@@ -142,8 +191,7 @@ impl Sink for Collector {
                             }
                         }
                     } else if self.to_target(netns, da, dp) {
-                        self.verdicts
-                            .insert((sa.to_canonical(), sp, da.to_canonical(), dp), v.clone());
+                        self.keep_walk((sa.to_canonical(), sp, da.to_canonical(), dp), v);
                     }
                 }
             }
@@ -153,10 +201,9 @@ impl Sink for Collector {
                     let iface = rec.ifindex.and_then(|i| names.device(rec.netns, i));
                     if let Some(fw) = fw {
                         let (c, s) = (rec.client, rec.server);
-                        self.verdicts.insert(
-                            (c.ip().to_canonical(), c.port(), s.ip().to_canonical(), s.port()),
-                            fw.clone(),
-                        );
+                        let key =
+                            (c.ip().to_canonical(), c.port(), s.ip().to_canonical(), s.port());
+                        self.keep_walk(key, fw);
                     }
                     self.flow = Some((rec.clone(), iface));
                 }
@@ -214,6 +261,7 @@ mod tests {
             by_policy: false,
             steps: Vec::new(),
             reply,
+            sent_locally: false,
         }
     }
 

@@ -1,10 +1,12 @@
 //! Following the client's attempt through destination NAT (see `diagnose::nat`): conntrack
 //! says where the connection went, the SYN's traced walk which rule sent it there, the
 //! interfaces of every namespace whose address that is; then the evidence for diagnosing the
-//! attempt in that namespace, with the translated destination.
+//! attempt in that namespace, with the translated destination: what was watched there when
+//! the ruleset said beforehand that NAT can send the attempt there ([`plan`]), else what its
+//! listeners and the attempt's outcome say.
 use std::net::{IpAddr, SocketAddr};
 
-use super::{Watched, holders_on, interfaces, listeners_on};
+use super::{Watched, collect::Collector, holders_on, interfaces, listeners_on, observed};
 use crate::{
     commands::watch::session::VerdictRecord,
     diagnose::{
@@ -17,13 +19,58 @@ use crate::{
     netns::{addresses, conntrack, enter, inventory, sk_lookup},
 };
 
+/// A destination NAT can send the attempt to, in another namespace of this host: watched
+/// there from the start.
+#[derive(Debug, Clone)]
+pub struct Followed {
+    pub to: SocketAddr,
+    pub owner: Watched,
+    /// The owner's interface holding `to`'s address.
+    pub iface: String,
+}
+
+/// At most this many namespaces are watched besides the arrival one (a node's Service can have
+/// hundreds of endpoints); the others are followed after the attempt, from conntrack.
+const FOLLOWED_NAMESPACES: usize = 8;
+
+/// Where the ruleset of `ns` can send a SYN to `port` by destination NAT, in other namespaces
+/// of this host (an address of `ns` itself or off the host is followed after the attempt).
+pub async fn plan(ns: &Watched, port: u16) -> Vec<Followed> {
+    let Some(rs) = NetNsFd::open(&ns.path).ok().and_then(|fd| nftables::read_in(&fd).ok()) else {
+        return Vec::new();
+    };
+    let mut followed: Vec<Followed> = Vec::new();
+    for to in crate::firewall::nat_destinations::destinations(&rs, port) {
+        let Some((owner, iface)) = owner_of(to.ip(), ns).await else { continue };
+        if owner.inode == ns.inode {
+            continue;
+        }
+        let known = followed.iter().any(|f| f.owner.inode == owner.inode);
+        let namespaces =
+            followed.iter().map(|f| f.owner.inode).collect::<std::collections::BTreeSet<_>>();
+        if !known && namespaces.len() >= FOLLOWED_NAMESPACES {
+            tracing::info!(
+                "not watching {to} in {} beforehand: {FOLLOWED_NAMESPACES} namespaces already are",
+                owner.name
+            );
+            continue;
+        }
+        followed.push(Followed { to, owner, iface });
+    }
+    followed
+}
+
 /// The NAT the attempt `flow` went through in `ns`, and the evidence in the namespace it
 /// leads to (None when it leaves the host). None: conntrack has no translation for it.
+/// `seen`: what the session collected (the owner's side when it was watched); `local`: the
+/// client is a process of `ns` (its SYN was sent on from the output hook).
 pub async fn follow(
     ns: &Watched,
     flow: &FlowRecord,
     walk: Option<&VerdictRecord>,
     events: Option<&conntrack::Events>,
+    seen: Option<&Collector>,
+    local: bool,
 ) -> Option<(NatHop, Option<Evidence>)> {
     let (client, server) = (flow.client, flow.server);
     // An entry asked for now also says how far the handshake got (below); an event's is the
@@ -47,9 +94,10 @@ pub async fn follow(
         (None, Some((_, Some(to)))) => (*to, client),
         (None, _) => return None,
     };
+    let hook = if local { "output" } else { "prerouting" };
     let rule = found
         .map(|(r, _)| r)
-        .or_else(|| ruleset.as_ref().and_then(|rs| rule_by_target(rs, server.port(), to)));
+        .or_else(|| ruleset.as_ref().and_then(|rs| rule_by_target(rs, server.port(), to, hook)));
     let owner = owner_of(to.ip(), ns).await;
     let service =
         rule.as_ref().and_then(|r| crate::firewall::kube_proxy::endpoint_chain(&r.table, &r.chain));
@@ -63,6 +111,7 @@ pub async fn follow(
     let hop = NatHop {
         from: server,
         to,
+        local,
         service,
         writer,
         forwarding_off,
@@ -87,8 +136,9 @@ pub async fn follow(
     }
     let inner = match owner {
         Some((w, iface)) => {
+            let watched = seen.and_then(|c| c.inner_of(w.inode, to)).filter(|c| c.flow.is_some());
             let flow = FlowRecord { outcome, ..flow.clone() };
-            Some(evidence_in(&w, iface, &flow, answered_by, to).await)
+            Some(evidence_in(&w, iface, &flow, answered_by, to, watched).await)
         }
         None => None,
     };
@@ -140,12 +190,16 @@ fn nat_rule_of(r: &nftables::Rule, traced: bool) -> NatRule {
 }
 
 /// When the walk did not show the NAT rule (its trace messages can come apart from the SYN's
-/// first ones): the one plain `dnat to` rule of the ruleset that sends `dport` to `to`, if
-/// exactly one does.
-fn rule_by_target(rs: &nftables::Ruleset, dport: u16, to: SocketAddr) -> Option<NatRule> {
-    let mut matching = rs.rules.iter().filter(|r| r.dnat_target(dport) == Some(to));
-    match (matching.next(), matching.next()) {
-        (Some(r), None) => Some(nat_rule_of(r, false)),
+/// first ones): the one `dnat to` rule that a SYN to `dport` reaches from the nat chains of
+/// `hook` and that sends it to `to`, if exactly one does.
+fn rule_by_target(
+    rs: &nftables::Ruleset,
+    dport: u16,
+    to: SocketAddr,
+    hook: &str,
+) -> Option<NatRule> {
+    match crate::firewall::nat_destinations::rules_sending(rs, dport, to, hook)[..] {
+        [r] => Some(nat_rule_of(r, false)),
         _ => None,
     }
 }
@@ -171,16 +225,33 @@ async fn owner_of(ip: IpAddr, arrival: &Watched) -> Option<(Watched, String)> {
 }
 
 /// The evidence for the attempt in `owner`, where it arrives on `iface` from `client` (the
-/// source conntrack's reply tuple names: the client, or a masquerade's address) to `to`.
-/// Only the arrival namespace was watched: what happened to the SYN in `owner` is judged from
-/// its listeners and the attempt's outcome, not from a drop seen there.
+/// source conntrack's reply tuple names: the client, or a masquerade's address) to `to`:
+/// what was `watched` there (its SYN, drop, nftables walk, answer), or else — only the arrival
+/// namespace was watched — judged from its listeners and the attempt's outcome.
 async fn evidence_in(
     owner: &Watched,
     iface: String,
     flow: &FlowRecord,
     client: SocketAddr,
     to: SocketAddr,
+    watched: Option<&Collector>,
 ) -> Evidence {
+    let mut e = Evidence {
+        port: to.port(),
+        addr: Some(to.ip()),
+        netns: Some(owner.netns_ref()),
+        listeners: listeners_on(to.port()).await.unwrap_or_default(),
+        port_holders: holders_on(owner, to.port()).await,
+        watched_ifaces: vec![iface.clone()],
+        interfaces: interfaces::of_netns(&owner.path, &owner.name),
+        sk_lookup: Some(sk_lookup::sk_lookup_programs_at(&owner.path).into()),
+        ..Evidence::default()
+    };
+    if let Some(c) = watched {
+        observed(&mut e, owner, c);
+        e.iface = e.iface.or(Some(iface));
+        return e;
+    }
     let flow = FlowRecord {
         netns: owner.inode,
         client,
@@ -189,21 +260,7 @@ async fn evidence_in(
         reply_drop: None,
         ..flow.clone()
     };
-    Evidence {
-        port: to.port(),
-        addr: Some(to.ip()),
-        netns: Some(owner.netns_ref()),
-        listeners: listeners_on(to.port()).await.unwrap_or_default(),
-        port_holders: holders_on(owner, to.port()).await,
-        watched: true,
-        watched_ifaces: vec![iface.clone()],
-        syn_seen: true,
-        iface: Some(iface),
-        flow: Some(flow),
-        interfaces: interfaces::of_netns(&owner.path, &owner.name),
-        sk_lookup: Some(sk_lookup::sk_lookup_programs_at(&owner.path).into()),
-        ..Evidence::default()
-    }
+    Evidence { watched: true, syn_seen: true, iface: Some(iface), flow: Some(flow), ..e }
 }
 
 /// conntrack's entry for `client` → `server` in `ns`, asked now (an attempt still tracked:

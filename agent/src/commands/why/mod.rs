@@ -155,12 +155,38 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
     // The SYN's traced walk (a NAT rule on it names where the attempt was sent).
     let mut syn_walk = None;
     let mut conntrack_events = None;
+    // What the session collected, the attempt where NAT sent it included.
+    let mut collected = None;
+    let mut local_client = false;
     if args.timeout > 0.0 {
+        // Where NAT can send the attempt: watched from the start, beside the arrival namespace.
+        let followed = follow::plan(&ns, target.port).await;
+        let mut namespaces = vec![ns.clone()];
+        let mut ports = vec![target.port];
+        let mut ifaces_of: Vec<(u64, Vec<String>)> = Vec::new();
+        for f in &followed {
+            eprintln!(
+                "reach: NAT in {} can send port {} to {} (netns {}, interface {}): watching there too",
+                ns.name, target.port, f.to, f.owner.name, f.iface
+            );
+            match ifaces_of.iter_mut().find(|(inode, _)| *inode == f.owner.inode) {
+                Some((_, list)) if !list.contains(&f.iface) => list.push(f.iface.clone()),
+                Some(_) => {}
+                None => {
+                    namespaces.push(f.owner.clone());
+                    ifaces_of.push((f.owner.inode, vec![f.iface.clone()]));
+                }
+            }
+            if !ports.contains(&f.to.port()) {
+                ports.push(f.to.port());
+            }
+        }
         let opts = SessionOptions {
-            namespaces: vec![ns.clone()],
+            namespaces,
+            ifaces_of,
             bind_filter: None,
             ifaces: ifaces.clone(),
-            ports: vec![target.port],
+            ports,
             syn_rate: 1000,
             tc_attach: None,
             flow_timeout: UNANSWERED_AFTER,
@@ -184,41 +210,29 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
                     .inspect_err(|e| tracing::info!("conntrack events in {}: {e}", ns.name))
                     .ok();
         }
-        let c = match watch_attempt(&opts, target, addrs, &ns, &ifaces, args.timeout).await {
+        let watch = watch_attempt(&opts, target, addrs, &ns, &ifaces, &followed, args.timeout);
+        let c = match watch.await {
             Ok(c) => c,
             Err(e) if e.is::<NoSuchInterface>() => return usage(format!("{e:#}")),
             Err(e) => return Err(e),
         };
-        evidence.watched = true;
-        evidence.syn_seen = c.syns > 0 || c.flow.is_some();
-        evidence.failed_binds = c.failed_binds.clone();
-        evidence.overflow = c.overflow.clone();
+        observed(&mut evidence, &ns, &c);
         syn_walk = c.verdict().cloned();
-        if let Some(v) = c.verdict() {
-            // An accept is kept too: what let the SYN through is evidence of a reachable path.
-            evidence.attribution = v.attribution.clone();
-            // A rule in firewalld's table that is none of its concepts is still a rule with a
-            // table, chain and handle: looked up as any other table's, for the exact fix.
-            let decided = evidence.attribution.as_ref().filter(|a| a.action != "accept");
-            let unmapped = decided
-                .is_some_and(|a| a.concept == crate::firewall::firewalld_chains::Concept::Other);
-            if (decided.is_none() || unmapped) && v.verdict.as_deref() != Some("accept") {
-                let client = c.flow.as_ref().map(|(f, _)| f.client.ip());
-                evidence.netfilter = netfilter_rule(&ns, v, client);
-            }
-        }
-        // The walk of the server's reply to the attempt, when a rule dropped it on its way out.
-        if let Some(v) = c.reply_verdict().filter(|v| v.verdict.as_deref() == Some("drop")) {
-            let client = c.flow.as_ref().map(|(f, _)| f.client.ip());
-            evidence.reply_netfilter = netfilter_rule(&ns, v, client);
-        }
-        if let Some((flow, iface)) = &c.flow {
-            evidence.iface = iface.clone();
+        attempt = evidence.flow.clone();
+        // A local client's SYN leaves through the output hook, where NAT sends it on: no
+        // interface of this namespace sees it come in, the namespace it was sent to does, and
+        // conntrack's entry says what the client dialed.
+        if evidence.flow.is_none()
+            && let Some(flow) = conntrack_events.as_ref().and_then(|e| local_attempt(&c, e))
+        {
+            evidence.syn_seen = true;
+            evidence.iface = None;
+            syn_walk = c.walk_of(flow.client, flow.server).cloned();
             attempt = Some(flow.clone());
-            evidence.flow = Some(flow.clone());
-        } else {
-            evidence.iface = c.first_syn_iface.clone();
+            evidence.flow = Some(flow);
+            local_client = true;
         }
+        collected = Some(c);
     } else {
         eprintln!("reach: --timeout 0: predicting from listeners and firewalld, nothing attached");
     }
@@ -241,8 +255,15 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
     // A destination NAT on the way: the namespace the attempt was sent to answers it.
     let mut nat = None;
     if let Some(flow) = &evidence.flow
-        && let Some((hop, inner)) =
-            follow::follow(&ns, flow, syn_walk.as_ref(), conntrack_events.as_ref()).await
+        && let Some((hop, inner)) = follow::follow(
+            &ns,
+            flow,
+            syn_walk.as_ref(),
+            conntrack_events.as_ref(),
+            collected.as_ref(),
+            local_client,
+        )
+        .await
     {
         d = diagnose::nat::follow(d, &hop, inner.as_ref().map(diagnose::diagnose));
         nat = Some(hop);
@@ -267,6 +288,63 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         print!("{}", r.human(report::colour_stdout()));
     }
     Ok(ExitCode::from(code))
+}
+
+/// What the session collected in namespace `ns`, as evidence: the attempt and its interface,
+/// the nftables walks of its SYN and of a dropped reply (with the rule looked up when it is no
+/// firewalld concept), failed binds, listen-queue overflows.
+fn observed(evidence: &mut Evidence, ns: &Watched, c: &Collector) {
+    evidence.watched = true;
+    evidence.syn_seen = c.syns > 0 || c.flow.is_some();
+    evidence.failed_binds = c.failed_binds.clone();
+    evidence.overflow = c.overflow.clone();
+    if let Some(v) = c.verdict() {
+        // An accept is kept too: what let the SYN through is evidence of a reachable path.
+        evidence.attribution = v.attribution.clone();
+        // A rule in firewalld's table that is none of its concepts is still a rule with a
+        // table, chain and handle: looked up as any other table's, for the exact fix.
+        let decided = evidence.attribution.as_ref().filter(|a| a.action != "accept");
+        let unmapped =
+            decided.is_some_and(|a| a.concept == crate::firewall::firewalld_chains::Concept::Other);
+        if (decided.is_none() || unmapped) && v.verdict.as_deref() != Some("accept") {
+            let client = c.flow.as_ref().map(|(f, _)| f.client.ip());
+            evidence.netfilter = netfilter_rule(ns, v, client);
+        }
+    }
+    // The walk of the server's reply to the attempt, when a rule dropped it on its way out.
+    if let Some(v) = c.reply_verdict().filter(|v| v.verdict.as_deref() == Some("drop")) {
+        let client = c.flow.as_ref().map(|(f, _)| f.client.ip());
+        evidence.reply_netfilter = netfilter_rule(ns, v, client);
+    }
+    if let Some((flow, iface)) = &c.flow {
+        evidence.iface = iface.clone();
+        evidence.flow = Some(flow.clone());
+    } else {
+        evidence.iface = c.first_syn_iface.clone();
+    }
+}
+
+/// The attempt of a local client as the namespace NAT sent it to saw it: the first settled
+/// flow there that conntrack's events name a translated connection for, with what the client
+/// dialed as its server (and no interface: it left through the output hook).
+fn local_attempt(
+    c: &Collector,
+    events: &crate::netns::conntrack::Events,
+) -> Option<crate::model::flows::FlowRecord> {
+    c.inner.iter().find_map(|inner| {
+        let (f, _) = inner.flow.as_ref()?;
+        let entry = events.sent_to(f.client, f.server)?;
+        let flow = crate::model::flows::FlowRecord {
+            netns: c.netns(),
+            client: entry.orig_src,
+            server: entry.orig_dst,
+            ifindex: None,
+            drop: None,
+            reply_drop: None,
+            ..f.clone()
+        };
+        Some(flow)
+    })
 }
 
 /// Judges each resolved address against the target namespace's listeners and adds the answer,
@@ -347,6 +425,7 @@ async fn watch_attempt(
     addrs: Option<&[IpAddr]>,
     ns: &Watched,
     ifaces: &[String],
+    followed: &[follow::Followed],
     timeout: f64,
 ) -> anyhow::Result<Collector> {
     // Before anything is attached: Ctrl-C must end in the orderly detach, never in the
@@ -355,6 +434,9 @@ async fn watch_attempt(
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut session = Session::attach(opts, |m| eprintln!("reach: {m}")).await?;
     let mut c = Collector::new(target, ns.inode);
+    for f in followed {
+        c.follow(f.owner.inode, f.to);
+    }
     if let Some(a) = addrs {
         c.watch_addrs(a);
     }
