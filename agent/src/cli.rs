@@ -64,24 +64,34 @@ pub enum Command {
     ///
     /// It builds throwaway network namespaces: a server (srv0, 10.77.0.1) and a client (cli0,
     /// 10.77.0.2) over a veth pair, with a real firewalld in the server namespace when
-    /// installed. Then, one scenario at a time, each on its own port (8081-8088): it starts a
+    /// installed. Then, one scenario at a time, each on its own port (8081-8095): it starts a
     /// demo server ("demo-server"), configures firewalld (undone afterwards), starts
     /// `reach why 10.77.0.1:PORT --netns <server> --json`, connects from the client namespace
-    /// and records what the client saw and the verdict:
+    /// (or, where the story says so, from the server's own) and records what the client saw
+    /// and the verdict:
     ///
-    ///   loopback-only bind        server on 127.0.0.1             → loopback_only_bind
-    ///   server in another netns   server in a third namespace     → listener_in_other_netns
-    ///   firewalld target DROP     zone public's target is DROP    → firewall_drop
-    ///   firewalld default reject  port not opened in zone public  → firewall_reject
-    ///   rich rule reject          rich rule rejecting the client  → firewall_reject
-    ///   no listener               nothing listens                 → no_listener
-    ///   listen overflow           backlog 1, accept queue full    → listen_overflow
-    ///   reachable                 server on 0.0.0.0, port open    → reachable
+    ///   loopback-only bind        server on 127.0.0.1              → loopback_only_bind
+    ///   server in another netns   server in a third namespace      → listener_in_other_netns
+    ///   firewalld target DROP     zone public's target is DROP     → firewall_drop
+    ///   firewalld default reject  port not opened in zone public   → firewall_reject
+    ///   rich rule reject          rich rule rejecting the client   → firewall_reject
+    ///   no listener               nothing listens                  → no_listener
+    ///   listen overflow           backlog 1, accept queue full     → listen_overflow
+    ///   reachable                 server on 0.0.0.0, port open     → reachable
+    ///   client dials ::1          localhost's ::1, server on 127.* → family_mismatch
+    ///   v6-only listener          [::] with IPV6_V6ONLY, IPv4 dial → family_mismatch
+    ///   address mismatch          server on the host's other addr  → address_mismatch
+    ///   interface mismatch        bound to lo (SO_BINDTODEVICE)    → interface_mismatch
+    ///   reply dropped             an output rule drops the SYN-ACK → reply_dropped
+    ///   published port, app on    DNAT (Docker's -p) to an app     → loopback_only_bind
+    ///     loopback                namespace whose app is on 127.*
+    ///   service, dead endpoint    kube-proxy's chains, the chosen  → no_listener
+    ///                             endpoint has no listener
     ///
     /// Without firewalld (or with --no-firewalld) the three firewalld scenarios are not run.
     /// It prints each diagnosis in short, then a table scenario → client saw → verdict → fix,
     /// and leaves nothing behind (namespaces, servers, firewalld, probes); leftovers of a
-    /// killed run are removed first. It takes about 25 seconds.
+    /// killed run are removed first. It takes about 15 seconds.
     ///
     /// Exit codes: 0 every scenario run got its expected verdict; 1 some did not, or the lab
     /// could not be built; 3 missing privileges; 130 interrupted (after tearing down).

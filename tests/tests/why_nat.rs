@@ -609,3 +609,73 @@ fn a_namespace_that_does_not_forward_is_named_and_its_fix_works() {
         .unwrap()
         .unwrap_or_else(|e| panic!("after `{sysctl}`: {e}"));
 }
+
+/// A userland relay — socat, doing what docker-proxy does for a published port — listens on
+/// the port itself: the client's handshake always succeeds, and the relay's own connection
+/// decides. It is said so, the relay named with its pid, and its connection is followed into
+/// the namespace it goes to (watched from the start): the app there on loopback, then on every
+/// address; nothing left in either namespace.
+#[test]
+fn a_userland_relay_on_the_port_is_followed_to_its_own_connection() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let p = Published::linked("pubr");
+    let to = format!("{APP_V4}:{APP_PORT}");
+    let listen = format!("TCP-LISTEN:{PUBLISHED},fork,reuseaddr");
+    let relay = p.hosts.server.spawn("socat", &[&listen, &format!("TCP:{to}")]).unwrap();
+    wait_listener(&p.hosts.server, PUBLISHED);
+    let leftovers = why_run::leftovers(&p.hosts);
+    let app_leftovers = why_run::leftovers_in(&p.app, &["lo", "eth0"]);
+    let app = p.listen("127.0.0.1");
+    let (code, v, outcome) = p.why();
+    outcome.unwrap_or_else(|e| panic!("socat accepts every connection itself: {e}\n{v:#}"));
+    assert_eq!((v["verdict"].as_str(), code), (Some("loopback_only_bind"), 10), "{v:#}");
+    let nat = &v["nat"];
+    assert_eq!(nat["relay"]["tool"], "socat", "{v:#}");
+    assert_eq!(nat["relay"]["pid"], relay.pid(), "{v:#}");
+    assert_eq!(nat["to"], to, "{v:#}");
+    assert_eq!(nat["owner"]["netns"]["name"], p.app.name(), "{v:#}");
+    let names: Vec<&str> =
+        v["path"].as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap()).collect();
+    let app_hop = |h: &str| format!("{h} (netns {})", p.app.name());
+    let expected = [
+        "client".to_string(),
+        "interface srv0".into(),
+        "firewall".into(),
+        "relay".into(),
+        app_hop("interface eth0"),
+        app_hop("firewall"),
+        app_hop("socket"),
+    ];
+    assert_eq!(names, expected, "{v:#}");
+    let evidence = why_run::lines(&v, "evidence");
+    let first = format!("relay: socat (pid {}), a userland relay, listens on", relay.pid());
+    assert!(evidence[0].starts_with(&first), "{evidence:#?}");
+    assert_watched_in_app(&v, &p.app, &to);
+    let fix = why_run::lines(&v, "fix").join("\n");
+    assert!(fix.contains(&format!("0.0.0.0:{APP_PORT}")), "{fix}");
+    drop(app);
+    let _app = p.listen("0.0.0.0");
+    let (code, v, outcome) = p.why();
+    outcome.unwrap_or_else(|e| panic!("{e}\n{v:#}"));
+    assert_eq!((v["verdict"].as_str(), code), (Some("reachable"), 0), "{v:#}");
+    assert_eq!(v["nat"]["relay"]["tool"], "socat", "{v:#}");
+    assert_watched_in_app(&v, &p.app, &to);
+    leftovers.assert_nothing_new("reach why with a relay on the port");
+    app_leftovers.assert_nothing_new("reach why with a relay, in the namespace it connects to");
+    drop(relay);
+}
+
+/// Waits until something listens on TCP `port` in `ns`.
+fn wait_listener(ns: &NetNs, port: u16) {
+    use reach_agent::netns::sock_diag;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let listening = ns.run_in(sock_diag::dump_listeners).unwrap().unwrap();
+        if listening.iter().any(|l| l.proto == sock_diag::Proto::Tcp && l.port == port) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "nothing listens on {port} after 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -29,6 +29,7 @@ pub const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("qemu-system-x86", "booting real kernels (kprobe/fentry paths) under QEMU"),
     ("busybox-static", "the QEMU guests' initramfs"),
     ("util-linux", "nsenter/unshare/setpriv for the tests"),
+    ("socat", "a real userland relay (what docker-proxy does) for the relay tests"),
 ];
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";

@@ -22,6 +22,9 @@ pub struct NatHop {
     /// The client is a process of the namespace: its SYN was rewritten at the output hook (no
     /// interface of the namespace saw it arrive).
     pub local: bool,
+    /// Not a NAT: a userland relay (docker-proxy, socat) took the connection and opened its own
+    /// to `to`.
+    pub relay: Option<crate::netns::relays::Relay>,
     /// The rule that rewrote it, when the SYN's nftables walk was traced through it.
     pub rule: Option<NatRule>,
     /// The namespace owning `to`, with the interface holding the address; None when no
@@ -98,6 +101,15 @@ impl NatHop {
             None => String::new(),
         };
         let writer = self.writer.as_ref().map(|w| format!(" — {w} —")).unwrap_or_default();
+        if let Some(r) = &self.relay {
+            return format!(
+                "relay: {} listens on {} and took the connection: the client's handshake always \
+                 succeeds, and it opens its own connection to {}{owner}",
+                r.describe(),
+                self.from,
+                self.to
+            );
+        }
         format!(
             "nat: the SYN to {} was sent on to {}{service}{writer}{by}{owner}",
             self.from, self.to
@@ -170,14 +182,13 @@ pub fn follow(outer: Diagnosis, hop: &NatHop, inner: Option<Diagnosis>) -> Diagn
             .map(|h| Hop { name: format!("{} (netns {owner})", h.name), ..h }),
     );
     let mut evidence = vec![line];
+    let by_whom = match hop.relay {
+        Some(_) => "the relay's connection was for ",
+        None => "the SYN, sent on by the NAT, was for ",
+    };
     // The owner's lookup speaks of the SYN as it arrived there: its destination is the NAT's,
     // not what the client dialed.
-    evidence.extend(
-        inner
-            .evidence
-            .into_iter()
-            .map(|l| l.replace("the client dialed ", "the SYN, sent on by the NAT, was for ")),
-    );
+    evidence.extend(inner.evidence.into_iter().map(|l| l.replace("the client dialed ", by_whom)));
     let mut fix = inner.fix;
     if let Some(id) = owner.strip_prefix("container:") {
         fix.extend(container_fix(inner.verdict, id, hop));
@@ -213,12 +224,19 @@ fn up_to_nat(arrival: Vec<Hop>, hop: &NatHop) -> Vec<Hop> {
     {
         client.note.push_str(" (a process of this namespace: it left through the output hook)");
     }
-    path.push(Hop {
-        name: "nat".into(),
-        ok: true,
-        note: match &hop.rule {
-            Some(r) => format!("`{}` → {}", r.text, hop.to),
-            None => format!("→ {}", hop.to),
+    path.push(match &hop.relay {
+        Some(r) => Hop {
+            name: "relay".into(),
+            ok: true,
+            note: format!("{} (pid {}) took it and connects to {}", r.comm, r.pid, hop.to),
+        },
+        None => Hop {
+            name: "nat".into(),
+            ok: true,
+            note: match &hop.rule {
+                Some(r) => format!("`{}` → {}", r.text, hop.to),
+                None => format!("→ {}", hop.to),
+            },
         },
     });
     path
@@ -299,6 +317,7 @@ mod tests {
             from: "10.77.0.1:8080".parse().unwrap(),
             to: "172.30.0.2:80".parse().unwrap(),
             local: false,
+            relay: None,
             rule: Some(NatRule {
                 family: "ip".into(),
                 table: "nat".into(),

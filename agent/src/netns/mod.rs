@@ -7,6 +7,7 @@ pub mod names;
 pub mod netstat;
 pub mod owners;
 pub mod port_holders;
+pub mod relays;
 pub mod select;
 pub mod sk_lookup;
 pub mod snapshot;

@@ -37,6 +37,9 @@ pub struct Collector {
     pub first_syn_iface: Option<String>,
     /// The same, for each destination NAT can send the attempt to, in the namespace owning it.
     pub inner: Vec<Collector>,
+    /// This (inner) collector's attempt is a relay's own connection, made after the relay
+    /// accepted the client's.
+    relayed: bool,
 }
 
 /// Same address, with IPv4-mapped IPv6 (`::ffff:a.b.c.d`) taken as IPv4.
@@ -58,12 +61,23 @@ impl Collector {
             overflow: None,
             first_syn_iface: None,
             inner: Vec::new(),
+            relayed: false,
         }
     }
 
-    /// Also collects, in netns `netns`, the attempt as NAT sends it on there: to `to`.
-    pub fn follow(&mut self, netns: u64, to: std::net::SocketAddr) {
-        self.inner.push(Collector::new(Target { addr: Some(to.ip()), port: to.port() }, netns));
+    /// Also collects, in netns `netns`, the attempt as NAT sends it on there, or as a relay
+    /// (`relayed`) connects there: to `to`.
+    pub fn follow(&mut self, netns: u64, to: std::net::SocketAddr, relayed: bool) {
+        let mut c = Collector::new(Target { addr: Some(to.ip()), port: to.port() }, netns);
+        c.relayed = relayed;
+        self.inner.push(c);
+    }
+
+    /// True while an attempt a relay may have taken was accepted and the relay's own
+    /// connection has not been seen yet: it comes right after the accept.
+    pub fn awaiting_relay(&self) -> bool {
+        let accepted = self.flow.as_ref().is_some_and(|(f, _)| f.outcome == Outcome::Accepted);
+        accepted && self.inner.iter().any(|c| c.relayed && c.syns == 0 && c.flow.is_none())
     }
 
     /// The inner collector of the attempt sent on to `to` in `netns`.

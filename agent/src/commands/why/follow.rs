@@ -16,7 +16,7 @@ use crate::{
     firewall::nftables,
     lab::NetNsFd,
     model::flows::{FlowRecord, Outcome},
-    netns::{addresses, conntrack, enter, inventory, sk_lookup},
+    netns::{addresses, conntrack, enter, inventory, relays::Relay, sk_lookup},
 };
 
 /// A destination NAT can send the attempt to, in another namespace of this host: watched
@@ -27,37 +27,115 @@ pub struct Followed {
     pub owner: Watched,
     /// The owner's interface holding `to`'s address.
     pub iface: String,
+    /// The relay listening on the port that connects there, when it is one (not a NAT).
+    pub relay: Option<Relay>,
 }
 
 /// At most this many namespaces are watched besides the arrival one (a node's Service can have
 /// hundreds of endpoints); the others are followed after the attempt, from conntrack.
 const FOLLOWED_NAMESPACES: usize = 8;
 
-/// Where the ruleset of `ns` can send a SYN to `port` by destination NAT, in other namespaces
-/// of this host (an address of `ns` itself or off the host is followed after the attempt).
+/// Where the ruleset of `ns` can send a SYN to `port` by destination NAT, and where a relay
+/// listening on the port there connects to, in other namespaces of this host (an address of
+/// `ns` itself or off the host is followed after the attempt).
 pub async fn plan(ns: &Watched, port: u16) -> Vec<Followed> {
-    let Some(rs) = NetNsFd::open(&ns.path).ok().and_then(|fd| nftables::read_in(&fd).ok()) else {
-        return Vec::new();
-    };
+    let nat = NetNsFd::open(&ns.path)
+        .ok()
+        .and_then(|fd| nftables::read_in(&fd).ok())
+        .map(|rs| crate::firewall::nat_destinations::destinations(&rs, port))
+        .unwrap_or_default();
+    let relays = relays_on(ns, port).await;
     let mut followed: Vec<Followed> = Vec::new();
-    for to in crate::firewall::nat_destinations::destinations(&rs, port) {
+    let candidates =
+        nat.into_iter().map(|to| (to, None)).chain(relays.into_iter().map(|r| (r.to, Some(r))));
+    for (to, relay) in candidates {
         let Some((owner, iface)) = owner_of(to.ip(), ns).await else { continue };
         if owner.inode == ns.inode {
             continue;
         }
-        let known = followed.iter().any(|f| f.owner.inode == owner.inode);
-        let namespaces =
-            followed.iter().map(|f| f.owner.inode).collect::<std::collections::BTreeSet<_>>();
-        if !known && namespaces.len() >= FOLLOWED_NAMESPACES {
+        let namespaces: std::collections::BTreeSet<u64> =
+            followed.iter().map(|f| f.owner.inode).collect();
+        if !namespaces.contains(&owner.inode) && namespaces.len() >= FOLLOWED_NAMESPACES {
             tracing::info!(
                 "not watching {to} in {} beforehand: {FOLLOWED_NAMESPACES} namespaces already are",
                 owner.name
             );
             continue;
         }
-        followed.push(Followed { to, owner, iface });
+        followed.push(Followed { to, owner, iface, relay });
     }
     followed
+}
+
+/// The relays among the listeners on `port` in `ns`.
+async fn relays_on(ns: &Watched, port: u16) -> Vec<Relay> {
+    let listeners = listeners_on(port).await.unwrap_or_default();
+    let mut relays: Vec<Relay> = Vec::new();
+    for l in listeners.iter().filter(|l| l.netns.inode == ns.inode) {
+        for pid in l.pids.iter().copied().chain(l.pid) {
+            if let Some(r) = Relay::of_pid(pid)
+                && !relays.iter().any(|k| k.pid == r.pid)
+            {
+                relays.push(r);
+            }
+        }
+    }
+    relays
+}
+
+/// An attempt a relay listening on its port accepted: the relay's own connection, as the
+/// namespace it went to saw it, is the one that decides. None: no relay took it.
+pub async fn relayed(
+    ns: &Watched,
+    flow: &FlowRecord,
+    seen: Option<&Collector>,
+) -> Option<(NatHop, Option<Evidence>)> {
+    if flow.outcome != Outcome::Accepted {
+        return None;
+    }
+    let relay = relays_on(ns, flow.server.port()).await.into_iter().next()?;
+    let to = relay.to;
+    let owner = owner_of(to.ip(), ns).await;
+    let hop = NatHop {
+        from: flow.server,
+        to,
+        local: false,
+        relay: Some(relay),
+        rule: None,
+        service: None,
+        writer: None,
+        forwarding_off: None,
+        owner: owner
+            .as_ref()
+            .map(|(w, iface)| NatOwner { netns: w.netns_ref(), iface: iface.clone() }),
+    };
+    let inner = match owner {
+        Some((w, iface)) => {
+            let watched = seen.and_then(|c| c.inner_of(w.inode, to));
+            Some(relay_evidence(&w, iface, to, watched).await)
+        }
+        None => None,
+    };
+    Some((hop, inner))
+}
+
+/// The evidence in `owner` for a relay's connection to `to`: what was watched there, or — its
+/// connection not seen — what its listeners predict.
+async fn relay_evidence(
+    owner: &Watched,
+    iface: String,
+    to: SocketAddr,
+    watched: Option<&Collector>,
+) -> Evidence {
+    let mut e = owner_evidence(owner, &iface, to).await;
+    match watched {
+        Some(c) if c.flow.is_some() => {
+            observed(&mut e, owner, c);
+            e.iface = e.iface.or(Some(iface));
+        }
+        _ => e.iface = Some(iface),
+    }
+    e
 }
 
 /// The NAT the attempt `flow` went through in `ns`, and the evidence in the namespace it
@@ -112,6 +190,7 @@ pub async fn follow(
         from: server,
         to,
         local,
+        relay: None,
         service,
         writer,
         forwarding_off,
@@ -236,17 +315,7 @@ async fn evidence_in(
     to: SocketAddr,
     watched: Option<&Collector>,
 ) -> Evidence {
-    let mut e = Evidence {
-        port: to.port(),
-        addr: Some(to.ip()),
-        netns: Some(owner.netns_ref()),
-        listeners: listeners_on(to.port()).await.unwrap_or_default(),
-        port_holders: holders_on(owner, to.port()).await,
-        watched_ifaces: vec![iface.clone()],
-        interfaces: interfaces::of_netns(&owner.path, &owner.name),
-        sk_lookup: Some(sk_lookup::sk_lookup_programs_at(&owner.path).into()),
-        ..Evidence::default()
-    };
+    let mut e = owner_evidence(owner, &iface, to).await;
     if let Some(c) = watched {
         observed(&mut e, owner, c);
         e.iface = e.iface.or(Some(iface));
@@ -261,6 +330,22 @@ async fn evidence_in(
         ..flow.clone()
     };
     Evidence { watched: true, syn_seen: true, iface: Some(iface), flow: Some(flow), ..e }
+}
+
+/// What `owner` has for an attempt to `to` arriving on `iface`, before anything was seen of it:
+/// its listeners, the sockets on the port, its interfaces and sk_lookup programs.
+async fn owner_evidence(owner: &Watched, iface: &str, to: SocketAddr) -> Evidence {
+    Evidence {
+        port: to.port(),
+        addr: Some(to.ip()),
+        netns: Some(owner.netns_ref()),
+        listeners: listeners_on(to.port()).await.unwrap_or_default(),
+        port_holders: holders_on(owner, to.port()).await,
+        watched_ifaces: vec![iface.to_string()],
+        interfaces: interfaces::of_netns(&owner.path, &owner.name),
+        sk_lookup: Some(sk_lookup::sk_lookup_programs_at(&owner.path).into()),
+        ..Evidence::default()
+    }
 }
 
 /// conntrack's entry for `client` → `server` in `ns`, asked now (an attempt still tracked:

@@ -165,9 +165,16 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         let mut ports = vec![target.port];
         let mut ifaces_of: Vec<(u64, Vec<String>)> = Vec::new();
         for f in &followed {
+            let how = match &f.relay {
+                Some(r) => format!(
+                    "{} (pid {}) on port {} in {} relays to",
+                    r.comm, r.pid, target.port, ns.name
+                ),
+                None => format!("NAT in {} can send port {} to", ns.name, target.port),
+            };
             eprintln!(
-                "reach: NAT in {} can send port {} to {} (netns {}, interface {}): watching there too",
-                ns.name, target.port, f.to, f.owner.name, f.iface
+                "reach: {how} {} (netns {}, interface {}): watching there too",
+                f.to, f.owner.name, f.iface
             );
             match ifaces_of.iter_mut().find(|(inode, _)| *inode == f.owner.inode) {
                 Some((_, list)) if !list.contains(&f.iface) => list.push(f.iface.clone()),
@@ -265,6 +272,12 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         )
         .await
     {
+        d = diagnose::nat::follow(d, &hop, inner.as_ref().map(diagnose::diagnose));
+        nat = Some(hop);
+    } else if let Some(flow) = &evidence.flow
+        && let Some((hop, inner)) = follow::relayed(&ns, flow, collected.as_ref()).await
+    {
+        // A relay took it: its own connection decides.
         d = diagnose::nat::follow(d, &hop, inner.as_ref().map(diagnose::diagnose));
         nat = Some(hop);
     }
@@ -435,7 +448,7 @@ async fn watch_attempt(
     let mut session = Session::attach(opts, |m| eprintln!("reach: {m}")).await?;
     let mut c = Collector::new(target, ns.inode);
     for f in followed {
-        c.follow(f.owner.inode, f.to);
+        c.follow(f.owner.inode, f.to, f.relay.is_some());
     }
     if let Some(a) = addrs {
         c.watch_addrs(a);
@@ -471,7 +484,7 @@ async fn watch_attempt(
             _ = sigterm.recv() => break,
         }
         if c.settled() {
-            if !c.awaiting_trace() {
+            if !c.awaiting_trace() && !c.awaiting_relay() {
                 break;
             }
             grace.get_or_insert_with(|| tokio::time::Instant::now() + TRACE_GRACE);
