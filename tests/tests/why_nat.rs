@@ -55,45 +55,32 @@ impl Published {
 
     /// One DNAT rule per family in prerouting, as iptables-nft and Docker write them.
     fn publish_with_nft(&self) {
-        let nft = |args: &[&str]| self.hosts.server.run("nft", args).unwrap();
-        let published = PUBLISHED.to_string();
-        for (family, to) in
-            [("ip", format!("{APP_V4}:{APP_PORT}")), ("ip6", format!("[{APP_V6}]:{APP_PORT}"))]
-        {
-            let chain = "{ type nat hook prerouting priority dstnat; }";
-            nft(&["add", "table", family, "reach_t_publish"]);
-            nft(&["add", "chain", family, "reach_t_publish", "prerouting", chain]);
-            let rule = ["tcp", "dport", &published, "dnat", "to", &to];
-            nft(&[&["add", "rule", family, "reach_t_publish", "prerouting"][..], &rule].concat());
-        }
+        self.publish_at("prerouting", "{ type nat hook prerouting priority dstnat; }");
     }
 
     /// The same DNAT rules in a nat output chain of each table: local clients' SYNs too, as
     /// Docker writes them without its userland proxy.
     fn publish_output_with_nft(&self) {
+        self.publish_at("output", "{ type nat hook output priority -100; }");
+    }
+
+    /// In each family's table `reach_t_publish`, chain `name` (`hook`): the DNAT rule.
+    fn publish_at(&self, name: &str, hook: &str) {
         let nft = |args: &[&str]| self.hosts.server.run("nft", args).unwrap();
         let published = PUBLISHED.to_string();
         for (family, to) in
             [("ip", format!("{APP_V4}:{APP_PORT}")), ("ip6", format!("[{APP_V6}]:{APP_PORT}"))]
         {
-            let chain = "{ type nat hook output priority -100; }";
-            nft(&["add", "chain", family, "reach_t_publish", "output", chain]);
+            nft(&["add", "table", family, "reach_t_publish"]);
+            nft(&["add", "chain", family, "reach_t_publish", name, hook]);
             let rule = ["tcp", "dport", &published, "dnat", "to", &to];
-            nft(&[&["add", "rule", family, "reach_t_publish", "output"][..], &rule].concat());
+            nft(&[&["add", "rule", family, "reach_t_publish", name][..], &rule].concat());
         }
     }
 
     /// `reach why 8080` on the server namespace while a process of that namespace dials `to`.
     fn why_locally(&self, to: SocketAddr) -> (i32, Value, std::io::Result<()>) {
-        let run = why_run::start(&self.hosts, &PUBLISHED.to_string());
-        let outcome = self
-            .hosts
-            .server
-            .run_in(move || TcpStream::connect_timeout(&to, Duration::from_secs(3)).map(drop))
-            .unwrap();
-        let (code, mut v, stderr) = why_run::finish(run);
-        v["test_stderr"] = stderr.into();
-        (code, v, outcome)
+        self.why_from(&self.hosts.server, to)
     }
 
     fn listen(&self, addr: &str) -> TcpListener {
@@ -109,10 +96,13 @@ impl Published {
 
     /// The same, the client dialing `to`.
     fn why_to(&self, to: SocketAddr) -> (i32, Value, std::io::Result<()>) {
+        self.why_from(&self.hosts.client, to)
+    }
+
+    /// `reach why 8080` on the server namespace while a client in `from` dials `to` once.
+    fn why_from(&self, from: &NetNs, to: SocketAddr) -> (i32, Value, std::io::Result<()>) {
         let run = why_run::start(&self.hosts, &PUBLISHED.to_string());
-        let outcome = self
-            .hosts
-            .client
+        let outcome = from
             .run_in(move || TcpStream::connect_timeout(&to, Duration::from_secs(3)).map(drop))
             .unwrap();
         let (code, mut v, stderr) = why_run::finish(run);
