@@ -639,7 +639,10 @@ fn a_userland_relay_on_the_port_is_followed_to_its_own_connection() {
     ];
     assert_eq!(names, expected, "{v:#}");
     let evidence = why_run::lines(&v, "evidence");
-    let first = format!("relay: socat (pid {}), a userland relay, listens on", relay.pid());
+    let first = format!(
+        "relay: socat (pid {}), a userland relay, listens on port {PUBLISHED}",
+        relay.pid()
+    );
     assert!(evidence[0].starts_with(&first), "{evidence:#?}");
     assert_watched_in_app(&v, &p.app, &to);
     let fix = why_run::lines(&v, "fix").join("\n");

@@ -103,9 +103,10 @@ impl NatHop {
         let writer = self.writer.as_ref().map(|w| format!(" — {w} —")).unwrap_or_default();
         if let Some(r) = &self.relay {
             return format!(
-                "relay: {} listens on {} and took the connection: the client's handshake always \
-                 succeeds, and it opens its own connection to {}{owner}",
+                "relay: {} listens on port {} and took the connection to {}: the client's \
+                 handshake always succeeds, and it opens its own connection to {}{owner}",
                 r.describe(),
+                self.from.port(),
                 self.from,
                 self.to
             );
