@@ -672,3 +672,63 @@ fn wait_listener(ns: &NetNs, port: u16) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Docker's nat layout as dockerd writes it with iptables-nft (its `DOCKER` chain, jumped to
+/// from PREROUTING and OUTPUT for local destinations, `-j DNAT` per published port; the
+/// daemon itself cannot run here, see the closing note of issue 14): a remote and a local
+/// client to the published port, the app on loopback; the rule named as Docker's.
+#[test]
+fn docker_s_iptables_nat_layout_is_followed_for_remote_and_local_clients() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let p = Published::linked("pubd");
+    let ipt = |args: &[&str]| p.hosts.server.run("iptables-nft", args).unwrap();
+    let port = PUBLISHED.to_string();
+    let to = format!("{APP_V4}:{APP_PORT}");
+    ipt(&["-t", "nat", "-N", "DOCKER"]);
+    ipt(&[
+        "-t",
+        "nat",
+        "-A",
+        "PREROUTING",
+        "-m",
+        "addrtype",
+        "--dst-type",
+        "LOCAL",
+        "-j",
+        "DOCKER",
+    ]);
+    let local_only = ["-t", "nat", "-A", "OUTPUT", "!", "-d", "127.0.0.0/8", "-m", "addrtype"];
+    ipt(&[&local_only[..], &["--dst-type", "LOCAL", "-j", "DOCKER"]].concat());
+    ipt(&["-t", "nat", "-A", "DOCKER", "-i", "app0", "-j", "RETURN"]);
+    let dnat = ["!", "-i", "app0", "-p", "tcp", "-m", "tcp", "--dport", &port];
+    let dnat =
+        [&["-t", "nat", "-A", "DOCKER"][..], &dnat, &["-j", "DNAT", "--to-destination", &to]];
+    ipt(&dnat.concat());
+    let leftovers = why_run::leftovers(&p.hosts);
+    let app_leftovers = why_run::leftovers_in(&p.app, &["lo", "eth0"]);
+    let _app = p.listen("127.0.0.1");
+    let dialed = SocketAddr::from((TwoHosts::SERVER_V4, PUBLISHED));
+    for local in [false, true] {
+        let (code, v, outcome) = if local { p.why_locally(dialed) } else { p.why_to(dialed) };
+        assert!(outcome.is_err(), "the app listens on loopback only: {v:#}");
+        assert_eq!((v["verdict"].as_str(), code), (Some("loopback_only_bind"), 10), "{v:#}");
+        let nat = &v["nat"];
+        assert_eq!(
+            (nat["to"].as_str(), nat["local"].as_bool()),
+            (Some(&*to), Some(local)),
+            "{v:#}"
+        );
+        let rule = &nat["rule"];
+        assert_eq!(
+            (rule["family"].as_str(), rule["table"].as_str(), rule["chain"].as_str()),
+            (Some("ip"), Some("nat"), Some("DOCKER")),
+            "{v:#}"
+        );
+        let writer = nat["writer"].as_str().unwrap_or_default();
+        assert!(writer.contains(&format!("docker ps --filter publish={PUBLISHED}")), "{v:#}");
+        assert_watched_in_app(&v, &p.app, &to);
+    }
+    leftovers.assert_nothing_new("reach why through Docker's nat chains");
+    app_leftovers.assert_nothing_new("reach why through Docker's nat chains, in the app");
+}

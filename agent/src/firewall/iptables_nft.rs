@@ -128,6 +128,29 @@ pub fn describe(
     })
 }
 
+/// Where an iptables-nft `-j DNAT --to-destination ADDR[:PORT]` rule sends a SYN to `dport`,
+/// from its iptables text (`iptables-nft -S`, asked in `ns`).
+pub fn dnat_destination(
+    rs: &Ruleset,
+    r: &Rule,
+    dport: u16,
+    ns: &NetNsFd,
+) -> Option<std::net::SocketAddr> {
+    if xt_target(r) != Some("DNAT") {
+        return None;
+    }
+    let spec = describe(rs, &r.family, &r.table, &r.chain, Some(r.handle), Some(ns))?.spec?;
+    let mut words = spec.split_whitespace();
+    words.find(|w| *w == "--to-destination")?;
+    let to = words.next()?;
+    // ADDR, ADDR:PORT, [V6]:PORT or V6 alone; a range (ADDR-ADDR, PORT-PORT) is not one place.
+    if let Ok(a) = to.parse::<std::net::SocketAddr>() {
+        return Some(a);
+    }
+    let ip = to.trim_start_matches('[').trim_end_matches(']');
+    Some(std::net::SocketAddr::new(ip.parse().ok()?, dport))
+}
+
 /// The xtables target a rule ends in (`REJECT`, `MASQUERADE`…), if it is one.
 pub fn xt_target(r: &Rule) -> Option<&str> {
     let xt = r.statements().iter().rev().find_map(|s| s.get("xt"))?;

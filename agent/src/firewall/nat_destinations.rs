@@ -17,9 +17,19 @@ const DNAT_HOOKS: [&str; 2] = ["prerouting", "output"];
 /// Every address a SYN to `dport` can be sent to by a `dnat to` of `rs`, in ruleset order,
 /// each once.
 pub fn destinations(rs: &Ruleset, dport: u16) -> Vec<SocketAddr> {
+    destinations_with(rs, dport, |_| None)
+}
+
+/// The same, `xt` telling where an iptables-nft `-j DNAT` rule sends a SYN to `dport` (its
+/// `--to-destination`, which only iptables itself lists).
+pub fn destinations_with(
+    rs: &Ruleset,
+    dport: u16,
+    xt: impl Fn(&Rule) -> Option<SocketAddr>,
+) -> Vec<SocketAddr> {
     let mut found = Vec::new();
     for r in dnat_rules(rs, dport, &DNAT_HOOKS) {
-        if let Some(to) = r.dnat_target(dport)
+        if let Some(to) = r.dnat_target(dport).or_else(|| xt(r))
             && !found.contains(&to)
         {
             found.push(to);

@@ -41,8 +41,13 @@ const FOLLOWED_NAMESPACES: usize = 8;
 pub async fn plan(ns: &Watched, port: u16) -> Vec<Followed> {
     let nat = NetNsFd::open(&ns.path)
         .ok()
-        .and_then(|fd| nftables::read_in(&fd).ok())
-        .map(|rs| crate::firewall::nat_destinations::destinations(&rs, port))
+        .and_then(|fd| {
+            let rs = nftables::read_in(&fd).ok()?;
+            let xt = |r: &nftables::Rule| {
+                crate::firewall::iptables_nft::dnat_destination(&rs, r, port, &fd)
+            };
+            Some(crate::firewall::nat_destinations::destinations_with(&rs, port, xt))
+        })
         .unwrap_or_default();
     let relays = relays_on(ns, port).await;
     let mut followed: Vec<Followed> = Vec::new();
