@@ -135,19 +135,7 @@ fn assert_nat_hop_of(v: &Value, app: &NetNs, (family, from, to): (&str, SocketAd
     assert_eq!(rule["text"], format!("tcp dport {PUBLISHED} dnat to {dnat}"), "{v:#}");
     assert_eq!(nat["owner"]["netns"]["name"], app.name(), "{v:#}");
     assert_eq!(nat["owner"]["iface"], "eth0", "{v:#}");
-    let names: Vec<&str> =
-        v["path"].as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap()).collect();
-    let app_hop = |h: &str| format!("{h} (netns {})", app.name());
-    let expected = [
-        "client".to_string(),
-        "interface srv0".into(),
-        "firewall".into(),
-        "nat".into(),
-        app_hop("interface eth0"),
-        app_hop("firewall"),
-        app_hop("socket"),
-    ];
-    assert_eq!(names, expected, "{v:#}");
+    assert_path(v, app, &["client", "interface srv0", "firewall", "nat"]);
     let evidence = why_run::lines(v, "evidence");
     let first = format!("nat: the SYN to {from} was sent on to {to} by rule");
     assert!(evidence[0].starts_with(&first), "{evidence:#?}");
@@ -179,6 +167,17 @@ fn an_app_behind_a_published_port_that_binds_loopback_is_diagnosed_in_its_namesp
     assert_watched_in_app(&v, &p.app, &format!("{APP_V4}:{APP_PORT}"));
     leftovers.assert_nothing_new("reach why through a published port");
     app_leftovers.assert_nothing_new("reach why, in the namespace the published port leads to");
+}
+
+/// The path's hop names: `before` in the first namespace, then the app's interface, firewall
+/// and socket.
+fn assert_path(v: &Value, app: &NetNs, before: &[&str]) {
+    let names: Vec<&str> =
+        v["path"].as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap()).collect();
+    let app_hop = |h: &str| format!("{h} (netns {})", app.name());
+    let mut expected: Vec<String> = before.iter().map(|h| h.to_string()).collect();
+    expected.extend(["interface eth0", "firewall", "socket"].map(app_hop));
+    assert_eq!(names, expected, "{v:#}");
 }
 
 /// The app namespace was watched from the start (announced), and its evidence is what was
@@ -243,17 +242,7 @@ fn a_local_client_through_the_output_chain_is_followed_into_the_app_namespace() 
         );
         assert_eq!(rule["traced"], true, "the output walk of the SYN names the rule: {v:#}");
         assert_eq!(nat["owner"]["netns"]["name"], p.app.name(), "{v:#}");
-        let names: Vec<&str> =
-            v["path"].as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap()).collect();
-        let app_hop = |h: &str| format!("{h} (netns {})", p.app.name());
-        let expected = [
-            "client".to_string(),
-            "nat".into(),
-            app_hop("interface eth0"),
-            app_hop("firewall"),
-            app_hop("socket"),
-        ];
-        assert_eq!(names, expected, "{v:#}");
+        assert_path(&v, &p.app, &["client", "nat"]);
         assert_eq!(
             v["attempt"]["client"].as_str().map(|c| c.parse::<SocketAddr>().unwrap().ip()),
             Some(from.ip()),
@@ -625,19 +614,7 @@ fn a_userland_relay_on_the_port_is_followed_to_its_own_connection() {
     assert_eq!(nat["relay"]["pid"], relay.pid(), "{v:#}");
     assert_eq!(nat["to"], to, "{v:#}");
     assert_eq!(nat["owner"]["netns"]["name"], p.app.name(), "{v:#}");
-    let names: Vec<&str> =
-        v["path"].as_array().unwrap().iter().map(|h| h["name"].as_str().unwrap()).collect();
-    let app_hop = |h: &str| format!("{h} (netns {})", p.app.name());
-    let expected = [
-        "client".to_string(),
-        "interface srv0".into(),
-        "firewall".into(),
-        "relay".into(),
-        app_hop("interface eth0"),
-        app_hop("firewall"),
-        app_hop("socket"),
-    ];
-    assert_eq!(names, expected, "{v:#}");
+    assert_path(&v, &p.app, &["client", "interface srv0", "firewall", "relay"]);
     let evidence = why_run::lines(&v, "evidence");
     let first = format!(
         "relay: socat (pid {}), a userland relay, listens on port {PUBLISHED}",

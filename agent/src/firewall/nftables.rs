@@ -113,14 +113,10 @@ impl Rule {
     /// True when the rule rewrites the destination (`dnat`, `redirect`): a SYN it matched
     /// goes on to another address or port than the client dialed.
     pub fn is_dnat(&self) -> bool {
-        self.statements().iter().any(|s| {
-            s.get("dnat").is_some()
-                || s.get("redirect").is_some()
-                // iptables-nft's `-j DNAT`/`-j REDIRECT` (Docker's): an xtables target, whose
-                // destination nft's JSON does not show.
-                || (s["xt"]["type"] == "target"
-                    && matches!(s["xt"]["name"].as_str(), Some("DNAT" | "REDIRECT")))
-        })
+        self.statements().iter().any(|s| s.get("dnat").is_some() || s.get("redirect").is_some())
+            // iptables-nft's `-j DNAT`/`-j REDIRECT` (Docker's): an xtables target, whose
+            // destination nft's JSON does not show.
+            || matches!(super::iptables_nft::xt_target(self), Some("DNAT" | "REDIRECT"))
     }
 
     /// Where a plain `dnat to ADDR[:PORT]` sends a packet to `dport` (a map, a numgen choice or

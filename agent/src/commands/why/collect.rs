@@ -89,11 +89,6 @@ impl Collector {
         })
     }
 
-    /// The namespace this collects in.
-    pub fn netns(&self) -> u64 {
-        self.netns
-    }
-
     /// Counts attempts to any of `addrs` (a name's addresses), not just the target's.
     pub fn watch_addrs(&mut self, addrs: &[IpAddr]) {
         self.addrs = Some(addrs.to_vec());

@@ -15,7 +15,10 @@ use crate::{
     },
     firewall::nftables,
     lab::NetNsFd,
-    model::flows::{FlowRecord, Outcome},
+    model::{
+        flows::{FlowRecord, Outcome},
+        listener_view::ListenerView,
+    },
     netns::{addresses, conntrack, enter, inventory, relays::Relay, sk_lookup},
 };
 
@@ -49,7 +52,7 @@ pub async fn plan(ns: &Watched, port: u16) -> Vec<Followed> {
             Some(crate::firewall::nat_destinations::destinations_with(&rs, port, xt))
         })
         .unwrap_or_default();
-    let relays = relays_on(ns, port).await;
+    let relays = relays_among(&listeners_on(port).await.unwrap_or_default(), ns);
     let mut followed: Vec<Followed> = Vec::new();
     let candidates =
         nat.into_iter().map(|to| (to, None)).chain(relays.into_iter().map(|r| (r.to, Some(r))));
@@ -72,9 +75,8 @@ pub async fn plan(ns: &Watched, port: u16) -> Vec<Followed> {
     followed
 }
 
-/// The relays among the listeners on `port` in `ns`.
-async fn relays_on(ns: &Watched, port: u16) -> Vec<Relay> {
-    let listeners = listeners_on(port).await.unwrap_or_default();
+/// The relays among `listeners` (of one port) in `ns`.
+fn relays_among(listeners: &[ListenerView], ns: &Watched) -> Vec<Relay> {
     let mut relays: Vec<Relay> = Vec::new();
     for l in listeners.iter().filter(|l| l.netns.inode == ns.inode) {
         for pid in l.pids.iter().copied().chain(l.pid) {
@@ -90,15 +92,17 @@ async fn relays_on(ns: &Watched, port: u16) -> Vec<Relay> {
 
 /// An attempt a relay listening on its port accepted: the relay's own connection, as the
 /// namespace it went to saw it, is the one that decides. None: no relay took it.
+/// `listeners`: those on the attempt's port, as the diagnosis already read them.
 pub async fn relayed(
     ns: &Watched,
     flow: &FlowRecord,
+    listeners: &[ListenerView],
     seen: Option<&Collector>,
 ) -> Option<(NatHop, Option<Evidence>)> {
     if flow.outcome != Outcome::Accepted {
         return None;
     }
-    let relay = relays_on(ns, flow.server.port()).await.into_iter().next()?;
+    let relay = relays_among(listeners, ns).into_iter().next()?;
     let to = relay.to;
     let owner = owner_of(to.ip(), ns).await;
     let hop = NatHop {
@@ -132,14 +136,17 @@ async fn relay_evidence(
     to: SocketAddr,
     watched: Option<&Collector>,
 ) -> Evidence {
-    let mut e = owner_evidence(owner, &iface, to).await;
-    match watched {
-        Some(c) if c.flow.is_some() => {
-            observed(&mut e, owner, c);
-            e.iface = e.iface.or(Some(iface));
-        }
-        _ => e.iface = Some(iface),
+    match watched.filter(|c| c.flow.is_some()) {
+        Some(c) => seen_in(owner, iface, to, c).await,
+        None => Evidence { iface: Some(iface.clone()), ..owner_evidence(owner, &iface, to).await },
     }
+}
+
+/// The evidence in `owner` as watched there (`c`): the attempt arriving on `iface` to `to`.
+async fn seen_in(owner: &Watched, iface: String, to: SocketAddr, c: &Collector) -> Evidence {
+    let mut e = owner_evidence(owner, &iface, to).await;
+    observed(&mut e, owner, c);
+    e.iface = e.iface.or(Some(iface));
     e
 }
 
@@ -320,12 +327,10 @@ async fn evidence_in(
     to: SocketAddr,
     watched: Option<&Collector>,
 ) -> Evidence {
-    let mut e = owner_evidence(owner, &iface, to).await;
     if let Some(c) = watched {
-        observed(&mut e, owner, c);
-        e.iface = e.iface.or(Some(iface));
-        return e;
+        return seen_in(owner, iface, to, c).await;
     }
+    let e = owner_evidence(owner, &iface, to).await;
     let flow = FlowRecord {
         netns: owner.inode,
         client,

@@ -230,7 +230,8 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         // interface of this namespace sees it come in, the namespace it was sent to does, and
         // conntrack's entry says what the client dialed.
         if evidence.flow.is_none()
-            && let Some(flow) = conntrack_events.as_ref().and_then(|e| local_attempt(&c, e))
+            && let Some(flow) =
+                conntrack_events.as_ref().and_then(|e| local_attempt(&c, e, ns.inode))
         {
             evidence.syn_seen = true;
             evidence.iface = None;
@@ -275,7 +276,8 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         d = diagnose::nat::follow(d, &hop, inner.as_ref().map(diagnose::diagnose));
         nat = Some(hop);
     } else if let Some(flow) = &evidence.flow
-        && let Some((hop, inner)) = follow::relayed(&ns, flow, collected.as_ref()).await
+        && let Some((hop, inner)) =
+            follow::relayed(&ns, flow, &evidence.listeners, collected.as_ref()).await
     {
         // A relay took it: its own connection decides.
         d = diagnose::nat::follow(d, &hop, inner.as_ref().map(diagnose::diagnose));
@@ -337,18 +339,19 @@ fn observed(evidence: &mut Evidence, ns: &Watched, c: &Collector) {
     }
 }
 
-/// The attempt of a local client as the namespace NAT sent it to saw it: the first settled
-/// flow there that conntrack's events name a translated connection for, with what the client
-/// dialed as its server (and no interface: it left through the output hook).
+/// The attempt of a local client of namespace `netns` as the namespace NAT sent it to saw it:
+/// the first flow there that conntrack's events name a translated connection for, with what
+/// the client dialed as its server (and no interface: it left through the output hook).
 fn local_attempt(
     c: &Collector,
     events: &crate::netns::conntrack::Events,
+    netns: u64,
 ) -> Option<crate::model::flows::FlowRecord> {
     c.inner.iter().find_map(|inner| {
         let (f, _) = inner.flow.as_ref()?;
         let entry = events.sent_to(f.client, f.server)?;
         let flow = crate::model::flows::FlowRecord {
-            netns: c.netns(),
+            netns,
             client: entry.orig_src,
             server: entry.orig_dst,
             ifindex: None,
