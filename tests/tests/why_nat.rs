@@ -636,6 +636,43 @@ fn a_userland_relay_on_the_port_is_followed_to_its_own_connection() {
     drop(relay);
 }
 
+/// Two namespaces hold the app's address — a second bridge, a stale lab — and the one the
+/// inventory lists first is not where the route leads: both are watched, and the one the SYN
+/// arrives in answers (its evidence, its name), never the first with the address.
+#[test]
+fn of_two_namespaces_with_the_address_the_one_the_syn_reaches_answers() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Listed first: the same name as any lab namespace of this process but sequence 0.
+    let name = reach_agent::lab::LabName::next("decoy").to_string();
+    let mut parts: Vec<&str> = name.splitn(6, '-').collect();
+    parts[4] = "0";
+    let decoy = NetNs::with_name(&parts.join("-")).unwrap();
+    // A link to nowhere (a veth pair inside it): the address is there, no route leads to it.
+    decoy.run("ip", &["link", "add", "decoy0", "type", "veth", "peer", "name", "decoy1"]).unwrap();
+    decoy.run("ip", &["addr", "add", &format!("{APP_V4}/24"), "dev", "decoy0"]).unwrap();
+    for dev in ["decoy0", "decoy1"] {
+        decoy.run("ip", &["link", "set", dev, "up"]).unwrap();
+    }
+    let p = Published::new("pubdup");
+    let order: Vec<String> = reach_agent::netns::inventory::list()
+        .into_iter()
+        .map(|n| n.name)
+        .filter(|n| n == decoy.name() || n == p.app.name())
+        .collect();
+    assert_eq!(order, [decoy.name(), p.app.name()], "the decoy must be listed first");
+    let _decoy_app = decoy.run_in(|| TcpListener::bind("127.0.0.1:80")).unwrap().unwrap();
+    let _app = p.listen("0.0.0.0");
+    let (code, v, outcome) = p.why();
+    outcome.unwrap_or_else(|e| panic!("the app listens on every address: {e}\n{v:#}"));
+    assert_eq!((v["verdict"].as_str(), code), (Some("reachable"), 0), "{v:#}");
+    assert_nat_hop(&v, &p.app);
+    assert_watched_in_app(&v, &p.app, &format!("{APP_V4}:{APP_PORT}"));
+    let stderr = v["test_stderr"].as_str().unwrap_or_default();
+    let both = format!("(netns {}, interface decoy0): watching there too", decoy.name());
+    assert!(stderr.contains(&both), "every namespace with the address is watched: {stderr}");
+}
+
 /// Waits until something listens on TCP `port` in `ns`.
 fn wait_listener(ns: &NetNs, port: u16) {
     use reach_agent::netns::sock_diag;
@@ -651,9 +688,10 @@ fn wait_listener(ns: &NetNs, port: u16) {
 }
 
 /// Docker's nat layout as dockerd writes it with iptables-nft (its `DOCKER` chain, jumped to
-/// from PREROUTING and OUTPUT for local destinations, `-j DNAT` per published port; the
-/// daemon itself cannot run here, see the closing note of issue 14): a remote and a local
-/// client to the published port, the app on loopback; the rule named as Docker's.
+/// from PREROUTING and OUTPUT for local destinations, `-j DNAT` per published port), without
+/// its userland proxy (`--userland-proxy=false`; a real dockerd with it is why_docker.rs): a
+/// remote and a local client to the published port, the app on loopback; the rule named as
+/// Docker's.
 #[test]
 fn docker_s_iptables_nat_layout_is_followed_for_remote_and_local_clients() {
     require_root();

@@ -1,6 +1,7 @@
 //! reach's developer tasks as a library, so the integration tests can drive the same code
 //! (`reach-tests` boots QEMU guests through [`vm`]). The binary is `cargo xtask`.
 pub mod bench;
+pub mod docker_root;
 pub mod firewalld_root;
 pub mod run;
 pub mod setup;

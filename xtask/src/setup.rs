@@ -40,6 +40,7 @@ pub fn all() -> anyhow::Result<()> {
     bpf_linker()?;
     debian_packages()?;
     crate::firewalld_root::ensure()?;
+    crate::docker_root::ensure()?;
     Ok(())
 }
 

@@ -59,6 +59,8 @@ pub struct NatRule {
 pub struct NatOwner {
     pub netns: NetnsRef,
     pub iface: String,
+    /// The Docker container the namespace is, as Docker names it, when its data is readable.
+    pub container: Option<crate::netns::docker::Container>,
 }
 
 impl NatHop {
@@ -78,10 +80,14 @@ impl NatHop {
         };
         let owner = match &self.owner {
             Some(o) => format!(
-                "; {} is an address of netns {} (interface {}): the answer comes from there",
+                "; {} is an address of netns {} (interface {}){}: the answer comes from there",
                 self.to.ip(),
                 o.netns.name,
-                o.iface
+                o.iface,
+                o.container.as_ref().map_or(String::new(), |c| format!(
+                    ", Docker container `{}` (image {})",
+                    c.name, c.image
+                ))
             ),
             None => format!(
                 "; {} is no address of any namespace of this host: the SYN leaves the host",
@@ -119,36 +125,47 @@ impl NatHop {
 }
 
 /// Verdicts decided before the SYN could be sent on: they stand, with the NAT as evidence.
-fn decided_before_nat(v: Verdict) -> bool {
-    matches!(
-        v,
+/// A kernel drop does only when the arrival namespace recorded one (`dropped_here`: on its
+/// way in or forwarded out); one inferred from that namespace's socket lookup — a RST or
+/// silence with a listener there, say docker-proxy's on the published port — is not: the SYN
+/// sent on never reached that lookup, the owner's answer is what the client got.
+fn decided_before_nat(v: Verdict, dropped_here: bool) -> bool {
+    match v {
         Verdict::FirewallDrop
-            | Verdict::FirewallReject
-            | Verdict::OtherNetfilterDrop
-            | Verdict::KernelDrop
-            | Verdict::NoSynSeen
-    )
+        | Verdict::FirewallReject
+        | Verdict::OtherNetfilterDrop
+        | Verdict::NoSynSeen => true,
+        Verdict::KernelDrop => dropped_here,
+        _ => false,
+    }
 }
 
 /// Joins the diagnosis of the namespace the SYN arrived in (`outer`) with the one of the
 /// namespace NAT sent it to (`inner`, None when it leaves the host or could not be made).
-pub fn follow(outer: Diagnosis, hop: &NatHop, inner: Option<Diagnosis>) -> Diagnosis {
+/// `dropped_here`: the arrival namespace recorded a drop of the attempt.
+pub fn follow(
+    outer: Diagnosis,
+    hop: &NatHop,
+    inner: Option<Diagnosis>,
+    dropped_here: bool,
+) -> Diagnosis {
     let line = hop.line();
+    let before = decided_before_nat(outer.verdict, dropped_here);
     // A rule's verdict came before the NAT; any drop after it is the forwarding's (the route
     // lookup of a forwarded packet fails first), whatever reason the arrival side recorded.
-    let ruled = decided_before_nat(outer.verdict) && outer.verdict != Verdict::KernelDrop;
+    let ruled = decided_before_nat(outer.verdict, false);
     if let Some(sysctl) = &hop.forwarding_off
         && !ruled
     {
         return forwarding_off(outer, hop, line, sysctl);
     }
     let mut inner = match inner {
-        Some(i) if !decided_before_nat(outer.verdict) => i,
+        Some(i) if !before => i,
         _ => {
             let mut d = outer;
             d.evidence.insert(0, line);
             // Sent off the host: what this host's listeners lack is not the cause.
-            if hop.owner.is_none() && !decided_before_nat(d.verdict) {
+            if hop.owner.is_none() && !before {
                 d.fix = vec![format!(
                     "reach why {} on the host that has {}: this host sends the SYN there",
                     hop.to,
@@ -192,7 +209,12 @@ pub fn follow(outer: Diagnosis, hop: &NatHop, inner: Option<Diagnosis>) -> Diagn
     evidence.extend(inner.evidence.into_iter().map(|l| l.replace("the client dialed ", by_whom)));
     let mut fix = inner.fix;
     if let Some(id) = owner.strip_prefix("container:") {
-        fix.extend(container_fix(inner.verdict, id, hop));
+        // By the name the user gave it, when Docker's data says.
+        let who = match hop.owner.as_ref().and_then(|o| o.container.as_ref()) {
+            Some(c) => format!("`{}` ({id})", c.name),
+            None => id.to_string(),
+        };
+        fix.extend(container_fix(inner.verdict, &who, hop));
     }
     if let Some(k) = &hop.service
         && inner.verdict != Verdict::Reachable
@@ -275,18 +297,18 @@ fn forwarding_off(outer: Diagnosis, hop: &NatHop, line: String, sysctl: &str) ->
 
 /// The same fix in a container's terms: what `-p HOST:CONTAINER` reaches, and where to change
 /// the bind.
-fn container_fix(v: Verdict, id: &str, hop: &NatHop) -> Option<String> {
+fn container_fix(v: Verdict, who: &str, hop: &NatHop) -> Option<String> {
     let (ip, port) = (hop.to.ip(), hop.to.port());
     match v {
         Verdict::LoopbackOnlyBind | Verdict::AddressMismatch | Verdict::FamilyMismatch => {
             Some(format!(
-                "the app runs in container {id}: make it listen on 0.0.0.0:{port} inside the \
+                "the app runs in container {who}: make it listen on 0.0.0.0:{port} inside the \
                  container (its configuration or command line, then recreate the container); a \
                  published port reaches the container's own address {ip}, never its loopback"
             ))
         }
         Verdict::NoListener => Some(format!(
-            "nothing listens on port {port} in container {id}: check the app is running there \
+            "nothing listens on port {port} in container {who}: check the app is running there \
              and that the container port of `-p {}:{port}` is the one it listens on",
             hop.from.port()
         )),
@@ -330,6 +352,7 @@ mod tests {
             owner: owner.then(|| NatOwner {
                 netns: NetnsRef { inode: 9, name: "app".into() },
                 iface: "eth0".into(),
+                container: None,
             }),
             service: None,
             writer: None,
@@ -344,7 +367,7 @@ mod tests {
         inner
             .evidence
             .push("the server listens on 127.0.0.1:80; the client dialed 172.30.0.2".into());
-        let d = follow(outer, &nat(true), Some(inner));
+        let d = follow(outer, &nat(true), Some(inner), false);
         assert_eq!(d.verdict, Verdict::LoopbackOnlyBind);
         assert_eq!(d.fix, ["bind 0.0.0.0:80 in netns app"], "no fix of the port nobody serves");
         assert!(d.evidence[0].starts_with("nat: the SYN to 10.77.0.1:8080 was sent on to 172.30.0.2:80 by rule `tcp dport 8080 dnat to 172.30.0.2:80`"), "{:?}", d.evidence);
@@ -374,20 +397,46 @@ mod tests {
         hop.owner.as_mut().unwrap().netns.name = "container:4f1e3c5a9b7d".into();
         let outer = diagnosis(Verdict::NoListener, 3, "start the server on 8080");
         let inner = diagnosis(Verdict::LoopbackOnlyBind, 3, "bind 0.0.0.0:80");
-        let d = follow(outer, &hop, Some(inner));
+        let d = follow(outer, &hop, Some(inner), false);
         assert_eq!(d.fix[0], "bind 0.0.0.0:80");
         assert!(d.fix[1].starts_with("the app runs in container 4f1e3c5a9b7d: make it listen on 0.0.0.0:80 inside the container"), "{:?}", d.fix);
         let d = follow(
             diagnosis(Verdict::NoListener, 3, "x"),
             &hop,
             Some(diagnosis(Verdict::NoListener, 3, "start it on 80")),
+            false,
         );
         assert!(d.fix[1].contains("`-p 8080:80`"), "{:?}", d.fix);
+        // Docker's data names it: by its name, in the fix and in the NAT's line.
+        hop.owner.as_mut().unwrap().container = Some(crate::netns::docker::Container {
+            id: "4f1e3c5a9b7d".repeat(5) + "0123",
+            name: "web".into(),
+            image: "shop/web:2".into(),
+        });
+        let d = follow(
+            diagnosis(Verdict::NoListener, 3, "x"),
+            &hop,
+            Some(diagnosis(Verdict::LoopbackOnlyBind, 3, "bind 0.0.0.0:80")),
+            false,
+        );
+        assert!(
+            d.fix[1].starts_with("the app runs in container `web` (4f1e3c5a9b7d): make it listen"),
+            "{:?}",
+            d.fix
+        );
+        assert!(
+            d.evidence[0].contains(
+                "(interface eth0), Docker container `web` (image shop/web:2): the answer comes"
+            ),
+            "{:?}",
+            d.evidence
+        );
         // Not a container: the plain fix only.
         let d = follow(
             diagnosis(Verdict::NoListener, 3, "x"),
             &nat(true),
             Some(diagnosis(Verdict::LoopbackOnlyBind, 3, "bind 0.0.0.0:80")),
+            false,
         );
         assert_eq!(d.fix, ["bind 0.0.0.0:80"]);
     }
@@ -403,6 +452,7 @@ mod tests {
             diagnosis(Verdict::NoListener, 3, "x"),
             &hop,
             Some(diagnosis(Verdict::NoListener, 3, "start it on 80")),
+            false,
         );
         assert!(
             d.evidence[0].contains(
@@ -422,6 +472,7 @@ mod tests {
             diagnosis(Verdict::NoListener, 3, "x"),
             &hop,
             Some(diagnosis(Verdict::Reachable, usize::MAX, "")),
+            false,
         );
         assert!(!d.fix.iter().any(|f| f.contains("kubectl")), "{:?}", d.fix);
         // Another endpoint's pod listening: the chosen endpoint has no listener.
@@ -430,7 +481,7 @@ mod tests {
         elsewhere.evidence.push(
             "the server listens in another namespace: pid 7 on 0.0.0.0:80 in netns ep0".into(),
         );
-        let d = follow(diagnosis(Verdict::NoListener, 3, "x"), &hop, Some(elsewhere));
+        let d = follow(diagnosis(Verdict::NoListener, 3, "x"), &hop, Some(elsewhere), false);
         assert_eq!(d.verdict, Verdict::NoListener);
         assert!(
             d.evidence.iter().any(|l| l
@@ -447,11 +498,15 @@ mod tests {
         let mut hop = nat(true);
         hop.forwarding_off = Some("net.ipv4.ip_forward".into());
         let outer = diagnosis(Verdict::NoSynSeen, 3, "x");
-        assert_eq!(follow(outer, &hop, None).verdict, Verdict::NoSynSeen, "decided before the NAT");
+        assert_eq!(
+            follow(outer, &hop, None, false).verdict,
+            Verdict::NoSynSeen,
+            "decided before the NAT"
+        );
         let outer = diagnosis(Verdict::KernelDrop, 3, "a silent drop");
-        assert!(follow(outer, &hop, None).evidence[1].starts_with("IP forwarding is off"));
+        assert!(follow(outer, &hop, None, false).evidence[1].starts_with("IP forwarding is off"));
         let outer = diagnosis(Verdict::NoListener, 3, "start the server on 8080");
-        let d = follow(outer, &hop, Some(diagnosis(Verdict::Reachable, usize::MAX, "")));
+        let d = follow(outer, &hop, Some(diagnosis(Verdict::Reachable, usize::MAX, "")), false);
         assert_eq!(d.verdict, Verdict::KernelDrop);
         assert!(
             d.evidence[1].starts_with("IP forwarding is off here (net.ipv4.ip_forward = 0)"),
@@ -466,16 +521,31 @@ mod tests {
     }
 
     #[test]
+    fn a_kernel_drop_stands_only_when_the_arrival_namespace_recorded_it() {
+        // docker-proxy listens on the published port: the arrival side, seeing the owner's
+        // RST come back, infers "no socket although one listens"; the owner's lookup decides.
+        let outer = diagnosis(Verdict::KernelDrop, 3, "connect again: the server listens now");
+        let inner = diagnosis(Verdict::LoopbackOnlyBind, 3, "bind 0.0.0.0:80");
+        let d = follow(outer.clone(), &nat(true), Some(inner.clone()), false);
+        assert_eq!(d.verdict, Verdict::LoopbackOnlyBind);
+        assert_eq!(d.fix, ["bind 0.0.0.0:80"]);
+        // A drop the arrival namespace recorded (its forward path) came first.
+        let d = follow(outer, &nat(true), Some(inner), true);
+        assert_eq!(d.verdict, Verdict::KernelDrop);
+        assert_eq!(d.fix, ["connect again: the server listens now"]);
+    }
+
+    #[test]
     fn a_syn_that_died_before_the_nat_keeps_its_verdict() {
         let outer = diagnosis(Verdict::FirewallDrop, 2, "firewall-cmd --add-port");
         let inner = diagnosis(Verdict::Reachable, usize::MAX, "");
-        let d = follow(outer, &nat(true), Some(inner));
+        let d = follow(outer, &nat(true), Some(inner), false);
         assert_eq!(d.verdict, Verdict::FirewallDrop);
         assert_eq!(d.fix, ["firewall-cmd --add-port"]);
         assert!(d.evidence[0].starts_with("nat: "), "{:?}", d.evidence);
         // No owner (the SYN leaves the host): the arrival namespace's diagnosis, said so.
         let outer = diagnosis(Verdict::NoListener, 3, "x");
-        let d = follow(outer, &nat(false), None);
+        let d = follow(outer, &nat(false), None, false);
         assert!(
             d.evidence[0].contains("no address of any namespace of this host"),
             "{:?}",

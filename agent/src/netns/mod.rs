@@ -1,6 +1,7 @@
 //! Network namespaces: entering them safely and knowing which exist.
 pub mod addresses;
 pub mod conntrack;
+pub mod docker;
 pub mod enter;
 pub mod inventory;
 pub mod names;

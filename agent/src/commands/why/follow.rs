@@ -57,20 +57,22 @@ pub async fn plan(ns: &Watched, port: u16) -> Vec<Followed> {
     let candidates =
         nat.into_iter().map(|to| (to, None)).chain(relays.into_iter().map(|r| (r.to, Some(r))));
     for (to, relay) in candidates {
-        let Some((owner, iface)) = owner_of(to.ip(), ns).await else { continue };
-        if owner.inode == ns.inode {
-            continue;
+        // Every namespace with the address is watched: the one the SYN arrives in is the owner.
+        for (owner, iface) in owners_of(to.ip(), ns).await {
+            if owner.inode == ns.inode {
+                break; // its own address: delivered here, never sent on
+            }
+            let namespaces: std::collections::BTreeSet<u64> =
+                followed.iter().map(|f| f.owner.inode).collect();
+            if !namespaces.contains(&owner.inode) && namespaces.len() >= FOLLOWED_NAMESPACES {
+                tracing::info!(
+                    "not watching {to} in {} beforehand: {FOLLOWED_NAMESPACES} namespaces already are",
+                    owner.name
+                );
+                continue;
+            }
+            followed.push(Followed { to, owner, iface, relay: relay.clone() });
         }
-        let namespaces: std::collections::BTreeSet<u64> =
-            followed.iter().map(|f| f.owner.inode).collect();
-        if !namespaces.contains(&owner.inode) && namespaces.len() >= FOLLOWED_NAMESPACES {
-            tracing::info!(
-                "not watching {to} in {} beforehand: {FOLLOWED_NAMESPACES} namespaces already are",
-                owner.name
-            );
-            continue;
-        }
-        followed.push(Followed { to, owner, iface, relay });
     }
     followed
 }
@@ -104,7 +106,7 @@ pub async fn relayed(
     }
     let relay = relays_among(listeners, ns).into_iter().next()?;
     let to = relay.to;
-    let owner = owner_of(to.ip(), ns).await;
+    let owner = owner_of(to, ns, seen).await;
     let hop = NatHop {
         from: flow.server,
         to,
@@ -114,9 +116,7 @@ pub async fn relayed(
         service: None,
         writer: None,
         forwarding_off: None,
-        owner: owner
-            .as_ref()
-            .map(|(w, iface)| NatOwner { netns: w.netns_ref(), iface: iface.clone() }),
+        owner: owner.as_ref().map(|(w, iface)| nat_owner(w, iface)),
     };
     let inner = match owner {
         Some((w, iface)) => {
@@ -188,7 +188,7 @@ pub async fn follow(
     let rule = found
         .map(|(r, _)| r)
         .or_else(|| ruleset.as_ref().and_then(|rs| rule_by_target(rs, server.port(), to, hook)));
-    let owner = owner_of(to.ip(), ns).await;
+    let owner = owner_of(to, ns, seen).await;
     let service =
         rule.as_ref().and_then(|r| crate::firewall::kube_proxy::endpoint_chain(&r.table, &r.chain));
     let writer = rule
@@ -207,9 +207,7 @@ pub async fn follow(
         writer,
         forwarding_off,
         rule,
-        owner: owner
-            .as_ref()
-            .map(|(w, iface)| NatOwner { netns: w.netns_ref(), iface: iface.clone() }),
+        owner: owner.as_ref().map(|(w, iface)| nat_owner(w, iface)),
     };
     // The answering socket is in the owner's namespace, so the arrival namespace never sees
     // the connection established: a SYN-ACK that went out and a handshake conntrack saw
@@ -295,24 +293,51 @@ fn rule_by_target(
     }
 }
 
-/// The namespace with `ip` on one of its interfaces, and that interface: the arrival
+/// The owner's side of a hop: its namespace and interface, and the Docker container it is
+/// when the inventory named it by a container id and a dockerd has that container.
+fn nat_owner(w: &Watched, iface: &str) -> NatOwner {
+    let container = w.name.strip_prefix("container:").and_then(crate::netns::docker::container);
+    NatOwner { netns: w.netns_ref(), iface: iface.to_string(), container }
+}
+
+/// The namespace that answers for `to`: the arrival namespace when the address is its own
+/// (delivered there), else the one of those holding it where the attempt was `seen` arriving
+/// (two namespaces can hold one address — two bridges, a stale lab — and only the one the
+/// route leads to sees the SYN), else the first of them.
+async fn owner_of(
+    to: SocketAddr,
+    arrival: &Watched,
+    seen: Option<&Collector>,
+) -> Option<(Watched, String)> {
+    let mut all = owners_of(to.ip(), arrival).await;
+    let arrived =
+        |w: &Watched| seen.and_then(|c| c.inner_of(w.inode, to)).is_some_and(|c| c.flow.is_some());
+    match all.iter().position(|(w, _)| w.inode == arrival.inode || arrived(w)) {
+        Some(i) => Some(all.swap_remove(i)),
+        None => all.into_iter().next(),
+    }
+}
+
+/// Every namespace with `ip` on one of its interfaces, and that interface: the arrival
 /// namespace first (a redirect or a DNAT to one of its own addresses), loopback only there.
-async fn owner_of(ip: IpAddr, arrival: &Watched) -> Option<(Watched, String)> {
+async fn owners_of(ip: IpAddr, arrival: &Watched) -> Vec<(Watched, String)> {
     let arrival = arrival.clone();
     tokio::task::spawn_blocking(move || {
         let mut all = inventory::list();
         all.sort_by_key(|n| n.inode != arrival.inode);
-        all.into_iter().find_map(|n| {
-            let addrs = enter::in_netns(&n.path, addresses::iface_addrs).ok()?.ok()?;
-            let iface = addrs
-                .into_iter()
-                .find(|(name, a)| *a == ip && (name != "lo" || n.inode == arrival.inode))?
-                .0;
-            Some((Watched { inode: n.inode, name: n.name, path: n.path }, iface))
-        })
+        all.into_iter()
+            .filter_map(|n| {
+                let addrs = enter::in_netns(&n.path, addresses::iface_addrs).ok()?.ok()?;
+                let iface = addrs
+                    .into_iter()
+                    .find(|(name, a)| *a == ip && (name != "lo" || n.inode == arrival.inode))?
+                    .0;
+                Some((Watched { inode: n.inode, name: n.name, path: n.path }, iface))
+            })
+            .collect()
     })
     .await
-    .ok()?
+    .unwrap_or_default()
 }
 
 /// The evidence for the attempt in `owner`, where it arrives on `iface` from `client` (the

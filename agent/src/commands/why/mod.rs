@@ -262,6 +262,7 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
     let mut d = diagnose::diagnose(&evidence);
     // A destination NAT on the way: the namespace the attempt was sent to answers it.
     let mut nat = None;
+    let dropped_here = evidence.flow.as_ref().is_some_and(|f| f.drop.is_some());
     if let Some(flow) = &evidence.flow
         && let Some((hop, inner)) = follow::follow(
             &ns,
@@ -273,14 +274,14 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         )
         .await
     {
-        d = diagnose::nat::follow(d, &hop, inner.as_ref().map(diagnose::diagnose));
+        d = diagnose::nat::follow(d, &hop, inner.as_ref().map(diagnose::diagnose), dropped_here);
         nat = Some(hop);
     } else if let Some(flow) = &evidence.flow
         && let Some((hop, inner)) =
             follow::relayed(&ns, flow, &evidence.listeners, collected.as_ref()).await
     {
         // A relay took it: its own connection decides.
-        d = diagnose::nat::follow(d, &hop, inner.as_ref().map(diagnose::diagnose));
+        d = diagnose::nat::follow(d, &hop, inner.as_ref().map(diagnose::diagnose), dropped_here);
         nat = Some(hop);
     }
     if let Some(r) = resolution.as_mut() {
