@@ -34,7 +34,7 @@ fn container(d: &Dockerd, name: &'static str, publish: &str, bind: &str) -> Cont
     let id = d.cli(&["inspect", "-f", "{{.Id}}", name]).unwrap();
     let ip = d.cli(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", name]).unwrap();
     let netns = NetNsFd::of_pid(pid as i32).unwrap();
-    wait_listening(&netns, 80);
+    reach_tests::wait_listening(&netns, 80);
     Container { name, id, ip, netns }
 }
 
@@ -199,18 +199,4 @@ fn interfaces(ns: &NetNs) -> Vec<String> {
         .filter_map(|l| l.split(": ").nth(1))
         .map(|n| n.split('@').next().unwrap_or(n).to_string())
         .collect()
-}
-
-/// Waits until something listens on TCP `port` in `ns`.
-fn wait_listening(ns: &NetNsFd, port: u16) {
-    use reach_agent::netns::sock_diag;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let listening = ns.run_in(sock_diag::dump_listeners).unwrap().unwrap();
-        if listening.iter().any(|l| l.proto == sock_diag::Proto::Tcp && l.port == port) {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "nothing listens on {port} after 10 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }

@@ -602,7 +602,7 @@ fn a_userland_relay_on_the_port_is_followed_to_its_own_connection() {
     let to = format!("{APP_V4}:{APP_PORT}");
     let listen = format!("TCP-LISTEN:{PUBLISHED},fork,reuseaddr");
     let relay = p.hosts.server.spawn("socat", &[&listen, &format!("TCP:{to}")]).unwrap();
-    wait_listener(&p.hosts.server, PUBLISHED);
+    reach_tests::wait_listening(&p.hosts.server, PUBLISHED);
     let leftovers = why_run::leftovers(&p.hosts);
     let app_leftovers = why_run::leftovers_in(&p.app, &["lo", "eth0"]);
     let app = p.listen("127.0.0.1");
@@ -634,6 +634,78 @@ fn a_userland_relay_on_the_port_is_followed_to_its_own_connection() {
     leftovers.assert_nothing_new("reach why with a relay on the port");
     app_leftovers.assert_nothing_new("reach why with a relay, in the namespace it connects to");
     drop(relay);
+}
+
+/// The app's answer must go back through the NAT. Without a route back to the client the
+/// kernel drops the SYN (a listen drop: no drop reason, no answer); with its default route out
+/// of another interface, the SYN-ACK leaves that way and never reaches the client. Each is
+/// named from the kernel's route lookup in the app namespace, and the printed route, added
+/// there, lets the next attempt through.
+#[test]
+fn an_answer_that_cannot_go_back_through_the_nat_is_named_with_its_route() {
+    require_root();
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let p = Published::new("pubrt");
+    // A third namespace the app can also route to (it does not forward: whatever goes there dies).
+    let other = NetNs::new("pubrt-other").unwrap();
+    let _other_link = Veth::create(
+        VethEnd::new(&p.app, "eth1").addrs(&["192.168.9.2/24"]),
+        VethEnd::new(&other, "up0").addrs(&["192.168.9.1/24"]),
+    )
+    .unwrap();
+    // The reverse-path filter would drop the SYN first; it has its own reason (not this case).
+    for conf in ["all", "default", "eth0", "eth1"] {
+        p.app.run("sysctl", &["-qw", &format!("net.ipv4.conf.{conf}.rp_filter=0")]).unwrap();
+    }
+    let _app = p.listen("0.0.0.0");
+    let dialed = SocketAddr::from((TwoHosts::SERVER_V4, PUBLISHED));
+    let cases = [
+        ("kernel_drop", 18, "has no route back to the client 10.77.0.2 from 172.30.0.2", None),
+        (
+            "reply_dropped",
+            22,
+            "the SYN-ACK to 10.77.0.2 leaves netns APP by eth1 via 192.168.9.1, not by eth0",
+            Some("192.168.9.1"),
+        ),
+    ];
+    p.app.run("ip", &["route", "del", "default"]).unwrap();
+    for (verdict, exit, says, default_via) in cases {
+        if let Some(gw) = default_via {
+            p.app.run("ip", &["route", "add", "default", "via", gw]).unwrap();
+        }
+        let (code, v, outcome) = p.why();
+        assert!(outcome.is_err(), "{verdict}: {v:#}");
+        assert_eq!((v["verdict"].as_str(), code), (Some(verdict), exit), "{v:#}");
+        assert_eq!(v["nat"]["to"], format!("{APP_V4}:{APP_PORT}"), "{v:#}");
+        assert_watched_in_app(&v, &p.app, &format!("{APP_V4}:{APP_PORT}"));
+        // The one failing hop: the app's socket (its SYN dropped), or the answer on its way.
+        let path = v["path"].as_array().unwrap();
+        let failing: Vec<&str> =
+            path.iter().filter(|h| h["ok"] == false).map(|h| h["name"].as_str().unwrap()).collect();
+        let hop = if default_via.is_some() { "reply" } else { "socket" };
+        assert_eq!(failing, [format!("{hop} (netns {})", p.app.name())], "{v:#}");
+        assert_eq!(path.last().unwrap()["name"], failing[0], "{v:#}");
+        let says = says.replace("APP", p.app.name());
+        let evidence = why_run::lines(&v, "evidence");
+        assert!(evidence.iter().any(|l| l.contains(&says)), "{says}: {evidence:#?}");
+        let back = &v["nat"]["return_route"];
+        assert_eq!(
+            (back["client"].as_str(), back["arrived"].as_str()),
+            (Some("10.77.0.2"), Some("eth0")),
+            "{v:#}"
+        );
+        assert_eq!(back["nat_side"], "172.30.0.1", "{v:#}");
+        let fix = why_run::lines(&v, "fix");
+        let route = fix[0].split("   #").next().unwrap().trim().to_string();
+        assert_eq!(route, "ip route add 10.77.0.2 via 172.30.0.1 dev eth0", "{fix:#?}");
+        p.app.run("sh", &["-c", &route]).unwrap();
+        p.hosts
+            .client
+            .run_in(move || TcpStream::connect_timeout(&dialed, Duration::from_secs(3)))
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{verdict}: after `{route}`: {e}"));
+        p.app.run("ip", &["route", "del", "10.77.0.2"]).unwrap();
+    }
 }
 
 /// Two namespaces hold the app's address — a second bridge, a stale lab — and the one the
@@ -671,20 +743,6 @@ fn of_two_namespaces_with_the_address_the_one_the_syn_reaches_answers() {
     let stderr = v["test_stderr"].as_str().unwrap_or_default();
     let both = format!("(netns {}, interface decoy0): watching there too", decoy.name());
     assert!(stderr.contains(&both), "every namespace with the address is watched: {stderr}");
-}
-
-/// Waits until something listens on TCP `port` in `ns`.
-fn wait_listener(ns: &NetNs, port: u16) {
-    use reach_agent::netns::sock_diag;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let listening = ns.run_in(sock_diag::dump_listeners).unwrap().unwrap();
-        if listening.iter().any(|l| l.proto == sock_diag::Proto::Tcp && l.port == port) {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "nothing listens on {port} after 10 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Docker's nat layout as dockerd writes it with iptables-nft (its `DOCKER` chain, jumped to

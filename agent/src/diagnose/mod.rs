@@ -20,6 +20,7 @@ pub mod lookup;
 mod miss;
 pub mod nat;
 mod reply;
+pub mod return_route;
 mod verdict;
 mod wsl;
 
@@ -78,6 +79,8 @@ pub struct Evidence {
     pub interfaces: Vec<Interface>,
     /// sk_lookup programs attached to the target namespace; None: not asked (taken as none).
     pub sk_lookup: Option<SkLookupState>,
+    /// How the answer leaves, for a namespace a NAT sent the SYN to; None elsewhere.
+    pub return_route: Option<return_route::ReturnRoute>,
 }
 
 /// One interface of the target namespace.

@@ -40,6 +40,9 @@ pub struct NatHop {
     /// translated address is another namespace's: the kernel drops the SYN instead of sending
     /// it on. None: on, not needed, or unknown.
     pub forwarding_off: Option<String>,
+    /// How the owner's answer to the client leaves it (None: not looked up — the attempt left
+    /// the host, or the owner is the arrival namespace).
+    pub return_route: Option<super::return_route::ReturnRoute>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -217,6 +220,23 @@ pub fn follow(
         fix.extend(container_fix(inner.verdict, &who, hop));
     }
     if let Some(k) = &hop.service
+        && matches!(
+            inner.verdict,
+            Verdict::LoopbackOnlyBind | Verdict::AddressMismatch | Verdict::FamilyMismatch
+        )
+    {
+        fix.push(format!(
+            "the app runs in the pod behind endpoint {} of Service {}/{}: make its container \
+             listen on 0.0.0.0:{} (its args or configuration, then roll the Deployment); a \
+             Service reaches the pod's own address {}, never its loopback",
+            k.endpoint,
+            k.namespace,
+            k.name,
+            hop.to.port(),
+            hop.to.ip()
+        ));
+    }
+    if let Some(k) = &hop.service
         && inner.verdict != Verdict::Reachable
     {
         fix.push(format!(
@@ -357,6 +377,7 @@ mod tests {
             service: None,
             writer: None,
             forwarding_off: None,
+            return_route: None,
         }
     }
 
@@ -475,6 +496,21 @@ mod tests {
             false,
         );
         assert!(!d.fix.iter().any(|f| f.contains("kubectl")), "{:?}", d.fix);
+        // The pod's app on loopback: the fix in the pod's terms.
+        let d = follow(
+            diagnosis(Verdict::NoListener, 3, "x"),
+            &hop,
+            Some(diagnosis(Verdict::LoopbackOnlyBind, 3, "bind 0.0.0.0:80")),
+            false,
+        );
+        assert!(
+            d.fix[1].starts_with(
+                "the app runs in the pod behind endpoint 172.30.0.2:80 of Service default/web: \
+                 make its container listen on 0.0.0.0:80"
+            ),
+            "{:?}",
+            d.fix
+        );
         // Another endpoint's pod listening: the chosen endpoint has no listener.
         let mut elsewhere =
             diagnosis(Verdict::ListenerInOtherNetns, 3, "run the client inside netns ep0");

@@ -424,6 +424,58 @@ fn kernel_drop_is_named() {
     assert_eq!(failing_hop(&d), Some("interface eth0"));
 }
 
+fn return_route(leaves: super::return_route::Leaves) -> super::return_route::ReturnRoute {
+    super::return_route::ReturnRoute {
+        client: "10.77.0.2".parse().unwrap(),
+        from: "172.30.0.2".parse().unwrap(),
+        arrived: "eth0".into(),
+        leaves,
+        nat_side: Some("172.30.0.1".parse().unwrap()),
+    }
+}
+
+/// Behind a NAT, the answer must go back by the interface the SYN came in on: no route back
+/// drops the SYN (kernel_drop), a route out elsewhere loses the SYN-ACK (reply_dropped), a
+/// route back the same way says nothing; each fix routes the client back through the NAT.
+#[test]
+fn the_way_back_through_the_nat_decides_an_unanswered_attempt() {
+    use super::return_route::Leaves;
+    let fix = "ip route add 10.77.0.2 via 172.30.0.1 dev eth0";
+    let mut e = seen(Outcome::Unanswered, None);
+    e.listeners = vec![listener(HOST, "0.0.0.0", 8080)];
+    e.return_route = Some(return_route(Leaves::Nowhere { why: "Network is unreachable".into() }));
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::KernelDrop);
+    assert!(has(&d.evidence, "has no route back to the client 10.77.0.2 from 172.30.0.2"), "{d:?}");
+    assert!(d.fix[0].starts_with(fix), "{:?}", d.fix);
+    // Answered, out by another interface.
+    e.flow.as_mut().unwrap().synack_sent = true;
+    let other = Leaves::Via { iface: "eth1".into(), gateway: Some("192.168.9.1".parse().unwrap()) };
+    e.return_route = Some(return_route(other.clone()));
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::ReplyDropped);
+    assert!(has(&d.evidence, "leaves netns host by eth1 via 192.168.9.1, not by eth0"), "{d:?}");
+    assert!(d.fix[0].starts_with(fix), "{:?}", d.fix);
+    assert_eq!(failing_hop(&d), Some("reply"));
+    // Back the way it came: the silent-drop wording, no route fix.
+    e.return_route = Some(return_route(Leaves::Via { iface: "eth0".into(), gateway: None }));
+    let d = diagnose(&e);
+    assert_eq!(d.verdict, Verdict::KernelDrop);
+    assert!(has(&d.evidence, "the handshake never completed"), "{d:?}");
+    assert!(!has(&d.fix, "ip route add"), "{:?}", d.fix);
+    // A reverse-path drop says where the route back leads, and the route that passes it.
+    let mut e = seen(Outcome::Dropped, Some("IP_RPFILTER"));
+    e.listeners = vec![listener(HOST, "0.0.0.0", 8080)];
+    e.return_route = Some(return_route(other));
+    let d = diagnose(&e);
+    assert!(has(
+        &d.evidence,
+        "the route back to 10.77.0.2 from 172.30.0.2 leaves netns host by eth1"
+    ));
+    assert!(d.fix[0].starts_with(fix), "{:?}", d.fix);
+    assert!(has(&d.fix, "net.ipv4.conf.eth0.rp_filter"));
+}
+
 #[test]
 fn firewall_drop_wins_over_a_loopback_bind() {
     let mut e = seen(Outcome::Dropped, Some("NETFILTER_DROP"));

@@ -372,6 +372,23 @@ fn decide(e: &Evidence, f: &Facts) -> Decided {
         ev.insert(ev.len().min(1), reply::note(d));
     }
     let accepted = e.flow.as_ref().is_some_and(|fl| fl.outcome == Outcome::Accepted);
+    // Behind a NAT, no way back drops the SYN as a listen drop too (tcp_conn_request cannot
+    // route its SYN-ACK): the route lookup names that cause, the counters cannot.
+    let incomplete = e
+        .flow
+        .as_ref()
+        .is_some_and(|fl| matches!(fl.outcome, Outcome::Unanswered | Outcome::Dropped));
+    // No reason, or TCP's own once it took the SYN (a retransmission at the pending request).
+    let after_tcp =
+        f.drop_reason.as_deref().is_none_or(|r| r == "NOT_SPECIFIED" || r.starts_with("TCP_"));
+    if incomplete
+        && after_tcp
+        && socket(e, f).is_ok()
+        && let Some((v, more, fix)) = super::return_route::decided(e)
+    {
+        ev.extend(more);
+        return (v, ev, fix);
+    }
     if !accepted && let Some((more, fix)) = overflow(e, f) {
         ev.extend(more);
         return (Verdict::ListenOverflow, ev, fix);
@@ -390,7 +407,9 @@ fn decide(e: &Evidence, f: &Facts) -> Decided {
             Ok(served) => came_up_since(f, served),
         },
         (_, Some(reason)) => kernel_drop(e, reason),
-        (Some(Outcome::Unanswered), None) => socket(e, f).err().unwrap_or_else(|| silent(e)),
+        (Some(Outcome::Unanswered), None) => socket(e, f)
+            .err()
+            .unwrap_or_else(|| super::return_route::decided(e).unwrap_or_else(|| silent(e))),
         // Pending or no attempt: predict from the listeners.
         _ => match socket(e, f) {
             Err(d) => d,
@@ -610,8 +629,16 @@ fn dropped_segment(e: &Evidence) -> &'static str {
 }
 
 fn kernel_drop(e: &Evidence, reason: &str) -> Decided {
-    let ev = vec![format!("the kernel dropped {}: {reason}", dropped_segment(e))];
-    (Verdict::KernelDrop, ev, fix::kernel(reason, e.iface.as_deref()))
+    let mut ev = vec![format!("the kernel dropped {}: {reason}", dropped_segment(e))];
+    let mut fixes = Vec::new();
+    if reason == "IP_RPFILTER"
+        && let Some((line, route)) = super::return_route::rp_filter(e)
+    {
+        ev.push(line);
+        fixes.push(route);
+    }
+    fixes.extend(fix::kernel(reason, e.iface.as_deref()));
+    (Verdict::KernelDrop, ev, fixes)
 }
 
 /// An attempt nobody answered, with no drop recorded and a listener in place.
@@ -626,15 +653,16 @@ fn silent(e: &Evidence) -> Decided {
     (Verdict::KernelDrop, vec![ev.into()], fix::silent(answered))
 }
 
-/// The hop where the SYN died.
-fn failing(v: Verdict, reason: Option<&str>, reset: bool) -> Option<usize> {
+/// The hop where the SYN died. `socket_layer`: TCP itself answered or dropped it with no
+/// reason (a RST; a SYN whose SYN-ACK has no route back).
+fn failing(v: Verdict, reason: Option<&str>, socket_layer: bool) -> Option<usize> {
     let at_socket = |r: &str| r.starts_with("TCP_") || r.starts_with("SOCKET_") || r == "NO_SOCKET";
     Some(match v {
         Verdict::Reachable => return None,
         Verdict::NoSynSeen => 0,
         Verdict::FirewallDrop | Verdict::FirewallReject | Verdict::OtherNetfilterDrop => 2,
         // A RST with no drop recorded was the socket layer's answer.
-        Verdict::KernelDrop if !reset && reason.is_none_or(|r| !at_socket(r)) => 1,
+        Verdict::KernelDrop if !socket_layer && reason.is_none_or(|r| !at_socket(r)) => 1,
         // The hop after the socket: the server's answer on its way back.
         Verdict::ReplyDropped => 4,
         _ => 3,
@@ -646,7 +674,11 @@ fn path(e: &Evidence, f: &Facts, v: Verdict, ev: &[String]) -> Vec<Hop> {
     let client =
         e.flow.as_ref().map(|fl| fl.client.to_string()).unwrap_or_else(|| "the client".into());
     let reset = e.flow.as_ref().is_some_and(|fl| fl.outcome == Outcome::Reset);
-    let bad = failing(v, f.drop_reason.as_deref(), reset);
+    let no_way_back = e
+        .return_route
+        .as_ref()
+        .is_some_and(|r| matches!(r.leaves, super::return_route::Leaves::Nowhere { .. }));
+    let bad = failing(v, f.drop_reason.as_deref(), reset || no_way_back);
     // The line that says what failed: for the firewall, the decision in the firewall's own
     // terms ("firewalld: zone public, target DROP → drop…", "netfilter: table …"), not the
     // bare rule text that follows it.

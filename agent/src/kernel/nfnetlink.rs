@@ -10,10 +10,16 @@ use std::{
 /// A NETLINK_NETFILTER socket in the calling thread's namespace, bound to the multicast
 /// `groups` bit mask (0: none, for requests to the kernel).
 pub fn open(groups: u32) -> io::Result<OwnedFd> {
+    open_protocol(libc::NETLINK_NETFILTER, groups)
+}
+
+/// A netlink socket of `protocol` (NETLINK_ROUTE for route lookups) in the calling thread's
+/// namespace, bound to `groups` as [`open`] does; [`send`], [`messages`] and the timeouts work
+/// on any of them.
+pub fn open_protocol(protocol: libc::c_int, groups: u32) -> io::Result<OwnedFd> {
     // SAFETY: socket(2) with constant arguments; ownership moves into OwnedFd right away.
-    let raw = unsafe {
-        libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_NETFILTER)
-    };
+    let raw =
+        unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, protocol) };
     if raw < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -9,6 +9,7 @@ pub mod netstat;
 pub mod owners;
 pub mod port_holders;
 pub mod relays;
+pub mod route;
 pub mod select;
 pub mod sk_lookup;
 pub mod snapshot;

@@ -12,6 +12,7 @@ use crate::{
     diagnose::{
         Evidence,
         nat::{NatHop, NatOwner, NatRule},
+        return_route::{Leaves, ReturnRoute},
     },
     firewall::nftables,
     lab::NetNsFd,
@@ -19,7 +20,7 @@ use crate::{
         flows::{FlowRecord, Outcome},
         listener_view::ListenerView,
     },
-    netns::{addresses, conntrack, enter, inventory, relays::Relay, sk_lookup},
+    netns::{addresses, conntrack, enter, inventory, relays::Relay, route, sk_lookup},
 };
 
 /// A destination NAT can send the attempt to, in another namespace of this host: watched
@@ -107,7 +108,7 @@ pub async fn relayed(
     let relay = relays_among(listeners, ns).into_iter().next()?;
     let to = relay.to;
     let owner = owner_of(to, ns, seen).await;
-    let hop = NatHop {
+    let mut hop = NatHop {
         from: flow.server,
         to,
         local: false,
@@ -116,15 +117,18 @@ pub async fn relayed(
         service: None,
         writer: None,
         forwarding_off: None,
+        return_route: None,
         owner: owner.as_ref().map(|(w, iface)| nat_owner(w, iface)),
     };
     let inner = match owner {
         Some((w, iface)) => {
             let watched = seen.and_then(|c| c.inner_of(w.inode, to));
-            Some(relay_evidence(&w, iface, to, watched).await)
+            let e = relay_evidence(&w, iface, to, watched).await;
+            Some(with_return_route(e, ns, &w, to).await)
         }
         None => None,
     };
+    hop.return_route = inner.as_ref().and_then(|e| e.return_route.clone());
     Some((hop, inner))
 }
 
@@ -198,7 +202,7 @@ pub async fn follow(
         Some((w, _)) if w.inode != ns.inode => forwarding_off(ns, to.ip()).await,
         _ => None,
     };
-    let hop = NatHop {
+    let mut hop = NatHop {
         from: server,
         to,
         local,
@@ -206,6 +210,7 @@ pub async fn follow(
         service,
         writer,
         forwarding_off,
+        return_route: None,
         rule,
         owner: owner.as_ref().map(|(w, iface)| nat_owner(w, iface)),
     };
@@ -227,10 +232,12 @@ pub async fn follow(
         Some((w, iface)) => {
             let watched = seen.and_then(|c| c.inner_of(w.inode, to)).filter(|c| c.flow.is_some());
             let flow = FlowRecord { outcome, ..flow.clone() };
-            Some(evidence_in(&w, iface, &flow, answered_by, to, watched).await)
+            let e = evidence_in(&w, iface, &flow, answered_by, to, watched).await;
+            Some(with_return_route(e, ns, &w, to).await)
         }
         None => None,
     };
+    hop.return_route = inner.as_ref().and_then(|e| e.return_route.clone());
     Some((hop, inner))
 }
 
@@ -291,6 +298,51 @@ fn rule_by_target(
         [r] => Some(nat_rule_of(r, false)),
         _ => None,
     }
+}
+
+/// `e` (the attempt in `owner`, arriving from the NAT in `arrival`) with the way its answer
+/// leaves `owner`: the kernel's route from `to` back to the client there, and the NAT side's
+/// address on the link (the first namespace's source towards `to`).
+async fn with_return_route(
+    mut e: Evidence,
+    arrival: &Watched,
+    owner: &Watched,
+    to: SocketAddr,
+) -> Evidence {
+    let (Some(flow), Some(arrived)) = (e.flow.as_ref(), e.iface.clone()) else { return e };
+    if owner.inode == arrival.inode {
+        return e;
+    }
+    let client = flow.client.ip();
+    let (owner_path, arrival_path) = (owner.path.clone(), arrival.path.clone());
+    let looked = tokio::task::spawn_blocking(move || {
+        let back = enter::in_netns(&owner_path, || {
+            route::get(client, Some(to.ip())).map(|r| match r {
+                route::Route::Via { oif, gateway, .. } => Leaves::Via {
+                    iface: route::iface_name(oif).unwrap_or_else(|| format!("ifindex {oif}")),
+                    gateway,
+                },
+                route::Route::Local => Leaves::Via { iface: "lo".into(), gateway: None },
+                route::Route::None { why } => Leaves::Nowhere { why },
+            })
+        });
+        let nat_side = enter::in_netns(&arrival_path, || route::get(to.ip(), None));
+        let nat_side = match nat_side {
+            Ok(Ok(route::Route::Via { prefsrc, .. })) => prefsrc,
+            _ => None,
+        };
+        (back, nat_side)
+    })
+    .await;
+    match looked {
+        Ok((Ok(Ok(leaves)), nat_side)) => {
+            e.return_route = Some(ReturnRoute { client, from: to.ip(), arrived, leaves, nat_side });
+        }
+        Ok((Ok(Err(err)), _)) => tracing::info!("route back to {client} in {}: {err}", owner.name),
+        Ok((Err(err), _)) => tracing::info!("entering {} for its route back: {err}", owner.name),
+        Err(err) => tracing::info!("route lookup task: {err}"),
+    }
+    e
 }
 
 /// The owner's side of a hop: its namespace and interface, and the Docker container it is
