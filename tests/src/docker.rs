@@ -24,6 +24,9 @@ pub fn root() -> PathBuf {
         .join("root")
 }
 
+/// The file `cargo xtask setup` writes in a complete root (xtask's `docker_root::STAMP`).
+pub const STAMP: &str = ".reach-stamp";
+
 /// The one image the tests run: busybox (its `httpd` is the app, `nc` a client).
 pub const IMAGE: &str = "reach-lab/busybox:1";
 
@@ -40,7 +43,7 @@ impl Dockerd {
     pub fn start(ns: &NetNs) -> Dockerd {
         let root = root();
         assert!(
-            root.join(".reach-stamp").is_file(),
+            root.join(STAMP).is_file(),
             "Debian's Docker is not unpacked at {}: run `cargo xtask setup`",
             root.display()
         );

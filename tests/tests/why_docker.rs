@@ -200,3 +200,10 @@ fn interfaces(ns: &NetNs) -> Vec<String> {
         .map(|n| n.split('@').next().unwrap_or(n).to_string())
         .collect()
 }
+
+/// The tests look for Debian's Docker where `cargo xtask setup` unpacks it, by the same stamp.
+#[test]
+fn docker_root_path_matches_xtask() {
+    assert_eq!(reach_tests::docker::root(), xtask::docker_root::dir());
+    assert_eq!(reach_tests::docker::STAMP, xtask::docker_root::STAMP);
+}

@@ -67,8 +67,13 @@ pub fn ensure() -> anyhow::Result<PathBuf> {
     // root-owned one, so it is made world-writable for the download.
     use std::os::unix::fs::PermissionsExt as _;
     fs::set_permissions(&debs, fs::Permissions::from_mode(0o777))?;
-    run(Command::new("apt-get").arg("download").args(PACKAGES).current_dir(&debs))
-        .context("apt-get download of Debian's Docker packages failed (apt-get update first?)")?;
+    let download =
+        || run(Command::new("apt-get").arg("download").args(PACKAGES).current_dir(&debs));
+    // Package lists can be missing (a slim image cleans them) or stale: refreshed once then.
+    if download().is_err() {
+        run(Command::new("apt-get").args(["update", "-q"])).context("apt-get update failed")?;
+        download().context("apt-get download of Debian's Docker packages failed")?;
+    }
     for deb in fs::read_dir(&debs)?.flatten().map(|e| e.path()) {
         run(Command::new("dpkg").arg("-x").arg(&deb).arg(&building))
             .with_context(|| format!("dpkg -x {}", deb.display()))?;
