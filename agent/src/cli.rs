@@ -89,6 +89,8 @@ pub enum Command {
     ///                             endpoint has no listener
     ///
     /// Without firewalld (or with --no-firewalld) the three firewalld scenarios are not run.
+    /// With --docker-root (`cargo xtask lab` passes it) the published port is a real
+    /// `docker run -p 8094:80`, diagnosed in the container, named as Docker names it.
     /// It prints each diagnosis in short, then a table scenario → client saw → verdict → fix,
     /// and leaves nothing behind (namespaces, servers, firewalld, probes); leftovers of a
     /// killed run are removed first. It takes about 15 seconds.

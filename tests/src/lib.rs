@@ -373,18 +373,3 @@ pub fn spawn_killed_run_child(name: &str, env: &str) -> anyhow::Result<(KillOnDr
         .ok_or_else(|| anyhow::anyhow!("the child run never reported its lab"))?;
     Ok((child, line.split_whitespace().map(str::to_string).collect()))
 }
-
-/// Waits until something listens on TCP `port` in `ns` (a server started as a separate
-/// process: socat, a container's app), failing after 10 s.
-pub fn wait_listening(ns: &reach_agent::lab::NetNsFd, port: u16) {
-    use reach_agent::netns::sock_diag;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let listening = ns.run_in(sock_diag::dump_listeners).unwrap().unwrap();
-        if listening.iter().any(|l| l.proto == sock_diag::Proto::Tcp && l.port == port) {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "nothing listens on {port} after 10 s");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-}

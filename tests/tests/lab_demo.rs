@@ -96,12 +96,41 @@ fn lab_on_the_firewalld_root_gives_the_same_verdicts_and_evidence() {
     let build = firewalld_versions::trixie();
     let version = build.version().expect("the root firewalld's version");
     let root = build.root_dir().unwrap().to_str().unwrap().to_string();
-    check_lab(&["lab", "--json", "--firewalld-root", &root], &version);
+    // With a real Docker publishing the port too (what `cargo xtask lab` runs).
+    let docker = reach_tests::docker::root();
+    // The leftover check below must see a dockerd of that root while one runs.
+    let probe = reach_agent::lab::NetNs::new("dockprobe").unwrap();
+    let running = reach_tests::docker::start(&probe);
+    assert!(
+        !docker_processes(&docker).is_empty(),
+        "a running dockerd of {} is not seen",
+        docker.display()
+    );
+    drop(running);
+    drop(probe);
+    let docker = docker.to_str().unwrap().to_string();
+    check_lab(&["lab", "--json", "--firewalld-root", &root, "--docker-root", &docker], &version);
+    let left = docker_processes(std::path::Path::new(&docker));
+    assert!(left.is_empty(), "processes of the lab's Docker left: {left:?}");
+}
+
+/// The processes running a program of the Docker root `root` (dockerd, containerd, its shims,
+/// docker-proxy).
+fn docker_processes(root: &std::path::Path) -> Vec<i32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter(|pid| {
+            fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe.starts_with(root))
+        })
+        .collect()
 }
 
 /// Runs `reach lab` with `args` and asserts every scenario's verdict and evidence, firewalld
 /// `version` having run, and nothing left behind.
 fn check_lab(args: &[&str], version: &str) {
+    let docker = args.contains(&"--docker-root");
     let started = Instant::now();
     let out = reach(args);
     let took = started.elapsed();
@@ -273,19 +302,38 @@ fn check_lab(args: &[&str], version: &str) {
 
     let name = "published port, app on loopback";
     let (pid, app_ns) = server(name);
-    assert!(app_ns.starts_with(&prefix) && app_ns.ends_with("-lab-app"), "{name}: {app_ns}");
     let ev = evidence(name);
-    assert!(
-        ev.starts_with("nat: the SYN to 10.77.0.1:8094 was sent on to 172.30.0.2:80 by rule `tcp dport 8094 dnat to 172.30.0.2:80` (table ip reach_lab_publish, chain prerouting"),
-        "{ev}"
-    );
-    assert!(
-        ev.contains(&format!("pid {pid} (demo-server) on 127.0.0.1:80 in netns {app_ns}")),
-        "{ev}"
-    );
-    assert_eq!(scenarios[name]["diagnosis"]["nat"]["owner"]["netns"]["name"], app_ns.as_str());
+    let nat = &scenarios[name]["diagnosis"]["nat"];
+    assert_eq!(nat["owner"]["netns"]["name"], app_ns.as_str());
     let f = fix(name);
     assert!(f.contains("0.0.0.0:80") && !f.contains("8094"), "{f}");
+    if docker {
+        // `docker run -p 8094:80`: dockerd's DNAT in its DOCKER chain, the container named.
+        assert!(app_ns.starts_with("container:"), "{name}: {app_ns}");
+        assert!(ev.starts_with("nat: the SYN to 10.77.0.1:8094 was sent on to 172.17."), "{ev}");
+        assert!(ev.contains("(table ip nat, chain DOCKER, handle"), "{ev}");
+        assert!(
+            ev.contains("Docker container `reach-lab-app` (image reach-lab/busybox:1)"),
+            "{ev}"
+        );
+        assert!(
+            ev.contains(&format!("pid {pid} (busybox) on 127.0.0.1:80 in netns {app_ns}")),
+            "{ev}"
+        );
+        assert_eq!(nat["owner"]["container"]["name"], "reach-lab-app", "{nat:#}");
+        assert!(f.contains("the app runs in container `reach-lab-app` ("), "{f}");
+    } else {
+        assert!(app_ns.starts_with(&prefix) && app_ns.ends_with("-lab-app"), "{name}: {app_ns}");
+        assert!(
+            ev.starts_with("nat: the SYN to 10.77.0.1:8094 was sent on to 172.30.0.2:80 by rule `tcp dport 8094 dnat to 172.30.0.2:80` (table ip reach_lab_publish, chain prerouting"),
+            "{ev}"
+        );
+        assert!(
+            ev.contains(&format!("pid {pid} (demo-server) on 127.0.0.1:80 in netns {app_ns}")),
+            "{ev}"
+        );
+        assert_eq!(nat["owner"]["container"], Value::Null, "{nat:#}");
+    }
 
     let name = "service, dead endpoint";
     let (pid, serving_ns) = server(name);
@@ -400,4 +448,19 @@ fn a_firewalld_root_without_firewalld_is_refused_before_anything_is_made() {
     // With --no-firewalld it is a contradiction, told by the parser.
     let out = reach(&["lab", "--no-firewalld", "--firewalld-root", "/"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+}
+
+#[test]
+fn a_docker_root_without_dockerd_is_refused_before_anything_is_made() {
+    require_root();
+    let _serial = serial();
+    let empty = tempfile::tempdir().unwrap();
+    let before = ip_netns_list();
+    let out = reach(&["lab", "--docker-root", empty.path().to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(stderr.contains("--docker-root") && stderr.contains("usr/sbin/dockerd"), "{stderr}");
+    assert!(stderr.contains("cargo xtask setup"), "{stderr}");
+    assert!(out.stdout.is_empty(), "{}", show(&out));
+    assert_eq!(ip_netns_list(), before, "namespaces were created");
 }

@@ -11,9 +11,11 @@ use std::{
     time::Duration,
 };
 
-use reach_agent::lab::{NetNs, NetNsFd, TwoHosts};
-use reach_tests::{
+use reach_agent::lab::{
+    NetNs, NetNsFd, TwoHosts,
     docker::{Dockerd, IMAGE},
+};
+use reach_tests::{
     leftovers::{Leftovers, Scope},
     require_root,
     ruleset::RulesetSnapshot,
@@ -30,11 +32,13 @@ struct Container {
 }
 
 fn container(d: &Dockerd, name: &'static str, publish: &str, bind: &str) -> Container {
-    let pid = d.run(name, publish, &["/bin/busybox", "httpd", "-f", "-p", bind]);
+    let pid = d
+        .run(name, publish, &["/bin/busybox", "httpd", "-f", "-p", bind])
+        .unwrap_or_else(|e| panic!("{e}\n{}", d.log()));
     let id = d.cli(&["inspect", "-f", "{{.Id}}", name]).unwrap();
     let ip = d.cli(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", name]).unwrap();
     let netns = NetNsFd::of_pid(pid as i32).unwrap();
-    reach_tests::wait_listening(&netns, 80);
+    netns.wait_tcp_listener(80, Duration::from_secs(10)).unwrap();
     Container { name, id, ip, netns }
 }
 
@@ -121,7 +125,7 @@ fn docker_published_ports_are_diagnosed_in_the_container_for_every_client() {
     require_root();
     let root_ruleset = RulesetSnapshot::take(None);
     let hosts = TwoHosts::new("dock").unwrap();
-    let daemon = Dockerd::start(&hosts.server);
+    let daemon = reach_tests::docker::start(&hosts.server);
     let lo = container(&daemon, "web-lo", "8080:80", "127.0.0.1:80");
     let ok = container(&daemon, "web-ok", "8081:80", "80");
     // What reach can leave: in the daemon's namespace on every interface (docker0, the

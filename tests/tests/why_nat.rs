@@ -602,7 +602,7 @@ fn a_userland_relay_on_the_port_is_followed_to_its_own_connection() {
     let to = format!("{APP_V4}:{APP_PORT}");
     let listen = format!("TCP-LISTEN:{PUBLISHED},fork,reuseaddr");
     let relay = p.hosts.server.spawn("socat", &[&listen, &format!("TCP:{to}")]).unwrap();
-    reach_tests::wait_listening(&p.hosts.server, PUBLISHED);
+    p.hosts.server.wait_tcp_listener(PUBLISHED, Duration::from_secs(10)).unwrap();
     let leftovers = why_run::leftovers(&p.hosts);
     let app_leftovers = why_run::leftovers_in(&p.app, &["lo", "eth0"]);
     let app = p.listen("127.0.0.1");

@@ -108,6 +108,14 @@ fn try_main() -> anyhow::Result<ExitCode> {
         Task::Lab { args } => {
             setup::all()?;
             build(false)?;
+            // The published port as a real `docker run -p`, with the Docker setup unpacked.
+            let mut args = args;
+            let docker = xtask::docker_root::dir();
+            if !args.iter().any(|a| a.starts_with("--docker-root"))
+                && docker.join(xtask::docker_root::STAMP).is_file()
+            {
+                args.extend(["--docker-root".to_string(), docker.display().to_string()]);
+            }
             let status = xtask::run::status(
                 Command::new(workspace::reach_bin(false)).arg("lab").args(&args),
             )?;

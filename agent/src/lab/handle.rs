@@ -145,6 +145,28 @@ impl NetNsFd {
         })?
     }
 
+    /// Waits until a TCP socket listens on `port` here (a server started as a separate
+    /// process: socat, a container's app), at most `within`.
+    pub fn wait_tcp_listener(&self, port: u16, within: std::time::Duration) -> Result<()> {
+        use crate::netns::sock_diag;
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let listening = self
+                .run_in(sock_diag::dump_listeners)?
+                .map_err(|e| LabError::io("listing the listeners (sock_diag)", e))?;
+            if listening.iter().any(|l| l.proto == sock_diag::Proto::Tcp && l.port == port) {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(LabError::Timeout {
+                    what: format!("a listener on TCP port {port} in {}", self.path.display()),
+                    after: within,
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// A `Command` that runs `program` inside this namespace (only the network namespace
     /// changes). `program` is used as given; [`NetNsFd::run`] and friends resolve names.
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {

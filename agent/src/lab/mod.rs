@@ -27,6 +27,7 @@
 //! that `cargo xtask setup` caches).
 mod chroot;
 mod dbus;
+pub mod docker;
 mod error;
 mod exec;
 mod firewalld;

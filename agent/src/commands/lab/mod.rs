@@ -70,6 +70,13 @@ pub struct LabArgs {
     /// builds one with firewalld 2.x at ~/.cache/reach/firewalld/trixie.
     #[arg(long, value_name = "DIR", conflicts_with = "no_firewalld")]
     pub firewalld_root: Option<std::path::PathBuf>,
+    /// Publish the "published port" scenario's app with a real Docker: dockerd from DIR, a
+    /// root holding Debian's docker.io, containerd and runc (`cargo xtask setup` unpacks one at
+    /// ~/.cache/reach/docker/root; `cargo xtask lab` passes it), started in the server
+    /// namespace with private data and exec roots, and `docker run -p 8094:80` of a busybox
+    /// image built locally. Without it, Docker's DNAT is recreated with nft.
+    #[arg(long, value_name = "DIR")]
+    pub docker_root: Option<std::path::PathBuf>,
 }
 
 pub async fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
@@ -93,6 +100,17 @@ pub async fn run(args: LabArgs) -> anyhow::Result<ExitCode> {
             build
         }
     };
+    if let Some(dir) = &args.docker_root
+        && let Err(e) = lab::docker::root_version(dir)
+    {
+        eprintln!(
+            "reach lab: --docker-root {}: no dockerd that starts there ({e}); give a root with \
+             Debian's docker.io, containerd and runc unpacked (`cargo xtask setup` unpacks one at \
+             ~/.cache/reach/docker/root)",
+            dir.display()
+        );
+        return Ok(ExitCode::from(2));
+    }
     // Ctrl-C/SIGTERM are caught (the default action would kill us with namespaces, daemons and
     // attached probes still up) and turned into a request to stop at the next step; teardown
     // runs, then we exit with 130.
@@ -179,7 +197,8 @@ fn run_blocking(
         }
     };
     let exe = std::env::current_exe().context("locating the reach binary")?;
-    let lab = Lab { fw, hosts, exe: exe.clone() };
+    let docker_root = args.docker_root.clone();
+    let lab = Lab { fw, hosts, exe: exe.clone(), docker_root: docker_root.clone() };
 
     let all = scenario::all();
     let results: Mutex<Vec<Option<Outcome>>> = Mutex::new(all.iter().map(|_| None).collect());
@@ -211,7 +230,13 @@ fn run_blocking(
                 while let Some(&i) = own.get(next_own.fetch_add(1, Ordering::Relaxed)) {
                     let o = match not_run(&all[i]) {
                         Some(why) => not_run_outcome(&all[i], &step(i), why),
-                        None => run_in_own_namespaces(&exe, &all[i], &step(i), cancel),
+                        None => run_in_own_namespaces(
+                            &exe,
+                            docker_root.as_deref(),
+                            &all[i],
+                            &step(i),
+                            cancel,
+                        ),
                     };
                     record(i, o);
                 }
@@ -252,7 +277,13 @@ fn not_run_outcome(s: &Scenario, step: &str, why: &str) -> Outcome {
 }
 
 /// A scenario in a server and client pair of its own (no firewalld), removed right after.
-fn run_in_own_namespaces(exe: &Path, s: &Scenario, step: &str, cancel: &AtomicBool) -> Outcome {
+fn run_in_own_namespaces(
+    exe: &Path,
+    docker_root: Option<&Path>,
+    s: &Scenario,
+    step: &str,
+    cancel: &AtomicBool,
+) -> Outcome {
     let hosts = match TwoHosts::new(&format!("lab{}", s.port)) {
         Ok(h) => h,
         Err(e) => {
@@ -267,7 +298,12 @@ fn run_in_own_namespaces(exe: &Path, s: &Scenario, step: &str, cancel: &AtomicBo
         hosts.server.name(),
         hosts.client.name()
     );
-    let lab = Lab { fw: None, hosts, exe: exe.to_path_buf() };
+    let lab = Lab {
+        fw: None,
+        hosts,
+        exe: exe.to_path_buf(),
+        docker_root: docker_root.map(Path::to_path_buf),
+    };
     run_scenario(&lab, s, step, cancel)
 }
 
@@ -338,6 +374,16 @@ fn diagnose(
             }
         );
         o.server = Some((server.pid(), netns.to_string()));
+    }
+    if let Some((pid, netns)) = &stage.container {
+        eprintln!(
+            "lab: {step}: busybox httpd pid {pid} in Docker container {} ({netns}), published \
+             by `docker run -p {}:{}`",
+            stage::CONTAINER,
+            s.port,
+            scenario::APP_PORT
+        );
+        o.server = Some((*pid, netns.clone()));
     }
     let target = s.target();
     let bus = lab.fw.as_ref().map(Firewalld::bus_address);

@@ -5,8 +5,8 @@
 //! owned by its [`Stage`] and undone when that drops, on every path (an error half-way, Ctrl-C,
 //! a panic): the next scenario starts from the same clean lab.
 use std::{
-    net::{IpAddr, Ipv4Addr, TcpStream},
-    path::PathBuf,
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream},
+    path::{Path, PathBuf},
     thread,
     time::{Duration, Instant},
 };
@@ -19,7 +19,7 @@ use super::{
     server::DemoServer,
 };
 use crate::{
-    lab::{Firewalld, NetNs, TwoHosts, Veth, VethEnd},
+    lab::{Firewalld, NetNs, NetNsFd, TwoHosts, Veth, VethEnd, docker::Dockerd},
     netns::sock_diag::{self, Proto},
 };
 
@@ -35,6 +35,9 @@ pub struct Lab {
     pub hosts: TwoHosts,
     /// This very binary: the demo server and `reach why` are its subcommands.
     pub exe: PathBuf,
+    /// A root with Debian's Docker (`--docker-root`): the published port is a real
+    /// `docker run -p`. None: Docker's DNAT recreated with nft.
+    pub docker_root: Option<PathBuf>,
 }
 
 impl Lab {
@@ -60,6 +63,10 @@ const KUBE_TABLE: &str = "kube-proxy";
 pub struct Stage<'a> {
     _prefill: Vec<TcpStream>,
     pub server: Option<DemoServer>,
+    /// The published port's container, when Docker runs it: its app's pid and namespace name.
+    pub container: Option<(i32, String)>,
+    /// Its daemon (goes before the namespaces).
+    _docker: Option<Dockerd>,
     /// The third namespace of "server in another netns".
     pub app_ns: Option<NetNs>,
     /// The link to the app namespace of a published port (goes with the namespaces).
@@ -76,6 +83,8 @@ impl<'a> Stage<'a> {
         let mut stage = Stage {
             _prefill: Vec::new(),
             server: None,
+            container: None,
+            _docker: None,
             app_ns: None,
             _link: None,
             other_ns: Vec::new(),
@@ -124,6 +133,12 @@ impl<'a> Stage<'a> {
                 }
                 kube_service(&lab.hosts.server, port)?;
             }
+            Server::Published { bind } if lab.docker_root.is_some() => {
+                let root = lab.docker_root.as_deref().unwrap_or(Path::new("/"));
+                let (docker, pid, netns) = docker_publish(&lab.hosts.server, root, bind, port)?;
+                stage.container = Some((pid, netns));
+                stage._docker = Some(docker);
+            }
             Server::Published { bind } => {
                 let ns = NetNs::new("lab-app").context("creating the app namespace")?;
                 stage._link = Some(publish(&lab.hosts.server, &ns, port)?);
@@ -144,6 +159,31 @@ impl<'a> Stage<'a> {
         }
         Ok(stage)
     }
+}
+
+/// The container the lab publishes with a real Docker.
+pub const CONTAINER: &str = "reach-lab-app";
+
+/// dockerd from `root` in `server`, and `docker run -p PORT:80` of busybox's httpd listening
+/// on `bind` in the container: the daemon, the app's pid and its namespace's name.
+fn docker_publish(
+    server: &NetNs,
+    root: &Path,
+    bind: Bind,
+    port: u16,
+) -> anyhow::Result<(Dockerd, i32, String)> {
+    let docker =
+        Dockerd::start(server, root).context("starting dockerd in the server namespace")?;
+    let listen = SocketAddr::new(bind.addr, scenario::APP_PORT).to_string();
+    let publish = format!("{port}:{}", scenario::APP_PORT);
+    let args = ["/bin/busybox", "httpd", "-f", "-p", &listen];
+    let pid = docker
+        .run(CONTAINER, &publish, &args)
+        .with_context(|| format!("docker run -p {publish} {}", docker.log()))?;
+    let id = docker.cli(&["inspect", "-f", "{{.Id}}", CONTAINER])?;
+    let ns = NetNsFd::of_pid(pid as i32).context("the container's namespace")?;
+    ns.wait_tcp_listener(scenario::APP_PORT, Duration::from_secs(10))?;
+    Ok((docker, pid as i32, format!("container:{}", &id[..id.len().min(12)])))
 }
 
 /// Links `app` to the server namespace and publishes the server's `port` to the app's
