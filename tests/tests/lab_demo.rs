@@ -464,3 +464,69 @@ fn a_docker_root_without_dockerd_is_refused_before_anything_is_made() {
     assert!(out.stdout.is_empty(), "{}", show(&out));
     assert_eq!(ip_netns_list(), before, "namespaces were created");
 }
+
+/// The cgroups named with `prefix` (a lab run's), at the top of the unified hierarchy and of
+/// each v1 controller's.
+fn cgroups_named(prefix: &str) -> Vec<std::path::PathBuf> {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let mut dirs: Vec<std::path::PathBuf> = vec![root.to_path_buf()];
+    dirs.extend(fs::read_dir(root).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+    dirs.iter()
+        .flat_map(|d| fs::read_dir(d).into_iter().flatten().flatten().map(|e| e.path()))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(prefix)))
+        .collect()
+}
+
+/// A `reach lab` killed while its dockerd runs the published port's container: what it leaves
+/// (the daemon, its containerd, shims and proxies, the container, their directory and cgroups)
+/// is seen left, then removed by the next run's stale cleaner — the daemon with the lab
+/// namespace it runs in, the container by its cgroup.
+#[test]
+fn a_killed_labs_docker_is_removed_by_the_next_stale_clean() {
+    use std::io::BufRead as _;
+    require_root();
+    let _serial = serial();
+    let docker = reach_tests::docker::root();
+    assert!(
+        docker.join(reach_tests::docker::STAMP).is_file(),
+        "Debian's Docker is not unpacked at {}: run `cargo xtask setup`",
+        docker.display()
+    );
+    let mut lab = std::process::Command::new(reach_tests::reach_bin())
+        .args(["lab", "--no-firewalld", "--docker-root"])
+        .arg(&docker)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(lab.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    for line in stderr.lines().map_while(Result::ok) {
+        let up = line.contains("busybox httpd pid");
+        seen.push(line);
+        if up {
+            break;
+        }
+    }
+    let prefix = format!("reach-lab-{}-", lab.id());
+    lab.kill().unwrap();
+    lab.wait().unwrap();
+    assert!(seen.last().is_some_and(|l| l.contains("busybox httpd pid")), "{seen:#?}");
+    assert!(!docker_processes(&docker).is_empty(), "the killed lab's dockerd is not running");
+    assert!(!cgroups_named(&prefix).is_empty(), "the killed lab's container has no cgroup");
+    let report = reach_agent::lab::clean_stale().unwrap();
+    assert!(report.is_clean(), "{:?}", report.failed);
+    assert!(!report.cgroups.is_empty(), "{report:?}");
+    reach_tests::wait_until("the killed lab's Docker to exit", Duration::from_secs(20), || {
+        docker_processes(&docker).is_empty()
+    });
+    assert_eq!(cgroups_named(&prefix), Vec::<std::path::PathBuf>::new());
+    let tmp: Vec<String> = fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
+    assert!(tmp.is_empty(), "{tmp:?}");
+    assert!(!ip_netns_list().contains(&prefix), "{}", ip_netns_list());
+}

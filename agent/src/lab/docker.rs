@@ -51,8 +51,11 @@ impl Dockerd {
                 package: Some("busybox-static"),
             });
         }
+        // A lab name (with this process's pid): a killed run's directory and cgroup parent are
+        // removed by `clean_stale`, its daemons killed with the lab namespace they run in.
+        let prefix = format!("{}-", super::LabName::next("dockerd"));
         let state = tempfile::Builder::new()
-            .prefix("reach-dockerd-")
+            .prefix(&prefix)
             .tempdir_in("/tmp")
             .map_err(|e| LabError::io("creating dockerd's state directory", e))?;
         let s = state.path();

@@ -143,7 +143,10 @@ fn run_blocking(
         eprintln!("lab: removed stale namespace {} of dead pid {}", ns.name, ns.owner_pid);
     }
     for dir in &stale.temp_dirs {
-        eprintln!("lab: removed stale firewalld directory {}", dir.display());
+        eprintln!("lab: removed stale lab directory {}", dir.display());
+    }
+    for dir in &stale.cgroups {
+        eprintln!("lab: removed stale cgroup {} (a killed lab's containers)", dir.display());
     }
     // Held for the whole run: when tracefs (or securityfs) is not mounted, the lab mounts it
     // once and every `reach why` shares that mount (kernel/pseudofs.rs counts reach's users
