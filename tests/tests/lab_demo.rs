@@ -433,18 +433,7 @@ fn lab_without_firewalld_runs_the_other_scenarios_and_prints_the_table() {
 fn a_firewalld_root_without_firewalld_is_refused_before_anything_is_made() {
     require_root();
     let _serial = serial();
-    let empty = tempfile::tempdir().unwrap();
-    let before = ip_netns_list();
-    let out = reach(&["lab", "--firewalld-root", empty.path().to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    assert!(
-        stderr.contains("--firewalld-root") && stderr.contains("/usr/sbin/firewalld"),
-        "{stderr}"
-    );
-    assert!(stderr.contains("cargo xtask setup"), "{stderr}");
-    assert!(out.stdout.is_empty(), "{}", show(&out));
-    assert_eq!(ip_netns_list(), before, "namespaces were created");
+    refused_root("--firewalld-root", "/usr/sbin/firewalld");
     // With --no-firewalld it is a contradiction, told by the parser.
     let out = reach(&["lab", "--no-firewalld", "--firewalld-root", "/"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
@@ -454,12 +443,18 @@ fn a_firewalld_root_without_firewalld_is_refused_before_anything_is_made() {
 fn a_docker_root_without_dockerd_is_refused_before_anything_is_made() {
     require_root();
     let _serial = serial();
+    refused_root("--docker-root", "usr/sbin/dockerd");
+}
+
+/// `reach lab OPTION <an empty directory>`: exit 2 naming the option and the `missing` program
+/// and how to get a root, nothing printed on stdout, no namespace made.
+fn refused_root(option: &str, missing: &str) {
     let empty = tempfile::tempdir().unwrap();
     let before = ip_netns_list();
-    let out = reach(&["lab", "--docker-root", empty.path().to_str().unwrap()]);
+    let out = reach(&["lab", option, empty.path().to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    assert!(stderr.contains("--docker-root") && stderr.contains("usr/sbin/dockerd"), "{stderr}");
+    assert!(stderr.contains(option) && stderr.contains(missing), "{stderr}");
     assert!(stderr.contains("cargo xtask setup"), "{stderr}");
     assert!(out.stdout.is_empty(), "{}", show(&out));
     assert_eq!(ip_netns_list(), before, "namespaces were created");

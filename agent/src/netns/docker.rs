@@ -75,12 +75,7 @@ fn daemons(proc: &Path) -> Vec<PathBuf> {
         if !std::fs::read_to_string(pid.join("comm")).is_ok_and(|c| c.trim() == "dockerd") {
             continue;
         }
-        let Ok(raw) = std::fs::read(pid.join("cmdline")) else { continue };
-        let argv: Vec<String> = raw
-            .split(|b| *b == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
+        let Some(argv) = super::owners::read_argv(&pid) else { continue };
         let root = pid.join("root");
         let config = |file: &str| std::fs::read_to_string(under(&root, file)).ok();
         let data = data_root(&argv, config);

@@ -55,6 +55,18 @@ fn socket_owners_in(proc_root: &Path) -> HashMap<u64, Vec<Owner>> {
     owners
 }
 
+/// /proc/PID/cmdline as its arguments (NUL-separated; empty ones dropped), None when it cannot
+/// be read (the process is gone).
+pub fn read_argv(proc_pid: &Path) -> Option<Vec<String>> {
+    let raw = fs::read(proc_pid.join("cmdline")).ok()?;
+    Some(
+        raw.split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+    )
+}
+
 fn read_comm(proc_pid: &Path) -> String {
     fs::read_to_string(proc_pid.join("comm"))
         .map(|c| c.trim_end_matches('\n').to_string())

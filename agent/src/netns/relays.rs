@@ -3,7 +3,10 @@
 //! a published port), `socat TCP-LISTEN:… TCP:…`. The handshake with the client then always
 //! succeeds; whether the client reaches anything is decided by the relay's own connection. Its
 //! destination is read from the relay's command line, in the layout each tool documents.
-use std::net::{IpAddr, SocketAddr};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::Path,
+};
 
 use serde::Serialize;
 
@@ -20,12 +23,7 @@ pub struct Relay {
 impl Relay {
     /// The relay process `pid`, when its command line is one of a known relay's.
     pub fn of_pid(pid: u32) -> Option<Relay> {
-        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let argv: Vec<String> = raw
-            .split(|b| *b == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
+        let argv = super::owners::read_argv(Path::new(&format!("/proc/{pid}")))?;
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?.trim().to_string();
         let (tool, to) = target(&argv)?;
         Some(Relay { pid, comm, tool, to })
