@@ -31,7 +31,8 @@ pub struct PacketEvent {
     /// 4 or 6.
     pub ip_version: u8,
     pub tcp_flags: u8,
-    pub _pad: u8,
+    /// How the classifier read the headers (`header_path::*`; 0 for drops).
+    pub header_path: u8,
     pub ifindex: u32,
     /// Network namespace inode.
     pub netns: u32,
@@ -56,7 +57,7 @@ impl PacketEvent {
             kind: 0,
             ip_version: 0,
             tcp_flags: 0,
-            _pad: 0,
+            header_path: 0,
             ifindex: 0,
             netns: 0,
             reason: 0,
@@ -77,34 +78,64 @@ impl PacketEvent {
 // SAFETY: repr(C) integers and byte arrays, explicit padding fields, no implicit holes.
 unsafe impl aya::Pod for PacketEvent {}
 
-/// Slots of the per-CPU `NET_COUNTERS` array: every packet updates counters, only SYNs of
-/// interest become events, and whatever a bound suppresses is counted here.
-pub mod counter {
-    /// Packets the classifiers ran on.
-    pub const PACKETS: u32 = 0;
-    /// IPv4/IPv6 packets carrying TCP.
-    pub const TCP: u32 = 1;
-    /// Ingress SYNs (no ACK).
-    pub const SYN: u32 = 2;
-    /// SYN events sent to user space.
-    pub const SYN_EVENTS: u32 = 3;
-    /// SYNs not reported because the per-CPU token bucket was empty (SYN flood bound).
-    pub const SYN_RATE_LIMITED: u32 = 4;
-    /// SYNs not reported because their port is not watched (`--port`).
-    pub const SYN_PORT_FILTERED: u32 = 5;
-    /// Truncated or malformed headers (passed through untouched).
-    pub const MALFORMED: u32 = 6;
-    /// SYN-ACK / RST reply events sent.
-    pub const REPLY_EVENTS: u32 = 7;
-    /// Drop events sent.
-    pub const DROP_EVENTS: u32 = 8;
-    /// Events that did not fit in the ring buffer.
-    pub const LOST: u32 = 9;
-    /// Drops and replies not reported because their token bucket was empty.
-    pub const OTHER_RATE_LIMITED: u32 = 10;
-    /// Number of slots.
-    pub const SLOTS: u32 = 11;
+/// How a classifier read a packet's headers (`PacketEvent::header_path`).
+pub mod header_path {
+    /// Directly from the skb's linear data (the fast path).
+    pub const DIRECT: u8 = 0;
+    /// Directly, after `bpf_skb_pull_data` moved the headers into the linear part.
+    pub const PULLED: u8 = 1;
+    /// With `bpf_skb_load_bytes` (VLAN tags in the packet, IPv6 extension headers, or a pull
+    /// that failed).
+    pub const LOADED: u8 = 2;
 }
+
+/// Slots of the per-CPU `NET_COUNTERS` array. A packet updates at most one slot: the one
+/// naming what became of it. Packets that need nothing (not TCP, not a SYN on ingress, not a
+/// reply of a watched port on egress) update none, which keeps the common case at its floor.
+/// Every ingress SYN lands in exactly one of the first four slots ([`syns`]).
+pub mod counter {
+    /// Ingress SYNs sent to user space as events.
+    pub const SYN_EVENTS: u32 = 0;
+    /// Ingress SYNs not reported because the per-CPU token bucket was empty (SYN flood bound).
+    pub const SYN_RATE_LIMITED: u32 = 1;
+    /// Ingress SYNs not reported because their port is not watched (`--port`).
+    pub const SYN_PORT_FILTERED: u32 = 2;
+    /// Ingress SYN events that did not fit in the ring buffer.
+    pub const SYN_LOST: u32 = 3;
+    /// Truncated or malformed headers (passed through untouched).
+    pub const MALFORMED: u32 = 4;
+    /// SYN-ACK / RST reply events sent.
+    pub const REPLY_EVENTS: u32 = 5;
+    /// Drop events sent.
+    pub const DROP_EVENTS: u32 = 6;
+    /// Reply and drop events that did not fit in the ring buffer.
+    pub const OTHER_LOST: u32 = 7;
+    /// Drops and replies not reported because their token bucket was empty.
+    pub const OTHER_RATE_LIMITED: u32 = 8;
+    /// Number of slots.
+    pub const SLOTS: u32 = 9;
+
+    /// Ingress SYNs the classifier saw: each is in exactly one of these slots.
+    pub fn syns(c: &[u64; SLOTS as usize]) -> u64 {
+        c[SYN_EVENTS as usize]
+            + c[SYN_RATE_LIMITED as usize]
+            + c[SYN_PORT_FILTERED as usize]
+            + c[SYN_LOST as usize]
+    }
+
+    /// Events lost (ring full), SYNs and others.
+    pub fn lost(c: &[u64; SLOTS as usize]) -> u64 {
+        c[SYN_LOST as usize] + c[OTHER_LOST as usize]
+    }
+}
+
+/// `WATCHED_PORTS` is a bitmap: bit `port % 64` of word `port / 64`.
+pub const PORT_WORDS: u32 = 65536 / 64;
+
+/// `IGNORED_REASONS` is a bitmap of core drop reasons (`reason < IGNORED_REASON_LIMIT`) the
+/// drop tracer skips before reading anything: reasons that never concern a TCP segment.
+pub const IGNORED_REASON_WORDS: u32 = 16;
+pub const IGNORED_REASON_LIMIT: u32 = IGNORED_REASON_WORDS * 64;
 
 /// Classifier configuration, a global patched at load time.
 #[repr(C)]
@@ -112,7 +143,7 @@ pub mod counter {
 pub struct NetConfig {
     /// Network namespace inode of the interfaces this instance is attached to.
     pub netns: u32,
-    /// 1: only ports in the `WATCHED_PORTS` map produce events; 0: every port.
+    /// 1: only ports set in the `WATCHED_PORTS` bitmap produce events; 0: every port.
     pub filter_ports: u32,
     /// Token bucket per CPU: events per second and burst size. 0 = unlimited.
     pub rate_per_sec: u32,
@@ -141,13 +172,6 @@ pub struct Bucket {
 #[cfg(feature = "user")]
 // SAFETY: two u64s.
 unsafe impl aya::Pod for Bucket {}
-
-/// Interface link-layer kinds for the `IFACE_L2` map (absent = Ethernet).
-pub mod l2 {
-    pub const ETHERNET: u8 = 0;
-    /// No link-layer header (tun, wireguard, ...): the packet starts with the IP header.
-    pub const NONE: u8 = 1;
-}
 
 /// Offsets for reading a `struct sk_buff` in the drop tracepoint, from BTF / format files.
 #[repr(C)]

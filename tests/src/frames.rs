@@ -7,7 +7,7 @@
 use anyhow::{Context as _, anyhow};
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    maps::{MapData, PerCpuArray, RingBuf},
     programs::{ProgramError, SchedClassifier, TestRun, TestRunOptions, TestRunResult},
 };
 use reach_agent::ebpf_objects::{self, program_mut};
@@ -234,13 +234,7 @@ impl Classifiers {
             .override_global("SKB_OFFSETS", &SkbOffsets::ABSENT, true)
             .load(ebpf_objects::net())
             .map_err(|e| anyhow!("loading reach-net: {e:?}"))?;
-        {
-            let mut map: BpfHashMap<_, u16, u8> =
-                BpfHashMap::try_from(ebpf.map_mut("WATCHED_PORTS").context("WATCHED_PORTS")?)?;
-            for p in ports {
-                map.insert(p, 1, 0)?;
-            }
-        }
+        reach_agent::probes::net::fill_ports(&mut ebpf, ports)?;
         for name in PROGRAMS {
             let p: &mut SchedClassifier = program_mut(&mut ebpf, name)?;
             p.load().map_err(|e| anyhow!("loading {name}: {e:?}"))?;
@@ -294,15 +288,13 @@ pub fn drain(ring: &mut RingBuf<MapData>) -> Vec<PacketEvent> {
 
 /// Counter slot names, for messages and tables.
 pub const COUNTER_NAMES: [&str; counter::SLOTS as usize] = [
-    "PACKETS",
-    "TCP",
-    "SYN",
     "SYN_EVENTS",
     "SYN_RATE_LIMITED",
     "SYN_PORT_FILTERED",
+    "SYN_LOST",
     "MALFORMED",
     "REPLY_EVENTS",
     "DROP_EVENTS",
-    "LOST",
+    "OTHER_LOST",
     "OTHER_RATE_LIMITED",
 ];

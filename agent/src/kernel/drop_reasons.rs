@@ -168,6 +168,23 @@ impl DropReasons {
         (local <= self.local_mask()).then(|| (id << self.shift) | local)
     }
 
+    /// Core reasons that never concern a TCP segment, which the drop tracer skips before it
+    /// reads anything: "not a drop" (`NOT_DROPPED_YET`, `CONSUMED`) and AF_UNIX's own
+    /// (`UNIX_*`, 6.9+). By name, since the values move between kernels.
+    pub fn never_tcp(&self) -> Vec<u32> {
+        let mut v: Vec<u32> = self
+            .by_name
+            .iter()
+            .filter(|(n, _)| {
+                matches!(n.as_str(), "NOT_DROPPED_YET" | "CONSUMED") || n.starts_with("UNIX_")
+            })
+            .map(|(_, v)| *v)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
     /// Every named reason, by value.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &str)> {
         self.by_value.iter().map(|(v, n)| (*v, n.as_str()))
@@ -306,6 +323,23 @@ mod tests {
             ("RX_CONTINUE", 0xffff_ffff),
         ]);
         DropReasons::from_tables(&core, &subsys, &ovs)
+    }
+
+    #[test]
+    fn only_non_drops_and_af_unix_reasons_are_never_tcp() {
+        let core = table(&[
+            ("SKB_NOT_DROPPED_YET", 0),
+            ("SKB_CONSUMED", 1),
+            ("SKB_DROP_REASON_NOT_SPECIFIED", 2),
+            ("SKB_DROP_REASON_NO_SOCKET", 3),
+            ("SKB_DROP_REASON_UNIX_DISCONNECT", 7),
+            ("SKB_DROP_REASON_UNIX_SKIP_OOB", 8),
+            ("SKB_DROP_REASON_SOCKET_RCVBUFF", 9),
+        ]);
+        let r = DropReasons::from_tables(&core, &[], &[]);
+        assert_eq!(r.never_tcp(), vec![0, 1, 7, 8]);
+        // A kernel without drop reasons ignores none.
+        assert!(DropReasons::unavailable("old".into()).never_tcp().is_empty());
     }
 
     #[test]

@@ -11,17 +11,17 @@ use std::path::PathBuf;
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
     Btf, Ebpf, EbpfLoader,
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         BtfTracePoint, SchedClassifier, TcAttachType, TracePoint,
         tc::{self, NlOptions, TcAttachOptions},
     },
 };
-use reach_common::net::{NetConfig, SkbOffsets, counter, l2};
+use reach_common::net::{IGNORED_REASON_LIMIT, NetConfig, PORT_WORDS, SkbOffsets, counter};
 
 use crate::{
     ebpf_objects::{self, program_mut},
-    kernel::{btf::KernelBtf, capabilities::chain, pseudofs},
+    kernel::{btf::KernelBtf, capabilities::chain, drop_reasons::DropReasons, pseudofs},
     netns::enter,
     probes::{clsact, clsact_record, offsets},
 };
@@ -56,6 +56,16 @@ pub enum TcHow {
 /// Program names, also used to find and remove filters a killed run left behind.
 pub const INGRESS_PROG: &str = "reach_ingress";
 pub const EGRESS_PROG: &str = "reach_egress";
+/// The variants for interfaces without a link-layer header (tun, WireGuard, ...).
+pub const INGRESS_L3_PROG: &str = "reach_ingress_l3";
+pub const EGRESS_L3_PROG: &str = "reach_egress_l3";
+/// Every classifier reach attaches, with its hook.
+const CLASSIFIERS: [(&str, TcAttachType); 4] = [
+    (INGRESS_PROG, TcAttachType::Ingress),
+    (EGRESS_PROG, TcAttachType::Egress),
+    (INGRESS_L3_PROG, TcAttachType::Ingress),
+    (EGRESS_L3_PROG, TcAttachType::Egress),
+];
 
 /// Classifiers attached in one namespace.
 pub struct NetnsTap {
@@ -77,11 +87,39 @@ fn load(config: NetConfig, skb: &SkbOffsets) -> anyhow::Result<Ebpf> {
         .map_err(|e| anyhow!("loading reach's packet object failed: {}", chain(&e)))
 }
 
-fn fill_ports(ebpf: &mut Ebpf, ports: &[u16]) -> anyhow::Result<()> {
-    let mut map: BpfHashMap<_, u16, u8> =
-        BpfHashMap::try_from(ebpf.map_mut("WATCHED_PORTS").context("WATCHED_PORTS map")?)?;
-    for p in ports {
-        map.insert(p, 1, 0)?;
+/// Sets `ports` in the object's `WATCHED_PORTS` bitmap (before its programs run).
+pub fn fill_ports(ebpf: &mut Ebpf, ports: &[u16]) -> anyhow::Result<()> {
+    let mut map: Array<_, u64> =
+        Array::try_from(ebpf.map_mut("WATCHED_PORTS").context("WATCHED_PORTS map")?)?;
+    for (word, bits) in port_bitmap(ports).into_iter().enumerate() {
+        if bits != 0 {
+            map.set(word as u32, bits, 0)?;
+        }
+    }
+    Ok(())
+}
+
+/// The `WATCHED_PORTS` bitmap of `ports`: bit `port % 64` of word `port / 64`.
+fn port_bitmap(ports: &[u16]) -> Vec<u64> {
+    let mut words = vec![0u64; PORT_WORDS as usize];
+    for &p in ports {
+        words[(p / 64) as usize] |= 1 << (p % 64);
+    }
+    words
+}
+
+/// Marks `reasons` (raw core drop-reason values) in the drop tracer's `IGNORED_REASONS`.
+fn fill_ignored_reasons(ebpf: &mut Ebpf, reasons: &[u32]) -> anyhow::Result<()> {
+    let mut map: Array<_, u64> =
+        Array::try_from(ebpf.map_mut("IGNORED_REASONS").context("IGNORED_REASONS map")?)?;
+    let mut words = vec![0u64; (IGNORED_REASON_LIMIT / 64) as usize];
+    for &r in reasons.iter().filter(|r| **r < IGNORED_REASON_LIMIT) {
+        words[(r / 64) as usize] |= 1 << (r % 64);
+    }
+    for (word, bits) in words.into_iter().enumerate() {
+        if bits != 0 {
+            map.set(word as u32, bits, 0)?;
+        }
     }
     Ok(())
 }
@@ -105,10 +143,6 @@ impl NetnsTap {
         };
         let mut ebpf = load(config, &SkbOffsets::ABSENT)?;
         fill_ports(&mut ebpf, &opts.ports)?;
-        for prog in [INGRESS_PROG, EGRESS_PROG] {
-            let p: &mut SchedClassifier = program_mut(&mut ebpf, prog)?;
-            p.load().map_err(|e| anyhow!("loading {prog}: {}", chain(&e)))?;
-        }
         let wanted = ifaces.to_vec();
         let path = ns_path.clone();
         let (ebpf, attached, created) = enter::in_netns(&ns_path, move || {
@@ -196,13 +230,15 @@ fn attach_inside(
             bail!("interface {iface} does not exist in this namespace (see `ip link`)");
         }
         // Ethernet (1) and loopback (772) carry an Ethernet header; others start at IP.
-        if let Some(t) = link_type(iface)
-            && t != 1
-            && t != 772
-        {
-            let mut m: BpfHashMap<_, u32, u8> =
-                BpfHashMap::try_from(ebpf.map_mut("IFACE_L2").context("IFACE_L2 map")?)?;
-            m.insert(ifindex, l2::NONE, 0)?;
+        let l3 = link_type(iface).is_some_and(|t| t != 1 && t != 772);
+        let progs =
+            if l3 { [INGRESS_L3_PROG, EGRESS_L3_PROG] } else { [INGRESS_PROG, EGRESS_PROG] };
+        // Loaded on first use: a namespace without tunnels never verifies the `_l3` variants.
+        for prog in progs {
+            let p: &mut SchedClassifier = program_mut(ebpf, prog)?;
+            if p.fd().is_err() {
+                p.load().map_err(|e| anyhow!("loading {prog}: {}", chain(&e)))?;
+            }
         }
         if how == TcHow::Netlink {
             match tc::qdisc_add_clsact(iface) {
@@ -224,9 +260,7 @@ fn attach_inside(
                 Err(e) => bail!("adding a clsact qdisc to {iface}: {}", chain(&e)),
             }
         }
-        for (prog, dir) in
-            [(INGRESS_PROG, TcAttachType::Ingress), (EGRESS_PROG, TcAttachType::Egress)]
-        {
+        for (prog, dir) in progs.into_iter().zip([TcAttachType::Ingress, TcAttachType::Egress]) {
             let p: &mut SchedClassifier = program_mut(ebpf, prog)?;
             let opts = match how {
                 TcHow::Tcx => TcAttachOptions::TcxOrder(Default::default()),
@@ -265,9 +299,7 @@ impl Drop for NetnsTap {
 pub fn remove_stale_filters(ifaces: &[String]) -> Vec<String> {
     let mut removed = Vec::new();
     for iface in ifaces {
-        for (prog, dir) in
-            [(INGRESS_PROG, TcAttachType::Ingress), (EGRESS_PROG, TcAttachType::Egress)]
-        {
+        for (prog, dir) in CLASSIFIERS {
             if tc::qdisc_detach_program(iface, dir, prog).is_ok() {
                 removed.push(format!("{prog} on {iface}"));
             }
@@ -302,6 +334,7 @@ impl DropTap {
         };
         let mut ebpf = load(config, &skb)?;
         fill_ports(&mut ebpf, &opts.ports)?;
+        fill_ignored_reasons(&mut ebpf, &DropReasons::load(&kbtf)?.never_tcp())?;
         let mut watched: BpfHashMap<_, u32, u8> =
             BpfHashMap::try_from(ebpf.map_mut("WATCHED_NETNS").context("WATCHED_NETNS map")?)?;
         for ns in &opts.netns {

@@ -194,7 +194,18 @@ struct Case {
     frame: Vec<u8>,
     /// How the ring is read while the classifier runs (matters for SYNs to the watched port).
     drain: Drain,
+    /// Run on the instance whose token bucket is always empty (the SYN flood path).
+    limited: bool,
+    /// Issue 15's goal for the ratio to the floor, when it sets one.
+    goal: Option<f64>,
 }
+
+/// Goals of issue 15 (ratio to the empty classifier).
+const GOAL_EVENT: f64 = 3.0;
+const GOAL_UNWATCHED_SYN: f64 = 1.5;
+const GOAL_PLAIN: f64 = 1.25;
+/// The drop handler's early exits next to the empty handler on the same hook.
+const GOAL_DROP_EARLY_EXIT: f64 = 2.0;
 
 fn median(v: &[f64]) -> f64 {
     let mut s = v.to_vec();
@@ -207,31 +218,41 @@ fn classifier_bench(args: &Args) -> anyhow::Result<Value> {
     let config =
         NetConfig { netns: 0, filter_ports: 1, rate_per_sec: 0, burst: 0, ..NetConfig::DEFAULT };
     let mut cls = Classifiers::load(config, &[WATCHED])?;
+    // One token per second, burst 1: after the first SYN every SYN is suppressed.
+    let limited_config = NetConfig { rate_per_sec: 1, burst: 1, ..config };
+    let limited_cls = Classifiers::load(limited_config, &[WATCHED])?;
     let drainer = Drainer::start(cls.take_events()?);
     let (p, s) = (Drain::Paused, Drain::Spin);
+    let case = |name, frame, drain, goal| Case { name, frame, drain, limited: false, goal };
     let cases = [
+        case("SYN v4, watched port, ring read", syn_v4(CLIENT_PORT, WATCHED), s, Some(GOAL_EVENT)),
+        case("SYN v4, watched port, ring full", syn_v4(CLIENT_PORT, WATCHED), p, Some(GOAL_EVENT)),
         Case {
-            name: "SYN v4, watched port, ring read",
-            frame: syn_v4(CLIENT_PORT, WATCHED),
-            drain: s,
-        },
-        Case {
-            name: "SYN v4, watched port, ring full",
+            name: "SYN v4, watched port, rate-limited",
             frame: syn_v4(CLIENT_PORT, WATCHED),
             drain: p,
+            limited: true,
+            goal: None,
         },
-        Case { name: "SYN v4, port not watched", frame: syn_v4(CLIENT_PORT, UNWATCHED), drain: p },
-        Case {
-            name: "SYN v6, watched port, ring read",
-            frame: syn_v6(CLIENT_PORT, WATCHED),
-            drain: s,
-        },
-        Case { name: "SYN v6, port not watched", frame: syn_v6(CLIENT_PORT, UNWATCHED), drain: p },
-        Case { name: "ACK v4", frame: ack_v4(CLIENT_PORT, WATCHED), drain: p },
-        Case { name: "UDP v4", frame: udp_v4(CLIENT_PORT, WATCHED), drain: p },
+        case(
+            "SYN v4, port not watched",
+            syn_v4(CLIENT_PORT, UNWATCHED),
+            p,
+            Some(GOAL_UNWATCHED_SYN),
+        ),
+        case("SYN v6, watched port, ring read", syn_v6(CLIENT_PORT, WATCHED), s, Some(GOAL_EVENT)),
+        case(
+            "SYN v6, port not watched",
+            syn_v6(CLIENT_PORT, UNWATCHED),
+            p,
+            Some(GOAL_UNWATCHED_SYN),
+        ),
+        case("ACK v4", ack_v4(CLIENT_PORT, WATCHED), p, Some(GOAL_PLAIN)),
+        case("UDP v4", udp_v4(CLIENT_PORT, WATCHED), p, Some(GOAL_PLAIN)),
     ];
     // Sanity and warm-up: every case passes through.
     for c in &cases {
+        let cls = if c.limited { &limited_cls } else { &cls };
         for prog in ["reach_floor", "reach_ingress"] {
             let r = cls
                 .run(prog, &c.frame, args.repeat / 10)
@@ -249,13 +270,15 @@ fn classifier_bench(args: &Args) -> anyhow::Result<Value> {
     let n = cases.len();
     let (mut floor, mut ingress) = (vec![Vec::new(); n], vec![Vec::new(); n]);
     let (mut submitted, mut lost, mut packets) = (vec![0u64; n], vec![0u64; n], vec![0u64; n]);
+    let mut suppressed = vec![0u64; n];
     for round in 0..args.rounds {
         eprintln!("reach-bench: classifier round {}/{}", round + 1, args.rounds);
         for (i, c) in cases.iter().enumerate() {
-            let is_event = c.name.contains("watched port");
+            let inst = if c.limited { &limited_cls } else { &cls };
+            let is_event = c.name.contains("watched port") && !c.limited;
             if is_event && c.drain == Drain::Paused {
                 // Fill the ring first: every reservation of the measured run fails.
-                cls.run("reach_ingress", &c.frame, 10_000)?;
+                inst.run("reach_ingress", &c.frame, 10_000)?;
             }
             let order = if round % 2 == 0 {
                 ["reach_floor", "reach_ingress"]
@@ -264,23 +287,28 @@ fn classifier_bench(args: &Args) -> anyhow::Result<Value> {
             };
             for prog in order {
                 if prog == "reach_floor" {
-                    floor[i].push(cls.run(prog, &c.frame, args.repeat)?.duration.as_nanos() as f64);
+                    floor[i]
+                        .push(inst.run(prog, &c.frame, args.repeat)?.duration.as_nanos() as f64);
                     continue;
                 }
-                let c0 = cls.counters()?;
+                let c0 = inst.counters()?;
                 drainer.set(c.drain);
-                let r = cls.run(prog, &c.frame, args.repeat)?;
+                let r = inst.run(prog, &c.frame, args.repeat)?;
                 drainer.set(Drain::Paused);
-                let c1 = cls.counters()?;
+                let c1 = inst.counters()?;
                 ingress[i].push(r.duration.as_nanos() as f64);
                 let d = |slot: u32| c1[slot as usize] - c0[slot as usize];
-                ensure!(
-                    d(counter::PACKETS) == u64::from(args.repeat),
-                    "{}: packets counted",
-                    c.name
-                );
+                let delta: [u64; counter::SLOTS as usize] = std::array::from_fn(|s| d(s as u32));
+                // A SYN lands in exactly one SYN slot; other traffic updates no counter.
+                let (counted, want) = if c.name.starts_with("SYN") {
+                    (counter::syns(&delta), u64::from(args.repeat))
+                } else {
+                    (delta.iter().sum(), 0)
+                };
+                ensure!(counted == want, "{}: {counted} packets counted, not {want}", c.name);
                 submitted[i] += d(counter::SYN_EVENTS);
-                lost[i] += d(counter::LOST);
+                lost[i] += d(counter::SYN_LOST);
+                suppressed[i] += d(counter::SYN_RATE_LIMITED);
                 packets[i] += u64::from(args.repeat);
             }
             // Empty the ring before the next case (outside any measurement).
@@ -314,6 +342,8 @@ fn classifier_bench(args: &Args) -> anyhow::Result<Value> {
             "packets": packets[i],
             "events_delivered": submitted[i],
             "events_lost": lost[i],
+            "events_suppressed": suppressed[i],
+            "goal_ratio": c.goal,
         }));
     }
     Ok(Value::Array(rows))
@@ -365,68 +395,112 @@ fn syn_load(ns: &NetNs, n: u32) -> anyhow::Result<u32> {
     Ok(done)
 }
 
+/// The empty tp_btf kfree_skb handler (`reach_kfree_skb_floor`), attached for the whole
+/// benchmark so that it runs on exactly the drops each row's handler runs on.
+struct DropFloor {
+    _ebpf: aya::Ebpf,
+    id: u32,
+}
+
+impl DropFloor {
+    fn attach() -> anyhow::Result<DropFloor> {
+        let mut ebpf = aya::EbpfLoader::new()
+            .load(reach_agent::ebpf_objects::net())
+            .context("loading reach-net for the empty handler")?;
+        let btf = aya::Btf::from_sys_fs().context("reading kernel BTF")?;
+        let p: &mut aya::programs::BtfTracePoint =
+            reach_agent::ebpf_objects::program_mut(&mut ebpf, "reach_kfree_skb_floor")?;
+        p.load("kfree_skb", &btf).context("loading the empty kfree_skb handler")?;
+        p.attach().context("attaching the empty kfree_skb handler")?;
+        let id = p.info().context("the empty handler's id")?.id();
+        Ok(DropFloor { _ebpf: ebpf, id })
+    }
+}
+
+/// Which drops a kfree_skb row's handler reports.
+enum DropFilter {
+    /// Every SYN of the load's namespace: each one becomes an event.
+    Events,
+    /// Another namespace only: the handler returns after reading the namespace.
+    OtherNamespace,
+    /// The load's namespace, another port: the handler reads the headers, then returns.
+    OtherPort,
+}
+
 fn kfree_skb_bench(args: &Args) -> anyhow::Result<Value> {
     let _stats =
         aya::sys::enable_stats(aya::sys::Stats::RunTime).context("enabling BPF run-time stats")?;
     let ns = NetNs::new("bench").context("creating the lab namespace")?;
+    let inode = std::fs::metadata(ns.path())
+        .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+        .context("the lab namespace's inode")?;
+    let floor = DropFloor::attach()?;
     let mut rows = Vec::new();
+    use DropFilter::*;
     let runs = [
-        (false, "event path, reader waiting", Drain::Spin),
-        (false, "event path, reader behind", Drain::Poll),
-        (false, "early exit (port filter)", Drain::Paused),
-        (true, "event path, reader waiting", Drain::Spin),
-        (true, "early exit (port filter)", Drain::Paused),
+        (false, "event path, reader waiting", Events, Drain::Spin),
+        (false, "event path, reader behind", Events, Drain::Poll),
+        (false, "early exit (namespace not watched)", OtherNamespace, Drain::Paused),
+        (false, "early exit (port not watched)", OtherPort, Drain::Paused),
+        (true, "event path, reader waiting", Events, Drain::Spin),
+        (true, "early exit (namespace not watched)", OtherNamespace, Drain::Paused),
     ];
-    for (classic, path, drain) in runs {
-        let ports = if drain == Drain::Paused { vec![OTHER_PORT] } else { vec![] };
-        {
-            let names: &[&str] = if classic {
-                &["reach_tp_kfree_", "reach_tp_kfree_skb"]
-            } else {
-                &["reach_kfree_skb"]
-            };
-            let before = program_ids(names);
-            let opts = NetOptions { netns: vec![], ports, rate_per_sec: 0, burst: 0 };
-            let mut tap = DropTap::attach(&opts, classic).context("attaching the drop tracer")?;
-            let how = tap.how;
-            let prog = new_program(names, &before)?;
-            let drainer = Drainer::start(tap.take_events()?);
-            drainer.set(drain);
-            let c0 = tap.counters()?;
-            let (t0, n0) = stats_of(prog.id())?;
-            let start = Instant::now();
-            let sent = syn_load(&ns, args.syns)?;
-            let elapsed = start.elapsed();
-            let (t1, n1) = stats_of(prog.id())?;
-            let c1 = tap.counters()?;
-            let submitted = c1[counter::DROP_EVENTS as usize] - c0[counter::DROP_EVENTS as usize];
-            let lost = c1[counter::LOST as usize] - c0[counter::LOST as usize];
-            let delivered = drainer.settle(submitted);
-            ensure!(delivered == submitted, "{how}: {delivered} of {submitted} drop events read");
-            drop(drainer);
-            drop(tap);
-            let (run_ns, runs) = (t1 - t0, n1 - n0);
-            let per = if runs > 0 { run_ns as f64 / runs as f64 } else { f64::NAN };
-            let case = format!("{how}, {path}");
-            eprintln!(
-                "reach-bench: {case}: {runs} runs, {per:.0} ns/run, {sent} SYNs in {:.1} s, events {delivered}/{lost} lost",
-                elapsed.as_secs_f64()
-            );
-            rows.push(json!({
-                "case": case,
-                "attach": how,
-                "path": path,
-                "syns": sent,
-                "seconds": elapsed.as_secs_f64(),
-                "run_cnt": runs,
-                "run_time_ns": run_ns,
-                "ns_per_run": per,
-                "events_submitted": submitted,
-                "events_delivered": delivered,
-                "events_lost": lost,
-            }));
-        }
+    for (classic, path, filter, drain) in runs {
+        // Inode 1 is no namespace's: nothing matches.
+        let (netns, ports) = match filter {
+            Events => (vec![inode], vec![]),
+            OtherNamespace => (vec![1], vec![]),
+            OtherPort => (vec![inode], vec![OTHER_PORT]),
+        };
+        let names: &[&str] =
+            if classic { &["reach_tp_kfree_", "reach_tp_kfree_skb"] } else { &["reach_kfree_skb"] };
+        let before = program_ids(names);
+        let opts = NetOptions { netns, ports, rate_per_sec: 0, burst: 0 };
+        let mut tap = DropTap::attach(&opts, classic).context("attaching the drop tracer")?;
+        let how = tap.how;
+        let prog = new_program(names, &before)?;
+        let drainer = Drainer::start(tap.take_events()?);
+        drainer.set(drain);
+        let c0 = tap.counters()?;
+        let ((t0, n0), (f0, m0)) = (stats_of(prog.id())?, stats_of(floor.id)?);
+        let start = Instant::now();
+        let sent = syn_load(&ns, args.syns)?;
+        let elapsed = start.elapsed();
+        let ((t1, n1), (f1, m1)) = (stats_of(prog.id())?, stats_of(floor.id)?);
+        let c1 = tap.counters()?;
+        let submitted = c1[counter::DROP_EVENTS as usize] - c0[counter::DROP_EVENTS as usize];
+        let lost = c1[counter::OTHER_LOST as usize] - c0[counter::OTHER_LOST as usize];
+        let delivered = drainer.settle(submitted);
+        ensure!(delivered == submitted, "{how}: {delivered} of {submitted} drop events read");
+        drop(drainer);
+        drop(tap);
+        let per_run = |ns: u64, n: u64| if n > 0 { ns as f64 / n as f64 } else { f64::NAN };
+        let (per, floor_per) = (per_run(t1 - t0, n1 - n0), per_run(f1 - f0, m1 - m0));
+        let case = format!("{how}, {path}");
+        eprintln!(
+            "reach-bench: {case}: {} runs, {per:.0} ns/run (empty handler {floor_per:.0}), {sent} SYNs in {:.1} s, events {delivered}/{lost} lost",
+            n1 - n0,
+            elapsed.as_secs_f64()
+        );
+        rows.push(json!({
+            "case": case,
+            "attach": how,
+            "path": path,
+            "syns": sent,
+            "seconds": elapsed.as_secs_f64(),
+            "run_cnt": n1 - n0,
+            "run_time_ns": t1 - t0,
+            "ns_per_run": per,
+            "floor_run_cnt": m1 - m0,
+            "floor_ns_per_run": floor_per,
+            "ratio": per / floor_per,
+            "goal_ratio": if path.starts_with("early exit") { Some(GOAL_DROP_EARLY_EXIT) } else { None },
+            "events_submitted": submitted,
+            "events_delivered": delivered,
+            "events_lost": lost,
+        }));
     }
+    drop(floor);
     ns.remove().context("removing the lab namespace")?;
     Ok(Value::Array(rows))
 }

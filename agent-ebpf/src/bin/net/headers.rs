@@ -1,22 +1,29 @@
 //! Bounded header parsing for the TC classifiers: Ethernet (+ up to two 802.1Q/802.1ad tags),
 //! IPv4 with options, IPv6 with up to `MAX_IPV6_EXT` extension headers, then TCP.
 //!
-//! Every read goes through `bpf_skb_load_bytes` (TcContext::load): it works on non-linear skbs
-//! and the verifier needs no packet-pointer range proofs for the variable offsets that IHL and
-//! extension headers produce, which keeps the program loadable from 6.1 to current kernels.
+//! This is the classifiers' complete parser, behind the fast path of direct.rs: every read goes
+//! through `bpf_skb_load_bytes` (TcContext::load), which works on non-linear skbs, and the
+//! verifier needs no packet-pointer range proofs for the variable offsets that stacked VLAN
+//! tags and IPv6 extension headers produce.
 //!
 //! The IP and TCP parsers are generic over where the bytes come from (`Source`), so the drop
 //! tracer decodes a freed skb's headers (read from kernel memory) with the same rules.
 use aya_ebpf::{helpers::bpf_probe_read_kernel, programs::TcContext};
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, ip::Ipv6Hdr, tcp::TcpHdr, vlan::VlanHdr};
 
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86DD;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88A8;
-const IPPROTO_TCP: u8 = 6;
+pub const ETH_P_IP: u16 = 0x0800;
+pub const ETH_P_IPV6: u16 = 0x86DD;
+pub const ETH_P_8021Q: u16 = 0x8100;
+pub const ETH_P_8021AD: u16 = 0x88A8;
+pub const IPPROTO_TCP: u8 = 6;
 /// Extension headers walked before giving up (hop-by-hop, routing, fragment, dest opts, AH…).
 pub const MAX_IPV6_EXT: usize = 6;
+
+/// IPv6 extension headers [`ipv6`] walks: hop-by-hop, routing, fragment, AH, destination options.
+#[inline(always)]
+pub fn is_ipv6_ext(next: u8) -> bool {
+    matches!(next, 0 | 43 | 44 | 51 | 60)
+}
 
 /// A parsed TCP segment.
 #[derive(Clone, Copy)]
@@ -70,6 +77,36 @@ impl Source for KernelBytes {
     fn read<T>(&self, off: usize) -> Option<T> {
         // SAFETY: bpf_probe_read_kernel validates the address and fails on a fault.
         unsafe { bpf_probe_read_kernel((self.0 + off as u64) as *const T) }.ok()
+    }
+
+    #[inline(always)]
+    fn has(&self, _end: usize) -> bool {
+        true
+    }
+}
+
+/// Bytes the drop tracer copies from a freed skb's network header in one read: a maximal IPv4
+/// header and TCP header (80), or IPv6 with extension headers up to 68 bytes before TCP.
+pub const DROP_HEADER_BYTES: usize = 128;
+
+/// The first [`DROP_HEADER_BYTES`] of a freed skb's headers, copied with one
+/// `bpf_probe_read_kernel`; reads beyond them (long IPv6 extension chains) fall back to
+/// [`KernelBytes`]. The copy cannot fault where the packet is shorter: the head buffer goes on
+/// past its data with tailroom and the skb's `skb_shared_info`.
+pub struct KernelCopy<'a> {
+    pub base: u64,
+    pub buf: &'a [u8; DROP_HEADER_BYTES],
+}
+
+impl Source for KernelCopy<'_> {
+    #[inline(always)]
+    fn read<T>(&self, off: usize) -> Option<T> {
+        if off <= DROP_HEADER_BYTES - core::mem::size_of::<T>() {
+            // SAFETY: `off + size_of::<T>() <= DROP_HEADER_BYTES`, inside the copy.
+            Some(unsafe { core::ptr::read_unaligned(self.buf.as_ptr().add(off) as *const T) })
+        } else {
+            KernelBytes(self.base).read(off)
+        }
     }
 
     #[inline(always)]

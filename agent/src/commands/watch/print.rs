@@ -34,10 +34,10 @@ impl<W: Write> Sink for Printer<W> {
             Event::Verdict(v) => render::line(out, json, &v.json, || verdict_line(&v.json)),
             Event::Flow(rec, fw) => print_flow(out, rec, names, json, fw),
             Event::Overflow(o) => render::line(out, json, o, || overflow_line(o)),
-            Event::Lost(count) => render::line(
+            Event::Lost { count, syn } => render::line(
                 out,
                 json,
-                &serde_json::json!({"type": "lost", "count": count}),
+                &serde_json::json!({"type": "lost", "count": count, "syn": syn}),
                 || {
                     format!(
                         "!! {count} events lost: a ring buffer was full (the kernel kept running)"

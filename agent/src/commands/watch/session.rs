@@ -152,8 +152,11 @@ pub enum Event<'a> {
     /// A connection attempt settled, with the nftables walk of its SYN when one was traced.
     Flow(&'a FlowRecord, Option<&'a VerdictRecord>),
     Overflow(&'a Overflow),
-    /// Events the kernel could not queue since the last report.
-    Lost(u64),
+    /// Events the kernel could not queue since the last report: all, and of them ingress SYNs.
+    Lost {
+        count: u64,
+        syn: u64,
+    },
     /// (SYN, reply/drop) events suppressed by the rate bound since the last report.
     Suppressed(u64, u64),
     /// firewalld reloaded, changed its runtime configuration, stopped or started, and whether
@@ -321,7 +324,7 @@ impl Session {
             verdicts: Verdicts::default(),
             ns_paths: opts.namespaces.iter().map(|n| (n.inode, n.path.clone())).collect(),
             firewalld,
-            lost_seen: 0,
+            lost_seen: (0, 0),
             suppressed_seen: (0, 0),
         };
         Ok(Self {
@@ -588,7 +591,8 @@ struct State {
     ns_paths: std::collections::HashMap<u64, PathBuf>,
     /// firewalld's D-Bus view, re-read in its own task when firewalld changes (None: no bus).
     firewalld: Option<FirewalldCache>,
-    lost_seen: u64,
+    /// (all, SYN) lost events reported so far.
+    lost_seen: (u64, u64),
     /// (SYN, reply/drop) events suppressed by the rate bound, reported so far.
     suppressed_seen: (u64, u64),
 }
@@ -735,20 +739,21 @@ impl State {
     ) -> anyhow::Result<()> {
         use reach_common::net::counter;
         let mut lost = binds.lost().unwrap_or(0);
-        let (mut syn, mut other) = (0, 0);
+        let (mut syn, mut other, mut syn_lost) = (0, 0, 0);
         for c in drops
             .and_then(|d| d.counters().ok())
             .into_iter()
             .chain(taps.iter().filter_map(|t| t.counters().ok()))
         {
-            lost += c[counter::LOST as usize];
+            lost += counter::lost(&c);
+            syn_lost += c[counter::SYN_LOST as usize];
             syn += c[counter::SYN_RATE_LIMITED as usize];
             other += c[counter::OTHER_RATE_LIMITED as usize];
         }
-        if lost > self.lost_seen {
-            let count = lost - self.lost_seen;
-            self.lost_seen = lost;
-            sink.event(&mut self.names, Event::Lost(count))?;
+        if lost > self.lost_seen.0 {
+            let (count, syn) = (lost - self.lost_seen.0, syn_lost - self.lost_seen.1);
+            self.lost_seen = (lost, syn_lost);
+            sink.event(&mut self.names, Event::Lost { count, syn })?;
         }
         if (syn, other) != self.suppressed_seen {
             let (ds, dother) = (syn - self.suppressed_seen.0, other - self.suppressed_seen.1);
