@@ -89,6 +89,7 @@ pub fn bench(pair: &Pair, reach: &Path, args: &Args) -> anyhow::Result<Value> {
 
     let mut cmd = Pair::command_in(&pair.client, "hping3")?;
     cmd.args(["-S", "--flood", "-p", &CLOSED_PORT.to_string(), &Pair::SERVER_V4.to_string()]);
+    let before = watch.stats()?;
     let start = Instant::now();
     let flood = Proc::spawn("hping3 --flood", cmd)?;
     thread::sleep(Duration::from_secs_f64(args.flood_seconds));
@@ -112,11 +113,14 @@ pub fn bench(pair: &Pair, reach: &Path, args: &Args) -> anyhow::Result<Value> {
     let counted = a.syn_events + a.suppressed_syn + a.lost_syn;
     let unaccounted = received as i64 - counted as i64;
     let rate = received as f64 / elapsed;
+    // The whole run includes the start-up (BTF, loading and attaching): the flood's share is
+    // what reach used from just before it started to its exit (its final drain included).
     let cpu_s = stopped.cpu_s.unwrap_or(under_load.cpu_s);
+    let flood_cpu_s = cpu_s - before.cpu_s;
     eprintln!(
         "reach-bench: SYN flood {received} SYNs in {elapsed:.1} s ({rate:.0}/s): {} events + {} \
-         suppressed + {} lost = {counted}, unaccounted {unaccounted}; reach {cpu_s:.2} CPU s, \
-         peak RSS {} KiB",
+         suppressed + {} lost = {counted}, unaccounted {unaccounted}; reach {flood_cpu_s:.2} CPU \
+         s for the flood ({cpu_s:.2} s in all), peak RSS {} KiB",
         a.syn_events, a.suppressed_syn, a.lost_syn, under_load.hwm_kib
     );
     Ok(json!({
@@ -138,6 +142,8 @@ pub fn bench(pair: &Pair, reach: &Path, args: &Args) -> anyhow::Result<Value> {
         "reach_lines": a.lines,
         "reach_bad_lines": a.bad_lines,
         "reach_cpu_s": cpu_s,
+        "reach_cpu_s_flood": flood_cpu_s,
+        "reach_cpu_s_before_flood": before.cpu_s,
         "reach_cpu_s_under_load": under_load.cpu_s,
         "reach_peak_rss_kib": under_load.hwm_kib,
         "reach_rss_kib": under_load.rss_kib,
