@@ -2,7 +2,8 @@
 //! next to the same run with an observer attached on the server side: `reach watch`, tcpdump
 //! capturing SYNs, a bpftrace kfree_skb one-liner. Every round runs each configuration once, the
 //! order rotating from round to round, so slow drifts of a shared machine spread over all of
-//! them; the median of the rounds is compared with "nothing attached" as a ratio.
+//! them. Each run is compared with the same round's "nothing attached" run; the median of
+//! these ratios is the figure (the ratio of the medians is given too).
 use std::{path::Path, process::Command, thread, time::Duration};
 
 use anyhow::{Context as _, bail};
@@ -166,6 +167,9 @@ pub fn bench(pair: &Pair, reach: &Path, args: &Args) -> anyhow::Result<Value> {
         .enumerate()
         .map(|(i, c)| {
             let m = median(&gbps[i]);
+            // Paired with the same round's "nothing attached": a machine whose speed drifts
+            // over the run moves both.
+            let ratios: Vec<f64> = gbps[i].iter().zip(&gbps[0]).map(|(g, b)| g / b).collect();
             let lo = gbps[i].iter().copied().fold(f64::INFINITY, f64::min);
             let hi = gbps[i].iter().copied().fold(f64::NEG_INFINITY, f64::max);
             json!({
@@ -175,7 +179,9 @@ pub fn bench(pair: &Pair, reach: &Path, args: &Args) -> anyhow::Result<Value> {
                 "gbps_min": lo,
                 "gbps_max": hi,
                 "gbps_rounds": gbps[i],
-                "ratio": m / base,
+                "ratio": median(&ratios),
+                "ratio_rounds": ratios,
+                "ratio_of_medians": m / base,
             })
         })
         .collect();
