@@ -4,12 +4,13 @@
 //! themselves belong to BENCHMARKS.md, measured side by side in one full run.
 use std::path::Path;
 
-use reach_tests::require_root;
+use reach_tests::{reach_bin, require_root};
 
 #[test]
 fn every_benchmark_figure_is_produced_and_plausible() {
     require_root();
-    let report = xtask::bench::quick(Path::new(env!("CARGO_BIN_EXE_reach-bench")))
+    // The end-to-end part measures the reach under test (REACH_BIN, set by cargo xtask test).
+    let report = xtask::bench::quick(Path::new(env!("CARGO_BIN_EXE_reach-bench")), &reach_bin())
         .unwrap_or_else(|e| panic!("cargo xtask bench --quick failed: {e:#}"));
     for table in [
         "## TC classifier `reach_ingress` next to the empty classifier `reach_floor`",
@@ -17,6 +18,17 @@ fn every_benchmark_figure_is_produced_and_plausible() {
         "| SYN v4, watched port, ring read | 74 |",
         "| UDP v4 | 74 |",
         ", early exit (port filter) | 300 |",
+        "## End to end: iperf3 TCP throughput over a veth pair",
+        "| `nothing attached` |",
+        "| `reach watch --json --netns <server>` |",
+        "| `bpftrace -e 'tracepoint:skb:kfree_skb { @[args->reason] = count(); }'` |",
+        "## End to end: SYN flood under `reach watch --json`",
+        "| SYNs the server veth received (rx_packets) |",
+        "| **unaccounted** (received − events − suppressed − lost) |",
+        "| reach peak RSS (VmHWM) |",
+        "## End to end: `reach watch` start-up and memory",
+        "| `reach watch` | \"watching drops\" |",
+        "| `reach watch --no-packets` | \"watching binds and listens\" |",
     ] {
         assert!(report.contains(table), "the quick report lacks {table:?}:\n{report}");
     }

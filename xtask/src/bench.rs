@@ -5,8 +5,11 @@
 //!
 //! reach-bench does the measuring (BPF_PROG_TEST_RUN of the classifier next to the empty floor,
 //! BPF run-time statistics of the kfree_skb handler under a loopback SYN load in a lab
-//! namespace) and prints one JSON document; this module only checks and renders it, so xtask
-//! keeps no dependency on the agent.
+//! namespace; end to end, `reach watch` itself: iperf3 throughput next to tcpdump and bpftrace,
+//! a SYN flood accounted SYN by SYN, start-up time and RSS) and prints one JSON document; this
+//! module only checks and renders it (with the goals of issue 15 next to each figure), so xtask
+//! keeps no dependency on the agent. The full run also writes the document with the goal
+//! verdicts to `target/bench/results.json`.
 use std::{
     fmt::Write as _,
     fs,
@@ -22,12 +25,40 @@ use crate::{run, setup, workspace};
 /// reach-bench's arguments for `--quick`: enough packets and SYNs that every figure is a real
 /// measurement (the kernel times whole test runs), few enough to take seconds. Three rounds so
 /// the median survives one disturbed round.
-pub const QUICK_ARGS: &[&str] = &["--repeat", "20000", "--rounds", "3", "--syns", "300"];
+/// The end-to-end part runs once, briefly: every figure produced, none meaningful.
+pub const QUICK_ARGS: &[&str] = &[
+    "--repeat",
+    "20000",
+    "--rounds",
+    "3",
+    "--syns",
+    "300",
+    "--e2e-rounds",
+    "1",
+    "--iperf-seconds",
+    "1",
+    "--flood-seconds",
+    "1",
+    "--startup-runs",
+    "3",
+    "--steady-seconds",
+    "1",
+];
 
 /// The cases reach-bench measures (its `classifier_bench` and `kfree_skb_bench` lists): a
 /// benchmark that silently stops producing one of them must fail the check.
 pub const CLASSIFIER_CASES: usize = 7;
 pub const KFREE_SKB_ROWS: usize = 5;
+/// The iperf3 configurations (keys of reach-bench's `e2e.iperf3.configs`, in order): the first
+/// is the baseline of the ratios.
+pub const IPERF_CONFIGS: &[&str] = &["none", "reach", "tcpdump", "bpftrace"];
+/// The `reach watch` modes of `e2e.startup.modes`, in order.
+pub const STARTUP_MODES: &[&str] = &["reach watch", "reach watch --no-packets"];
+
+/// The goals of issue 15, shown next to each figure.
+pub const GOAL_IPERF_RATIO: f64 = 0.97;
+pub const GOAL_RSS_KIB: f64 = 30.0 * 1024.0;
+pub const GOAL_STARTUP_S: f64 = 0.3;
 
 /// Sets up, builds and runs the benchmark (`args` go to reach-bench), prints the tables and
 /// writes BENCHMARKS.md; with `--quick` among `args`, runs [`quick`] on the debug build instead.
@@ -37,39 +68,74 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
     if quick_run && args.len() > 1 {
         bail!("--quick takes no other arguments (it runs reach-bench {})", QUICK_ARGS.join(" "));
     }
+    // reach-bench and the reach it measures end to end, of the same profile.
     let mut build = workspace::cargo();
-    build.args(["build", "-p", "reach-tests", "--bin", "reach-bench"]);
+    build.args(["build", "-p", "reach-tests", "--bin", "reach-bench", "-p", "reach-agent"]);
+    build.args(["--bin", "reach"]);
     if !quick_run {
         build.arg("--release");
     }
-    run::run(&mut build).context("building reach-bench failed")?;
+    run::run(&mut build).context("building reach-bench and reach failed")?;
     let profile = if quick_run { "debug" } else { "release" };
     let bin = workspace::target_dir().join(profile).join("reach-bench");
+    let reach = workspace::reach_bin(!quick_run);
     if quick_run {
-        println!("{}", quick(&bin)?);
+        println!("{}", quick(&bin, &reach)?);
         eprintln!(
             "xtask: every benchmark figure was produced and is plausible (BENCHMARKS.md untouched)"
         );
         return Ok(());
     }
-    let doc = measure(&bin, args)?;
+    let mut bench_args = vec!["--reach".to_string(), reach.display().to_string()];
+    bench_args.extend(args.iter().cloned());
+    let doc = measure(&bin, &bench_args)?;
     check(&doc)?;
     let command = std::iter::once("cargo xtask bench".to_string())
         .chain(args.iter().cloned())
         .collect::<Vec<_>>()
         .join(" ");
-    let report = render(&doc, &meta(command))?;
+    let meta = meta(command);
+    let report = render(&doc, &meta)?;
     println!("{report}");
+    let dir = workspace::target_dir().join("bench");
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let json_path = dir.join("results.json");
+    let results = serde_json::to_string_pretty(&results(&doc, &meta)?)?;
+    fs::write(&json_path, results).with_context(|| format!("writing {}", json_path.display()))?;
+    eprintln!("xtask: wrote {}", json_path.display());
     let path = workspace::root().join("BENCHMARKS.md");
     fs::write(&path, &report).with_context(|| format!("writing {}", path.display()))?;
     eprintln!("xtask: wrote {}", path.display());
+    let missed: Vec<String> =
+        goals(&doc)?.into_iter().filter(|g| !g.met).map(|g| g.figure).collect();
+    if !missed.is_empty() {
+        eprintln!("xtask: goals missed: {}", missed.join("; "));
+    }
     Ok(())
 }
 
-/// The short run: reach-bench at `bin` with [`QUICK_ARGS`], checked by [`check`] and rendered
-/// (the tables are returned, not written: quick numbers are not benchmark results).
-pub fn quick(bin: &Path) -> anyhow::Result<String> {
-    let args: Vec<String> = QUICK_ARGS.iter().map(|a| a.to_string()).collect();
+/// The reach-bench document with where and when it was measured and the goal verdicts
+/// (`target/bench/results.json`).
+pub fn results(doc: &Value, meta: &Meta) -> anyhow::Result<Value> {
+    let mut out = doc.clone();
+    out["meta"] = serde_json::json!({
+        "command": meta.command, "date": meta.date, "kernel": meta.kernel, "cpu": meta.cpu,
+    });
+    out["goals"] = goals(doc)?
+        .iter()
+        .map(|g| {
+            serde_json::json!({"figure": g.figure, "value": g.value, "goal": g.goal, "met": g.met})
+        })
+        .collect();
+    Ok(out)
+}
+
+/// The short run: reach-bench at `bin` with [`QUICK_ARGS`] measuring the reach binary `reach`,
+/// checked by [`check`] and rendered (the tables are returned, not written: quick numbers are
+/// not benchmark results).
+pub fn quick(bin: &Path, reach: &Path) -> anyhow::Result<String> {
+    let mut args = vec!["--reach".to_string(), reach.display().to_string()];
+    args.extend(QUICK_ARGS.iter().map(|a| a.to_string()));
     let doc = measure(bin, &args)?;
     check(&doc).context("reach-bench --quick produced an implausible figure")?;
     render(&doc, &meta(format!("cargo xtask bench --quick ({})", QUICK_ARGS.join(" "))))
@@ -177,6 +243,341 @@ pub fn check(doc: &Value) -> anyhow::Result<()> {
                 "kfree_skb row {case:?}: {events} events despite the port filter"
             );
         }
+    }
+    check_e2e(doc).context("end-to-end benchmarks (e2e)")
+}
+
+/// A finite number at `key` of `v`, the error naming `what` (the table and row).
+fn figure(v: &Value, what: &str, key: &str) -> anyhow::Result<f64> {
+    let x = num(v, key).with_context(|| what.to_string())?;
+    ensure!(x.is_finite(), "{what}: {key} is {x}");
+    Ok(x)
+}
+
+fn section<'a>(v: &'a Value, key: &str) -> anyhow::Result<&'a Value> {
+    v.get(key).filter(|s| s.is_object()).with_context(|| format!("reach-bench output lacks {key}"))
+}
+
+/// The end-to-end figures: every iperf3 configuration measured every round with a positive
+/// throughput and its ratio to the first; the flood's SYNs received, reach's account of them and
+/// its CPU and memory; both start-up modes timed every run, with their RSS. Only plausibility:
+/// the goals are verdicts in the report, not checks.
+fn check_e2e(doc: &Value) -> anyhow::Result<()> {
+    let e2e = section(doc, "e2e")?;
+    let iperf = section(e2e, "iperf3")?;
+    let rounds = figure(iperf, "iperf3", "rounds")?;
+    ensure!(rounds >= 1.0, "iperf3: {rounds} rounds");
+    let configs = rows(iperf, "configs")?;
+    let keys: Vec<&str> = configs.iter().filter_map(|c| c["key"].as_str()).collect();
+    ensure!(keys == IPERF_CONFIGS, "iperf3 configurations {keys:?}, expected {IPERF_CONFIGS:?}");
+    let base = figure(&configs[0], "iperf3 none", "gbps")?;
+    for c in configs {
+        let what = format!("iperf3 {}", text(c, "key")?);
+        let gbps = figure(c, &what, "gbps")?;
+        ensure!(gbps > 0.0, "{what}: {gbps} Gbit/s");
+        let per_round: Vec<f64> =
+            c["gbps_rounds"].as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
+        ensure!(
+            per_round.len() as f64 == rounds,
+            "{what}: {} gbps_rounds of {rounds} rounds",
+            per_round.len()
+        );
+        ensure!(
+            per_round.iter().all(|g| g.is_finite() && *g > 0.0),
+            "{what}: a round measured {per_round:?} Gbit/s"
+        );
+        let (lo, hi) = (figure(c, &what, "gbps_min")?, figure(c, &what, "gbps_max")?);
+        ensure!(lo <= gbps && gbps <= hi, "{what}: median {gbps} outside {lo}–{hi}");
+        let ratios: Vec<f64> =
+            c["ratio_rounds"].as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
+        ensure!(
+            ratios.len() as f64 == rounds,
+            "{what}: {} ratio_rounds of {rounds} rounds",
+            ratios.len()
+        );
+        let ratio = figure(c, &what, "ratio")?;
+        ensure!(
+            ratio > 0.0 && (ratio - median(&ratios)).abs() < 1e-6 * ratio,
+            "{what}: ratio {ratio} is not the median of ratio_rounds {ratios:?}"
+        );
+        let of_medians = figure(c, &what, "ratio_of_medians")?;
+        ensure!(
+            (of_medians - gbps / base).abs() < 1e-6 * of_medians,
+            "{what}: ratio_of_medians {of_medians} is not gbps / nothing attached's {}",
+            gbps / base
+        );
+    }
+
+    let flood = section(e2e, "syn_flood")?;
+    let f = |key: &str| figure(flood, "syn_flood", key);
+    let received = f("rx_packets")?;
+    ensure!(received > 0.0, "syn_flood: {received} SYNs received by the server veth");
+    ensure!(f("syn_rate")? > 0.0 && f("seconds")? > 0.0, "syn_flood: no SYN rate");
+    let (events, suppressed, lost) = (f("syn_events")?, f("suppressed_syn")?, f("lost_syn")?);
+    ensure!(events > 0.0, "syn_flood: reach reported no SYN event of {received} SYNs");
+    let counted = f("counted")?;
+    ensure!(
+        counted == events + suppressed + lost,
+        "syn_flood: counted {counted} is not events {events} + suppressed {suppressed} + lost {lost}"
+    );
+    ensure!(
+        f("unaccounted")? == received - counted,
+        "syn_flood: unaccounted is not rx_packets {received} − counted {counted}"
+    );
+    ensure!(flood["lost_split"].is_boolean(), "reach-bench output lacks lost_split (syn_flood)");
+    let (cpu, flood_cpu) = (f("reach_cpu_s")?, f("reach_cpu_s_flood")?);
+    ensure!(
+        cpu > 0.0 && (0.0..=cpu).contains(&flood_cpu),
+        "syn_flood: reach_cpu_s {cpu}, reach_cpu_s_flood {flood_cpu}"
+    );
+    let rss = f("reach_peak_rss_kib")?;
+    ensure!(rss > 0.0, "syn_flood: reach_peak_rss_kib {rss}");
+
+    let startup = section(e2e, "startup")?;
+    let runs = figure(startup, "startup", "runs")?;
+    let modes = rows(startup, "modes")?;
+    let names: Vec<&str> = modes.iter().filter_map(|m| m["mode"].as_str()).collect();
+    ensure!(names == STARTUP_MODES, "start-up modes {names:?}, expected {STARTUP_MODES:?}");
+    for m in modes {
+        let what = format!("startup {:?}", text(m, "mode")?);
+        let t = figure(m, &what, "startup_s")?;
+        ensure!(t > 0.0, "{what}: start-up {t} s");
+        let n = m["startup_s_runs"].as_array().map_or(0, Vec::len);
+        ensure!(n as f64 == runs, "{what}: {n} startup_s_runs of {runs} runs");
+        let (rss, hwm) = (figure(m, &what, "rss_kib")?, figure(m, &what, "hwm_kib")?);
+        ensure!(rss > 0.0 && hwm >= rss, "{what}: VmRSS {rss} KiB, VmHWM {hwm} KiB");
+    }
+    Ok(())
+}
+
+/// A goal of issue 15 and whether this run met it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Goal {
+    pub figure: String,
+    pub value: f64,
+    /// As shown: `≥ 0.97`, `0`, `≤ 30 MiB`, `≤ 0.3 s`.
+    pub goal: &'static str,
+    pub met: bool,
+}
+
+/// The goals, from a checked document: iperf3 with reach ≥ 0.97 of nothing attached, no SYN
+/// unaccounted under the flood, RSS ≤ 30 MiB (steady in both modes, and the peak under the
+/// flood), start-up ≤ 0.3 s (median, both modes).
+pub fn goals(doc: &Value) -> anyhow::Result<Vec<Goal>> {
+    let e2e = section(doc, "e2e")?;
+    let mut g = Vec::new();
+    let reach = rows(section(e2e, "iperf3")?, "configs")?
+        .iter()
+        .find(|c| c["key"] == "reach")
+        .context("no iperf3 reach configuration")?;
+    let ratio = num(reach, "ratio")?;
+    g.push(Goal {
+        figure: "iperf3 with reach watch / nothing attached".into(),
+        value: ratio,
+        goal: "≥ 0.97",
+        met: ratio >= GOAL_IPERF_RATIO,
+    });
+    let flood = section(e2e, "syn_flood")?;
+    let unaccounted = num(flood, "unaccounted")?;
+    g.push(Goal {
+        figure: "SYNs unaccounted under the flood".into(),
+        value: unaccounted,
+        goal: "0",
+        met: unaccounted == 0.0,
+    });
+    let peak = num(flood, "reach_peak_rss_kib")?;
+    g.push(Goal {
+        figure: "reach watch --json peak RSS under the flood (KiB)".into(),
+        value: peak,
+        goal: "≤ 30 MiB",
+        met: peak <= GOAL_RSS_KIB,
+    });
+    for m in rows(section(e2e, "startup")?, "modes")? {
+        let mode = text(m, "mode")?;
+        let t = num(m, "startup_s")?;
+        g.push(Goal {
+            figure: format!("{mode} start-up (s, median)"),
+            value: t,
+            goal: "≤ 0.3 s",
+            met: t <= GOAL_STARTUP_S,
+        });
+        let rss = num(m, "rss_kib")?;
+        g.push(Goal {
+            figure: format!("{mode} steady VmRSS (KiB)"),
+            value: rss,
+            goal: "≤ 30 MiB",
+            met: rss <= GOAL_RSS_KIB,
+        });
+    }
+    Ok(g)
+}
+
+/// The goal cell of a figure: `≥ 0.97 ✓` or `≤ 0.3 s ✗ missed`.
+fn verdict(goals: &[Goal], figure: &str) -> String {
+    match goals.iter().find(|g| g.figure == figure) {
+        Some(g) if g.met => format!("{} ✓", g.goal),
+        Some(g) => format!("{} ✗ missed", g.goal),
+        None => "–".into(),
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+/// `1 round`, `7 rounds`.
+fn plural(n: f64, what: &str) -> String {
+    if n == 1.0 { format!("1 {what}") } else { format!("{n:.0} {what}s") }
+}
+
+/// `lo–hi` of the array `key`, with `digits` decimals.
+fn spread_of(row: &Value, key: &str, digits: usize) -> String {
+    let v: Vec<f64> = row[key].as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
+    match (v.iter().copied().reduce(f64::min), v.iter().copied().reduce(f64::max)) {
+        (Some(lo), Some(hi)) => format!("{lo:.digits$}–{hi:.digits$}"),
+        _ => "–".into(),
+    }
+}
+
+fn mib(kib: f64) -> String {
+    format!("{:.1} MiB", kib / 1024.0)
+}
+
+/// The end-to-end tables of BENCHMARKS.md.
+fn render_e2e(s: &mut String, doc: &Value) -> anyhow::Result<()> {
+    let e2e = section(doc, "e2e")?;
+    let goals = goals(doc)?;
+    let iperf = section(e2e, "iperf3")?;
+    writeln!(s, "\n## End to end: iperf3 TCP throughput over a veth pair\n")?;
+    writeln!(
+        s,
+        "iperf3 from the client namespace to the server namespace over one veth pair, {:.0} s per \
+         run, {} of the four configurations (the order rotates every round); each observer is \
+         started before its run, confirmed attached and stopped after it.\n",
+        num(iperf, "seconds")?,
+        plural(num(iperf, "rounds")?, "round")
+    )?;
+    writeln!(
+        s,
+        "| configuration | Gbit/s (median) | rounds min–max | ratio to nothing attached \
+         (median of the rounds' ratios) | rounds min–max | ratio of the medians | goal |"
+    )?;
+    writeln!(s, "|---|---:|---:|---:|---:|---:|---|")?;
+    for c in rows(iperf, "configs")? {
+        let goal = if c["key"] == "reach" {
+            verdict(&goals, "iperf3 with reach watch / nothing attached")
+        } else {
+            "–".into()
+        };
+        writeln!(
+            s,
+            "| `{}` | {:.2} | {:.2}–{:.2} | {:.3} | {} | {:.3} | {goal} |",
+            text(c, "config")?,
+            num(c, "gbps")?,
+            num(c, "gbps_min")?,
+            num(c, "gbps_max")?,
+            num(c, "ratio")?,
+            spread_of(c, "ratio_rounds", 3),
+            num(c, "ratio_of_medians")?,
+        )?;
+    }
+
+    let f = section(e2e, "syn_flood")?;
+    writeln!(s, "\n## End to end: SYN flood under `reach watch --json`\n")?;
+    writeln!(
+        s,
+        "`hping3 -S --flood -p {:.0}` (a closed port) from the client namespace for {:.1} s, \
+         `reach watch --json` on the server namespace with the default `--syn-rate`. The server \
+         veth receives nothing but the flood (IPv4 only, static neighbours), so its rx_packets \
+         counts the SYNs; reach accounts for each as an event, rate-limited (`suppressed.syn`) \
+         or lost (`lost.syn`).\n",
+        num(f, "closed_port")?,
+        num(f, "seconds")?
+    )?;
+    writeln!(s, "| figure | value | goal |")?;
+    writeln!(s, "|---|---:|---|")?;
+    let hping = f["hping3_sent"].as_f64().map_or("–".into(), |n| format!("{n:.0}"));
+    let lost_note = if f["lost_split"] == true { "" } else { " (lost of every kind: no split)" };
+    let rows_: Vec<(String, String, String)> = vec![
+        ("SYNs hping3 sent".into(), hping, "–".into()),
+        (
+            "SYNs the server veth received (rx_packets)".into(),
+            format!("{:.0}", num(f, "rx_packets")?),
+            "–".into(),
+        ),
+        (
+            "TCP segments the server received (InSegs)".into(),
+            format!("{:.0}", num(f, "tcp_in_segs")?),
+            "–".into(),
+        ),
+        ("SYN rate".into(), format!("{:.0}/s", num(f, "syn_rate")?), "–".into()),
+        ("reach SYN events".into(), format!("{:.0}", num(f, "syn_events")?), "–".into()),
+        (
+            "reach suppressed.syn (rate limit)".into(),
+            format!("{:.0}", num(f, "suppressed_syn")?),
+            "–".into(),
+        ),
+        (format!("reach lost.syn{lost_note}"), format!("{:.0}", num(f, "lost_syn")?), "–".into()),
+        (
+            "**unaccounted** (received − events − suppressed − lost)".into(),
+            format!("{:.0}", num(f, "unaccounted")?),
+            verdict(&goals, "SYNs unaccounted under the flood"),
+        ),
+        (
+            "reach CPU time from the flood's start to reach's exit (utime + stime)".into(),
+            format!("{:.2} s", num(f, "reach_cpu_s_flood")?),
+            "–".into(),
+        ),
+        (
+            "reach CPU time, whole run (start-up included)".into(),
+            format!("{:.2} s", num(f, "reach_cpu_s")?),
+            "–".into(),
+        ),
+        (
+            "reach peak RSS (VmHWM)".into(),
+            mib(num(f, "reach_peak_rss_kib")?),
+            verdict(&goals, "reach watch --json peak RSS under the flood (KiB)"),
+        ),
+    ];
+    for (what, value, goal) in rows_ {
+        writeln!(s, "| {what} | {value} | {goal} |")?;
+    }
+
+    let st = section(e2e, "startup")?;
+    writeln!(s, "\n## End to end: `reach watch` start-up and memory\n")?;
+    writeln!(
+        s,
+        "From spawn to the line that says everything is attached, median of {} per mode \
+         (alternating); VmRSS after {:.0} s attached and idle, VmHWM then. Both on the lab's server \
+         namespace (`--netns`).\n",
+        plural(num(st, "runs")?, "run"),
+        num(st, "steady_seconds")?
+    )?;
+    writeln!(
+        s,
+        "| mode | attached line | start-up (median) | min–max | goal | VmRSS | VmHWM | goal |"
+    )?;
+    writeln!(s, "|---|---|---:|---:|---|---:|---:|---|")?;
+    for m in rows(st, "modes")? {
+        let mode = text(m, "mode")?;
+        writeln!(
+            s,
+            "| `{mode}` | \"{}\" | {:.3} s | {:.3}–{:.3} s | {} | {} | {} | {} |",
+            text(m, "ready_line")?,
+            num(m, "startup_s")?,
+            num(m, "startup_s_min")?,
+            num(m, "startup_s_max")?,
+            verdict(&goals, &format!("{mode} start-up (s, median)")),
+            mib(num(m, "rss_kib")?),
+            mib(num(m, "hwm_kib")?),
+            verdict(&goals, &format!("{mode} steady VmRSS (KiB)")),
+        )?;
     }
     Ok(())
 }
@@ -313,6 +714,7 @@ pub fn render(doc: &Value, meta: &Meta) -> anyhow::Result<String> {
             events(r)?,
         )?;
     }
+    render_e2e(&mut s, doc)?;
     s.push_str(HOW_TO_READ);
     Ok(s)
 }
@@ -341,6 +743,14 @@ const HOW_TO_READ: &str = "
   ring (continuously, or every 10 ms); with wake-ups only at the backlog threshold they cost
   the same. *Early exit*:
   the port filter excludes the SYNs, so the handler parses the headers and returns.
+- **End to end**, the iperf3 ratios are the number to compare: the four configurations run in
+  the same rounds, so a disturbance of the machine moves them all. On veth, TCP runs at memory
+  speed on one CPU, so anything per-packet shows: `reach watch` runs its TC classifiers on
+  every packet of the stream (ingress and egress) and its drop tracer on every freed skb.
+- **The flood's accounting** must add up exactly: a SYN that is neither an event, nor counted
+  as rate-limited, nor counted as lost was silently missed (or counted after reach exited).
+  `lost.syn` is reach's lost counter for SYN events; without that split the whole lost count is
+  taken (an upper bound).
 ";
 
 #[cfg(test)]
@@ -349,22 +759,61 @@ mod tests {
 
     use super::*;
 
+    /// reach-bench's `e2e` section as a quick run prints it (1 round, 3 start-ups).
+    fn e2e() -> Value {
+        let cfg = |key: &str, config: &str, gbps: f64| {
+            json!({"key": key, "config": config, "gbps": gbps, "gbps_min": gbps,
+                "gbps_max": gbps, "gbps_rounds": [gbps], "ratio": gbps / 20.0,
+                "ratio_rounds": [gbps / 20.0], "ratio_of_medians": gbps / 20.0})
+        };
+        let mode = |mode: &str, ready: &str, t: f64, rss: u64| {
+            json!({"mode": mode, "ready_line": ready, "startup_s": t, "startup_s_min": t - 0.01,
+                "startup_s_max": t + 0.01, "startup_s_runs": [t - 0.01, t, t + 0.01],
+                "rss_kib": rss, "hwm_kib": rss + 100, "cpu_s": 0.5})
+        };
+        json!({
+            "reach_bin": "/x/target/release/reach",
+            "iperf3": {"seconds": 1, "rounds": 1, "order": [["none", "reach", "tcpdump", "bpftrace"]],
+                "reach_lines": 15, "configs": [
+                    cfg("none", "nothing attached", 20.0),
+                    cfg("reach", "reach watch --json --netns <server>", 19.8),
+                    cfg("tcpdump", "tcpdump -i srv0", 17.0),
+                    cfg("bpftrace", "bpftrace -e '…'", 19.0),
+                ]},
+            "syn_flood": {"seconds": 1.03, "closed_port": 7, "hping3_sent": 77909,
+                "rx_packets": 77910, "tcp_in_segs": 77910, "syn_rate": 75786.0,
+                "syn_events": 1968, "suppressed_syn": 75942, "suppressed_other": 151885,
+                "lost_syn": 0, "lost_count": 0, "lost_split": true, "counted": 77910,
+                "unaccounted": 0, "counter_lines_after_stop": 1, "reach_lines": 8458,
+                "reach_bad_lines": 0, "reach_cpu_s": 0.72, "reach_cpu_s_flood": 0.2, "reach_cpu_s_under_load": 0.7,
+                "reach_peak_rss_kib": 25000, "reach_rss_kib": 24000},
+            "startup": {"runs": 3, "steady_seconds": 1.0, "modes": [
+                mode("reach watch", "watching drops", 0.25, 20000),
+                mode("reach watch --no-packets", "watching binds and listens", 0.4, 40000),
+            ]},
+        })
+    }
+
+    fn meta() -> Meta {
+        Meta {
+            command: "cargo xtask bench".into(),
+            date: "2026-01-01 00:00 UTC".into(),
+            kernel: "6.18".into(),
+            cpu: cpu_from("processor\t: 0\nmodel name\t: AMD EPYC\nprocessor\t: 1\n"),
+        }
+    }
+
     #[test]
-    fn renders_both_tables_from_reach_bench_output() {
+    fn renders_every_table_from_reach_bench_output() {
         let doc = json!({
             "repeat": 1000000, "rounds": 9, "syns": 20000,
             "classifier": [{"case": "UDP v4", "bytes": 74, "ns": 91.0, "floor_ns": 33.0,
                 "ratio": 2.757, "ns_rounds": [90.0, 95.0], "events_delivered": 0, "events_lost": 0}],
             "kfree_skb": [{"case": "tp_btf kfree_skb, early exit", "syns": 20000, "run_cnt": 20003,
                 "ns_per_run": 361.4, "events_delivered": 0, "events_lost": 0}],
+            "e2e": e2e(),
         });
-        let meta = Meta {
-            command: "cargo xtask bench".into(),
-            date: "2026-01-01 00:00 UTC".into(),
-            kernel: "6.18".into(),
-            cpu: cpu_from("processor\t: 0\nmodel name\t: AMD EPYC\nprocessor\t: 1\n"),
-        };
-        let md = render(&doc, &meta).unwrap();
+        let md = render(&doc, &meta()).unwrap();
         assert!(md.contains("- CPU: AMD EPYC (2 CPUs)"), "{md}");
         assert!(md.contains("| UDP v4 | 74 | 91 | 33 | 2.8 | 90–95 | none |"), "{md}");
         assert!(
@@ -372,6 +821,40 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("## How to read it"));
+        for line in [
+            "| `nothing attached` | 20.00 | 20.00–20.00 | 1.000 | 1.000–1.000 | 1.000 | – |",
+            "| `reach watch --json --netns <server>` | 19.80 | 19.80–19.80 | 0.990 | 0.990–0.990 | 0.990 | ≥ 0.97 ✓ |",
+            "| `tcpdump -i srv0` | 17.00 | 17.00–17.00 | 0.850 | 0.850–0.850 | 0.850 | – |",
+            "| SYNs the server veth received (rx_packets) | 77910 | – |",
+            "| reach suppressed.syn (rate limit) | 75942 | – |",
+            "| **unaccounted** (received − events − suppressed − lost) | 0 | 0 ✓ |",
+            "| reach peak RSS (VmHWM) | 24.4 MiB | ≤ 30 MiB ✓ |",
+            "| `reach watch` | \"watching drops\" | 0.250 s | 0.240–0.260 s | ≤ 0.3 s ✓ | 19.5 MiB | 19.6 MiB | ≤ 30 MiB ✓ |",
+            "| `reach watch --no-packets` | \"watching binds and listens\" | 0.400 s | 0.390–0.410 s | ≤ 0.3 s ✗ missed | 39.1 MiB | 39.2 MiB | ≤ 30 MiB ✗ missed |",
+        ] {
+            assert!(md.contains(line), "{line}\n{md}");
+        }
+    }
+
+    #[test]
+    fn goal_verdicts_go_into_results_json() {
+        let mut doc = plausible();
+        doc["e2e"]["syn_flood"]["unaccounted"] = json!(-3);
+        let out = results(&doc, &meta()).unwrap();
+        assert_eq!(out["meta"]["kernel"], "6.18");
+        assert_eq!(out["e2e"]["syn_flood"]["rx_packets"], 77910, "the whole document is kept");
+        let goals = out["goals"].as_array().unwrap();
+        let met = |figure: &str| {
+            goals.iter().find(|g| g["figure"] == figure).unwrap_or_else(|| panic!("{figure}"))
+                ["met"]
+                .as_bool()
+                .unwrap()
+        };
+        assert!(met("iperf3 with reach watch / nothing attached"));
+        assert!(!met("SYNs unaccounted under the flood"));
+        assert!(met("reach watch start-up (s, median)"));
+        assert!(!met("reach watch --no-packets steady VmRSS (KiB)"));
+        assert_eq!(goals.len(), 7);
     }
 
     /// A document as reach-bench prints it with `--repeat 1000 --rounds 2 --syns 100`.
@@ -404,6 +887,7 @@ mod tests {
                 drop("tracepoint skb:kfree_skb", "event path, reader waiting", 101),
                 drop("tracepoint skb:kfree_skb", "early exit (port filter)", 2),
             ],
+            "e2e": e2e(),
         })
     }
 
@@ -430,6 +914,88 @@ mod tests {
         let mut doc = plausible();
         doc["classifier"][6]["floor_ns_rounds"] = json!([30.0]);
         assert!(check_err(&doc).contains("1 floor_ns_rounds of 2 rounds"), "{}", check_err(&doc));
+    }
+
+    #[test]
+    fn a_missing_end_to_end_figure_fails_the_check_naming_it() {
+        let mut doc = plausible();
+        doc.as_object_mut().unwrap().remove("e2e");
+        assert!(check_err(&doc).contains("lacks e2e"), "{}", check_err(&doc));
+
+        for (path, key) in [
+            ("iperf3", "rounds"),
+            ("syn_flood", "rx_packets"),
+            ("syn_flood", "lost_syn"),
+            ("syn_flood", "suppressed_syn"),
+            ("syn_flood", "unaccounted"),
+            ("syn_flood", "reach_cpu_s"),
+            ("syn_flood", "reach_cpu_s_flood"),
+            ("syn_flood", "reach_peak_rss_kib"),
+            ("syn_flood", "lost_split"),
+            ("startup", "runs"),
+        ] {
+            let mut doc = plausible();
+            doc["e2e"][path].as_object_mut().unwrap().remove(key);
+            let err = check_err(&doc);
+            assert!(err.contains(&format!("lacks {key}")) && err.contains(path), "{key}: {err}");
+        }
+
+        let mut doc = plausible();
+        doc["e2e"]["iperf3"]["configs"].as_array_mut().unwrap().remove(3);
+        assert!(check_err(&doc).contains("iperf3 configurations"), "{}", check_err(&doc));
+
+        let mut doc = plausible();
+        doc["e2e"]["iperf3"]["configs"][2].as_object_mut().unwrap().remove("gbps");
+        let err = check_err(&doc);
+        assert!(err.contains("iperf3 tcpdump") && err.contains("lacks gbps"), "{err}");
+
+        let mut doc = plausible();
+        doc["e2e"]["startup"]["modes"][1].as_object_mut().unwrap().remove("hwm_kib");
+        let err = check_err(&doc);
+        assert!(err.contains("--no-packets") && err.contains("lacks hwm_kib"), "{err}");
+
+        let mut doc = plausible();
+        doc["e2e"]["startup"]["modes"].as_array_mut().unwrap().pop();
+        assert!(check_err(&doc).contains("start-up modes"), "{}", check_err(&doc));
+    }
+
+    #[test]
+    fn implausible_end_to_end_figures_fail_the_check() {
+        let bad = |edit: &dyn Fn(&mut Value), expect: &str| {
+            let mut doc = plausible();
+            edit(&mut doc);
+            let err = check_err(&doc);
+            assert!(err.contains(expect), "expected {expect:?} in: {err}");
+        };
+        bad(&|d| d["e2e"]["iperf3"]["configs"][1]["gbps"] = json!(0.0), "iperf3 reach: 0 Gbit/s");
+        bad(&|d| d["e2e"]["iperf3"]["configs"][1]["gbps_rounds"] = json!([]), "0 gbps_rounds of 1");
+        bad(
+            &|d| d["e2e"]["iperf3"]["configs"][3]["ratio"] = json!(2.0),
+            "iperf3 bpftrace: ratio 2",
+        );
+        bad(
+            &|d| d["e2e"]["iperf3"]["configs"][3]["ratio_of_medians"] = json!(2.0),
+            "iperf3 bpftrace: ratio_of_medians 2",
+        );
+        bad(
+            &|d| d["e2e"]["iperf3"]["configs"][2]["ratio_rounds"] = json!([]),
+            "0 ratio_rounds of 1",
+        );
+        bad(&|d| d["e2e"]["syn_flood"]["rx_packets"] = json!(0), "0 SYNs received");
+        bad(&|d| d["e2e"]["syn_flood"]["syn_events"] = json!(0), "reach reported no SYN event");
+        bad(&|d| d["e2e"]["syn_flood"]["counted"] = json!(5), "counted 5 is not events");
+        bad(&|d| d["e2e"]["syn_flood"]["unaccounted"] = json!(7), "unaccounted is not rx_packets");
+        bad(&|d| d["e2e"]["syn_flood"]["reach_peak_rss_kib"] = json!(0), "reach_peak_rss_kib 0");
+        bad(&|d| d["e2e"]["syn_flood"]["reach_cpu_s_flood"] = json!(0.9), "reach_cpu_s_flood 0.9");
+        bad(&|d| d["e2e"]["startup"]["modes"][0]["startup_s"] = json!(0.0), "start-up 0 s");
+        bad(&|d| d["e2e"]["startup"]["modes"][0]["rss_kib"] = json!(0), "VmRSS 0 KiB");
+        bad(&|d| d["e2e"]["startup"]["runs"] = json!(5), "3 startup_s_runs of 5 runs");
+        // Goals are verdicts, not checks: a missed one still passes.
+        let mut doc = plausible();
+        doc["e2e"]["syn_flood"]["unaccounted"] = json!(-2);
+        doc["e2e"]["syn_flood"]["counted"] = json!(77912);
+        doc["e2e"]["syn_flood"]["syn_events"] = json!(1970);
+        check(&doc).unwrap();
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("busybox-static", "the QEMU guests' initramfs"),
     ("util-linux", "nsenter/unshare/setpriv for the tests"),
     ("socat", "a real userland relay (what docker-proxy does) for the relay tests"),
+    ("iperf3", "cargo xtask bench: TCP throughput over a lab veth pair with and without reach"),
+    ("hping3", "cargo xtask bench: the SYN flood whose every SYN reach must account for"),
+    ("tcpdump", "cargo xtask bench: a SYN capture, the throughput comparison next to reach"),
+    ("bpftrace", "cargo xtask bench: a kfree_skb tracepoint one-liner, the other comparison"),
 ];
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";

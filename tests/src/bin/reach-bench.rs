@@ -13,6 +13,9 @@
 //!    port inside a lab namespace (each SYN is dropped, NO_SOCKET). Once with every SYN of
 //!    interest (event path), once with a port filter that excludes them (early exit).
 //!
+//! 3. End to end (`reach_tests::bench_e2e`): iperf3 throughput under `reach watch`, tcpdump
+//!    and bpftrace; a SYN flood accounted for SYN by SYN; `reach watch`'s start-up and RSS.
+//!
 //! Progress goes to stderr; the results, as one JSON document, to stdout (`cargo xtask bench`
 //! renders them and writes BENCHMARKS.md). Needs root.
 use std::{
@@ -49,10 +52,11 @@ struct Args {
     repeat: u32,
     rounds: usize,
     syns: u32,
+    e2e: reach_tests::bench_e2e::Args,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut a = Args { repeat: 1_000_000, rounds: 9, syns: 20_000 };
+    let mut a = Args { repeat: 1_000_000, rounds: 9, syns: 20_000, e2e: Default::default() };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| -> anyhow::Result<u64> {
@@ -67,9 +71,14 @@ fn parse_args() -> anyhow::Result<Args> {
             "--syns" => a.syns = u32::try_from(value("--syns")?)?,
             "-h" | "--help" => {
                 eprintln!("reach-bench [--repeat N (1000000)] [--rounds N (9)] [--syns N (20000)]");
+                eprintln!("{}", reach_tests::bench_e2e::HELP);
                 std::process::exit(0);
             }
-            other => bail!("unknown argument {other:?} (see --help)"),
+            other => {
+                if !a.e2e.parse_arg(other, || it.next())? {
+                    bail!("unknown argument {other:?} (see --help)")
+                }
+            }
         }
     }
     ensure!(a.repeat >= 1000 && a.rounds >= 1 && a.syns >= 100, "arguments too small");
@@ -90,15 +99,20 @@ fn run() -> anyhow::Result<()> {
     let args = parse_args()?;
     // SAFETY: geteuid has no preconditions.
     ensure!(unsafe { libc::geteuid() } == 0, "reach-bench needs root (BPF, network namespaces)");
-    let classifier = classifier_bench(&args)?;
-    let drops = kfree_skb_bench(&args)?;
-    let doc = json!({
-        "repeat": args.repeat,
-        "rounds": args.rounds,
-        "syns": args.syns,
-        "classifier": classifier,
-        "kfree_skb": drops,
-    });
+    let mut doc = if args.e2e.only {
+        json!({})
+    } else {
+        let classifier = classifier_bench(&args)?;
+        let drops = kfree_skb_bench(&args)?;
+        json!({
+            "repeat": args.repeat,
+            "rounds": args.rounds,
+            "syns": args.syns,
+            "classifier": classifier,
+            "kfree_skb": drops,
+        })
+    };
+    doc["e2e"] = reach_tests::bench_e2e::run(&args.e2e)?;
     println!("{}", serde_json::to_string_pretty(&doc)?);
     Ok(())
 }
