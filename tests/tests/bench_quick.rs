@@ -14,10 +14,12 @@ fn every_benchmark_figure_is_produced_and_plausible() {
         .unwrap_or_else(|e| panic!("cargo xtask bench --quick failed: {e:#}"));
     for table in [
         "## TC classifier `reach_ingress` next to the empty classifier `reach_floor`",
-        "## kfree_skb drop handler (BPF run-time statistics)",
+        "## kfree_skb drop handler next to an empty tp_btf handler (BPF run-time statistics)",
+        "| SYN v4, watched port, rate-limited | 74 |",
         "| SYN v4, watched port, ring read | 74 |",
         "| UDP v4 | 74 |",
-        ", early exit (port filter) | 300 |",
+        ", early exit (port not watched) | 300 |",
+        ", early exit (namespace not watched) | 300 |",
         "## End to end: iperf3 TCP throughput over a veth pair",
         "| `nothing attached` |",
         "| `reach watch --json --netns <server>` |",

@@ -47,8 +47,8 @@ pub const QUICK_ARGS: &[&str] = &[
 
 /// The cases reach-bench measures (its `classifier_bench` and `kfree_skb_bench` lists): a
 /// benchmark that silently stops producing one of them must fail the check.
-pub const CLASSIFIER_CASES: usize = 7;
-pub const KFREE_SKB_ROWS: usize = 5;
+pub const CLASSIFIER_CASES: usize = 8;
+pub const KFREE_SKB_ROWS: usize = 6;
 /// The iperf3 configurations (keys of reach-bench's `e2e.iperf3.configs`, in order): the first
 /// is the baseline of the ratios.
 pub const IPERF_CONFIGS: &[&str] = &["none", "reach", "tcpdump", "bpftrace"];
@@ -196,15 +196,28 @@ pub fn check(doc: &Value) -> anyhow::Result<()> {
         let packets = figure("packets")?;
         ensure!(packets == repeat * rounds, "classifier case {case:?}: {packets} packets run");
         let events = figure("events_delivered")? + figure("events_lost")?;
-        if case.contains("watched port") && !case.contains("not watched") {
+        let suppressed = figure("events_suppressed")?;
+        if case.contains("rate-limited") {
+            // One token a second: nearly every SYN is suppressed, and none goes uncounted.
             ensure!(
-                events == packets,
+                events + suppressed == packets && suppressed >= packets - rounds - 1.0,
+                "classifier case {case:?}: {events} events + {suppressed} suppressed of {packets}"
+            );
+        } else if case.contains("watched port") && !case.contains("not watched") {
+            ensure!(
+                events == packets && suppressed == 0.0,
                 "classifier case {case:?}: {events} SYNs delivered or lost of {packets} sent"
             );
         } else {
             ensure!(
-                events == 0.0,
-                "classifier case {case:?}: {events} events from filtered packets"
+                events == 0.0 && suppressed == 0.0,
+                "classifier case {case:?}: {events} events, {suppressed} suppressed from filtered packets"
+            );
+        }
+        if let Some(goal) = r.get("goal_ratio").filter(|g| !g.is_null()) {
+            ensure!(
+                goal.as_f64().is_some_and(|g| g > 1.0),
+                "classifier case {case:?}: goal {goal}"
             );
         }
     }
@@ -223,13 +236,22 @@ pub fn check(doc: &Value) -> anyhow::Result<()> {
         };
         let sent = figure("syns")?;
         ensure!(sent == syns, "kfree_skb row {case:?}: {sent} of {syns} SYNs sent");
-        let runs = figure("run_cnt")?;
+        // Both handlers run on every drop of the machine; the empty one was attached first.
+        let (runs, floor_runs) = (figure("run_cnt")?, figure("floor_run_cnt")?);
         ensure!(
-            runs >= sent,
-            "kfree_skb row {case:?}: {runs} handler runs for {sent} dropped SYNs"
+            runs >= sent && floor_runs >= sent,
+            "kfree_skb row {case:?}: {runs} handler runs, {floor_runs} empty-handler runs for {sent} dropped SYNs"
         );
-        let per = figure("ns_per_run")?;
-        ensure!(per > 0.0, "kfree_skb row {case:?}: {per} ns per run");
+        let (per, floor, ratio) =
+            (figure("ns_per_run")?, figure("floor_ns_per_run")?, figure("ratio")?);
+        ensure!(
+            per > 0.0 && floor > 0.0,
+            "kfree_skb row {case:?}: {per} ns per run, floor {floor}"
+        );
+        ensure!(
+            (ratio - per / floor).abs() < 1e-6 * ratio,
+            "kfree_skb row {case:?}: ratio {ratio} is not ns_per_run/floor_ns_per_run"
+        );
         let events = figure("events_delivered")? + figure("events_lost")?;
         if text(r, "path")?.starts_with("event path") {
             ensure!(
@@ -237,11 +259,9 @@ pub fn check(doc: &Value) -> anyhow::Result<()> {
                 "kfree_skb row {case:?}: {events} events for {sent} dropped SYNs"
             );
         } else {
-            // The filter excludes the load's port; other drops on the machine may still match.
-            ensure!(
-                events < sent,
-                "kfree_skb row {case:?}: {events} events despite the port filter"
-            );
+            // The namespace or port filter excludes every drop of the load, and the namespace
+            // filter every other drop of the machine.
+            ensure!(events == 0.0, "kfree_skb row {case:?}: {events} events despite the filter");
         }
     }
     check_e2e(doc).context("end-to-end benchmarks (e2e)")
@@ -355,8 +375,8 @@ fn check_e2e(doc: &Value) -> anyhow::Result<()> {
 pub struct Goal {
     pub figure: String,
     pub value: f64,
-    /// As shown: `≥ 0.97`, `0`, `≤ 30 MiB`, `≤ 0.3 s`.
-    pub goal: &'static str,
+    /// As shown: `≥ 0.97`, `0`, `≤ 30 MiB`, `≤ 0.3 s`, `≤ 1.25×`.
+    pub goal: String,
     pub met: bool,
 }
 
@@ -366,6 +386,19 @@ pub struct Goal {
 pub fn goals(doc: &Value) -> anyhow::Result<Vec<Goal>> {
     let e2e = section(doc, "e2e")?;
     let mut g = Vec::new();
+    // The hot path: each row that carries a goal, as a ratio to its floor.
+    for (table, what) in [("classifier", "classifier"), ("kfree_skb", "kfree_skb")] {
+        for r in rows(doc, table)? {
+            let Some(goal) = r.get("goal_ratio").and_then(Value::as_f64) else { continue };
+            let ratio = num(r, "ratio")?;
+            g.push(Goal {
+                figure: hot_path_figure(what, text(r, "case")?),
+                value: ratio,
+                goal: format!("≤ {goal}×"),
+                met: ratio <= goal,
+            });
+        }
+    }
     let reach = rows(section(e2e, "iperf3")?, "configs")?
         .iter()
         .find(|c| c["key"] == "reach")
@@ -374,7 +407,7 @@ pub fn goals(doc: &Value) -> anyhow::Result<Vec<Goal>> {
     g.push(Goal {
         figure: "iperf3 with reach watch / nothing attached".into(),
         value: ratio,
-        goal: "≥ 0.97",
+        goal: "≥ 0.97".into(),
         met: ratio >= GOAL_IPERF_RATIO,
     });
     let flood = section(e2e, "syn_flood")?;
@@ -382,14 +415,14 @@ pub fn goals(doc: &Value) -> anyhow::Result<Vec<Goal>> {
     g.push(Goal {
         figure: "SYNs unaccounted under the flood".into(),
         value: unaccounted,
-        goal: "0",
+        goal: "0".into(),
         met: unaccounted == 0.0,
     });
     let peak = num(flood, "reach_peak_rss_kib")?;
     g.push(Goal {
         figure: "reach watch --json peak RSS under the flood (KiB)".into(),
         value: peak,
-        goal: "≤ 30 MiB",
+        goal: "≤ 30 MiB".into(),
         met: peak <= GOAL_RSS_KIB,
     });
     for m in rows(section(e2e, "startup")?, "modes")? {
@@ -398,18 +431,23 @@ pub fn goals(doc: &Value) -> anyhow::Result<Vec<Goal>> {
         g.push(Goal {
             figure: format!("{mode} start-up (s, median)"),
             value: t,
-            goal: "≤ 0.3 s",
+            goal: "≤ 0.3 s".into(),
             met: t <= GOAL_STARTUP_S,
         });
         let rss = num(m, "rss_kib")?;
         g.push(Goal {
             figure: format!("{mode} steady VmRSS (KiB)"),
             value: rss,
-            goal: "≤ 30 MiB",
+            goal: "≤ 30 MiB".into(),
             met: rss <= GOAL_RSS_KIB,
         });
     }
     Ok(g)
+}
+
+/// The figure name of a hot-path row's goal.
+fn hot_path_figure(table: &str, case: &str) -> String {
+    format!("{table} {case} / floor")
 }
 
 /// The goal cell of a figure: `≥ 0.97 ✓` or `≤ 0.3 s ✗ missed`.
@@ -671,46 +709,56 @@ pub fn render(doc: &Value, meta: &Meta) -> anyhow::Result<String> {
         "- classifier: BPF_PROG_TEST_RUN, {repeat:.0} packets per run, {rounds:.0} rounds of \
          floor and classifier interleaved (the order alternates every round)\n"
     )?;
+    let goals = goals(doc)?;
     writeln!(s, "## TC classifier `reach_ingress` next to the empty classifier `reach_floor`\n")?;
     writeln!(
         s,
-        "| case | bytes | ns/packet (median) | floor ns/packet (median) | ratio | classifier rounds min–max | events delivered / lost |"
+        "| case | bytes | ns/packet (median) | floor ns/packet (median) | ratio | goal | classifier rounds min–max | events delivered / lost | suppressed |"
     )?;
-    writeln!(s, "|---|---:|---:|---:|---:|---:|---|")?;
+    writeln!(s, "|---|---:|---:|---:|---:|---|---:|---|---:|")?;
     for r in rows(doc, "classifier")? {
+        let case = text(r, "case")?;
         writeln!(
             s,
-            "| {} | {:.0} | {:.0} | {:.0} | {:.1} | {} | {} |",
-            text(r, "case")?,
+            "| {case} | {:.0} | {:.0} | {:.0} | {:.1} | {} | {} | {} | {:.0} |",
             num(r, "bytes")?,
             num(r, "ns")?,
             num(r, "floor_ns")?,
             num(r, "ratio")?,
+            verdict(&goals, &hot_path_figure("classifier", case)),
             spread(r, "ns_rounds"),
             events(r)?,
+            num(r, "events_suppressed")?,
         )?;
     }
-    writeln!(s, "\n## kfree_skb drop handler (BPF run-time statistics)\n")?;
+    writeln!(
+        s,
+        "\n## kfree_skb drop handler next to an empty tp_btf handler (BPF run-time statistics)\n"
+    )?;
     writeln!(
         s,
         "Load: {:.0} connects to a closed port on 127.0.0.1 inside a lab namespace per row (each \
-         SYN is dropped with NO_SOCKET); `run_cnt` also counts other drops on the machine in the \
-         meantime.\n",
+         SYN is dropped with NO_SOCKET). The empty handler `reach_kfree_skb_floor` is attached to \
+         the same hook for the whole run, so both run on exactly the same drops; `run_cnt` also \
+         counts other drops on the machine in the meantime.\n",
         num(doc, "syns")?
     )?;
     writeln!(
         s,
-        "| attachment, path | SYNs | run_cnt | ns/run (run_time_ns / run_cnt) | events delivered / lost |"
+        "| attachment, path | SYNs | run_cnt | ns/run | empty handler ns/run | ratio | goal | events delivered / lost |"
     )?;
-    writeln!(s, "|---|---:|---:|---:|---|")?;
+    writeln!(s, "|---|---:|---:|---:|---:|---:|---|---|")?;
     for r in rows(doc, "kfree_skb")? {
+        let case = text(r, "case")?;
         writeln!(
             s,
-            "| {} | {:.0} | {:.0} | {:.0} | {} |",
-            text(r, "case")?,
+            "| {case} | {:.0} | {:.0} | {:.0} | {:.0} | {:.1} | {} | {} |",
             num(r, "syns")?,
             num(r, "run_cnt")?,
             num(r, "ns_per_run")?,
+            num(r, "floor_ns_per_run")?,
+            num(r, "ratio")?,
+            verdict(&goals, &hot_path_figure("kfree_skb", case)),
             events(r)?,
         )?;
     }
@@ -805,19 +853,28 @@ mod tests {
 
     #[test]
     fn renders_every_table_from_reach_bench_output() {
-        let doc = json!({
-            "repeat": 1000000, "rounds": 9, "syns": 20000,
-            "classifier": [{"case": "UDP v4", "bytes": 74, "ns": 91.0, "floor_ns": 33.0,
-                "ratio": 2.757, "ns_rounds": [90.0, 95.0], "events_delivered": 0, "events_lost": 0}],
-            "kfree_skb": [{"case": "tp_btf kfree_skb, early exit", "syns": 20000, "run_cnt": 20003,
-                "ns_per_run": 361.4, "events_delivered": 0, "events_lost": 0}],
-            "e2e": e2e(),
-        });
+        let mut doc = plausible();
+        doc["classifier"][7] = json!({"case": "UDP v4", "bytes": 74, "ns": 91.0,
+            "floor_ns": 33.0, "ratio": 2.757, "ns_rounds": [90.0, 95.0], "events_delivered": 0,
+            "events_lost": 0, "events_suppressed": 0, "goal_ratio": 1.25});
+        doc["kfree_skb"][2] = json!({"case": "tp_btf kfree_skb, early exit", "path": "early exit",
+            "syns": 20000, "run_cnt": 20003, "ns_per_run": 361.4, "floor_run_cnt": 20003,
+            "floor_ns_per_run": 90.0, "ratio": 361.4 / 90.0, "goal_ratio": 2.0,
+            "events_delivered": 0, "events_lost": 0});
         let md = render(&doc, &meta()).unwrap();
         assert!(md.contains("- CPU: AMD EPYC (2 CPUs)"), "{md}");
-        assert!(md.contains("| UDP v4 | 74 | 91 | 33 | 2.8 | 90–95 | none |"), "{md}");
         assert!(
-            md.contains("| tp_btf kfree_skb, early exit | 20000 | 20003 | 361 | none |"),
+            md.contains("| UDP v4 | 74 | 91 | 33 | 2.8 | ≤ 1.25× ✗ missed | 90–95 | none | 0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| SYN v4, watched port, rate-limited | 74 | 90 | 30 | 3.0 | – |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "| tp_btf kfree_skb, early exit | 20000 | 20003 | 361 | 90 | 4.0 | ≤ 2× ✗ missed | none |"
+            ),
             "{md}"
         );
         assert!(md.contains("## How to read it"));
@@ -854,38 +911,51 @@ mod tests {
         assert!(!met("SYNs unaccounted under the flood"));
         assert!(met("reach watch start-up (s, median)"));
         assert!(!met("reach watch --no-packets steady VmRSS (KiB)"));
-        assert_eq!(goals.len(), 7);
+        assert!(met("classifier SYN v4, watched port, ring read / floor"));
+        assert!(!met("classifier UDP v4 / floor"));
+        assert!(!met("kfree_skb tp_btf kfree_skb, early exit (port not watched) / floor"));
+        // 7 classifier rows and 3 early exits carry goals, and 7 end-to-end figures.
+        assert_eq!(goals.len(), 7 + 3 + 7);
     }
 
     /// A document as reach-bench prints it with `--repeat 1000 --rounds 2 --syns 100`.
     fn plausible() -> Value {
-        let cls = |case: &str, events: bool| {
+        let cls = |case: &str, events: bool, goal: Option<f64>| {
             json!({"case": case, "bytes": 74, "ns": 90.0, "floor_ns": 30.0, "ratio": 3.0,
                 "ns_rounds": [90.0, 91.0], "floor_ns_rounds": [30.0, 30.0], "packets": 2000,
                 "events_delivered": if events { 1990 } else { 0 },
-                "events_lost": if events { 10 } else { 0 }})
+                "events_lost": if events { 10 } else { 0 }, "events_suppressed": 0,
+                "goal_ratio": goal})
         };
+        let mut limited = cls("SYN v4, watched port, rate-limited", false, None);
+        limited["events_delivered"] = json!(2);
+        limited["events_suppressed"] = json!(1998);
         let drop = |case: &str, path: &str, events: u64| {
+            let early = path.starts_with("early exit");
             json!({"case": format!("{case}, {path}"), "path": path, "syns": 100, "run_cnt": 104,
-                "ns_per_run": 400.0, "events_delivered": events, "events_lost": 0})
+                "ns_per_run": 400.0, "floor_run_cnt": 104, "floor_ns_per_run": 100.0,
+                "ratio": 4.0, "goal_ratio": if early { Some(2.0) } else { None },
+                "events_delivered": events, "events_lost": 0})
         };
         json!({
             "repeat": 1000, "rounds": 2, "syns": 100,
             "classifier": [
-                cls("SYN v4, watched port, ring read", true),
-                cls("SYN v4, watched port, ring full", true),
-                cls("SYN v4, port not watched", false),
-                cls("SYN v6, watched port, ring read", true),
-                cls("SYN v6, port not watched", false),
-                cls("ACK v4", false),
-                cls("UDP v4", false),
+                cls("SYN v4, watched port, ring read", true, Some(3.0)),
+                cls("SYN v4, watched port, ring full", true, Some(3.0)),
+                limited,
+                cls("SYN v4, port not watched", false, Some(1.5)),
+                cls("SYN v6, watched port, ring read", true, Some(3.0)),
+                cls("SYN v6, port not watched", false, Some(1.5)),
+                cls("ACK v4", false, Some(1.25)),
+                cls("UDP v4", false, Some(1.25)),
             ],
             "kfree_skb": [
                 drop("tp_btf kfree_skb", "event path, reader waiting", 104),
                 drop("tp_btf kfree_skb", "event path, reader behind", 100),
-                drop("tp_btf kfree_skb", "early exit (port filter)", 0),
+                drop("tp_btf kfree_skb", "early exit (namespace not watched)", 0),
+                drop("tp_btf kfree_skb", "early exit (port not watched)", 0),
                 drop("tracepoint skb:kfree_skb", "event path, reader waiting", 101),
-                drop("tracepoint skb:kfree_skb", "early exit (port filter)", 2),
+                drop("tracepoint skb:kfree_skb", "early exit (namespace not watched)", 0),
             ],
             "e2e": e2e(),
         })
@@ -904,15 +974,20 @@ mod tests {
     fn a_missing_case_or_figure_fails_the_check_naming_it() {
         let mut doc = plausible();
         doc["classifier"].as_array_mut().unwrap().pop();
-        assert!(check_err(&doc).contains("6 classifier cases measured"), "{}", check_err(&doc));
+        assert!(check_err(&doc).contains("7 classifier cases measured"), "{}", check_err(&doc));
+
+        let mut doc = plausible();
+        doc["kfree_skb"][5].as_object_mut().unwrap().remove("floor_ns_per_run");
+        let err = check_err(&doc);
+        assert!(err.contains("lacks floor_ns_per_run") && err.contains("early exit"), "{err}");
 
         let mut doc = plausible();
         doc["kfree_skb"][4].as_object_mut().unwrap().remove("ns_per_run");
         let err = check_err(&doc);
-        assert!(err.contains("lacks ns_per_run") && err.contains("early exit"), "{err}");
+        assert!(err.contains("lacks ns_per_run") && err.contains("event path"), "{err}");
 
         let mut doc = plausible();
-        doc["classifier"][6]["floor_ns_rounds"] = json!([30.0]);
+        doc["classifier"][7]["floor_ns_rounds"] = json!([30.0]);
         assert!(check_err(&doc).contains("1 floor_ns_rounds of 2 rounds"), "{}", check_err(&doc));
     }
 
@@ -1006,8 +1081,8 @@ mod tests {
         assert!(check_err(&doc).contains("lacks ratio"), "{}", check_err(&doc));
 
         let mut doc = plausible();
-        doc["classifier"][5]["ns"] = json!(25.0);
-        doc["classifier"][5]["ratio"] = json!(25.0 / 30.0);
+        doc["classifier"][6]["ns"] = json!(25.0);
+        doc["classifier"][6]["ratio"] = json!(25.0 / 30.0);
         assert!(check_err(&doc).contains("\"ACK v4\": ratio 0.83"), "{}", check_err(&doc));
 
         let mut doc = plausible();
@@ -1016,16 +1091,37 @@ mod tests {
         assert!(err.contains("1990 SYNs delivered or lost of 2000 sent"), "{err}");
 
         let mut doc = plausible();
-        doc["classifier"][4]["events_delivered"] = json!(3);
-        assert!(check_err(&doc).contains("3 events from filtered packets"), "{}", check_err(&doc));
+        doc["classifier"][5]["events_delivered"] = json!(3);
+        assert!(
+            check_err(&doc).contains("3 events, 0 suppressed from filtered packets"),
+            "{}",
+            check_err(&doc)
+        );
+
+        let mut doc = plausible();
+        doc["classifier"][2]["events_suppressed"] = json!(1000);
+        let err = check_err(&doc);
+        assert!(err.contains("2 events + 1000 suppressed of 2000"), "{err}");
 
         let mut doc = plausible();
         doc["kfree_skb"][1]["run_cnt"] = json!(99);
-        assert!(check_err(&doc).contains("99 handler runs for 100"), "{}", check_err(&doc));
+        assert!(
+            check_err(&doc).contains("99 handler runs, 104 empty-handler runs for 100"),
+            "{}",
+            check_err(&doc)
+        );
 
         let mut doc = plausible();
-        doc["kfree_skb"][2]["events_delivered"] = json!(100);
-        assert!(check_err(&doc).contains("despite the port filter"), "{}", check_err(&doc));
+        doc["kfree_skb"][0]["ratio"] = json!(2.0);
+        assert!(
+            check_err(&doc).contains("ratio 2 is not ns_per_run/floor_ns_per_run"),
+            "{}",
+            check_err(&doc)
+        );
+
+        let mut doc = plausible();
+        doc["kfree_skb"][2]["events_delivered"] = json!(1);
+        assert!(check_err(&doc).contains("1 events despite the filter"), "{}", check_err(&doc));
 
         let mut doc = plausible();
         doc["kfree_skb"][3]["syns"] = json!(60);
