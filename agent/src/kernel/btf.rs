@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use anyhow::{Context as _, anyhow, bail};
-use btf_rs::{Btf, BtfType, Type};
+use btf_rs::{Backend, Btf, BtfType, Type};
 use fallible_iterator::FallibleIterator as _;
 
 /// Where a field lives inside its outermost struct.
@@ -42,11 +42,27 @@ impl KernelBtf {
         })
     }
 
+    /// Parses lazily from a private read-only mapping of the file (btf-rs's mmap backend): only
+    /// an index of type offsets is built, about 1 MB for vmlinux, where its caching backend
+    /// decodes every type and string up front (about 45 MB and 100 ms for vmlinux). sysfs lets
+    /// BTF be mapped since Linux 6.16 or so; before that the bytes are copied into a memfd and
+    /// that is mapped, which costs one read of the file.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        // Read whole, then parsed from memory: btf-rs's file reader seeks once per type
-        // (an lseek syscall each, ~100k for vmlinux), which cost a second of CPU per load.
-        let bytes = std::fs::read(path)?;
-        Ok(Self { btf: Btf::from_bytes(&bytes).map_err(|e| anyhow!("{e}"))? })
+        match Btf::from_file_with_backend(path, Backend::Mmap) {
+            Ok(btf) => Ok(Self { btf }),
+            Err(direct) => Self::from_memfd_copy(path)
+                .with_context(|| format!("mapping {} directly failed: {direct}", path.display())),
+        }
+    }
+
+    /// [`from_file`](Self::from_file) for a file that cannot be mapped: its bytes are copied
+    /// into an anonymous memory file and that is mapped (the mapping keeps the pages; the
+    /// descriptor is closed).
+    pub fn from_memfd_copy(path: &Path) -> anyhow::Result<Self> {
+        let copy = memfd_copy(path)?;
+        let fd = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&copy));
+        let btf = Btf::from_file_with_backend(&fd, Backend::Mmap).map_err(|e| anyhow!("{e}"))?;
+        Ok(Self { btf })
     }
 
     /// A module's BTF (`/sys/kernel/btf/<module>`), which is split BTF: its type ids continue
@@ -223,6 +239,37 @@ impl KernelBtf {
     }
 }
 
+/// aya's parse of the running kernel's BTF (for loading tp_btf and fexit programs), shared by
+/// everyone who asks while one is alive: start-up loads several objects, and each parse costs
+/// about 20 ms and 15 MB. Hold the `Arc` across a start-up to share it; it is freed with the
+/// last holder.
+pub fn aya_btf() -> Result<std::sync::Arc<aya::Btf>, aya::BtfError> {
+    use std::sync::{Arc, Mutex, Weak};
+    static SHARED: Mutex<Weak<aya::Btf>> = Mutex::new(Weak::new());
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(btf) = shared.upgrade() {
+        return Ok(btf);
+    }
+    let btf = Arc::new(aya::Btf::from_sys_fs()?);
+    *shared = Arc::downgrade(&btf);
+    Ok(btf)
+}
+
+/// The file's bytes in an anonymous memory file (memfd), for mapping what cannot be mapped.
+fn memfd_copy(path: &Path) -> anyhow::Result<std::fs::File> {
+    use std::{io::Write as _, os::fd::FromRawFd as _};
+    let bytes = std::fs::read(path)?;
+    // SAFETY: a constant C string; the returned fd is owned by the File below.
+    let fd = unsafe { libc::memfd_create(c"reach-btf".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("memfd_create for BTF");
+    }
+    // SAFETY: fd is a fresh descriptor nothing else owns.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    file.write_all(&bytes).context("copying BTF into a memfd")?;
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,6 +292,20 @@ mod tests {
         assert_eq!((saddr.byte_offset(), saddr.byte_size), (4, 4));
         let family = b.field("sock_common", "skc_family").unwrap();
         assert_eq!((family.byte_offset(), family.byte_size), (16, 2));
+    }
+
+    /// Kernels before ~6.16 cannot map their BTF from sysfs: the memfd copy must read the same.
+    #[test]
+    fn a_memfd_copy_reads_like_the_mapped_file() {
+        let copied = KernelBtf::from_memfd_copy(Path::new(VMLINUX)).unwrap();
+        let b = btf();
+        for (st, f) in [("sock", "__sk_common.skc_num"), ("sk_buff", "head"), ("net", "ns.inum")] {
+            assert_eq!(copied.field(st, f).unwrap(), b.field(st, f).unwrap(), "{st}.{f}");
+        }
+        assert_eq!(
+            copied.enum_values("tcp_ca_state").unwrap(),
+            b.enum_values("tcp_ca_state").unwrap()
+        );
     }
 
     #[test]

@@ -100,7 +100,7 @@ pub fn probe() -> (Capabilities, ProbeFacts) {
             return (all_unavailable("probe object lacks its hit-counter map (build bug)"), facts);
         }
     };
-    let btf = Btf::from_sys_fs();
+    let btf = super::btf::aya_btf();
     let tracefs = pseudofs::tracefs();
     if let Ok(fs) = &tracefs {
         let events = fs.path.join("events");

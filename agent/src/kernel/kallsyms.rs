@@ -11,23 +11,34 @@ use anyhow::{Context as _, bail};
 
 const PROC_KALLSYMS: &str = "/proc/kallsyms";
 
-/// The kernel's symbol table, sorted by address.
+/// The kernel's symbol table, sorted by address. Kept compact (16 bytes a symbol, the names of
+/// functions in one string): it stays resident for the whole run of `reach watch`, and a
+/// kernel lists over 100k symbols.
 #[derive(Debug, Clone, Default)]
 pub struct Kallsyms {
     /// One entry per address. Non-text symbols (only present with CONFIG_KALLSYMS_ALL) are kept,
     /// nameless, as fences: an address past the end of a function's code but inside data
     /// must not be blamed on that function.
     syms: Vec<Sym>,
+    /// The names of text symbols, back to back (`Sym::name_at`, `Sym::name_len`).
+    names: String,
     /// Module names; `Sym::module` indexes this plus one (0 = vmlinux).
     modules: Vec<Box<str>>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Copy)]
 struct Sym {
     addr: u64,
-    name: Box<str>,
-    module: u32,
-    text: bool,
+    name_at: u32,
+    /// 0 for a data fence (a text symbol always has a name).
+    name_len: u16,
+    module: u16,
+}
+
+impl Sym {
+    fn text(&self) -> bool {
+        self.name_len > 0
+    }
 }
 
 /// A resolved address.
@@ -78,7 +89,8 @@ impl Kallsyms {
     /// malformed lines are skipped.
     pub fn parse(text: &str) -> Kallsyms {
         let mut modules: Vec<Box<str>> = Vec::new();
-        let mut syms: Vec<Sym> = Vec::new();
+        // (address, name of a text symbol, module), borrowed from `text` until compacted.
+        let mut syms: Vec<(u64, Option<&str>, u16)> = Vec::new();
         for line in text.lines() {
             let mut fields = line.split_whitespace();
             let (Some(addr), Some(kind), Some(name)) =
@@ -89,50 +101,65 @@ impl Kallsyms {
             let Ok(addr) = u64::from_str_radix(addr, 16) else { continue };
             // t/T are functions; W/w are weak symbols, which kallsyms lists only for functions
             // (weak objects are V/v).
-            let text = matches!(kind, "t" | "T" | "w" | "W");
+            let text = matches!(kind, "t" | "T" | "w" | "W") && !name.is_empty();
             let module = match fields.next().and_then(|m| m.strip_prefix('[')?.strip_suffix(']')) {
                 None => 0,
                 Some(m) => match modules.iter().position(|known| &**known == m) {
-                    Some(i) => i as u32 + 1,
+                    Some(i) => i as u16 + 1,
                     None => {
                         modules.push(m.into());
-                        modules.len() as u32
+                        modules.len() as u16
                     }
                 },
             };
-            let name = if text { name.into() } else { Box::default() };
-            syms.push(Sym { addr, name, module, text });
+            // Names longer than a u16 do not exist in practice; cut rather than overflow.
+            let name = &name[..name.floor_char_boundary(u16::MAX as usize)];
+            syms.push((addr, text.then_some(name), module));
         }
         // vmlinux is listed in address order, modules and BPF programs after it.
-        syms.sort_by_key(|s| s.addr);
+        syms.sort_by_key(|s| s.0);
         // Several names can share an address (`_stext`, `_text`, ...). Like the kernel's %pS,
         // keep the first listed; a text symbol beats a data fence at the same address.
-        let mut deduped: Vec<Sym> = Vec::with_capacity(syms.len());
+        let mut deduped: Vec<(u64, Option<&str>, u16)> = Vec::with_capacity(syms.len());
         for sym in syms {
             match deduped.last_mut() {
-                Some(last) if last.addr == sym.addr => {
-                    if !last.text && sym.text {
+                Some(last) if last.0 == sym.0 => {
+                    if last.1.is_none() && sym.1.is_some() {
                         *last = sym;
                     }
                 }
                 _ => deduped.push(sym),
             }
         }
-        Kallsyms { syms: deduped, modules }
+        let mut names =
+            String::with_capacity(deduped.iter().filter_map(|s| s.1).map(str::len).sum());
+        let syms = deduped
+            .into_iter()
+            .map(|(addr, name, module)| {
+                let name_at = names.len() as u32;
+                names.push_str(name.unwrap_or(""));
+                Sym { addr, name_at, name_len: name.map_or(0, str::len) as u16, module }
+            })
+            .collect();
+        Kallsyms { syms, names, modules }
+    }
+
+    fn name(&self, sym: &Sym) -> &str {
+        &self.names[sym.name_at as usize..sym.name_at as usize + sym.name_len as usize]
     }
 
     /// The function containing `addr`, or `None` before the first symbol or inside data.
     pub fn lookup(&self, addr: u64) -> Option<Symbol<'_>> {
         let idx = self.syms.partition_point(|s| s.addr <= addr);
         let sym = &self.syms[idx.checked_sub(1)?];
-        if !sym.text {
+        if !sym.text() {
             return None;
         }
         let module = match sym.module {
             0 => None,
             m => self.modules.get(m as usize - 1).map(|m| &**m),
         };
-        Some(Symbol { name: &sym.name, offset: addr - sym.addr, module })
+        Some(Symbol { name: self.name(sym), offset: addr - sym.addr, module })
     }
 
     /// `tcp_v4_rcv+0x2a3`, `nft_do_chain+0x4c [nf_tables]`.
@@ -142,7 +169,7 @@ impl Kallsyms {
 
     /// The address of a text symbol (first match; vmlinux and modules alike).
     pub fn address_of(&self, name: &str) -> Option<u64> {
-        self.syms.iter().find(|s| s.text && &*s.name == name).map(|s| s.addr)
+        self.syms.iter().find(|s| s.text() && self.name(s) == name).map(|s| s.addr)
     }
 
     pub fn len(&self) -> usize {

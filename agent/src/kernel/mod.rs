@@ -5,6 +5,7 @@ pub mod cgroup;
 pub mod drop_reasons;
 pub mod kallsyms;
 pub mod lockdown;
+pub mod memory;
 pub mod nfnetlink;
 pub mod privileges;
 pub mod pseudofs;

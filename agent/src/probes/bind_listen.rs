@@ -13,7 +13,7 @@ use reach_common::{LOST_SLOT, offsets::SOCK_OFFSETS_GLOBAL};
 use crate::{
     ebpf_objects,
     kernel::{
-        btf::KernelBtf,
+        btf::{KernelBtf, aya_btf},
         capabilities::chain,
         pseudofs::{self, PseudoFs},
     },
@@ -94,7 +94,7 @@ impl BindListen {
             .load(ebpf_objects::probes())
             .map_err(|e| anyhow!("loading reach's probe object failed: {}", chain(&e)))?;
         let mut me = Self { ebpf, mode, attachments: Vec::new(), _tracefs: tracefs };
-        let btf = Btf::from_sys_fs().context("reading kernel BTF for typed programs")?;
+        let btf = aya_btf().context("reading kernel BTF for typed programs")?;
         match mode {
             AttachMode::Kprobe => me.attach_kprobes()?,
             AttachMode::Fentry => me.attach_fexits(&btf)?,

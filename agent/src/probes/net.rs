@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, anyhow, bail};
 use aya::{
-    Btf, Ebpf, EbpfLoader,
+    Ebpf, EbpfLoader,
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         BtfTracePoint, SchedClassifier, TcAttachType, TracePoint,
@@ -21,7 +21,12 @@ use reach_common::net::{IGNORED_REASON_LIMIT, NetConfig, PORT_WORDS, SkbOffsets,
 
 use crate::{
     ebpf_objects::{self, program_mut},
-    kernel::{btf::KernelBtf, capabilities::chain, drop_reasons::DropReasons, pseudofs},
+    kernel::{
+        btf::{KernelBtf, aya_btf},
+        capabilities::chain,
+        drop_reasons::DropReasons,
+        pseudofs,
+    },
     netns::enter,
     probes::{clsact, clsact_record, offsets},
 };
@@ -340,7 +345,7 @@ impl DropTap {
         for ns in &opts.netns {
             watched.insert(*ns as u32, 1, 0)?;
         }
-        let btf = Btf::from_sys_fs().context("reading kernel BTF")?;
+        let btf = aya_btf().context("reading kernel BTF")?;
         let typed = (|| -> anyhow::Result<()> {
             if force_classic {
                 bail!("classic tracepoint requested");

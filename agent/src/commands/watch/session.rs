@@ -30,7 +30,10 @@ use crate::{
         listeners::{Change, Listener, Listeners},
     },
     netns::{names::Names, snapshot},
-    output::time::{Clock, boot_ns},
+    output::{
+        phases::Phases,
+        time::{Clock, boot_ns},
+    },
     probes::{
         bind_listen::{AttachMode, BindListen},
         net::{DropTap, NetOptions, NetnsTap, TcHow, remove_stale_filters},
@@ -183,6 +186,16 @@ pub struct Session {
     ticks: u64,
 }
 
+/// What the packet path reports: every watched namespace, the ports asked for, the rate bound.
+fn packet_options(opts: &SessionOptions) -> NetOptions {
+    NetOptions {
+        netns: opts.namespaces.iter().map(|n| n.inode).collect(),
+        ports: opts.ports.clone(),
+        rate_per_sec: opts.syn_rate,
+        burst: opts.syn_rate.max(1),
+    }
+}
+
 async fn probe_plan() -> anyhow::Result<Plan> {
     let (caps, facts) = tokio::task::spawn_blocking(capabilities::probe).await?;
     Ok(plan::choose(&caps, &facts))
@@ -192,7 +205,12 @@ impl Session {
     /// Attaches everything `opts` asks for, announcing each attachment through `announce`.
     /// Whatever was attached before an error is detached again (the guards drop).
     pub async fn attach(opts: &SessionOptions, announce: impl Fn(&str)) -> anyhow::Result<Self> {
+        let mut phases = Phases::new();
+        // One parse of the kernel's BTF for every typed program of this start-up (held until
+        // the end of it, then freed).
+        let btf = crate::kernel::btf::aya_btf().ok();
         let plan = probe_plan().await?;
+        phases.mark("probe");
         let mode = match opts.attach.or_else(|| AttachMode::from_plan(&plan.bind)) {
             Some(m) => m,
             None => bail!(
@@ -207,18 +225,14 @@ impl Session {
                     "attaching the bind/listen probes in {mode} mode failed (see `reach doctor`)"
                 )
             })?;
+        phases.mark("binds");
         announce(&format!(
             "watching binds and listens ({mode} mode: {})",
             binds.attachments.join(", ")
         ));
 
         // Packet path: one TC tap per watched namespace, one global drop tracer.
-        let net = NetOptions {
-            netns: opts.namespaces.iter().map(|n| n.inode).collect(),
-            ports: opts.ports.clone(),
-            rate_per_sec: opts.syn_rate,
-            burst: opts.syn_rate.max(1),
-        };
+        let net = packet_options(opts);
         // The overflow counters' baseline is read before anything announces "watching": a
         // queue that overflows right after that line (the start-up below can take seconds on a
         // slow machine) must be counted, not folded into the baseline.
@@ -246,6 +260,7 @@ impl Session {
                     .await?
                     .context("attaching the kfree_skb drop tracer failed (see `reach doctor`)")?,
             );
+            phases.mark("drops");
             for ns in &opts.namespaces {
                 let ifaces = opts
                     .ifaces_of
@@ -253,6 +268,7 @@ impl Session {
                     .find(|(inode, _)| *inode == ns.inode)
                     .map_or(&opts.ifaces, |(_, i)| i);
                 let tap = attach_tap(ns, ifaces, &net, how, &announce).await?;
+                phases.mark(format!("tc {}", ns.name));
                 let ifs: Vec<&str> = tap.ifaces.iter().map(|(n, _)| n.as_str()).collect();
                 announce(&format!(
                     "watching SYNs on {} in {} ({})",
@@ -284,7 +300,9 @@ impl Session {
         let firewalld = if trace_tables.is_empty() {
             None
         } else {
-            start_firewalld_cache(opts.firewalld_bus.as_deref(), &announce).await
+            let f = start_firewalld_cache(opts.firewalld_bus.as_deref(), &announce).await;
+            phases.mark("nftrace");
+            f
         };
 
         let (tx, rx) = mpsc::channel::<Msg>(4096);
@@ -314,6 +332,13 @@ impl Session {
                 .unwrap_or_else(|e| DropReasons::unavailable(e.to_string())),
             kallsyms: Kallsyms::load().ok(),
         };
+        phases.mark("names");
+        drop(btf);
+        // Start-up parsed the kernel's BTF several times (aya parses it for every object it
+        // loads) and freed it: hand the freed heap back to the kernel, or it stays resident.
+        crate::kernel::memory::trim();
+        phases.mark("trim");
+        tracing::info!("{}", phases.summary());
         let state = State {
             names: Names::new(),
             model: Listeners::new(),
