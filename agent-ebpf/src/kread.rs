@@ -38,3 +38,34 @@ pub fn read16(base: u64, field: &Field) -> Option<[u8; 16]> {
 pub fn deref(base: u64, field: &Field) -> Option<u64> {
     read(base, field).filter(|&p| p != 0)
 }
+
+/// Reads `field` of the struct at `base` with a plain load, for pointers the verifier knows
+/// the BTF type of (a tp_btf program's arguments and what is loaded through them): it turns
+/// such loads into fault-safe ones itself, which costs a load where `bpf_probe_read_kernel`
+/// costs a helper call (several times as much). The verifier must know the offset: it does,
+/// because the offsets are in frozen `.rodata` patched before load. None when the field is
+/// absent or `base` is NULL; a faulting load reads as 0.
+#[inline(always)]
+pub fn read_typed(base: u64, field: &Field) -> Option<u64> {
+    if !field.is_present() || base == 0 {
+        return None;
+    }
+    let at = base + field.offset as u64;
+    // SAFETY: a BTF-typed kernel pointer plus a member offset from BTF; the verifier checks
+    // the access against the type and makes the load fault-safe.
+    let raw = unsafe {
+        match field.size {
+            1 => core::ptr::read_volatile(at as *const u8) as u64,
+            2 => core::ptr::read_volatile(at as *const u16) as u64,
+            4 => core::ptr::read_volatile(at as *const u32) as u64,
+            _ => core::ptr::read_volatile(at as *const u64),
+        }
+    };
+    Some(field.extract(raw))
+}
+
+/// Follows a pointer field with [`read_typed`].
+#[inline(always)]
+pub fn deref_typed(base: u64, field: &Field) -> Option<u64> {
+    read_typed(base, field).filter(|&p| p != 0)
+}

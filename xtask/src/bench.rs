@@ -778,19 +778,21 @@ const HOW_TO_READ: &str = "
   BPF_PROG_TEST_RUN costs per packet when the program does nothing: the classifier's own cost
   is roughly `ns/packet − floor`.
 - **Watched port, ring read**: every SYN becomes an event (no rate limit) while a thread reads
-  the ring as fast as it can. The programs submit without waking the reader and wake it only
-  when the queued backlog crosses 16 KiB (a wake-up is an irq_work, which costs more than the
-  event itself inside a VM; `reach watch` also drains every 50 ms). At this unbounded rate a
-  few events can be counted as lost; reach's token bucket (`--syn-rate`, default 1000/s per
-  CPU) keeps real loads far below it. **Ring full**: nothing reads, every reservation fails
-  and is counted as lost; the cheapest event path.
-- **Port not watched**: the SYN is parsed and counted, then filtered out (`--port`).
+  the ring as fast as it can, on the other CPU: the two share the ring's cache lines. The
+  programs submit without waking the reader and wake it every 128th event of a CPU (a wake-up
+  is an irq_work, which costs more than the event itself inside a VM; `reach watch` also
+  drains every 50 ms). At this unbounded rate some events can be counted as lost; reach's
+  token bucket (`--syn-rate`, default 1000/s per CPU) keeps real loads far below it. **Ring
+  full**: nothing reads, every reservation fails and is counted as lost. **Rate-limited**: the
+  token bucket is empty, as under a SYN flood: the clock read and the bucket, no event.
+- **Port not watched**: the SYN is parsed and counted, then filtered out (`--port`). ACK and
+  UDP update no counter at all: one bounds-checked read per header after `skb->protocol`.
 - **kfree_skb** numbers come from the kernel's BPF run-time statistics (`run_time_ns /
   run_cnt`) over a real loopback load, so they include the kernel's own accounting around each
-  run. *Reader waiting* and *reader behind* differ only in how often user space reads the
-  ring (continuously, or every 10 ms); with wake-ups only at the backlog threshold they cost
-  the same. *Early exit*:
-  the port filter excludes the SYNs, so the handler parses the headers and returns.
+  run; the empty tp_btf handler on the same hook, attached all along, is their floor.
+  *Namespace not watched*: the handler reads the namespace (typed loads through the tp_btf
+  arguments; the classic tracepoint has only bpf_probe_read_kernel) and returns. *Port not
+  watched*: it also copies the IP and TCP headers (one bpf_probe_read_kernel) and returns.
 - **End to end**, the iperf3 ratios are the number to compare: the four configurations run in
   the same rounds, so a disturbance of the machine moves them all. On veth, TCP runs at memory
   speed on one CPU, so anything per-packet shows: `reach watch` runs its TC classifiers on

@@ -8,6 +8,8 @@
 //!
 //! The IP and TCP parsers are generic over where the bytes come from (`Source`), so the drop
 //! tracer decodes a freed skb's headers (read from kernel memory) with the same rules.
+use core::mem::MaybeUninit;
+
 use aya_ebpf::{helpers::bpf_probe_read_kernel, programs::TcContext};
 use network_types::{eth::EthHdr, ip::Ipv4Hdr, ip::Ipv6Hdr, tcp::TcpHdr, vlan::VlanHdr};
 
@@ -85,34 +87,74 @@ impl Source for KernelBytes {
     }
 }
 
-/// Bytes the drop tracer copies from a freed skb's network header in one read: a maximal IPv4
-/// header and TCP header (80), or IPv6 with extension headers up to 68 bytes before TCP.
-pub const DROP_HEADER_BYTES: usize = 128;
+/// Bytes the drop tracer copies from a freed skb's network header in one read: an IPv4
+/// header without options and a TCP header (40), or IPv6 and TCP (60). The copy cannot fault
+/// where the packet is shorter: the head buffer goes on past its data with tailroom and the
+/// skb's `skb_shared_info`.
+pub const DROP_HEADER_BYTES: usize = 60;
 
-/// The first [`DROP_HEADER_BYTES`] of a freed skb's headers, copied with one
-/// `bpf_probe_read_kernel`; reads beyond them (long IPv6 extension chains) fall back to
-/// [`KernelBytes`]. The copy cannot fault where the packet is shorter: the head buffer goes on
-/// past its data with tailroom and the skb's `skb_shared_info`.
-pub struct KernelCopy<'a> {
-    pub base: u64,
-    pub buf: &'a [u8; DROP_HEADER_BYTES],
+/// What [`copied`] made of the drop tracer's copy.
+pub enum Copied {
+    /// A TCP segment, written to the caller's `out`.
+    Tcp,
+    NotTcp,
+    Malformed,
+    /// Neither shape [`copied`] decodes: read it field by field.
+    Other,
 }
 
-impl Source for KernelCopy<'_> {
-    #[inline(always)]
-    fn read<T>(&self, off: usize) -> Option<T> {
-        if off <= DROP_HEADER_BYTES - core::mem::size_of::<T>() {
-            // SAFETY: `off + size_of::<T>() <= DROP_HEADER_BYTES`, inside the copy.
-            Some(unsafe { core::ptr::read_unaligned(self.buf.as_ptr().add(off) as *const T) })
-        } else {
-            KernelBytes(self.base).read(off)
+/// The two shapes nearly every TCP segment has, IPv4 without options and IPv6 without
+/// extension headers, decoded from the drop tracer's copy at constant offsets (a variable
+/// offset into the copy is more than 6.1's verifier follows). The segment goes to `out`, not
+/// into the result: LLVM may copy an enum payload on paths that never set it, which the
+/// verifier rejects.
+#[inline(always)]
+pub fn copied(b: &[u8; DROP_HEADER_BYTES], out: &mut MaybeUninit<Segment>) -> Copied {
+    match b[0] {
+        0x45 => {
+            if b[9] != IPPROTO_TCP || u16::from_be_bytes([b[6], b[7]]) & 0x1fff != 0 {
+                return Copied::NotTcp;
+            }
+            let mut saddr = [0u8; 16];
+            let mut daddr = [0u8; 16];
+            saddr[..4].copy_from_slice(&b[12..16]);
+            daddr[..4].copy_from_slice(&b[16..20]);
+            tcp_at::<20>(b, 4, saddr, daddr, out)
         }
+        v if v >> 4 == 6 && b[6] == IPPROTO_TCP => {
+            let mut saddr = [0u8; 16];
+            let mut daddr = [0u8; 16];
+            saddr.copy_from_slice(&b[8..24]);
+            daddr.copy_from_slice(&b[24..40]);
+            tcp_at::<40>(b, 6, saddr, daddr, out)
+        }
+        _ => Copied::Other,
     }
+}
 
-    #[inline(always)]
-    fn has(&self, _end: usize) -> bool {
-        true
+#[inline(always)]
+fn tcp_at<const OFF: usize>(
+    b: &[u8; DROP_HEADER_BYTES],
+    ip_version: u8,
+    saddr: [u8; 16],
+    daddr: [u8; 16],
+    out: &mut MaybeUninit<Segment>,
+) -> Copied {
+    let th = &b[OFF..OFF + TcpHdr::LEN];
+    if ((th[12] >> 4) as usize * 4) < TcpHdr::LEN {
+        return Copied::Malformed;
     }
+    out.write(Segment {
+        ip_version,
+        flags: th[13],
+        saddr,
+        daddr,
+        sport: u16::from_be_bytes([th[0], th[1]]),
+        dport: u16::from_be_bytes([th[2], th[3]]),
+        seq: u32::from_be_bytes([th[4], th[5], th[6], th[7]]),
+        ack_seq: u32::from_be_bytes([th[8], th[9], th[10], th[11]]),
+    });
+    Copied::Tcp
 }
 
 /// Parses the packet; `no_l2` when the interface has no link-layer header.

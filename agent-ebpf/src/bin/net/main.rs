@@ -25,7 +25,7 @@ use aya_ebpf::{
 };
 use direct::{Fast, Interest};
 use headers::{
-    DROP_HEADER_BYTES, KernelBytes, KernelCopy, Parsed, Segment, Source as _, ipv4, ipv6,
+    Copied, DROP_HEADER_BYTES, KernelBytes, Parsed, Segment, Source as _, copied, ipv4, ipv6,
 };
 use reach_common::net::{
     Bucket, IGNORED_REASON_LIMIT, IGNORED_REASON_WORDS, NetConfig, PORT_WORDS, PacketEvent,
@@ -64,11 +64,6 @@ static IGNORED_REASONS: Array<u64> = Array::with_max_entries(IGNORED_REASON_WORD
 /// Token buckets per CPU: slot 0 for SYNs, slot 1 for replies and drops.
 #[map]
 static BUCKETS: PerCpuArray<Bucket> = PerCpuArray::with_max_entries(2, 0);
-/// The drop tracer's per-CPU copy of a freed skb's headers (too big for the 512-byte stack
-/// next to the event, and a map value can be indexed at the variable offsets headers have).
-#[map]
-static DROP_HEADERS: PerCpuArray<[u8; DROP_HEADER_BYTES]> = PerCpuArray::with_max_entries(1, 0);
-
 macro_rules! cfg {
     ($f:ident) => {
         // SAFETY: volatile read of a loader-patched global (no constant folding of the zeros).
@@ -347,7 +342,7 @@ pub fn reach_kfree_skb(ctx: BtfTracePointContext) -> i32 {
     let skb: u64 = ctx.arg(0);
     let location: u64 = ctx.arg(1);
     let reason: u32 = ctx.arg(2);
-    let _ = on_drop(skb, location, reason);
+    let _ = on_drop::<true>(skb, location, reason);
     0
 }
 
@@ -357,7 +352,7 @@ pub fn reach_tp_kfree_skb(ctx: TracePointContext) -> u32 {
     let location = reach_ebpf::tp::read(&ctx, &skb_off!(tp_location)).unwrap_or(0);
     // Kernels before 5.17 have no reason field: 0 (user space says "no reason on this kernel").
     let reason = reach_ebpf::tp::read(&ctx, &skb_off!(tp_reason)).unwrap_or(0) as u32;
-    let _ = on_drop(skb, location, reason);
+    let _ = on_drop::<false>(skb, location, reason);
     0
 }
 
@@ -374,26 +369,40 @@ fn reason_ignored(reason: u32) -> bool {
         && IGNORED_REASONS.get(reason / 64).is_some_and(|w| *w & (1u64 << (reason % 64)) != 0)
 }
 
+/// A field of the skb or what it points to: with plain loads when `TYPED` (tp_btf: `skb` is
+/// a BTF-typed pointer), else with `bpf_probe_read_kernel` (the classic tracepoint's `skb` is
+/// a bare address).
+#[inline(always)]
+fn field<const TYPED: bool>(base: u64, f: &reach_common::field::Field) -> Option<u64> {
+    if TYPED { reach_ebpf::kread::read_typed(base, f) } else { read(base, f) }
+}
+
+#[inline(always)]
+fn pointer<const TYPED: bool>(base: u64, f: &reach_common::field::Field) -> Option<u64> {
+    if TYPED { reach_ebpf::kread::deref_typed(base, f) } else { deref(base, f) }
+}
+
 /// Reports a freed skb that is a TCP SYN, or a segment of a watched port, of a watched
 /// namespace. Cheapest test first: the reason (an argument), then the namespace (three pointer
-/// reads), and only then the headers, copied in one read.
+/// loads), and only then the headers, copied in one read.
 #[inline(always)]
-fn on_drop(skb: u64, location: u64, reason: u32) -> Option<()> {
+fn on_drop<const TYPED: bool>(skb: u64, location: u64, reason: u32) -> Option<()> {
     if reason_ignored(reason) {
         return None;
     }
-    let dev = deref(skb, &skb_off!(skb_dev));
+    let dev = pointer::<TYPED>(skb, &skb_off!(skb_dev));
     let net = match dev {
-        Some(d) => deref(d, &skb_off!(dev_nd_net)),
-        None => deref(skb, &skb_off!(skb_sk)).and_then(|sk| deref(sk, &skb_off!(sk_net))),
+        Some(d) => pointer::<TYPED>(d, &skb_off!(dev_nd_net)),
+        None => pointer::<TYPED>(skb, &skb_off!(skb_sk))
+            .and_then(|sk| pointer::<TYPED>(sk, &skb_off!(sk_net))),
     };
-    let netns = net.and_then(|n| read(n, &skb_off!(net_inum))).unwrap_or(0) as u32;
+    let netns = net.and_then(|n| field::<TYPED>(n, &skb_off!(net_inum))).unwrap_or(0) as u32;
     // SAFETY: plain map lookup.
     if cfg!(filter_netns) != 0 && unsafe { WATCHED_NETNS.get(&netns) }.is_none() {
         return None;
     }
-    let head = deref(skb, &skb_off!(skb_head))?;
-    let nh = read(skb, &skb_off!(skb_network_header))? as u16;
+    let head = pointer::<TYPED>(skb, &skb_off!(skb_head))?;
+    let nh = field::<TYPED>(skb, &skb_off!(skb_network_header))? as u16;
     // ~0: never set (the packet never reached IP, e.g. dropped in the driver).
     if nh == u16::MAX {
         return None;
@@ -402,27 +411,28 @@ fn on_drop(skb: u64, location: u64, reason: u32) -> Option<()> {
     // The classifiers' parser on the packet in kernel memory: only TCP (first fragments, after
     // at most MAX_IPV6_EXT extension headers) is decoded. The skb's transport header is not
     // enough to go by: an IPv6 UDP or ICMPv6 packet has one too.
-    let buf = DROP_HEADERS.get_ptr_mut(0)?;
-    // SAFETY: a per-CPU map value of DROP_HEADER_BYTES; the helper validates the source.
-    let copied = unsafe { bpf_probe_read_kernel_buf(ip_at as *const u8, &mut *buf) }.is_ok();
-    let parsed = if copied {
-        // SAFETY: filled just above; per-CPU, not preempted.
-        let bytes = KernelCopy { base: ip_at, buf: unsafe { &*buf } };
-        match bytes.buf[0] >> 4 {
-            4 => ipv4(&bytes, 0),
-            6 => ipv6(&bytes, 0),
-            _ => return None,
-        }
-    } else {
-        // The copy ran into unreadable memory: field by field, as far as it goes.
-        let bytes = KernelBytes(ip_at);
-        match bytes.read::<u8>(0)? >> 4 {
-            4 => ipv4(&bytes, 0),
-            6 => ipv6(&bytes, 0),
-            _ => return None,
+    let mut buf = [0u8; DROP_HEADER_BYTES];
+    // SAFETY: the helper validates the source and fails on a fault.
+    let copy = unsafe { bpf_probe_read_kernel_buf(ip_at as *const u8, &mut buf) };
+    let mut seg = MaybeUninit::uninit();
+    let shape = if copy.is_ok() { copied(&buf, &mut seg) } else { Copied::Other };
+    let seg = match shape {
+        // SAFETY: `copied` wrote it whole.
+        Copied::Tcp => unsafe { seg.assume_init() },
+        Copied::NotTcp | Copied::Malformed => return None,
+        // IP options, extension headers, or a copy that ran into unreadable memory: field by
+        // field, as far as it goes.
+        Copied::Other => {
+            let bytes = KernelBytes(ip_at);
+            let parsed = match bytes.read::<u8>(0)? >> 4 {
+                4 => ipv4(&bytes, 0),
+                6 => ipv6(&bytes, 0),
+                _ => return None,
+            };
+            let Parsed::Tcp(seg) = parsed else { return None };
+            seg
         }
     };
-    let Parsed::Tcp(seg) = parsed else { return None };
     let is_syn = seg.flags & tcp_flag::SYN != 0 && seg.flags & tcp_flag::ACK == 0;
     let of_interest = if cfg!(filter_ports) == 0 {
         is_syn
@@ -437,7 +447,7 @@ fn on_drop(skb: u64, location: u64, reason: u32) -> Option<()> {
         count(counter::OTHER_RATE_LIMITED);
         return None;
     }
-    let ifindex = dev.and_then(|d| read(d, &skb_off!(dev_ifindex))).unwrap_or(0) as u32;
+    let ifindex = dev.and_then(|d| field::<TYPED>(d, &skb_off!(dev_ifindex))).unwrap_or(0) as u32;
     send(counter::DROP_EVENTS, counter::OTHER_LOST, |ev| {
         fill(ev, packet_kind::DROP, &seg, ifindex, netns, now);
         ev.reason = reason;
