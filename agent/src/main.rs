@@ -4,6 +4,7 @@ use clap::Parser as _;
 use reach_agent::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    reach_agent::kernel::memory::single_arena();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));

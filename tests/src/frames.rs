@@ -224,7 +224,8 @@ pub struct Classifiers {
 }
 
 /// Programs `Classifiers` loads.
-pub const PROGRAMS: [&str; 3] = ["reach_ingress", "reach_egress", "reach_floor"];
+pub const PROGRAMS: [&str; 5] =
+    ["reach_ingress", "reach_egress", "reach_floor", "reach_cost_clock", "reach_cost_ring"];
 
 impl Classifiers {
     /// Loads the object with `config`, puts `ports` in WATCHED_PORTS and loads the classifiers.

@@ -49,6 +49,8 @@ pub const QUICK_ARGS: &[&str] = &[
 /// benchmark that silently stops producing one of them must fail the check.
 pub const CLASSIFIER_CASES: usize = 8;
 pub const KFREE_SKB_ROWS: usize = 6;
+/// The building blocks of an event reach-bench measures (`blocks`).
+pub const BLOCKS: usize = 2;
 /// The iperf3 configurations (keys of reach-bench's `e2e.iperf3.configs`, in order): the first
 /// is the baseline of the ratios.
 pub const IPERF_CONFIGS: &[&str] = &["none", "reach", "tcpdump", "bpftrace"];
@@ -178,8 +180,10 @@ pub fn check(doc: &Value) -> anyhow::Result<()> {
         };
         let (ns, floor, ratio) = (figure("ns")?, figure("floor_ns")?, figure("ratio")?);
         ensure!(ns > 0.0 && floor > 0.0, "classifier case {case:?}: ns {ns}, floor_ns {floor}");
-        // The floor is an empty program run the same way: the classifier parses headers on top.
-        ensure!(ratio > 1.0, "classifier case {case:?}: ratio {ratio} (ns {ns}, floor {floor})");
+        // The floor is an empty program run the same way. Plain traffic costs the classifier
+        // about nothing on top, so noise may put it a little under the floor; half the floor
+        // would be a broken measurement, not a fast program.
+        ensure!(ratio > 0.5, "classifier case {case:?}: ratio {ratio} (ns {ns}, floor {floor})");
         ensure!(
             (ratio - ns / floor).abs() < 1e-6 * ratio,
             "classifier case {case:?}: ratio {ratio} is not ns/floor_ns {}",
@@ -198,9 +202,10 @@ pub fn check(doc: &Value) -> anyhow::Result<()> {
         let events = figure("events_delivered")? + figure("events_lost")?;
         let suppressed = figure("events_suppressed")?;
         if case.contains("rate-limited") {
-            // One token a second: nearly every SYN is suppressed, and none goes uncounted.
+            // One token a second: nearly every SYN is suppressed (a slow run earns a token per
+            // second it takes), and none goes uncounted.
             ensure!(
-                events + suppressed == packets && suppressed >= packets - rounds - 1.0,
+                events + suppressed == packets && suppressed >= 0.99 * packets,
                 "classifier case {case:?}: {events} events + {suppressed} suppressed of {packets}"
             );
         } else if case.contains("watched port") && !case.contains("not watched") {
@@ -220,6 +225,22 @@ pub fn check(doc: &Value) -> anyhow::Result<()> {
                 "classifier case {case:?}: goal {goal}"
             );
         }
+    }
+    let blocks = rows(doc, "blocks")?;
+    ensure!(
+        blocks.len() == BLOCKS,
+        "{} building blocks measured, reach-bench has {BLOCKS}",
+        blocks.len()
+    );
+    for b in blocks {
+        let what = text(b, "block")?;
+        let (ns, floor) = (num(b, "ns")?, num(b, "floor_ns")?);
+        ensure!(
+            ns.is_finite() && floor.is_finite() && ns > 0.0 && floor > 0.0,
+            "building block {what:?}: ns {ns}, floor_ns {floor}"
+        );
+        let n = b.get("ns_rounds").and_then(Value::as_array).map_or(0, Vec::len);
+        ensure!(n as f64 == rounds, "building block {what:?}: {n} ns_rounds of {rounds} rounds");
     }
     let drops = rows(doc, "kfree_skb")?;
     ensure!(
@@ -731,6 +752,27 @@ pub fn render(doc: &Value, meta: &Meta) -> anyhow::Result<String> {
             num(r, "events_suppressed")?,
         )?;
     }
+    writeln!(s, "\n## What an event costs at the least\n")?;
+    writeln!(
+        s,
+        "Each building block alone in a classifier, next to the empty one in the same rounds: \
+         an event needs both, so the SYN-with-an-event cases cannot cost less than their sum.\n"
+    )?;
+    writeln!(
+        s,
+        "| building block | ns/packet (median) | floor ns/packet (median) | over the floor | ratio |"
+    )?;
+    writeln!(s, "|---|---:|---:|---:|---:|")?;
+    for b in rows(doc, "blocks")? {
+        let (ns, fl) = (num(b, "ns")?, num(b, "floor_ns")?);
+        writeln!(
+            s,
+            "| {} | {ns:.0} | {fl:.0} | {:.0} | {:.1} |",
+            text(b, "block")?,
+            ns - fl,
+            num(b, "ratio")?
+        )?;
+    }
     writeln!(
         s,
         "\n## kfree_skb drop handler next to an empty tp_btf handler (BPF run-time statistics)\n"
@@ -879,6 +921,7 @@ mod tests {
             ),
             "{md}"
         );
+        assert!(md.contains("| one bpf_ktime_get_boot_ns | 60 | 30 | 30 | 2.0 |"), "{md}");
         assert!(md.contains("## How to read it"));
         for line in [
             "| `nothing attached` | 20.00 | 20.00–20.00 | 1.000 | 1.000–1.000 | 1.000 | – |",
@@ -951,6 +994,12 @@ mod tests {
                 cls("ACK v4", false, Some(1.25)),
                 cls("UDP v4", false, Some(1.25)),
             ],
+            "blocks": [
+                {"block": "one bpf_ktime_get_boot_ns", "program": "reach_cost_clock", "ns": 60.0,
+                    "floor_ns": 30.0, "ratio": 2.0, "ns_rounds": [60.0, 61.0], "floor_ns_rounds": [30.0, 30.0]},
+                {"block": "one ring-buffer event", "program": "reach_cost_ring", "ns": 90.0,
+                    "floor_ns": 30.0, "ratio": 3.0, "ns_rounds": [90.0, 91.0], "floor_ns_rounds": [30.0, 30.0]},
+            ],
             "kfree_skb": [
                 drop("tp_btf kfree_skb", "event path, reader waiting", 104),
                 drop("tp_btf kfree_skb", "event path, reader behind", 100),
@@ -970,6 +1019,16 @@ mod tests {
     #[test]
     fn a_complete_plausible_run_passes_the_check() {
         check(&plausible()).unwrap();
+    }
+
+    #[test]
+    fn a_missing_building_block_fails_the_check() {
+        let mut doc = plausible();
+        doc["blocks"].as_array_mut().unwrap().pop();
+        assert!(check_err(&doc).contains("1 building blocks measured"), "{}", check_err(&doc));
+        let mut doc = plausible();
+        doc["blocks"][0]["ns"] = json!(0.0);
+        assert!(check_err(&doc).contains("ns 0, floor_ns 30"), "{}", check_err(&doc));
     }
 
     #[test]
@@ -1083,9 +1142,9 @@ mod tests {
         assert!(check_err(&doc).contains("lacks ratio"), "{}", check_err(&doc));
 
         let mut doc = plausible();
-        doc["classifier"][6]["ns"] = json!(25.0);
-        doc["classifier"][6]["ratio"] = json!(25.0 / 30.0);
-        assert!(check_err(&doc).contains("\"ACK v4\": ratio 0.83"), "{}", check_err(&doc));
+        doc["classifier"][6]["ns"] = json!(12.0);
+        doc["classifier"][6]["ratio"] = json!(12.0 / 30.0);
+        assert!(check_err(&doc).contains("\"ACK v4\": ratio 0.4"), "{}", check_err(&doc));
 
         let mut doc = plausible();
         doc["classifier"][0]["events_lost"] = json!(0);

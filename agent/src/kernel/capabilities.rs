@@ -13,7 +13,7 @@ use std::{
 };
 
 use aya::{
-    Btf, Ebpf,
+    Btf, Ebpf, EbpfLoader,
     maps::{MapData, MapType, PerCpuArray},
     programs::{
         BtfTracePoint, CgroupAttachMode, CgroupSock, FEntry, KProbe, SchedClassifier, TcAttachType,
@@ -78,11 +78,21 @@ pub fn all_unavailable(reason: &str) -> Capabilities {
 
 /// Probes every mechanism. Requires CAP_BPF/CAP_SYS_ADMIN (callers check first).
 pub fn probe() -> (Capabilities, ProbeFacts) {
+    let mut phases = crate::output::phases::Phases::new();
+    let r = probe_timed(&mut phases);
+    tracing::debug!("capability probe: {}", phases.summary());
+    r
+}
+
+fn probe_timed(phases: &mut crate::output::phases::Phases) -> (Capabilities, ProbeFacts) {
     let mut caps = Capabilities::new();
     let mut facts = ProbeFacts::default();
     caps.insert("ring_buffer", ring_buffer());
 
-    let mut ebpf = match Ebpf::load(ebpf_objects::doctor()) {
+    // The shared parse (held by a start-up that probes first) also serves as the loader's
+    // target BTF: `Ebpf::load` would parse the kernel's BTF a second time for that.
+    let btf = super::btf::aya_btf();
+    let mut ebpf = match EbpfLoader::new().btf(btf.as_deref().ok()).load(ebpf_objects::doctor()) {
         Ok(ebpf) => ebpf,
         Err(e) => {
             let reason = format!("loading reach's probe object failed: {}", chain(&e));
@@ -94,13 +104,13 @@ pub fn probe() -> (Capabilities, ProbeFacts) {
             return (all, facts);
         }
     };
+    phases.mark("load object");
     let hits = match ebpf.take_map(HITS_MAP).map(PerCpuArray::<MapData, u64>::try_from) {
         Some(Ok(map)) => map,
         _ => {
             return (all_unavailable("probe object lacks its hit-counter map (build bug)"), facts);
         }
     };
-    let btf = super::btf::aya_btf();
     let tracefs = pseudofs::tracefs();
     if let Ok(fs) = &tracefs {
         let events = fs.path.join("events");
@@ -125,11 +135,15 @@ pub fn probe() -> (Capabilities, ProbeFacts) {
                 caps.insert(name, Capability::no(why));
             }
         };
+    phases.mark("tracefs");
     record("kprobe", HIT_KPROBE, attach_kprobe(&mut ebpf), &mut caps);
+    phases.mark("kprobe");
     match &btf {
         Ok(btf) => {
             record("fentry", HIT_FENTRY, attach_fentry(&mut ebpf, btf), &mut caps);
+            phases.mark("fentry");
             record("tp_btf", HIT_TP_BTF, attach_tp_btf(&mut ebpf, btf), &mut caps);
+            phases.mark("tp_btf");
         }
         Err(e) => {
             let why = format!("no kernel BTF at /sys/kernel/btf/vmlinux ({e})");
@@ -145,7 +159,9 @@ pub fn probe() -> (Capabilities, ProbeFacts) {
             caps.insert("tracepoint", Capability::no(format!("tracefs unavailable: {e}")));
         }
     }
+    phases.mark("tracepoint");
     record("cgroup_sock", HIT_CGROUP_SOCK, attach_cgroup_sock(&mut ebpf), &mut caps);
+    phases.mark("cgroup_sock");
 
     let before = read_hits(&hits);
     let provoked = provoke_bind_listen();
@@ -164,7 +180,9 @@ pub fn probe() -> (Capabilities, ProbeFacts) {
     }
     // The global probes stay attached until `ebpf` drops at the end of this function: a few
     // milliseconds, during which they only count.
+    phases.mark("provoke");
     let (netlink, tcx) = probe_tc(&mut ebpf, &hits);
+    phases.mark("tc");
     caps.insert("tc_netlink", netlink);
     caps.insert("tcx", tcx);
     drop(tracefs);

@@ -64,14 +64,18 @@ impl Kallsyms {
     /// Reads /proc/kallsyms. Fails when kptr_restrict hides the addresses (they read as 0),
     /// which happens without CAP_SYSLOG.
     pub fn load() -> anyhow::Result<Kallsyms> {
-        let text = fs::read_to_string(PROC_KALLSYMS)
+        let file = fs::File::open(PROC_KALLSYMS)
+            .and_then(|f| Self::read(std::io::BufReader::with_capacity(64 * 1024, f)))
             .with_context(|| format!("reading {PROC_KALLSYMS}"))?;
-        Self::from_text(&text)
+        Self::checked(file)
     }
 
     /// [`parse`](Self::parse) plus the checks of [`load`](Self::load).
     pub fn from_text(text: &str) -> anyhow::Result<Kallsyms> {
-        let syms = Self::parse(text);
+        Self::checked(Self::parse(text))
+    }
+
+    fn checked(syms: Kallsyms) -> anyhow::Result<Kallsyms> {
         if syms.syms.is_empty() {
             bail!("{PROC_KALLSYMS} lists no kernel symbols");
         }
@@ -88,60 +92,74 @@ impl Kallsyms {
     /// Parses kallsyms text (`ffffffff820339c0 T tcp_v4_rcv`, `... t nft_do_chain\t[nf_tables]`);
     /// malformed lines are skipped.
     pub fn parse(text: &str) -> Kallsyms {
-        let mut modules: Vec<Box<str>> = Vec::new();
-        // (address, name of a text symbol, module), borrowed from `text` until compacted.
-        let mut syms: Vec<(u64, Option<&str>, u16)> = Vec::new();
+        let mut table = Kallsyms::default();
         for line in text.lines() {
-            let mut fields = line.split_whitespace();
-            let (Some(addr), Some(kind), Some(name)) =
-                (fields.next(), fields.next(), fields.next())
-            else {
-                continue;
-            };
-            let Ok(addr) = u64::from_str_radix(addr, 16) else { continue };
-            // t/T are functions; W/w are weak symbols, which kallsyms lists only for functions
-            // (weak objects are V/v).
-            let text = matches!(kind, "t" | "T" | "w" | "W") && !name.is_empty();
-            let module = match fields.next().and_then(|m| m.strip_prefix('[')?.strip_suffix(']')) {
-                None => 0,
-                Some(m) => match modules.iter().position(|known| &**known == m) {
-                    Some(i) => i as u16 + 1,
-                    None => {
-                        modules.push(m.into());
-                        modules.len() as u16
-                    }
-                },
-            };
+            table.add_line(line);
+        }
+        table.finish()
+    }
+
+    /// Reads kallsyms text line by line: /proc/kallsyms is several megabytes, which need not
+    /// be held at once.
+    fn read(reader: impl std::io::BufRead) -> std::io::Result<Kallsyms> {
+        let mut table = Kallsyms::default();
+        for line in reader.lines() {
+            table.add_line(&line?);
+        }
+        Ok(table.finish())
+    }
+
+    /// One line, appended unsorted; malformed lines are skipped.
+    fn add_line(&mut self, line: &str) {
+        let mut fields = line.split_whitespace();
+        let (Some(addr), Some(kind), Some(name)) = (fields.next(), fields.next(), fields.next())
+        else {
+            return;
+        };
+        let Ok(addr) = u64::from_str_radix(addr, 16) else { return };
+        // t/T are functions; W/w are weak symbols, which kallsyms lists only for functions
+        // (weak objects are V/v).
+        let text = matches!(kind, "t" | "T" | "w" | "W") && !name.is_empty();
+        let module = match fields.next().and_then(|m| m.strip_prefix('[')?.strip_suffix(']')) {
+            None => 0,
+            Some(m) => match self.modules.iter().position(|known| &**known == m) {
+                Some(i) => i as u16 + 1,
+                None => {
+                    self.modules.push(m.into());
+                    self.modules.len() as u16
+                }
+            },
+        };
+        let (name_at, name_len) = if text {
             // Names longer than a u16 do not exist in practice; cut rather than overflow.
             let name = &name[..name.floor_char_boundary(u16::MAX as usize)];
-            syms.push((addr, text.then_some(name), module));
-        }
-        // vmlinux is listed in address order, modules and BPF programs after it.
-        syms.sort_by_key(|s| s.0);
+            let at = self.names.len() as u32;
+            self.names.push_str(name);
+            (at, name.len() as u16)
+        } else {
+            (0, 0)
+        };
+        self.syms.push(Sym { addr, name_at, name_len, module });
+    }
+
+    fn finish(mut self) -> Kallsyms {
+        // vmlinux is listed in address order, modules and BPF programs after it; the sort is
+        // stable, so symbols at one address stay in listing order.
+        self.syms.sort_by_key(|s| s.addr);
         // Several names can share an address (`_stext`, `_text`, ...). Like the kernel's %pS,
         // keep the first listed; a text symbol beats a data fence at the same address.
-        let mut deduped: Vec<(u64, Option<&str>, u16)> = Vec::with_capacity(syms.len());
-        for sym in syms {
-            match deduped.last_mut() {
-                Some(last) if last.0 == sym.0 => {
-                    if last.1.is_none() && sym.1.is_some() {
-                        *last = sym;
-                    }
-                }
-                _ => deduped.push(sym),
+        self.syms.dedup_by(|later, kept| {
+            if later.addr != kept.addr {
+                return false;
             }
-        }
-        let mut names =
-            String::with_capacity(deduped.iter().filter_map(|s| s.1).map(str::len).sum());
-        let syms = deduped
-            .into_iter()
-            .map(|(addr, name, module)| {
-                let name_at = names.len() as u32;
-                names.push_str(name.unwrap_or(""));
-                Sym { addr, name_at, name_len: name.map_or(0, str::len) as u16, module }
-            })
-            .collect();
-        Kallsyms { syms, names, modules }
+            if !kept.text() && later.text() {
+                *kept = *later;
+            }
+            true
+        });
+        self.syms.shrink_to_fit();
+        self.names.shrink_to_fit();
+        self
     }
 
     fn name(&self, sym: &Sym) -> &str {
@@ -200,6 +218,16 @@ ffffffffc0b00000 t br_handle_frame\t[bridge]
 not a line
 zzzz T bad_address
 ";
+
+    #[test]
+    fn reading_line_by_line_matches_parsing_the_text() {
+        let read = Kallsyms::read(std::io::Cursor::new(SAMPLE)).unwrap();
+        let parsed = Kallsyms::parse(SAMPLE);
+        assert_eq!(read.len(), parsed.len());
+        for addr in [0xffffffff82033c63u64, 0xffffffffc0a00101, 0xffffffff82400010, 0x10] {
+            assert_eq!(read.symbolize(addr), parsed.symbolize(addr), "{addr:#x}");
+        }
+    }
 
     #[test]
     fn exact_and_inside_addresses() {

@@ -103,12 +103,14 @@ fn run() -> anyhow::Result<()> {
         json!({})
     } else {
         let classifier = classifier_bench(&args)?;
+        let blocks = blocks_bench(&args)?;
         let drops = kfree_skb_bench(&args)?;
         json!({
             "repeat": args.repeat,
             "rounds": args.rounds,
             "syns": args.syns,
             "classifier": classifier,
+            "blocks": blocks,
             "kfree_skb": drops,
         })
     };
@@ -360,6 +362,50 @@ fn classifier_bench(args: &Args) -> anyhow::Result<Value> {
             "goal_ratio": c.goal,
         }));
     }
+    Ok(Value::Array(rows))
+}
+
+/// What an event costs at the least: one clock read and one ring-buffer event (drained by a
+/// reader on the other CPU, as reach reads it), each in a program of its own next to the
+/// floor, interleaved round by round like the classifier cases.
+fn blocks_bench(args: &Args) -> anyhow::Result<Value> {
+    let mut cls = Classifiers::load(NetConfig::DEFAULT, &[])?;
+    let drainer = Drainer::start(cls.take_events()?);
+    let frame = udp_v4(CLIENT_PORT, WATCHED);
+    let blocks = [
+        ("one bpf_ktime_get_boot_ns", "reach_cost_clock"),
+        ("one ring-buffer event (reserve, write 80 bytes, submit), ring read", "reach_cost_ring"),
+    ];
+    let mut floor = vec![Vec::new(); blocks.len()];
+    let mut cost = vec![Vec::new(); blocks.len()];
+    for round in 0..args.rounds {
+        for (i, (_, prog)) in blocks.iter().enumerate() {
+            let mut order = ["reach_floor", prog];
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for p in order {
+                drainer.set(if p == "reach_cost_ring" { Drain::Spin } else { Drain::Paused });
+                let r = cls.run(p, &frame, args.repeat)?;
+                ensure!(r.return_value == PASS, "{p} returned {}", r.return_value as i32);
+                let ns = r.duration.as_nanos() as f64;
+                if p == "reach_floor" { floor[i].push(ns) } else { cost[i].push(ns) }
+            }
+            drainer.set(Drain::Paused);
+        }
+    }
+    drop(drainer);
+    let rows = blocks
+        .iter()
+        .enumerate()
+        .map(|(i, (name, prog))| {
+            let (ns, fl) = (median(&cost[i]), median(&floor[i]));
+            eprintln!("reach-bench: {name:60} {ns:6.1} ns  floor {fl:5.1} ns");
+            json!({"block": name, "program": prog, "ns": ns, "floor_ns": fl,
+                "ratio": if fl > 0.0 { ns / fl } else { f64::NAN },
+                "ns_rounds": cost[i], "floor_ns_rounds": floor[i]})
+        })
+        .collect();
     Ok(Value::Array(rows))
 }
 

@@ -295,6 +295,27 @@ pub fn reach_floor(_ctx: TcContext) -> i32 {
     TC_ACT_UNSPEC
 }
 
+/// Benchmark building blocks, loaded like `reach_floor`: one clock read, and one ring-buffer
+/// event (reserve, write, submit without wake-up). `cargo xtask bench` reports each next to
+/// the floor, which shows what an event costs at the least, whatever the parsing around it.
+#[classifier]
+pub fn reach_cost_clock(_ctx: TcContext) -> i32 {
+    let mut t = 0u64;
+    // SAFETY: a volatile store to a local keeps the otherwise unused read.
+    unsafe { core::ptr::write_volatile(&mut t, now()) };
+    TC_ACT_UNSPEC
+}
+
+#[classifier]
+pub fn reach_cost_ring(_ctx: TcContext) -> i32 {
+    if let Some(mut entry) = NET_EVENTS.reserve::<PacketEvent>(0) {
+        // SAFETY: the reservation is exactly one PacketEvent.
+        unsafe { entry.as_mut_ptr().write(PacketEvent::zeroed()) };
+        entry.submit(BPF_RB_NO_WAKEUP as u64);
+    }
+    TC_ACT_UNSPEC
+}
+
 // ---------------------------------------------------------------- TC egress: replies
 
 #[classifier]

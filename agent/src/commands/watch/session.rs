@@ -209,6 +209,7 @@ impl Session {
         // One parse of the kernel's BTF for every typed program of this start-up (held until
         // the end of it, then freed).
         let btf = crate::kernel::btf::aya_btf().ok();
+        phases.mark("btf");
         let plan = probe_plan().await?;
         phases.mark("probe");
         let mode = match opts.attach.or_else(|| AttachMode::from_plan(&plan.bind)) {
