@@ -150,15 +150,6 @@ fn tcp<F: Fn(u8, u16, u16) -> Interest>(
         Interest::Report => {}
     }
     let (saddr, daddr) = addrs();
-    out.write(Segment {
-        ip_version,
-        flags,
-        saddr,
-        daddr,
-        sport,
-        dport,
-        seq: u32::from_be_bytes([th[4], th[5], th[6], th[7]]),
-        ack_seq: u32::from_be_bytes([th[8], th[9], th[10], th[11]]),
-    });
+    out.write(Segment::of(th, ip_version, saddr, daddr));
     Fast::Tcp
 }

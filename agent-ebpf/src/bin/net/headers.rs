@@ -40,6 +40,24 @@ pub struct Segment {
     pub ack_seq: u32,
 }
 
+impl Segment {
+    /// The segment whose fixed TCP header is `th` (raw bytes: 12 holds the data offset, 13 the
+    /// flags), carried by an IP packet of `ip_version` between `saddr` and `daddr`.
+    #[inline(always)]
+    pub fn of(th: &[u8], ip_version: u8, saddr: [u8; 16], daddr: [u8; 16]) -> Segment {
+        Segment {
+            ip_version,
+            flags: th[13],
+            saddr,
+            daddr,
+            sport: u16::from_be_bytes([th[0], th[1]]),
+            dport: u16::from_be_bytes([th[2], th[3]]),
+            seq: u32::from_be_bytes([th[4], th[5], th[6], th[7]]),
+            ack_seq: u32::from_be_bytes([th[8], th[9], th[10], th[11]]),
+        }
+    }
+}
+
 pub enum Parsed {
     Tcp(Segment),
     /// IP but not (the first fragment of) TCP, or an extension chain longer than we walk.
@@ -144,16 +162,7 @@ fn tcp_at<const OFF: usize>(
     if ((th[12] >> 4) as usize * 4) < TcpHdr::LEN {
         return Copied::Malformed;
     }
-    out.write(Segment {
-        ip_version,
-        flags: th[13],
-        saddr,
-        daddr,
-        sport: u16::from_be_bytes([th[0], th[1]]),
-        dport: u16::from_be_bytes([th[2], th[3]]),
-        seq: u32::from_be_bytes([th[4], th[5], th[6], th[7]]),
-        ack_seq: u32::from_be_bytes([th[8], th[9], th[10], th[11]]),
-    });
+    out.write(Segment::of(th, ip_version, saddr, daddr));
     Copied::Tcp
 }
 
@@ -261,14 +270,5 @@ fn tcp<S: Source>(ctx: &S, off: usize, ip_version: u8, saddr: [u8; 16], daddr: [
     if doff < TcpHdr::LEN || !ctx.has(off + doff) {
         return Parsed::Malformed;
     }
-    Parsed::Tcp(Segment {
-        ip_version,
-        flags: th[13],
-        saddr,
-        daddr,
-        sport: u16::from_be_bytes([th[0], th[1]]),
-        dport: u16::from_be_bytes([th[2], th[3]]),
-        seq: u32::from_be_bytes([th[4], th[5], th[6], th[7]]),
-        ack_seq: u32::from_be_bytes([th[8], th[9], th[10], th[11]]),
-    })
+    Parsed::Tcp(Segment::of(&th, ip_version, saddr, daddr))
 }
