@@ -9,6 +9,7 @@ pub mod kernel;
 pub mod lab;
 pub mod model;
 pub mod netns;
+pub mod observe;
 pub mod output;
 pub mod probes;
 pub mod resolve;

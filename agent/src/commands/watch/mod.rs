@@ -3,23 +3,20 @@
 //! interfaces, the server's SYN-ACKs and RSTs, kernel drops with their reasons, full listen
 //! queues — until Ctrl-C, SIGTERM or `--duration`. Everything attached is detached on every exit
 //! path (TC attachments inside their own namespace).
-mod overflow;
 mod print;
-mod readers;
 pub mod render;
-mod reorder;
-pub mod session;
 
 use std::{io::Write as _, process::ExitCode, time::Duration};
 
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::observe::sleep_until;
+pub use crate::observe::{NoSuchInterface, Session, SessionOptions, Watched};
 use crate::{
     kernel::privileges,
     probes::bind_listen::{AttachMode, DEFAULT_RING_KIB, validate_ring_kib},
 };
 use print::Printer;
-pub use session::{NoSuchInterface, Session, SessionOptions, Watched};
 
 #[derive(Debug, clap::Args)]
 pub struct WatchArgs {
@@ -165,11 +162,4 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
     session.finish(&mut sink).await?;
     sink.out.flush()?;
     Ok(ExitCode::SUCCESS)
-}
-
-pub(crate) async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }

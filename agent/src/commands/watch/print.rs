@@ -1,14 +1,12 @@
 //! `reach watch`'s sink: every observation of the session becomes one line, JSON or text.
 use std::io::Write;
 
-use super::{
-    render,
-    session::{Event, Overflow, Sink, VerdictRecord},
-};
+use super::render;
 use crate::{
     firewall::firewalld_cache::{Change, ChangeReport},
     model::flows::FlowRecord,
     netns::names::Names,
+    observe::session::{Event, Overflow, Sink, VerdictRecord},
 };
 
 pub struct Printer<W: Write> {

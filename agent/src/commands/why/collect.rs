@@ -7,10 +7,10 @@ use std::{collections::HashMap, net::IpAddr};
 
 use super::target::Target;
 use crate::{
-    commands::watch::session::{Event, Sink, VerdictRecord},
     diagnose::{FailedBind, OverflowEvidence},
     model::flows::{FlowRecord, Outcome},
     netns::names::Names,
+    observe::session::{Event, Sink, VerdictRecord},
 };
 
 type Tuple = (IpAddr, u16, IpAddr, u16);

@@ -8,7 +8,6 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::{Watched, collect::Collector, holders_on, interfaces, listeners_on, observed};
 use crate::{
-    commands::watch::session::VerdictRecord,
     diagnose::{
         Evidence,
         nat::{NatHop, NatOwner, NatRule},
@@ -21,6 +20,7 @@ use crate::{
         listener_view::ListenerView,
     },
     netns::{addresses, conntrack, enter, inventory, relays::Relay, route, sk_lookup},
+    observe::session::VerdictRecord,
 };
 
 /// A destination NAT can send the attempt to, in another namespace of this host: watched

@@ -19,7 +19,6 @@ use std::{
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
-    commands::watch::{NoSuchInterface, Session, SessionOptions, Watched, sleep_until},
     diagnose::{self, Evidence, NetfilterRule, OverflowEvidence, WslInfo},
     firewall::{
         firewalld::{self, FirewalldConfig},
@@ -33,6 +32,7 @@ use crate::{
         port_holders::{self, PortHolder},
         sk_lookup, snapshot,
     },
+    observe::{NoSuchInterface, Session, SessionOptions, Watched, sleep_until},
     probes::{bind_listen::DEFAULT_RING_KIB, sock_event::NetnsRef},
     resolve,
 };
@@ -584,7 +584,7 @@ fn arrival_iface(ifaces: &[String], target: Target) -> String {
 /// `client`: the attempt's client address, when one was seen (the fix admits just it).
 fn netfilter_rule(
     ns: &Watched,
-    v: &crate::commands::watch::session::VerdictRecord,
+    v: &crate::observe::session::VerdictRecord,
     client: Option<IpAddr>,
 ) -> Option<NetfilterRule> {
     let (family, table, chain) = (v.family.clone()?, v.table.clone()?, v.chain.clone()?);
