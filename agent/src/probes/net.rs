@@ -94,36 +94,34 @@ fn load(config: NetConfig, skb: &SkbOffsets) -> anyhow::Result<Ebpf> {
 
 /// Sets `ports` in the object's `WATCHED_PORTS` bitmap (before its programs run).
 pub fn fill_ports(ebpf: &mut Ebpf, ports: &[u16]) -> anyhow::Result<()> {
-    let mut map: Array<_, u64> =
-        Array::try_from(ebpf.map_mut("WATCHED_PORTS").context("WATCHED_PORTS map")?)?;
-    for (word, bits) in port_bitmap(ports).into_iter().enumerate() {
-        if bits != 0 {
-            map.set(word as u32, bits, 0)?;
-        }
-    }
-    Ok(())
+    fill_bitmap(ebpf, "WATCHED_PORTS", PORT_WORDS, ports.iter().map(|&p| u32::from(p)))
 }
 
-/// The `WATCHED_PORTS` bitmap of `ports`: bit `port % 64` of word `port / 64`.
-fn port_bitmap(ports: &[u16]) -> Vec<u64> {
-    let mut words = vec![0u64; PORT_WORDS as usize];
-    for &p in ports {
-        words[(p / 64) as usize] |= 1 << (p % 64);
-    }
-    words
-}
-
-/// Marks `reasons` (raw core drop-reason values) in the drop tracer's `IGNORED_REASONS`.
+/// Marks `reasons` (raw core drop-reason values) in the drop tracer's `IGNORED_REASONS`;
+/// values beyond the bitmap (subsystem reasons) are never ignored.
 fn fill_ignored_reasons(ebpf: &mut Ebpf, reasons: &[u32]) -> anyhow::Result<()> {
-    let mut map: Array<_, u64> =
-        Array::try_from(ebpf.map_mut("IGNORED_REASONS").context("IGNORED_REASONS map")?)?;
-    let mut words = vec![0u64; (IGNORED_REASON_LIMIT / 64) as usize];
-    for &r in reasons.iter().filter(|r| **r < IGNORED_REASON_LIMIT) {
-        words[(r / 64) as usize] |= 1 << (r % 64);
+    let words = IGNORED_REASON_LIMIT / 64;
+    let inside = reasons.iter().copied().filter(|r| *r < IGNORED_REASON_LIMIT);
+    fill_bitmap(ebpf, "IGNORED_REASONS", words, inside)
+}
+
+/// Sets bit `v % 64` of word `v / 64` for each of `values` in the `u64` array map `name` of
+/// `words` entries (the layout the programs test); only words with a bit set are written.
+fn fill_bitmap(
+    ebpf: &mut Ebpf,
+    name: &str,
+    words: u32,
+    values: impl Iterator<Item = u32>,
+) -> anyhow::Result<()> {
+    let mut bits = vec![0u64; words as usize];
+    for v in values {
+        bits[(v / 64) as usize] |= 1 << (v % 64);
     }
-    for (word, bits) in words.into_iter().enumerate() {
-        if bits != 0 {
-            map.set(word as u32, bits, 0)?;
+    let mut map: Array<_, u64> =
+        Array::try_from(ebpf.map_mut(name).with_context(|| format!("{name} map"))?)?;
+    for (word, b) in bits.into_iter().enumerate() {
+        if b != 0 {
+            map.set(word as u32, b, 0)?;
         }
     }
     Ok(())
