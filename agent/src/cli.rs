@@ -2,7 +2,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    doctor::DoctorArgs, lab::LabArgs, lab_server::LabServerArgs, listeners::ListenersArgs,
+    agent::AgentArgs, doctor::DoctorArgs, lab::LabArgs, lab_server::LabServerArgs, listeners::ListenersArgs,
     predict::PredictArgs, watch::WatchArgs, why::WhyArgs,
 };
 
@@ -153,4 +153,40 @@ pub enum Command {
     ///   reach why 30080                     # a NodePort: diagnosed in the pod it is sent to
     #[command(verbatim_doc_comment)]
     Why(WhyArgs),
+    /// The always-on fleet mode: every network namespace, Prometheus metrics, failed attempts.
+    ///
+    /// Runs until SIGTERM or Ctrl-C, one per node (a Kubernetes DaemonSet, privileged, host
+    /// network and PID namespace). It watches the host and every network namespace as it
+    /// appears and disappears (pods come and go), every interface as it appears, and never
+    /// changes a packet's fate. Each observation is labelled with its namespace and, where the
+    /// node's container runtime names it, its pod.
+    ///
+    /// Metrics (Prometheus text on --metrics, default 127.0.0.1:9464/metrics):
+    ///   reach_syn_total                        SYNs arriving in a namespace
+    ///   reach_connection_attempts_total        settled attempts by outcome
+    ///   reach_failed_connection_attempts_total failed attempts by verdict class (as `reach why`)
+    ///   reach_drops_total                      kernel drops of TCP packets by drop reason
+    ///   reach_firewall_verdicts_total          nftables/firewalld decisions, when traced
+    ///   reach_listen_overflows_total           SYNs refused by a full accept queue
+    ///   reach_unreachable_listeners            listeners some clients can never reach:
+    ///                                          loopback_only, v6only, device_bound
+    ///   reach_events_lost_total, reach_events_suppressed_total
+    ///                                          what the kernel could not queue, or the rate
+    ///                                          bound held back
+    ///   reach_watched_namespaces, reach_watched_interfaces
+    /// Series of a namespace or pod that is gone are removed after --series-grace; at most
+    /// --max-label-sets label sets per metric, the rest counted as "other".
+    ///
+    /// /healthz answers 200 while the agent runs; /readyz 200 once everything is attached.
+    /// With --json, one line per failed attempt on stdout: client, server, pod, outcome, drop
+    /// reason, verdict, evidence, fix, and the `reach why` command that asks more.
+    ///
+    /// To ask about one port from the node's agent pod:
+    ///   kubectl -n reach exec ds/reach -- reach why 10.0.3.7:8080 --netns cni-…
+    ///
+    /// Exit codes: 0 stopped (SIGTERM, Ctrl-C, --duration); 1 attach or runtime error;
+    /// 2 bad usage (malformed or unusable --metrics address, bad durations); 3 missing
+    /// privileges.
+    #[command(verbatim_doc_comment)]
+    Agent(AgentArgs),
 }

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Agent(args) => reach_agent::commands::agent::run(args).await,
             Command::Doctor(args) => reach_agent::commands::doctor::run(args).await,
             Command::Predict(args) => reach_agent::commands::predict::run(args).await,
             Command::Listeners(args) => reach_agent::commands::listeners::run(args).await,

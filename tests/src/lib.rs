@@ -11,12 +11,14 @@ use std::{
 
 use reach_agent::lab;
 
+pub mod agent_run;
 pub mod bench_e2e;
 pub mod docker;
 pub mod firewalld_versions;
 pub mod frames;
 pub mod kernel_facts;
 pub mod leftovers;
+pub mod prometheus;
 pub mod ruleset;
 pub mod why_run;
 

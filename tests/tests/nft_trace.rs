@@ -39,7 +39,7 @@ fn a_dropped_syn_is_traced_to_the_rule_that_dropped_it() {
     let deadline = Instant::now() + Duration::from_secs(5);
     let trace: PacketTrace = loop {
         let mut done = None;
-        for ev in listener.recv().unwrap() {
+        for ev in listener.recv().unwrap().traces {
             if let Some(t) = asm.push(ev) {
                 done = Some(t);
             }

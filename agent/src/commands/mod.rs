@@ -1,4 +1,5 @@
 //! One module per `reach` subcommand.
+pub mod agent;
 pub mod doctor;
 pub mod lab;
 pub mod lab_server;

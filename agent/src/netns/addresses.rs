@@ -47,6 +47,16 @@ pub fn iface_addrs() -> std::io::Result<Vec<(String, IpAddr)>> {
 /// Names of every interface of the calling thread's namespace (if_nameindex asks the kernel;
 /// /sys/class/net would show the namespace sysfs was mounted in, not this one).
 pub fn iface_names() -> Vec<String> {
+    interfaces().into_iter().map(|(_, name)| name).collect()
+}
+
+/// Indexes of every interface of the calling thread's namespace.
+pub fn if_indexes() -> std::io::Result<Vec<u32>> {
+    Ok(interfaces().into_iter().map(|(index, _)| index).collect())
+}
+
+/// (ifindex, name) of every interface of the calling thread's namespace.
+fn interfaces() -> Vec<(u32, String)> {
     let mut out = Vec::new();
     // SAFETY: if_nameindex returns an array terminated by a zero entry, freed below.
     unsafe {
@@ -56,7 +66,8 @@ pub fn iface_names() -> Vec<String> {
         }
         let mut cur = list;
         while (*cur).if_index != 0 && !(*cur).if_name.is_null() {
-            out.push(CStr::from_ptr((*cur).if_name).to_string_lossy().into_owned());
+            let name = CStr::from_ptr((*cur).if_name).to_string_lossy().into_owned();
+            out.push(((*cur).if_index, name));
             cur = cur.add(1);
         }
         libc::if_freenameindex(list);

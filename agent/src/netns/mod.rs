@@ -2,7 +2,9 @@
 pub mod addresses;
 pub mod conntrack;
 pub mod docker;
+pub mod discover;
 pub mod enter;
+pub mod interfaces;
 pub mod inventory;
 pub mod names;
 pub mod netstat;

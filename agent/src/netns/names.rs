@@ -57,6 +57,18 @@ impl Names {
         name
     }
 
+    /// Forgets namespace `inode` (it is gone) and its interfaces, so a long-running agent's
+    /// cache does not grow with namespace churn.
+    pub fn forget(&mut self, inode: u64) {
+        self.by_inode.remove(&inode);
+        self.devices.retain(|(ns, _), _| *ns != inode);
+    }
+
+    /// Forgets interface `ifindex` of namespace `inode` (deleted: its index may name another).
+    pub fn forget_device(&mut self, inode: u64, ifindex: u32) {
+        self.devices.remove(&(inode, ifindex));
+    }
+
     /// A path through which `inode` can be entered, while it exists.
     pub fn path(&mut self, inode: u64) -> Option<PathBuf> {
         self.lookup(inode).map(|(_, p)| p.clone())

@@ -3,12 +3,13 @@
 //! a `SessionOptions` asks for (`session.rs`), reads every ring on a task of its own
 //! (`readers.rs`), puts the observations back in kernel-time order (`reorder.rs`), polls full
 //! listen queues (`overflow.rs`), and hands each observation to the caller's `Sink`.
+pub mod links;
 mod overflow;
 mod readers;
 mod reorder;
 pub mod session;
 
-pub use session::{NoSuchInterface, Session, SessionOptions, Watched};
+pub use session::{NoSuchInterface, Session, SessionOptions, TapChange, Watched};
 
 /// Sleeps until `deadline`, or forever without one (a `select!` arm for `--duration`).
 pub async fn sleep_until(deadline: Option<tokio::time::Instant>) {

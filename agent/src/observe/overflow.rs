@@ -36,6 +36,11 @@ impl Watcher {
         Self { netns, path, last }
     }
 
+    /// Enters the namespace through `path` from now on (the old one went away).
+    pub fn set_path(&mut self, path: PathBuf) {
+        self.path = path;
+    }
+
     /// Reads the counters; returns an overflow report when they moved since the last call.
     pub fn poll(&mut self) -> Option<Overflow> {
         let now = crate::netns::netstat::read_netns(&self.path).ok()?;

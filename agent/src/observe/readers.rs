@@ -31,6 +31,10 @@ pub enum Msg {
     Trace(u64, PacketTrace),
     /// Ring `.0` was drained from boot-time `.1` on: its events from before were sent ahead.
     Drained(usize, u64),
+    /// The nftables ruleset of a watched namespace (inode) changed (NFT_MSG_NEWGEN).
+    RulesetChanged(u64),
+    /// The interfaces of a watched namespace (inode) changed.
+    Link(u64, super::links::LinkChange),
 }
 
 /// Spawns a blocking reader of nftables traces for the namespace `netns` (inode); it assembles
@@ -46,14 +50,20 @@ pub fn spawn_trace(
     set.spawn_blocking(move || {
         let mut asm = Assembler::new(4096);
         loop {
-            let events = listener.recv()?;
-            let idle = events.is_empty();
-            for ev in events {
+            let got = listener.recv()?;
+            let idle = got.traces.is_empty() && !got.ruleset_changed;
+            if got.overrun {
+                tracing::warn!("nftables notifications of netns {netns} were lost (receive buffer overrun)");
+            }
+            for ev in got.traces {
                 if let Some(t) = asm.push(ev)
                     && tx.blocking_send(Msg::Trace(netns, t)).is_err()
                 {
                     return Ok(());
                 }
+            }
+            if got.ruleset_changed && tx.blocking_send(Msg::RulesetChanged(netns)).is_err() {
+                return Ok(());
             }
             // Accepted packets never get a closing "drop": flush open walks when quiet.
             if idle {

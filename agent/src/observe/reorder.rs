@@ -43,14 +43,31 @@ impl Ord for Entry {
 pub struct Reorder {
     heap: BinaryHeap<Reverse<Entry>>,
     seq: u64,
-    /// Per ring: when its latest reported drain started (boot-time ns; 0 = not yet drained).
-    drained: Vec<u64>,
+    /// Per ring: when its latest reported drain started (boot-time ns; 0 = not yet drained);
+    /// None once the ring was removed (its namespace is gone). Ids are never reused, so a late
+    /// report from a removed ring cannot move another ring's horizon.
+    drained: Vec<Option<u64>>,
 }
 
 impl Reorder {
     /// A buffer for observations from `rings` ring buffers, numbered `0..rings`.
     pub fn new(rings: usize) -> Self {
-        Self { heap: BinaryHeap::new(), seq: 0, drained: vec![0; rings] }
+        Self { heap: BinaryHeap::new(), seq: 0, drained: vec![Some(0); rings] }
+    }
+
+    /// A ring added while running (a namespace that appeared): its id. Until its first drain
+    /// it holds the horizon back (at most one reader poll), as the first rings do at start.
+    pub fn add_ring(&mut self) -> usize {
+        self.drained.push(Some(0));
+        self.drained.len() - 1
+    }
+
+    /// Ring `ring` is gone (its reader drained it for the last time and ended): it no longer
+    /// holds the horizon back.
+    pub fn remove_ring(&mut self, ring: usize) {
+        if let Some(d) = self.drained.get_mut(ring) {
+            *d = None;
+        }
     }
 
     pub fn push(&mut self, ts: u64, obs: Observation) {
@@ -61,7 +78,7 @@ impl Reorder {
     /// Ring `ring` was drained from `at_ns` on: every event it holds from before that has
     /// been pushed.
     pub fn drained(&mut self, ring: usize, at_ns: u64) {
-        if let Some(d) = self.drained.get_mut(ring) {
+        if let Some(Some(d)) = self.drained.get_mut(ring) {
             *d = (*d).max(at_ns);
         }
     }
@@ -69,7 +86,7 @@ impl Reorder {
     /// The instant up to which every ring's events have been pushed: observations up to it
     /// are final, and silence up to it is real silence.
     pub fn horizon(&self) -> u64 {
-        self.drained.iter().copied().min().unwrap_or(0).saturating_sub(SUBMIT_SLACK_NS)
+        self.drained.iter().flatten().copied().min().unwrap_or(0).saturating_sub(SUBMIT_SLACK_NS)
     }
 
     /// Observations up to [`Self::horizon`], oldest first.
@@ -164,6 +181,26 @@ mod tests {
         assert_eq!(r.horizon(), 900 * MS - SUBMIT_SLACK_NS);
         r.drained(7, u64::MAX); // not a ring of this session: ignored
         assert_eq!(r.horizon(), 900 * MS - SUBMIT_SLACK_NS);
+    }
+
+    #[test]
+    fn a_ring_added_later_holds_back_until_drained_and_a_removed_one_no_longer_does() {
+        let mut r = Reorder::new(1);
+        r.drained(0, 5_000 * MS);
+        r.push(1_000 * MS, syn(1_000 * MS));
+        let late = r.add_ring();
+        assert_eq!(late, 1);
+        assert!(r.ready().is_empty(), "the new ring may hold earlier events until drained");
+        r.drained(late, 5_000 * MS);
+        assert_eq!(r.ready().len(), 1);
+        r.push(4_000 * MS, syn(4_000 * MS));
+        let gone = r.add_ring();
+        assert!(r.ready().is_empty());
+        r.remove_ring(gone);
+        assert_eq!(r.ready().len(), 1, "a removed ring must not stall the others");
+        // A straggling report from the removed ring changes nothing.
+        r.drained(gone, 1);
+        assert_eq!(r.horizon(), 5_000 * MS - SUBMIT_SLACK_NS);
     }
 
     #[test]

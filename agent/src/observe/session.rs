@@ -11,7 +11,10 @@ use tokio::{
     task::JoinSet,
 };
 
-use super::{overflow, readers, reorder};
+use super::{
+    links::{self, LinkChange},
+    overflow, readers, reorder,
+};
 use crate::{
     firewall::{
         attribute::Attribution,
@@ -98,6 +101,10 @@ pub struct SessionOptions {
     pub packets: bool,
     pub attach: Option<AttachMode>,
     pub ring_kib: u32,
+    /// Follow each tapped namespace's interfaces as they come and go (rtnetlink): tap a new
+    /// one (with an address, or lo) and let go of a deleted one. Meaningful when `ifaces` is
+    /// empty (the default set); named interfaces are tapped as named.
+    pub follow_links: bool,
 }
 
 /// An interface that does not exist in a watched namespace: bad input, not a failure.
@@ -165,6 +172,8 @@ pub enum Event<'a> {
     /// firewalld reloaded, changed its runtime configuration, stopped or started, and whether
     /// its view was read again.
     Firewalld(&'a ChangeReport),
+    /// An interface of a watched namespace was tapped or let go while running.
+    Tap(&'a TapChange),
 }
 
 pub trait Sink {
@@ -174,16 +183,39 @@ pub trait Sink {
 pub struct Session {
     binds: BindListen,
     drops: Option<DropTap>,
-    taps: Vec<NetnsTap>,
+    taps: Vec<Tap>,
     trace_tables: Vec<TraceTable>,
     overflows: Vec<overflow::Watcher>,
     readers: JoinSet<anyhow::Result<()>>,
     rx: mpsc::Receiver<Msg>,
+    /// Kept for readers of namespaces added later; dropped by `finish`, so the channel closes
+    /// once the last reader ends.
+    tx: Option<mpsc::Sender<Msg>>,
     stop_tx: watch::Sender<bool>,
     decoder: Decoder,
     state: State,
     tick: tokio::time::Interval,
     ticks: u64,
+    /// What taps added later are attached with.
+    net: NetOptions,
+    how: Option<TcHow>,
+    follow_links: bool,
+}
+
+/// One tapped namespace: its classifiers, the id of its ring in the reorder buffer, and the
+/// stop switch of its readers (ring and link monitor), flipped when the namespace goes.
+struct Tap {
+    ns: Watched,
+    tap: NetnsTap,
+    ring: usize,
+    stop: watch::Sender<bool>,
+}
+
+/// A namespace tapped or let go while the session runs, and what changed in its interfaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TapChange {
+    Attached { inode: u64, netns: String, iface: String },
+    Detached { inode: u64, netns: String, iface: String },
 }
 
 /// What the packet path reports: every watched namespace, the ports asked for, the rate bound.
@@ -247,6 +279,7 @@ impl Session {
         };
         let mut taps: Vec<NetnsTap> = Vec::new();
         let mut drops: Option<DropTap> = None;
+        let mut tc_how = None;
         if opts.packets {
             let how = match opts.tc_attach.as_deref().unwrap_or(plan.ingress.as_str()) {
                 "tcx" => TcHow::Tcx,
@@ -255,6 +288,7 @@ impl Session {
                     "no way to attach a TC classifier on this kernel (see `reach doctor`); use --no-packets"
                 ),
             };
+            tc_how = Some(how);
             let (drop_opts, classic) = (net.clone(), opts.force_classic_drops);
             drops = Some(
                 tokio::task::spawn_blocking(move || DropTap::attach(&drop_opts, classic))
@@ -313,18 +347,20 @@ impl Session {
         if let Some(d) = drops.as_mut() {
             rings.push((d.take_events()?, readers::Kind::Packet));
         }
-        for t in taps.iter_mut() {
-            rings.push((t.take_events()?, readers::Kind::Packet));
-        }
-        // Ring ids are positions in `rings`: the reorder buffer waits for each of them.
-        let ring_count = rings.len();
+        // Ring ids are positions in `rings`, then one per tap: the reorder buffer waits for
+        // each of them.
+        let mut reorder = reorder::Reorder::new(rings.len());
         for (id, (ring, kind)) in rings.into_iter().enumerate() {
             readers::spawn(&mut readers, ring, id, kind, tx.clone(), stop_rx.clone())?;
+        }
+        let mut tapped = Vec::new();
+        for (ns, tap) in opts.namespaces.iter().zip(taps) {
+            let t = start_tap(ns.clone(), tap, opts.follow_links, &mut reorder, &mut readers, &tx)?;
+            tapped.push(t);
         }
         for (inode, listener) in trace_listeners {
             readers::spawn_trace(&mut readers, listener, inode, tx.clone(), stop_rx.clone());
         }
-        drop(tx);
 
         let decoder = Decoder {
             clock: Clock::new(),
@@ -346,27 +382,113 @@ impl Session {
             bind_filter: opts.bind_filter.clone(),
             packet_inodes: opts.namespaces.iter().map(|n| n.inode).collect(),
             flows: FlowTable::new(FLOW_CAPACITY, opts.flow_timeout),
-            reorder: reorder::Reorder::new(ring_count),
+            reorder,
             verdicts: Verdicts::default(),
             ns_paths: opts.namespaces.iter().map(|n| (n.inode, n.path.clone())).collect(),
             firewalld,
+            rulesets: Default::default(),
+            ruleset_reads: 0,
             lost_seen: (0, 0),
             suppressed_seen: (0, 0),
         };
         Ok(Self {
             binds,
             drops,
-            taps,
+            taps: tapped,
             trace_tables,
             overflows,
             readers,
             rx,
+            tx: Some(tx),
             stop_tx,
             decoder,
             state,
             tick: tokio::time::interval(Duration::from_millis(100)),
             ticks: 0,
+            net,
+            how: tc_how,
+            follow_links: opts.follow_links,
         })
+    }
+
+    /// The namespaces whose packets are watched now.
+    pub fn namespaces(&self) -> impl Iterator<Item = &Watched> {
+        self.taps.iter().map(|t| &t.ns)
+    }
+
+    /// How many interfaces are tapped now, over every namespace.
+    pub fn interface_count(&self) -> usize {
+        self.taps.iter().map(|t| t.tap.ifaces.len()).sum()
+    }
+
+    /// The interfaces tapped in namespace `inode`.
+    pub fn interfaces_of(&self, inode: u64) -> Vec<(String, u32)> {
+        self.taps.iter().find(|t| t.ns.inode == inode).map(|t| t.tap.ifaces.clone()).unwrap_or_default()
+    }
+
+    /// Starts watching the packets of one more namespace (it appeared after start-up): its
+    /// classifiers, its ring, its interfaces' notifications, its overflow counters and the drop
+    /// tracer's namespace filter. Returns the interfaces tapped.
+    pub async fn add_namespace(&mut self, ns: Watched) -> anyhow::Result<Vec<String>> {
+        if self.taps.iter().any(|t| t.ns.inode == ns.inode) {
+            return Ok(Vec::new());
+        }
+        let (Some(how), Some(tx)) = (self.how, self.tx.clone()) else {
+            bail!("this session watches no packets");
+        };
+        let tap = attach_tap(&ns, &[], &self.net, how, &|m: &str| tracing::info!("{m}")).await?;
+        if let Some(d) = self.drops.as_mut() {
+            d.watch_netns(ns.inode).with_context(|| format!("watching drops in {}", ns.name))?;
+        }
+        let ifaces = tap.ifaces.iter().map(|(n, _)| n.clone()).collect();
+        let t = start_tap(
+            ns.clone(),
+            tap,
+            self.follow_links,
+            &mut self.state.reorder,
+            &mut self.readers,
+            &tx,
+        )?;
+        self.taps.push(t);
+        self.overflows.push(overflow::Watcher::new(ns.netns_ref(), ns.path.clone()));
+        self.state.packet_inodes.insert(ns.inode);
+        self.state.ns_paths.insert(ns.inode, ns.path.clone());
+        Ok(ifaces)
+    }
+
+    /// Namespace `inode` is entered through `path` from now on (the process whose
+    /// /proc/PID/ns/net it was entered through exited; others in it live on).
+    pub fn update_path(&mut self, inode: u64, path: PathBuf) {
+        if let Some(t) = self.taps.iter_mut().find(|t| t.ns.inode == inode) {
+            t.ns.path = path.clone();
+            t.tap.ns_path = path.clone();
+        }
+        for w in self.overflows.iter_mut().filter(|w| w.netns.inode == inode) {
+            w.set_path(path.clone());
+        }
+        if let Some(p) = self.state.ns_paths.get_mut(&inode) {
+            *p = path;
+        }
+    }
+
+    /// Lets go of namespace `inode` (it is gone): its readers stop (closing the link monitor,
+    /// which otherwise keeps the namespace alive), its classifiers are released, and nothing
+    /// of it stays in the session's tables. Attempts still pending there settle as usual.
+    pub fn remove_namespace(&mut self, inode: u64) -> Option<Watched> {
+        let at = self.taps.iter().position(|t| t.ns.inode == inode)?;
+        let t = self.taps.remove(at);
+        let _ = t.stop.send(true);
+        self.state.reorder.remove_ring(t.ring);
+        if let Some(d) = self.drops.as_mut() {
+            d.unwatch_netns(inode);
+        }
+        self.overflows.retain(|w| w.netns.inode != inode);
+        self.state.packet_inodes.remove(&inode);
+        self.state.ns_paths.remove(&inode);
+        self.state.rulesets.remove(&inode);
+        self.state.names.forget(inode);
+        drop(t.tap);
+        Some(t.ns)
     }
 
     /// The listeners that exist now, fed to the model and the sink. Taken after attaching, so
@@ -396,6 +518,7 @@ impl Session {
         };
         tokio::select! {
             msg = self.rx.recv() => match msg {
+                Some(Msg::Link(netns, change)) => self.link_changed(netns, change, sink)?,
                 Some(msg) => self.state.handle(msg, &self.decoder, sink)?,
                 None => return Ok(false),
             },
@@ -414,9 +537,59 @@ impl Session {
         Ok(true)
     }
 
+    /// The interfaces of namespace `netns` changed: tap the default interfaces not tapped yet
+    /// (a new one, one that got its first address), let go of a deleted one.
+    fn link_changed(
+        &mut self,
+        netns: u64,
+        change: LinkChange,
+        sink: &mut impl Sink,
+    ) -> anyhow::Result<()> {
+        let Some(t) = self.taps.iter_mut().find(|t| t.ns.inode == netns) else { return Ok(()) };
+        let mut changes = Vec::new();
+        if let LinkChange::Gone(ifindex) = change {
+            if let Some(iface) = t.tap.forget_iface(ifindex) {
+                changes.push(TapChange::Detached { inode: netns, netns: t.ns.name.clone(), iface });
+            }
+            self.state.names.forget_device(netns, ifindex);
+        } else {
+            let wanted = crate::netns::enter::in_netns(&t.ns.path, crate::probes::net::default_ifaces)
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_default();
+            for iface in wanted {
+                match t.tap.attach_iface(&iface) {
+                    Ok(Some(_)) => changes.push(TapChange::Attached { inode: netns, netns: t.ns.name.clone(), iface }),
+                    Ok(None) => {}
+                    // Gone again before the attach (a short-lived interface): the next
+                    // notification says so; nothing was attached.
+                    Err(e) => tracing::info!("tapping {iface} in {}: {e:#}", t.ns.name),
+                }
+            }
+            if change == LinkChange::Overrun {
+                // Lost notifications may have hidden a deletion: drop what no longer exists.
+                let alive: Vec<u32> = crate::netns::enter::in_netns(&t.ns.path, || {
+                    crate::netns::addresses::if_indexes().unwrap_or_default()
+                })
+                .unwrap_or_default();
+                let dead: Vec<u32> = t.tap.ifaces.iter().map(|(_, i)| *i).filter(|i| !alive.contains(i)).collect();
+                for ifindex in dead {
+                    if let Some(iface) = t.tap.forget_iface(ifindex) {
+                        changes.push(TapChange::Detached { inode: netns, netns: t.ns.name.clone(), iface });
+                    }
+                }
+            }
+        }
+        for c in &changes {
+            sink.event(&mut self.state.names, Event::Tap(c))?;
+        }
+        Ok(())
+    }
+
     /// Reads the loss, rate-limit and listen-overflow counters now.
     pub fn poll_counters(&mut self, sink: &mut impl Sink) -> anyhow::Result<()> {
-        self.state.report_counters(&self.binds, self.drops.as_ref(), &self.taps, sink)?;
+        let taps: Vec<&NetnsTap> = self.taps.iter().map(|t| &t.tap).collect();
+        self.state.report_counters(&self.binds, self.drops.as_ref(), &taps, sink)?;
         for w in self.overflows.iter_mut() {
             if let Some(o) = w.poll() {
                 sink.event(&mut self.state.names, Event::Overflow(&o))?;
@@ -429,8 +602,14 @@ impl Session {
     /// then everything is detached (trace tables and taps inside their namespaces first).
     pub async fn finish(mut self, sink: &mut impl Sink) -> anyhow::Result<()> {
         let _ = self.stop_tx.send(true);
+        for t in &self.taps {
+            let _ = t.stop.send(true);
+        }
+        self.tx = None;
         while let Some(msg) = self.rx.recv().await {
-            self.state.handle(msg, &self.decoder, sink)?;
+            if !matches!(msg, Msg::Link(..)) {
+                self.state.handle(msg, &self.decoder, sink)?;
+            }
         }
         while let Some(r) = self.readers.join_next().await {
             r??;
@@ -453,6 +632,27 @@ impl Session {
         drop(self.binds);
         Ok(())
     }
+}
+
+/// Hands a freshly attached tap its ring id and readers: the ring's, and with `follow_links`
+/// the interface notifications' (opened now, inside the namespace).
+fn start_tap(
+    ns: Watched,
+    mut tap: NetnsTap,
+    follow_links: bool,
+    reorder: &mut reorder::Reorder,
+    readers: &mut JoinSet<anyhow::Result<()>>,
+    tx: &mpsc::Sender<Msg>,
+) -> anyhow::Result<Tap> {
+    let (stop, stop_rx) = watch::channel(false);
+    let ring = reorder.add_ring();
+    readers::spawn(readers, tap.take_events()?, ring, readers::Kind::Packet, tx.clone(), stop_rx.clone())?;
+    if follow_links {
+        let fd = links::open(&ns.path)
+            .with_context(|| format!("watching the interfaces of {}", ns.name))?;
+        links::spawn(readers, fd, ns.inode, tx.clone(), stop_rx);
+    }
+    Ok(Tap { ns, tap, ring, stop })
 }
 
 /// Attaches the TC tap of one namespace, first removing netlink filters a killed earlier run
@@ -617,6 +817,10 @@ struct State {
     ns_paths: std::collections::HashMap<u64, PathBuf>,
     /// firewalld's D-Bus view, re-read in its own task when firewalld changes (None: no bus).
     firewalld: Option<FirewalldCache>,
+    /// Each traced namespace's nftables ruleset, read on first need after its latest change.
+    rulesets: std::collections::HashMap<u64, std::sync::Arc<crate::firewall::nftables::Ruleset>>,
+    /// How many times a ruleset was read (reported in `nft_verdict` lines as `ruleset_reads`).
+    ruleset_reads: u64,
     /// (all, SYN) lost events reported so far.
     lost_seen: (u64, u64),
     /// (SYN, reply/drop) events suppressed by the rate bound, reported so far.
@@ -649,7 +853,8 @@ impl State {
             Msg::Trace(netns, t) => {
                 let attribution =
                     self.attribute(netns, &t).map(|a| self.arrival_zone(netns, &t, a));
-                let v = verdict_record(netns, &t, &mut self.names, attribution)?;
+                let mut v = verdict_record(netns, &t, &mut self.names, attribution)?;
+                v.json["ruleset_reads"] = self.ruleset_reads.into();
                 // A reply's walk is keyed by the sink that wants it (server → client as on the
                 // wire); the flows join only the SYN's walk, keyed client → server.
                 if let Some(tuple) = t.tuple.as_ref().filter(|_| !v.reply) {
@@ -662,6 +867,12 @@ impl State {
             }
             Msg::Drained(ring, at_ns) => {
                 self.reorder.drained(ring, at_ns);
+                Ok(())
+            }
+            // The session handles interface changes (it owns the taps).
+            Msg::Link(..) => Ok(()),
+            Msg::RulesetChanged(netns) => {
+                self.rulesets.remove(&netns);
                 Ok(())
             }
             Msg::Packet(ev) => {
@@ -679,7 +890,7 @@ impl State {
 
     /// Names the firewalld rule that decided `t`, reading the namespace's ruleset now: firewalld
     /// renumbers every handle on reload, so a cached ruleset could name the wrong rule.
-    fn attribute(&self, netns: u64, t: &PacketTrace) -> Option<Attribution> {
+    fn attribute(&mut self, netns: u64, t: &PacketTrace) -> Option<Attribution> {
         // Every accepted SYN-ACK walks firewalld's output chains too: only a reply that died
         // is worth reading the ruleset and D-Bus for.
         if t.is_reply() && t.verdict() != Some(&crate::firewall::trace::Verdict::Drop) {
@@ -690,12 +901,7 @@ impl State {
         if d.table != "firewalld" {
             return None;
         }
-        let path = self.ns_paths.get(&netns)?;
-        let ns = crate::lab::NetNsFd::open(path).ok()?;
-        // `nft -j list ruleset` runs a process: the runtime's other tasks (readers, the firewalld
-        // cache's reads) move to another worker meanwhile.
-        let ruleset =
-            tokio::task::block_in_place(|| crate::firewall::nftables::read_in(&ns)).ok()?;
+        let ruleset = self.ruleset(netns)?;
         // firewalld's own view names a rich rule by its exact text. The cached view is the one
         // read after firewalld's latest change (no D-Bus call here); while firewalld is down or
         // being re-read there is none, and the nftables attribution stands alone.
@@ -704,13 +910,31 @@ impl State {
         let tuple = t.tuple?;
         let port = if t.is_reply() { tuple.sport } else { tuple.dport };
         crate::firewall::attribute::attribute(
-            &ruleset,
+            ruleset.as_ref(),
             d.family,
             &d.table,
             handle,
             port,
             config.as_deref(),
         )
+    }
+
+    /// The ruleset of namespace `netns` as it is now: the one read after its last change
+    /// (NFT_MSG_NEWGEN), read again only after the next — whatever the rate of traced packets.
+    fn ruleset(&mut self, netns: u64) -> Option<std::sync::Arc<crate::firewall::nftables::Ruleset>> {
+        if let Some(r) = self.rulesets.get(&netns) {
+            return Some(r.clone());
+        }
+        let path = self.ns_paths.get(&netns)?;
+        let ns = crate::lab::NetNsFd::open(path).ok()?;
+        // `nft -j list ruleset` runs a process: the runtime's other tasks (readers, the firewalld
+        // cache's reads) move to another worker meanwhile.
+        let ruleset =
+            tokio::task::block_in_place(|| crate::firewall::nftables::read_in(&ns)).ok()?;
+        self.ruleset_reads += 1;
+        let r = std::sync::Arc::new(ruleset);
+        self.rulesets.insert(netns, r.clone());
+        Some(r)
     }
 
     /// [`Attribution::with_arrival_zone`] for an arriving SYN, from the cached firewalld view
@@ -760,7 +984,7 @@ impl State {
         &mut self,
         binds: &BindListen,
         drops: Option<&DropTap>,
-        taps: &[NetnsTap],
+        taps: &[&NetnsTap],
         sink: &mut impl Sink,
     ) -> anyhow::Result<()> {
         use reach_common::net::counter;

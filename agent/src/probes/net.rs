@@ -14,7 +14,7 @@ use aya::{
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::{
         BtfTracePoint, SchedClassifier, TcAttachType, TracePoint,
-        tc::{self, NlOptions, TcAttachOptions},
+        tc::{self, NlOptions, SchedClassifierLinkId, TcAttachOptions},
     },
 };
 use reach_common::net::{IGNORED_REASON_LIMIT, NetConfig, PORT_WORDS, SkbOffsets, counter};
@@ -79,6 +79,9 @@ pub struct NetnsTap {
     pub how: TcHow,
     /// (interface, ifindex) attached, ingress and egress.
     pub ifaces: Vec<(String, u32)>,
+    /// The two attachments of each interface (by ifindex): detached one interface at a time
+    /// when it goes away while the tap lives on.
+    links: Vec<(u32, [(&'static str, SchedClassifierLinkId); 2])>,
     /// clsact qdiscs reach added (removed again on drop).
     created_clsact: Vec<u32>,
     ebpf: Option<Ebpf>,
@@ -148,7 +151,7 @@ impl NetnsTap {
         fill_ports(&mut ebpf, &opts.ports)?;
         let wanted = ifaces.to_vec();
         let path = ns_path.clone();
-        let (ebpf, attached, created) = enter::in_netns(&ns_path, move || {
+        let (ebpf, (attached, links), created) = enter::in_netns(&ns_path, move || {
             let mut created = Vec::new();
             let result = attach_inside(&mut ebpf, &wanted, how, netns, &mut created);
             match result {
@@ -170,9 +173,58 @@ impl NetnsTap {
             ns_path,
             how,
             ifaces: attached,
+            links,
             created_clsact: created,
             ebpf: Some(ebpf),
         })
+    }
+
+    /// Attaches to one more interface of the namespace (it appeared, or got an address, after
+    /// the tap started). Ok(None): already attached.
+    pub fn attach_iface(&mut self, iface: &str) -> anyhow::Result<Option<u32>> {
+        if self.ifaces.iter().any(|(n, _)| n == iface) {
+            return Ok(None);
+        }
+        let ebpf = self.ebpf.as_mut().context("tap already detached")?;
+        let (how, netns, wanted) = (self.how, self.netns, vec![iface.to_string()]);
+        let mut created = Vec::new();
+        let result = enter::in_netns(&self.ns_path, || {
+            attach_inside(ebpf, &wanted, how, netns, &mut created)
+        })
+        .with_context(|| format!("entering {}", self.ns_path.display()))?;
+        self.created_clsact.extend(created);
+        let (attached, links) = result?;
+        let ifindex = attached.first().map(|(_, i)| *i);
+        self.ifaces.extend(attached);
+        self.links.extend(links);
+        Ok(ifindex)
+    }
+
+    /// Forgets interface `ifindex` (deleted, or moved to another namespace): its attachments
+    /// are released — the kernel already dropped them with the device; what remains is
+    /// reach's handle on them. Returns its name when it was attached.
+    pub fn forget_iface(&mut self, ifindex: u32) -> Option<String> {
+        let at = self.ifaces.iter().position(|(_, i)| *i == ifindex)?;
+        let (name, _) = self.ifaces.remove(at);
+        if let Some(pos) = self.links.iter().position(|(i, _)| *i == ifindex) {
+            let (_, ids) = self.links.remove(pos);
+            if let Some(ebpf) = self.ebpf.as_mut() {
+                let _ = enter::in_netns(&self.ns_path, || {
+                    for (prog, id) in ids {
+                        if let Ok(p) = program_mut::<SchedClassifier>(ebpf, prog) {
+                            // The device is gone: a netlink detach fails (ENODEV), a TCX link
+                            // is just closed. Either way nothing is left attached.
+                            let _ = p.detach(id);
+                        }
+                    }
+                });
+            }
+        }
+        if let Some(pos) = self.created_clsact.iter().position(|i| *i == ifindex) {
+            self.created_clsact.remove(pos);
+            clsact_record::forget(self.netns, ifindex);
+        }
+        Some(name)
     }
 
     /// The packet events ring buffer (taken once).
@@ -222,9 +274,10 @@ fn attach_inside(
     how: TcHow,
     netns: u64,
     created: &mut Vec<u32>,
-) -> anyhow::Result<Vec<(String, u32)>> {
+) -> anyhow::Result<AttachedIfaces> {
     let ifaces = if ifaces.is_empty() { default_ifaces()? } else { ifaces.to_vec() };
     let mut attached = Vec::new();
+    let mut links = Vec::new();
     for iface in &ifaces {
         let c = std::ffi::CString::new(iface.as_str())?;
         // SAFETY: valid C string.
@@ -263,36 +316,50 @@ fn attach_inside(
                 Err(e) => bail!("adding a clsact qdisc to {iface}: {}", chain(&e)),
             }
         }
+        let mut ids = Vec::with_capacity(2);
         for (prog, dir) in progs.into_iter().zip([TcAttachType::Ingress, TcAttachType::Egress]) {
             let p: &mut SchedClassifier = program_mut(ebpf, prog)?;
             let opts = match how {
                 TcHow::Tcx => TcAttachOptions::TcxOrder(Default::default()),
                 TcHow::Netlink => TcAttachOptions::Netlink(NlOptions::default()),
             };
-            p.attach_with_options(iface, dir, opts)
+            let id = p
+                .attach_with_options(iface, dir, opts)
                 .map_err(|e| anyhow!("attaching {prog} to {iface}: {}", chain(&e)))?;
+            ids.push((prog, id));
+        }
+        if let Ok(ids) = <[_; 2]>::try_from(ids) {
+            links.push((ifindex, ids));
         }
         attached.push((iface.clone(), ifindex));
     }
-    Ok(attached)
+    Ok((attached, links))
 }
+
+/// What [`attach_inside`] attached: (interface, ifindex), and the two link ids of each.
+type AttachedIfaces = (Vec<(String, u32)>, Vec<(u32, [(&'static str, SchedClassifierLinkId); 2])>);
 
 impl Drop for NetnsTap {
     fn drop(&mut self) {
         let Some(ebpf) = self.ebpf.take() else { return };
         let created = std::mem::take(&mut self.created_clsact);
         let netns = self.netns;
-        let detach = move || {
-            drop(ebpf);
-            for ifindex in created {
+        let mut ebpf = Some(ebpf);
+        let detach = || {
+            drop(ebpf.take());
+            for &ifindex in &created {
                 let _ = clsact::delete(ifindex);
-                clsact_record::forget(netns, ifindex);
             }
         };
         // The namespace may be gone already (its interfaces and filters with it); then only
         // the program fds remain to close, which works from anywhere.
         if let Err(e) = enter::in_netns(&self.ns_path, detach) {
             tracing::debug!("namespace {} gone before detach: {e}", self.ns_path.display());
+        }
+        drop(ebpf);
+        // The records go either way: a qdisc of a namespace that is gone went with it.
+        for ifindex in created {
+            clsact_record::forget(netns, ifindex);
         }
     }
 }
@@ -371,6 +438,25 @@ impl DropTap {
         Ok(RingBuf::try_from(
             self.ebpf.take_map("NET_EVENTS").context("NET_EVENTS already taken")?,
         )?)
+    }
+
+    /// Reports drops in namespace `inode` too from now on (a namespace that appeared). Only
+    /// meaningful when the tracer was attached with a namespace filter.
+    pub fn watch_netns(&mut self, inode: u64) -> anyhow::Result<()> {
+        let mut watched: BpfHashMap<_, u32, u8> = BpfHashMap::try_from(
+            self.ebpf.map_mut("WATCHED_NETNS").context("WATCHED_NETNS map")?,
+        )?;
+        watched.insert(inode as u32, 1, 0)?;
+        Ok(())
+    }
+
+    /// Stops reporting drops of namespace `inode` (it is gone; its inode may be reused).
+    pub fn unwatch_netns(&mut self, inode: u64) {
+        if let Some(map) = self.ebpf.map_mut("WATCHED_NETNS")
+            && let Ok(mut watched) = BpfHashMap::<_, u32, u8>::try_from(map)
+        {
+            let _ = watched.remove(&(inode as u32));
+        }
     }
 
     pub fn counters(&self) -> anyhow::Result<[u64; counter::SLOTS as usize]> {

@@ -28,7 +28,9 @@ pub struct WatchArgs {
     #[arg(long, value_name = "NAME|PATH|PID")]
     pub netns: Vec<String>,
     /// Interfaces (inside each watched namespace) whose ingress SYNs are watched. Default:
-    /// every interface that has an address, plus lo (WSL2 NAT delivers Windows' localhost there).
+    /// every interface that has an address, plus lo (WSL2 NAT delivers Windows' localhost
+    /// there), followed while running: an interface that appears or gets an address is watched
+    /// from then on (a `tap` line), a deleted one let go.
     #[arg(long, value_name = "IFACE")]
     pub iface: Vec<String>,
     /// Only these TCP ports produce SYN, reply and drop events (default: all ports; drops are
@@ -139,6 +141,9 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
         packets: !args.no_packets,
         attach: args.attach,
         ring_kib: args.ring_buffer_kib,
+        // The default interface set follows the namespace (a veth moved in, an address
+        // added); interfaces the user named are exactly those.
+        follow_links: args.iface.is_empty(),
     };
     let mut session = match Session::attach(&opts, |m| eprintln!("reach: {m}")).await {
         Ok(s) => s,

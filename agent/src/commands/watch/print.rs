@@ -6,7 +6,7 @@ use crate::{
     firewall::firewalld_cache::{Change, ChangeReport},
     model::flows::FlowRecord,
     netns::names::Names,
-    observe::session::{Event, Overflow, Sink, VerdictRecord},
+    observe::session::{Event, Overflow, Sink, TapChange, VerdictRecord},
 };
 
 pub struct Printer<W: Write> {
@@ -46,6 +46,19 @@ impl<W: Write> Sink for Printer<W> {
                 let mut v = serde_json::to_value(c)?;
                 v["type"] = "firewalld".into();
                 render::line(out, json, &v, || firewalld_line(c))
+            }
+            Event::Tap(change) => {
+                let (what, netns, iface) = match change {
+                    TapChange::Attached { netns, iface, .. } => ("attached", netns, iface),
+                    TapChange::Detached { netns, iface, .. } => ("detached", netns, iface),
+                };
+                let v = serde_json::json!({"type": "tap", "change": what, "netns": netns, "iface": iface});
+                render::line(out, json, &v, || match change {
+                    TapChange::Attached { .. } => {
+                        format!("watching SYNs on {iface} in {netns} too (it appeared or got an address)")
+                    }
+                    TapChange::Detached { .. } => format!("{iface} in {netns} is gone: no longer watched"),
+                })
             }
             Event::Suppressed(syn, other) => {
                 let v = serde_json::json!({"type": "suppressed", "syn": syn, "other": other, "why": "rate_limit"});

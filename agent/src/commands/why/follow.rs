@@ -6,7 +6,7 @@
 //! listeners and the attempt's outcome say.
 use std::net::{IpAddr, SocketAddr};
 
-use super::{Watched, collect::Collector, holders_on, interfaces, listeners_on, observed};
+use super::{Watched, collect::Collector, holders_on, listeners_on, observed};
 use crate::{
     diagnose::{
         Evidence,
@@ -19,7 +19,7 @@ use crate::{
         flows::{FlowRecord, Outcome},
         listener_view::ListenerView,
     },
-    netns::{addresses, conntrack, enter, inventory, relays::Relay, route, sk_lookup},
+    netns::{addresses, conntrack, enter, interfaces, inventory, relays::Relay, route, sk_lookup},
     observe::session::VerdictRecord,
 };
 

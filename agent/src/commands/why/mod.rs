@@ -6,7 +6,6 @@
 //! path with the failing hop, and the fix.
 mod collect;
 mod follow;
-mod interfaces;
 mod report;
 mod target;
 
@@ -28,7 +27,7 @@ use crate::{
     lab::NetNsFd,
     model::listener_view::ListenerView,
     netns::{
-        addresses, enter,
+        addresses, enter, interfaces,
         port_holders::{self, PortHolder},
         sk_lookup, snapshot,
     },
@@ -203,6 +202,7 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
             packets: true,
             attach: None,
             ring_kib: DEFAULT_RING_KIB,
+            follow_links: false,
         };
         let addrs = watch_addrs.as_deref();
         // conntrack's new connections while watching: where a NAT sends the attempt (a

@@ -1,0 +1,210 @@
+//! Every watched namespace's TCP listeners, as the kernel lists them (sock_diag from inside the
+//! namespace: address, IPV6_V6ONLY, SO_BINDTODEVICE — what the socket lookup decides with),
+//! re-read when a bind/listen/close happened there (at most once a second) and every
+//! [`FULL_REFRESH`] anyway. Two uses: the failed-attempt diagnosis needs the listeners on the
+//! attempt's port in every namespace (as `reach why` does), and the
+//! `reach_unreachable_listeners` gauge counts listeners that some clients can never reach.
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use crate::{
+    model::listener_view::ListenerView,
+    netns::{enter, snapshot, sock_diag},
+    probes::sock_event::NetnsRef,
+};
+
+/// Even without events (a listener reach did not see open: before start, or a missed event),
+/// every namespace is re-read this often.
+const FULL_REFRESH: Duration = Duration::from_secs(30);
+/// A busy namespace (many binds) is re-read at most this often.
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Why some clients can never reach a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Unreachable {
+    /// Bound to 127.0.0.0/8 or ::1: only clients inside its own namespace reach it (a pod's
+    /// Service, the node, other pods never do).
+    LoopbackOnly,
+    /// `[::]` with IPV6_V6ONLY: IPv4 clients are refused.
+    V6Only,
+    /// SO_BINDTODEVICE: only SYNs arriving on that one interface reach it.
+    DeviceBound,
+}
+
+impl Unreachable {
+    pub const ALL: [Unreachable; 3] =
+        [Unreachable::LoopbackOnly, Unreachable::V6Only, Unreachable::DeviceBound];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Unreachable::LoopbackOnly => "loopback_only",
+            Unreachable::V6Only => "v6only",
+            Unreachable::DeviceBound => "device_bound",
+        }
+    }
+
+    /// The reason a TCP listener is unreachable for some clients, the first that applies
+    /// (loopback beats the others: nothing outside the namespace reaches it at all).
+    pub fn of(l: &ListenerView) -> Option<Self> {
+        if l.proto != "tcp" {
+            return None;
+        }
+        if l.loopback_only {
+            Some(Unreachable::LoopbackOnly)
+        } else if l.bound_dev_if.is_some_and(|i| i != 0) {
+            Some(Unreachable::DeviceBound)
+        } else if l.family == "ipv6" && l.v6only == Some(true) && is_unspecified(&l.addr) {
+            Some(Unreachable::V6Only)
+        } else {
+            None
+        }
+    }
+}
+
+fn is_unspecified(addr: &str) -> bool {
+    addr.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_unspecified())
+}
+
+struct Entry {
+    netns: NetnsRef,
+    path: PathBuf,
+    views: Vec<ListenerView>,
+    dirty: bool,
+    read_at: Option<Instant>,
+}
+
+#[derive(Default)]
+pub struct ListenerCache {
+    by_netns: HashMap<u64, Entry>,
+}
+
+impl ListenerCache {
+    /// Starts following namespace `netns` (read at the next refresh).
+    pub fn track(&mut self, netns: NetnsRef, path: PathBuf) {
+        self.by_netns.entry(netns.inode).or_insert(Entry {
+            netns,
+            path,
+            views: Vec::new(),
+            dirty: true,
+            read_at: None,
+        });
+    }
+
+    pub fn set_path(&mut self, inode: u64, path: PathBuf) {
+        if let Some(e) = self.by_netns.get_mut(&inode) {
+            e.path = path;
+        }
+    }
+
+    pub fn forget(&mut self, inode: u64) {
+        self.by_netns.remove(&inode);
+    }
+
+    /// A listener opened or closed in `inode`: read it again soon.
+    pub fn touched(&mut self, inode: u64) {
+        if let Some(e) = self.by_netns.get_mut(&inode) {
+            e.dirty = true;
+        }
+    }
+
+    /// Re-reads the namespaces due at `now`; returns their inodes (their gauges changed).
+    pub fn refresh(&mut self, now: Instant) -> Vec<u64> {
+        let mut read = Vec::new();
+        for (inode, e) in self.by_netns.iter_mut() {
+            let due = match e.read_at {
+                None => true,
+                Some(at) => {
+                    let since = now.saturating_duration_since(at);
+                    (e.dirty && since >= MIN_INTERVAL) || since >= FULL_REFRESH
+                }
+            };
+            if !due {
+                continue;
+            }
+            // A namespace that cannot be entered any more is about to be reported gone by
+            // discovery; until then its last reading stands.
+            if let Ok(Ok(sockets)) = enter::in_netns(&e.path, sock_diag::dump_listeners) {
+                e.views = sockets
+                    .into_iter()
+                    .map(|socket| {
+                        let l = snapshot::Listener { socket, owners: Vec::new() };
+                        ListenerView::new(e.netns.clone(), &l)
+                    })
+                    .collect();
+            }
+            e.dirty = false;
+            e.read_at = Some(now);
+            read.push(*inode);
+        }
+        read
+    }
+
+    /// TCP listeners on `port` in every followed namespace.
+    pub fn on_port(&self, port: u16) -> Vec<ListenerView> {
+        self.by_netns
+            .values()
+            .flat_map(|e| e.views.iter())
+            .filter(|l| l.port == port && l.proto == "tcp")
+            .cloned()
+            .collect()
+    }
+
+    /// How many listeners of `inode` each reason makes unreachable (every reason, zeros too).
+    pub fn unreachable(&self, inode: u64) -> [(Unreachable, i64); 3] {
+        let mut out = Unreachable::ALL.map(|r| (r, 0));
+        if let Some(e) = self.by_netns.get(&inode) {
+            for l in &e.views {
+                if let Some(r) = Unreachable::of(l)
+                    && let Some(slot) = out.iter_mut().find(|(k, _)| *k == r)
+                {
+                    slot.1 += 1;
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(addr: &str, v6only: Option<bool>, dev: Option<u32>) -> ListenerView {
+        let family = if addr.contains(':') { "ipv6" } else { "ipv4" };
+        let loopback = addr.parse::<std::net::IpAddr>().unwrap().is_loopback();
+        ListenerView {
+            kind: "listener",
+            netns: NetnsRef { inode: 1, name: "pod".into() },
+            pid: None,
+            pids: Vec::new(),
+            comm: None,
+            family,
+            proto: "tcp",
+            addr: addr.into(),
+            port: 8080,
+            backlog: Some(128),
+            accept_queue: Some(0),
+            v6only,
+            loopback_only: loopback,
+            bound_dev_if: dev,
+            cookie: 1,
+        }
+    }
+
+    #[test]
+    fn each_listener_gets_the_reason_that_shuts_clients_out() {
+        assert_eq!(Unreachable::of(&view("127.0.0.1", None, None)), Some(Unreachable::LoopbackOnly));
+        assert_eq!(Unreachable::of(&view("::1", Some(true), None)), Some(Unreachable::LoopbackOnly));
+        assert_eq!(Unreachable::of(&view("::", Some(true), None)), Some(Unreachable::V6Only));
+        assert_eq!(Unreachable::of(&view("::", Some(false), None)), None);
+        // An IPv6 address listener is v6-only by nature; it is not the dual-stack trap.
+        assert_eq!(Unreachable::of(&view("fd00::1", Some(true), None)), None);
+        assert_eq!(Unreachable::of(&view("0.0.0.0", None, Some(3))), Some(Unreachable::DeviceBound));
+        assert_eq!(Unreachable::of(&view("0.0.0.0", None, None)), None);
+        let udp = ListenerView { proto: "udp", ..view("127.0.0.1", None, None) };
+        assert_eq!(Unreachable::of(&udp), None);
+    }
+}

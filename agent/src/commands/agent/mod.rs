@@ -1,0 +1,288 @@
+//! `reach agent`: the always-on fleet mode, one per node (a Kubernetes DaemonSet). It watches
+//! the host and every network namespace as they appear and disappear (the inventory rescanned
+//! every `--rescan`, and at once when a bind comes from a namespace it does not know), every
+//! interface as it appears (rtnetlink, through the shared observe engine), names pods from the
+//! node's container runtime, and exports what it sees as Prometheus metrics on `--metrics`
+//! (with `/healthz` and `/readyz`) and, with `--json`, one line per failed connection attempt
+//! with the verdict `reach why` would give. It never changes a packet's fate. SIGTERM or
+//! Ctrl-C: everything is detached and it exits 0.
+mod attempts;
+mod listeners;
+mod owner;
+mod sink;
+
+use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
+
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::{
+    kernel::privileges,
+    metrics::{self, Health, Metrics, MetricsConfig, Server, UnreachableReason},
+    netns::discover::{Changes, Discovery},
+    observe::{Session, SessionOptions, Watched},
+    probes::{
+        bind_listen::{DEFAULT_RING_KIB, validate_ring_kib},
+        sock_event::NetnsRef,
+    },
+};
+use listeners::Unreachable;
+use sink::{AgentSink, labels};
+
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// Serve Prometheus metrics (and /healthz, /readyz) on this address. `0.0.0.0:9464` lets a
+    /// cluster's Prometheus scrape every node; the default keeps them on the node.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464", value_parser = metrics::parse_addr)]
+    pub metrics: SocketAddr,
+    /// Also print one JSON object per line on stdout for every connection attempt that failed
+    /// (refused, dropped or unanswered), with its verdict class, evidence and fix — for log
+    /// shippers.
+    #[arg(long)]
+    pub json: bool,
+    /// How often the machine's network namespaces are listed again (seconds). A bind from an
+    /// unknown namespace triggers a listing at once.
+    #[arg(long, value_name = "SECS", default_value_t = 1.0)]
+    pub rescan: f64,
+    /// Per namespace-and-pod series kept per metric; beyond, observations are counted under
+    /// netns/namespace/pod "other" (and in reach_label_sets_folded_total).
+    #[arg(long, value_name = "N", default_value_t = 500)]
+    pub max_label_sets: usize,
+    /// How long the series of a namespace (a pod) that is gone stay exported (seconds), so a
+    /// scrape after a pod's deletion still sees its last counts.
+    #[arg(long, value_name = "SECS", default_value_t = 300.0)]
+    pub series_grace: f64,
+    /// Per-CPU bound on packet events per second (a SYN flood is counted, not streamed).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub syn_rate: u32,
+    /// A connection attempt with no answer for this long counts as `unanswered`.
+    #[arg(long, value_name = "SECS", default_value_t = 3.0)]
+    pub flow_timeout: f64,
+    /// How to attach the TC classifiers (`tcx` or `netlink`); default: what `reach doctor`
+    /// plans.
+    #[arg(long, value_name = "HOW", value_parser = ["tcx", "netlink"])]
+    pub tc_attach: Option<String>,
+    /// Size of the bind/listen ring buffer in KiB (power of two).
+    #[arg(long, value_name = "KIB", default_value_t = DEFAULT_RING_KIB)]
+    pub ring_buffer_kib: u32,
+    /// Stop after this many seconds (default: until SIGTERM or Ctrl-C).
+    #[arg(long, value_name = "SECS")]
+    pub duration: Option<f64>,
+}
+
+/// Bad input: exit code 2 with a message naming the problem.
+struct Usage(String);
+
+fn positive(what: &str, v: f64) -> Result<Duration, Usage> {
+    if v.is_finite() && v > 0.0 {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(Usage(format!("{what} must be a positive number of seconds, got {v}")))
+    }
+}
+
+fn validate(args: &AgentArgs) -> Result<(), Usage> {
+    positive("--rescan", args.rescan)?;
+    positive("--series-grace", args.series_grace)?;
+    positive("--flow-timeout", args.flow_timeout)?;
+    if let Some(d) = args.duration {
+        positive("--duration", d)?;
+    }
+    if args.max_label_sets == 0 {
+        return Err(Usage("--max-label-sets must be at least 1".into()));
+    }
+    validate_ring_kib(args.ring_buffer_kib).map_err(Usage)
+}
+
+/// Exit codes: 0 stopped by SIGTERM/Ctrl-C/--duration; 1 attach or runtime error; 2 bad usage
+/// (a malformed or unusable --metrics address); 3 missing privileges.
+pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    if let Some(code) = privileges::refuse_unless_privileged("agent") {
+        return Ok(code);
+    }
+    if let Err(Usage(msg)) = validate(&args) {
+        eprintln!("reach agent: {msg}");
+        return Ok(ExitCode::from(2));
+    }
+    // Before anything is attached: a signal during start-up ends in the orderly teardown.
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    // The address is taken first: a port in use is reported before anything is attached.
+    let server = match Server::bind(args.metrics).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("reach agent: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    eprintln!("reach: serving metrics on http://{}/metrics (/healthz, /readyz)", server.local_addr());
+    let metrics = Arc::new(Metrics::new(MetricsConfig {
+        max_label_sets: args.max_label_sets,
+        grace: Duration::from_secs_f64(args.series_grace),
+    }));
+    let health = Health::default();
+    health.set_live(true);
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let http = tokio::spawn(server.run(metrics.clone(), health.clone(), async move {
+        let _ = http_stopped.await;
+    }));
+
+    let result = observe(&args, metrics, &health, &mut sigint, &mut sigterm).await;
+    health.set_live(false);
+    let _ = stop_http.send(());
+    match tokio::time::timeout(Duration::from_secs(1), http).await {
+        Ok(Ok(Err(e))) => tracing::warn!("metrics server: {e:#}"),
+        Ok(_) => {}
+        Err(_) => tracing::warn!("metrics server did not stop within 1 s"),
+    }
+    result
+}
+
+async fn observe(
+    args: &AgentArgs,
+    metrics: Arc<Metrics>,
+    health: &Health,
+    sigint: &mut tokio::signal::unix::Signal,
+    sigterm: &mut tokio::signal::unix::Signal,
+) -> anyhow::Result<ExitCode> {
+    let host = Watched::resolve_all(&["host".to_string()]).map_err(anyhow::Error::msg)?;
+    let opts = SessionOptions {
+        namespaces: host,
+        ifaces_of: Vec::new(),
+        bind_filter: None,
+        ifaces: Vec::new(),
+        ports: Vec::new(),
+        syn_rate: args.syn_rate,
+        tc_attach: args.tc_attach.clone(),
+        flow_timeout: Duration::from_secs_f64(args.flow_timeout),
+        force_classic_drops: false,
+        trace: false,
+        firewalld_bus: None,
+        packets: true,
+        attach: None,
+        ring_kib: args.ring_buffer_kib,
+        follow_links: true,
+    };
+    let mut session = Session::attach(&opts, |m| eprintln!("reach: {m}")).await?;
+    let mut sink = AgentSink::new(metrics.clone(), args.json);
+    let mut discovery = Discovery::new();
+    for ns in session.namespaces() {
+        sink.owners.set(ns.netns_ref(), None);
+        sink.listeners.track(ns.netns_ref(), ns.path.clone());
+    }
+    // The first listing: every namespace there now (the host's already tapped).
+    let first = scan(&mut discovery).await;
+    apply(&mut session, &mut sink, &metrics, first).await;
+    refresh_listeners(&mut sink, &metrics);
+    publish_watched(&session, &metrics);
+    health.set_ready(true);
+    eprintln!(
+        "reach: agent ready: {} namespaces, {} interfaces watched",
+        session.namespaces().count(),
+        session.interface_count()
+    );
+
+    let mut rescan = tokio::time::interval(Duration::from_secs_f64(args.rescan));
+    rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let deadline = args.duration.map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
+    loop {
+        tokio::select! {
+            more = session.step(&mut sink) => {
+                if !more? { break }
+                if std::mem::take(&mut sink.taps_changed) {
+                    publish_watched(&session, &metrics);
+                }
+                // A bind from a namespace not followed yet: list them now, not at the tick.
+                if !sink.unknown_netns.is_empty() {
+                    let unknown = std::mem::take(&mut sink.unknown_netns);
+                    if unknown.iter().any(|i| !discovery.contains(*i)) {
+                        let c = scan(&mut discovery).await;
+                        apply(&mut session, &mut sink, &metrics, c).await;
+                        publish_watched(&session, &metrics);
+                    }
+                }
+            }
+            _ = rescan.tick() => {
+                let c = scan(&mut discovery).await;
+                apply(&mut session, &mut sink, &metrics, c).await;
+                refresh_listeners(&mut sink, &metrics);
+                publish_watched(&session, &metrics);
+                metrics.expire(std::time::Instant::now());
+            }
+            _ = crate::observe::sleep_until(deadline) => break,
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+        }
+    }
+    health.set_ready(false);
+    session.finish(&mut sink).await?;
+    eprintln!("reach: agent stopped: {} failed connection attempts reported", sink.failed);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn scan(discovery: &mut Discovery) -> Changes {
+    // The inventory walks /proc: off the runtime's worker threads.
+    let mut d = std::mem::take(discovery);
+    let (d, changes) = tokio::task::spawn_blocking(move || {
+        let c = d.scan();
+        (d, c)
+    })
+    .await
+    .unwrap_or_default();
+    *discovery = d;
+    changes
+}
+
+/// Follows what a scan found: taps the namespaces that appeared, lets go of the ones gone
+/// (their series expire after the grace period), re-points the ones whose path moved.
+async fn apply(session: &mut Session, sink: &mut AgentSink, metrics: &Metrics, c: Changes) {
+    let now = std::time::Instant::now();
+    for ns in c.gone {
+        if session.remove_namespace(ns.inode).is_some() {
+            tracing::info!("netns {} is gone: no longer watched", ns.name);
+        }
+        if let Some(owner) = sink.forget(ns.inode) {
+            metrics.gone(&labels(&owner).netns, now);
+        }
+    }
+    for (inode, path) in c.moved {
+        session.update_path(inode, path.clone());
+        sink.listeners.set_path(inode, path);
+    }
+    for ns in c.appeared {
+        let w = Watched { inode: ns.inode, name: ns.name.clone(), path: ns.path.clone() };
+        if session.namespaces().any(|n| n.inode == w.inode) {
+            continue;
+        }
+        match session.add_namespace(w.clone()).await {
+            Ok(ifaces) => {
+                tracing::info!("watching netns {} ({})", w.name, ifaces.join(", "));
+                metrics.back(&w.name);
+                sink.owners.set(NetnsRef { inode: w.inode, name: w.name.clone() }, None);
+                sink.listeners.track(w.netns_ref(), w.path.clone());
+            }
+            // A namespace that vanished between the listing and the attach is simply gone;
+            // anything else is worth a warning but must not stop the agent.
+            Err(e) if !w.path.exists() => tracing::info!("netns {} vanished: {e:#}", w.name),
+            Err(e) => tracing::warn!("cannot watch netns {}: {e:#}", w.name),
+        }
+    }
+}
+
+fn refresh_listeners(sink: &mut AgentSink, metrics: &Metrics) {
+    for inode in sink.listeners.refresh(std::time::Instant::now()) {
+        let Some(owner) = sink.owners.get(inode) else { continue };
+        let w = labels(owner);
+        for (reason, n) in sink.listeners.unreachable(inode) {
+            let r = match reason {
+                Unreachable::LoopbackOnly => UnreachableReason::LoopbackOnly,
+                Unreachable::V6Only => UnreachableReason::V6Only,
+                Unreachable::DeviceBound => UnreachableReason::DeviceBound,
+            };
+            metrics.set_unreachable_listeners(&w, r, n);
+        }
+    }
+}
+
+fn publish_watched(session: &Session, metrics: &Metrics) {
+    metrics.set_watched(session.namespaces().count() as i64, session.interface_count() as i64);
+}

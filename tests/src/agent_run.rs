@@ -1,0 +1,80 @@
+//! A `reach agent` run for tests: started with a metrics address of the kernel's choosing
+//! (`127.0.0.1:0`, read back from its "serving metrics on" line), scraped over HTTP, stopped with
+//! SIGTERM as a DaemonSet's pod is.
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use crate::{WatchRun, prometheus};
+
+pub struct AgentRun {
+    pub run: WatchRun,
+    pub addr: SocketAddr,
+}
+
+impl AgentRun {
+    /// Starts `reach agent --metrics 127.0.0.1:0 ARGS` and waits until it says it is ready.
+    pub fn start(args: &[&str]) -> AgentRun {
+        let mut all = vec!["--metrics", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        let run = WatchRun::start_command("agent", &all, "agent ready");
+        let err = run.stderr();
+        let addr = err
+            .lines()
+            .find_map(|l| l.split("serving metrics on http://").nth(1))
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no metrics address in reach agent's stderr:\n{err}"));
+        AgentRun { run, addr }
+    }
+
+    pub fn scrape(&self) -> prometheus::Scrape {
+        prometheus::scrape(self.addr)
+    }
+
+    /// Scrapes until `done` holds (at most `within`), returning that scrape; the timeout shows
+    /// the last scrape and the agent's stderr.
+    pub fn scrape_until(
+        &self,
+        what: &str,
+        within: Duration,
+        done: impl Fn(&prometheus::Scrape) -> bool,
+    ) -> prometheus::Scrape {
+        let deadline = Instant::now() + within;
+        loop {
+            let s = self.scrape();
+            if done(&s) {
+                return s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {within:?} waiting for {what}; last scrape:\n{}\n--- stderr ---\n{}",
+                s.text,
+                self.run.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, then waits: (exit code, time to exit, stdout, stderr).
+    pub fn terminate(self) -> (Option<i32>, Duration, String, String) {
+        let started = Instant::now();
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.run.pid() as i32, libc::SIGTERM) };
+        let pid = self.run.pid() as i32;
+        // The exit time is taken when the process is a zombie (exited, not reaped yet), not
+        // when the output readers finished.
+        let mut took = None;
+        while started.elapsed() < Duration::from_secs(30) {
+            if !crate::process_alive(pid) {
+                took = Some(started.elapsed());
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let took = took.unwrap_or_else(|| started.elapsed());
+        let (code, out, err) = self.run.finish_raw();
+        (code, took, out, err)
+    }
+}
