@@ -25,6 +25,7 @@ pub const PROMETHEUS_TEXT_CONTENT_TYPE: &str =
 /// The families keyed by `Where` (each has its own `max_label_sets` places).
 pub(super) const WHERE_FAMILIES: usize = 7;
 
+#[derive(Clone, Debug)]
 pub struct MetricsConfig {
     /// Distinct `Where` per family before observations fold into `Where::other()`.
     pub max_label_sets: usize,
@@ -56,6 +57,13 @@ pub struct Metrics {
     pub(super) watched_interfaces: Gauge,
     pub(super) expiry: Expiry,
 }
+
+// The engine records from its reader tasks and the server encodes from its own: both hold an
+// `Arc<Metrics>`, so it must stay `Send + Sync` (checked here, at compile time).
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Metrics>();
+};
 
 /// `reach_events_{lost,suppressed}_total`'s one label, `kind` (`syn` or `other`).
 pub(super) type KindFamily = Family<[(&'static str, &'static str); 1], Counter>;

@@ -54,6 +54,7 @@ pub enum BindError {
 }
 
 /// A bound, not yet serving, metrics endpoint.
+#[derive(Debug)]
 pub struct Server {
     listener: TcpListener,
     addr: SocketAddr,

@@ -131,7 +131,7 @@ async fn serves_metrics_health_and_readiness_and_refuses_the_rest() {
 async fn an_address_in_use_names_the_address_and_the_fix() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap();
-    let err = Server::bind(addr).await.err().expect("in use");
+    let err = Server::bind(addr).await.expect_err("in use");
     assert!(matches!(err, BindError::InUse { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(msg.contains(&format!("another process listens on {addr}")), "{msg}");
@@ -142,7 +142,7 @@ async fn an_address_in_use_names_the_address_and_the_fix() {
 async fn an_address_not_on_this_host_says_so() {
     // 192.0.2.0/24 is TEST-NET-1: never assigned, so bind fails with EADDRNOTAVAIL (no
     // packet is sent).
-    let err = Server::bind("192.0.2.1:9464".parse().unwrap()).await.err().expect("not here");
+    let err = Server::bind("192.0.2.1:9464".parse().unwrap()).await.expect_err("not here");
     assert!(matches!(err, BindError::NotOnThisHost { .. }), "{err:?}");
     assert!(err.to_string().contains("0.0.0.0:9464"), "{err}");
 }
