@@ -7,6 +7,7 @@ pub mod ebpf_objects;
 pub mod firewall;
 pub mod kernel;
 pub mod lab;
+pub mod metrics;
 pub mod model;
 pub mod netns;
 pub mod observe;
