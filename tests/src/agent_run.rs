@@ -14,9 +14,12 @@ pub struct AgentRun {
 }
 
 impl AgentRun {
-    /// Starts `reach agent --metrics 127.0.0.1:0 ARGS` and waits until it says it is ready.
+    /// Starts `reach agent --metrics 127.0.0.1:PORT ARGS` on a port free a moment ago (reach
+    /// refuses port 0: Prometheus could not find it) and waits until it says it is ready.
     pub fn start(args: &[&str]) -> AgentRun {
-        let mut all = vec!["--metrics", "127.0.0.1:0"];
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let metrics = format!("127.0.0.1:{port}");
+        let mut all = vec!["--metrics", metrics.as_str()];
         all.extend_from_slice(args);
         let run = WatchRun::start_command("agent", &all, "agent ready");
         let err = run.stderr();

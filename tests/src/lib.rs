@@ -195,9 +195,18 @@ impl WatchRun {
             stderr_reader: Some(stderr_reader),
         };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let mut run = run;
         loop {
             if run.stderr().contains(ready_marker) {
                 return run;
+            }
+            // Exited before it was ready (bad usage, an attach error): say so now, not after
+            // the whole wait.
+            if let Ok(Some(status)) = run.child.try_wait() {
+                if let Some(h) = run.stderr_reader.take() {
+                    let _ = h.join();
+                }
+                panic!("reach exited ({status}) before saying {ready_marker:?}:\n{}", run.stderr());
             }
             assert!(
                 std::time::Instant::now() < deadline,

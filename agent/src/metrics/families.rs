@@ -23,7 +23,7 @@ pub const PROMETHEUS_TEXT_CONTENT_TYPE: &str =
     prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// The families keyed by `Where` (each has its own `max_label_sets` places).
-pub(super) const WHERE_FAMILIES: usize = 7;
+pub(super) const WHERE_FAMILIES: usize = 8;
 
 #[derive(Clone, Debug)]
 pub struct MetricsConfig {
@@ -51,6 +51,7 @@ pub struct Metrics {
     pub(super) firewall: Bounded<Counter, 4>,
     pub(super) listen_overflows: Bounded<Counter, 0>,
     pub(super) unreachable: Bounded<Gauge, 1>,
+    pub(super) namespace_interfaces: Bounded<Gauge, 0>,
     pub(super) events_lost: KindFamily,
     pub(super) events_suppressed: KindFamily,
     pub(super) watched_namespaces: Gauge,
@@ -93,6 +94,12 @@ impl Metrics {
             unreachable: Bounded::new(
                 "reach_unreachable_listeners",
                 ["reason"],
+                max,
+                folded.clone(),
+            ),
+            namespace_interfaces: Bounded::new(
+                "reach_namespace_interfaces",
+                [],
                 max,
                 folded.clone(),
             ),
@@ -157,6 +164,11 @@ impl Metrics {
             "reach_events_suppressed",
             "Kernel events the in-kernel rate limit dropped on purpose (kind syn, or other): reach's other counts are low by up to this much",
             self.events_suppressed.clone(),
+        );
+        r.register(
+            "reach_namespace_interfaces",
+            "Interfaces reach taps in each watched namespace, one series per namespace with its pod: which namespaces are watched, and the join from netns to pod",
+            self.namespace_interfaces.family(),
         );
         r.register(
             "reach_watched_namespaces",

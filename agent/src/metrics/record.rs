@@ -81,6 +81,14 @@ impl Metrics {
         add(&self.events_suppressed, "other", other);
     }
 
+    /// Namespace `w` is watched with `n` interfaces tapped (always a series, 0 included: it
+    /// says the namespace is watched). Set to 0 when it is gone, removed after the grace.
+    pub fn set_namespace_interfaces(&self, w: &Where, n: i64) {
+        self.namespace_interfaces.with(w, [], true, |g| {
+            g.set(n);
+        });
+    }
+
     /// How many namespaces and interfaces reach watches now.
     pub fn set_watched(&self, namespaces: i64, interfaces: i64) {
         self.watched_namespaces.set(namespaces);
@@ -110,7 +118,8 @@ impl Metrics {
                 + self.drops.remove_netns(&netns)
                 + self.firewall.remove_netns(&netns)
                 + self.listen_overflows.remove_netns(&netns)
-                + self.unreachable.remove_netns(&netns);
+                + self.unreachable.remove_netns(&netns)
+                + self.namespace_interfaces.remove_netns(&netns);
             tracing::debug!(netns, removed, "metrics: gone namespace's series removed");
         }
     }
@@ -143,6 +152,7 @@ impl Metrics {
             || self.firewall.has_netns(netns)
             || self.listen_overflows.has_netns(netns)
             || self.unreachable.has_netns(netns)
+            || self.namespace_interfaces.has_netns(netns)
     }
 }
 

@@ -70,6 +70,7 @@ fn every_family_has_its_name_type_help_labels_and_value() {
     m.events_lost(10, 3);
     m.events_suppressed(4, 1);
     m.set_watched(12, 30);
+    m.set_namespace_interfaces(&web, 2);
     let p = scrape(&m);
 
     let expected_types = [
@@ -82,6 +83,7 @@ fn every_family_has_its_name_type_help_labels_and_value() {
         ("reach_unreachable_listeners", "gauge"),
         ("reach_events_lost", "counter"),
         ("reach_events_suppressed", "counter"),
+        ("reach_namespace_interfaces", "gauge"),
         ("reach_watched_namespaces", "gauge"),
         ("reach_watched_interfaces", "gauge"),
     ];
@@ -130,6 +132,8 @@ fn every_family_has_its_name_type_help_labels_and_value() {
     assert_eq!(value(&p, "reach_events_suppressed", &[("kind", "other")]), Some(1.0));
     assert_eq!(value(&p, "reach_watched_namespaces", &[]), Some(12.0));
     assert_eq!(value(&p, "reach_watched_interfaces", &[]), Some(30.0));
+    let wl = [("netns", "cni-1234"), ("namespace", "shop"), ("pod", "web-0")];
+    assert_eq!(value(&p, "reach_namespace_interfaces", &wl), Some(2.0));
     // A family without series is not exposed (prometheus-client skips it): nothing folded.
     assert!(!p.contains_key("reach_label_sets_folded"));
     assert_eq!(series(&p, "reach_drops"), 2);
@@ -287,6 +291,7 @@ fn a_gone_namespace_s_series_go_once_grace_ended_and_free_their_place() {
     m.firewall_verdict(&web, FirewallScope::Table("filter".into()), "rule", "drop");
     m.listen_overflows(&web, 1);
     m.set_unreachable_listeners(&web, UnreachableReason::DeviceBound, 1);
+    m.set_namespace_interfaces(&web, 2);
     m.syn(&web_again); // folded (max 1), so not removed with cni-1: it is other's
     let t0 = Instant::now();
     m.gone("cni-1", t0);
@@ -306,6 +311,7 @@ fn a_gone_namespace_s_series_go_once_grace_ended_and_free_their_place() {
         "reach_firewall_verdicts",
         "reach_listen_overflows",
         "reach_unreachable_listeners",
+        "reach_namespace_interfaces",
     ] {
         assert_eq!(series(&after, family), 0, "{family}");
     }

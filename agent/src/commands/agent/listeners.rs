@@ -11,6 +11,7 @@ use std::{
 };
 
 use crate::{
+    metrics::UnreachableReason as Unreachable,
     model::listener_view::ListenerView,
     netns::{enter, snapshot, sock_diag},
     probes::sock_event::NetnsRef,
@@ -22,47 +23,27 @@ const FULL_REFRESH: Duration = Duration::from_secs(30);
 /// A busy namespace (many binds) is re-read at most this often.
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Why some clients can never reach a listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Unreachable {
-    /// Bound to 127.0.0.0/8 or ::1: only clients inside its own namespace reach it (a pod's
-    /// Service, the node, other pods never do).
-    LoopbackOnly,
-    /// `[::]` with IPV6_V6ONLY: IPv4 clients are refused.
-    V6Only,
-    /// SO_BINDTODEVICE: only SYNs arriving on that one interface reach it.
-    DeviceBound,
-}
-
-impl Unreachable {
-    pub const ALL: [Unreachable; 3] =
-        [Unreachable::LoopbackOnly, Unreachable::V6Only, Unreachable::DeviceBound];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Unreachable::LoopbackOnly => "loopback_only",
-            Unreachable::V6Only => "v6only",
-            Unreachable::DeviceBound => "device_bound",
-        }
+/// The reason a TCP listener is unreachable for some clients, the first that applies
+/// (loopback beats the others: nothing outside the namespace reaches it at all):
+/// bound to 127.0.0.0/8 or ::1 (a pod's Service, the node, other pods never reach it);
+/// SO_BINDTODEVICE (only SYNs arriving on that one interface); `[::]` with IPV6_V6ONLY (IPv4
+/// clients are refused).
+pub fn unreachable_reason(l: &ListenerView) -> Option<Unreachable> {
+    if l.proto != "tcp" {
+        return None;
     }
-
-    /// The reason a TCP listener is unreachable for some clients, the first that applies
-    /// (loopback beats the others: nothing outside the namespace reaches it at all).
-    pub fn of(l: &ListenerView) -> Option<Self> {
-        if l.proto != "tcp" {
-            return None;
-        }
-        if l.loopback_only {
-            Some(Unreachable::LoopbackOnly)
-        } else if l.bound_dev_if.is_some_and(|i| i != 0) {
-            Some(Unreachable::DeviceBound)
-        } else if l.family == "ipv6" && l.v6only == Some(true) && is_unspecified(&l.addr) {
-            Some(Unreachable::V6Only)
-        } else {
-            None
-        }
+    if l.loopback_only {
+        Some(Unreachable::LoopbackOnly)
+    } else if l.bound_dev_if.is_some_and(|i| i != 0) {
+        Some(Unreachable::DeviceBound)
+    } else if l.family == "ipv6" && l.v6only == Some(true) && is_unspecified(&l.addr) {
+        Some(Unreachable::V6Only)
+    } else {
+        None
     }
 }
+
+const ALL: [Unreachable; 3] = [Unreachable::LoopbackOnly, Unreachable::V6Only, Unreachable::DeviceBound];
 
 fn is_unspecified(addr: &str) -> bool {
     addr.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_unspecified())
@@ -154,10 +135,10 @@ impl ListenerCache {
 
     /// How many listeners of `inode` each reason makes unreachable (every reason, zeros too).
     pub fn unreachable(&self, inode: u64) -> [(Unreachable, i64); 3] {
-        let mut out = Unreachable::ALL.map(|r| (r, 0));
+        let mut out = ALL.map(|r| (r, 0));
         if let Some(e) = self.by_netns.get(&inode) {
             for l in &e.views {
-                if let Some(r) = Unreachable::of(l)
+                if let Some(r) = unreachable_reason(l)
                     && let Some(slot) = out.iter_mut().find(|(k, _)| *k == r)
                 {
                     slot.1 += 1;
@@ -196,15 +177,15 @@ mod tests {
 
     #[test]
     fn each_listener_gets_the_reason_that_shuts_clients_out() {
-        assert_eq!(Unreachable::of(&view("127.0.0.1", None, None)), Some(Unreachable::LoopbackOnly));
-        assert_eq!(Unreachable::of(&view("::1", Some(true), None)), Some(Unreachable::LoopbackOnly));
-        assert_eq!(Unreachable::of(&view("::", Some(true), None)), Some(Unreachable::V6Only));
-        assert_eq!(Unreachable::of(&view("::", Some(false), None)), None);
+        assert_eq!(unreachable_reason(&view("127.0.0.1", None, None)), Some(Unreachable::LoopbackOnly));
+        assert_eq!(unreachable_reason(&view("::1", Some(true), None)), Some(Unreachable::LoopbackOnly));
+        assert_eq!(unreachable_reason(&view("::", Some(true), None)), Some(Unreachable::V6Only));
+        assert_eq!(unreachable_reason(&view("::", Some(false), None)), None);
         // An IPv6 address listener is v6-only by nature; it is not the dual-stack trap.
-        assert_eq!(Unreachable::of(&view("fd00::1", Some(true), None)), None);
-        assert_eq!(Unreachable::of(&view("0.0.0.0", None, Some(3))), Some(Unreachable::DeviceBound));
-        assert_eq!(Unreachable::of(&view("0.0.0.0", None, None)), None);
+        assert_eq!(unreachable_reason(&view("fd00::1", Some(true), None)), None);
+        assert_eq!(unreachable_reason(&view("0.0.0.0", None, Some(3))), Some(Unreachable::DeviceBound));
+        assert_eq!(unreachable_reason(&view("0.0.0.0", None, None)), None);
         let udp = ListenerView { proto: "udp", ..view("127.0.0.1", None, None) };
-        assert_eq!(Unreachable::of(&udp), None);
+        assert_eq!(unreachable_reason(&udp), None);
     }
 }

@@ -17,7 +17,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::{
     kernel::privileges,
-    metrics::{self, Health, Metrics, MetricsConfig, Server, UnreachableReason},
+    metrics::{self, Health, Metrics, MetricsConfig, Server},
     netns::discover::{Changes, Discovery},
     observe::{Session, SessionOptions, Watched},
     probes::{
@@ -25,7 +25,6 @@ use crate::{
         sock_event::NetnsRef,
     },
 };
-use listeners::Unreachable;
 use sink::{AgentSink, labels};
 
 #[derive(Debug, clap::Args)]
@@ -173,7 +172,7 @@ async fn observe(
     let first = scan(&mut discovery).await;
     apply(&mut session, &mut sink, &metrics, first).await;
     refresh_listeners(&mut sink, &metrics);
-    publish_watched(&session, &metrics);
+    publish_watched(&session, &sink, &metrics);
     health.set_ready(true);
     eprintln!(
         "reach: agent ready: {} namespaces, {} interfaces watched",
@@ -189,7 +188,7 @@ async fn observe(
             more = session.step(&mut sink) => {
                 if !more? { break }
                 if std::mem::take(&mut sink.taps_changed) {
-                    publish_watched(&session, &metrics);
+                    publish_watched(&session, &sink, &metrics);
                 }
                 // A bind from a namespace not followed yet: list them now, not at the tick.
                 if !sink.unknown_netns.is_empty() {
@@ -197,7 +196,7 @@ async fn observe(
                     if unknown.iter().any(|i| !discovery.contains(*i)) {
                         let c = scan(&mut discovery).await;
                         apply(&mut session, &mut sink, &metrics, c).await;
-                        publish_watched(&session, &metrics);
+                        publish_watched(&session, &sink, &metrics);
                     }
                 }
             }
@@ -205,7 +204,7 @@ async fn observe(
                 let c = scan(&mut discovery).await;
                 apply(&mut session, &mut sink, &metrics, c).await;
                 refresh_listeners(&mut sink, &metrics);
-                publish_watched(&session, &metrics);
+                publish_watched(&session, &sink, &metrics);
                 metrics.expire(std::time::Instant::now());
             }
             _ = crate::observe::sleep_until(deadline) => break,
@@ -241,7 +240,9 @@ async fn apply(session: &mut Session, sink: &mut AgentSink, metrics: &Metrics, c
             tracing::info!("netns {} is gone: no longer watched", ns.name);
         }
         if let Some(owner) = sink.forget(ns.inode) {
-            metrics.gone(&labels(&owner).netns, now);
+            let w = labels(&owner);
+            metrics.set_namespace_interfaces(&w, 0);
+            metrics.gone(&w.netns, now);
         }
     }
     for (inode, path) in c.moved {
@@ -273,16 +274,15 @@ fn refresh_listeners(sink: &mut AgentSink, metrics: &Metrics) {
         let Some(owner) = sink.owners.get(inode) else { continue };
         let w = labels(owner);
         for (reason, n) in sink.listeners.unreachable(inode) {
-            let r = match reason {
-                Unreachable::LoopbackOnly => UnreachableReason::LoopbackOnly,
-                Unreachable::V6Only => UnreachableReason::V6Only,
-                Unreachable::DeviceBound => UnreachableReason::DeviceBound,
-            };
-            metrics.set_unreachable_listeners(&w, r, n);
+            metrics.set_unreachable_listeners(&w, reason, n);
         }
     }
 }
 
-fn publish_watched(session: &Session, metrics: &Metrics) {
+fn publish_watched(session: &Session, sink: &AgentSink, metrics: &Metrics) {
     metrics.set_watched(session.namespaces().count() as i64, session.interface_count() as i64);
+    for ns in session.namespaces() {
+        let owner = sink.owners.of(&ns.netns_ref());
+        metrics.set_namespace_interfaces(&labels(&owner), session.interfaces_of(ns.inode).len() as i64);
+    }
 }
