@@ -12,6 +12,7 @@ use std::{
 use reach_agent::lab;
 
 pub mod bench_e2e;
+pub mod containerd;
 pub mod docker;
 pub mod firewalld_versions;
 pub mod frames;
