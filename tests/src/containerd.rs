@@ -28,7 +28,7 @@ pub mod sandbox;
 pub mod teardown;
 
 pub use footprint::Footprint;
-pub use sandbox::Sandbox;
+pub use sandbox::{Network, Sandbox};
 
 /// How long containerd may take to answer (it is ready in ~0.1 s here).
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -125,6 +125,11 @@ impl Containerd {
         assert!(out.status.success(), "ctr images import: {}", crate::show(&out));
     }
 
+    /// containerd's network namespace (where the CNI bridge is, and host-network pods are).
+    pub fn netns(&self) -> &NetNs {
+        self.netns.as_ref().expect("the namespace lives until teardown")
+    }
+
     /// The CRI socket.
     pub fn socket(&self) -> &Path {
         &self.footprint.address
@@ -148,7 +153,12 @@ impl Containerd {
 
     /// A pod with one running container, made as kubelet makes it.
     pub fn run_pod(&self, namespace: &str, name: &str) -> Sandbox<'_> {
-        Sandbox::run(self, namespace, name).unwrap_or_else(|e| {
+        self.run_pod_in(namespace, name, Network::Pod)
+    }
+
+    /// Like [`Containerd::run_pod`], with the pod's network chosen.
+    pub fn run_pod_in(&self, namespace: &str, name: &str, network: Network) -> Sandbox<'_> {
+        Sandbox::run(self, namespace, name, network).unwrap_or_else(|e| {
             panic!(
                 "making pod {namespace}/{name}: {e:#}\n--- containerd log ---\n{}",
                 self.log_tail()

@@ -11,7 +11,9 @@ use std::{
 
 use reach_agent::pods::{PodIndex, PodSource, cgroup_path};
 use reach_tests::{
-    containerd::{self, Containerd, Footprint, config::BRIDGE, container_pids, sandbox::CONTAINER},
+    containerd::{
+        self, Containerd, Footprint, Network, config::BRIDGE, container_pids, sandbox::CONTAINER,
+    },
     require_root,
 };
 
@@ -131,6 +133,11 @@ fn two_pods_by_name_netns_container_and_pid() {
         assert_eq!(c.map(|c| c.id.as_str()), Some(sandbox.container_id.as_str()));
     }
     assert_ne!(inodes[0], inodes[1], "two pods, one network namespace");
+    // The CNI bridge is in containerd's namespace (and, checked at the end, not in the root one).
+    let ip = reach_agent::lab::IP.path().unwrap();
+    let out =
+        Command::new(ip).args(["-n", cd.netns().name(), "link", "show", BRIDGE]).output().unwrap();
+    assert!(out.status.success(), "{BRIDGE} in {}: {}", cd.netns().name(), reach_tests::show(&out));
     assert_eq!(index.pods().count(), 2, "{index:#?}");
     drop((a, b));
     drop(source);
@@ -249,4 +256,45 @@ fn the_leftover_check_sees_a_left_cgroup() {
     // And the bridge check reads the root namespace for real.
     assert!(!containerd::footprint::root_has_link(BRIDGE));
     assert!(containerd::footprint::root_has_link("lo"));
+}
+
+/// A host-network pod owns no network namespace (so no netns lookup may name it), yet its
+/// processes are still found by their cgroup.
+#[test]
+fn a_host_network_pod_is_found_by_pid_not_by_netns() {
+    require_root();
+    let cd = Containerd::start();
+    let mut source = cri_source(&cd);
+    let host = cd.run_pod_in("kube-system", "node-agent", Network::Host);
+    let index = snapshot(&cd, &mut source);
+    let pod = index.by_uid(&host.uid).unwrap_or_else(|| panic!("not listed: {index:#?}"));
+    assert_eq!((pod.namespace.as_str(), pod.name.as_str()), ("kube-system", "node-agent"));
+    assert_eq!((&pod.netns_path, pod.netns_inode), (&None, None), "{pod:?}");
+    let pid = container_pid(&host.container_id);
+    // "The node" here is containerd's namespace: the process is in it, not in a pod's.
+    let ns = inode(Path::new(&format!("/proc/{pid}/ns/net")));
+    assert_eq!(ns, inode(cd.netns().path()));
+    assert!(index.by_netns(ns).is_none());
+    let (p, c) = index.by_pid(pid).expect("a host-network pod's process, by cgroup");
+    assert_eq!(
+        (p.uid.as_str(), c.map(|c| c.id.as_str())),
+        (host.uid.as_str(), Some(host.container_id.as_str()))
+    );
+    drop(host);
+    drop(source);
+    assert_clean(cd);
+}
+
+/// Without --cri-socket the candidates are tried in order: absent ones are passed over and the
+/// first that answers is used.
+#[test]
+fn detection_without_a_flag_takes_the_first_socket_that_answers() {
+    require_root();
+    let cd = Containerd::start();
+    let missing = Path::new("/run/reach-test-no-such-runtime.sock").to_path_buf();
+    let source = cd.block_on(PodSource::detect_among(&[missing, cd.socket().to_path_buf()]));
+    let PodSource::Cri(client) = &source else { panic!("fell back: {}", source.describe()) };
+    assert_eq!(client.socket(), cd.socket());
+    drop(source);
+    assert_clean(cd);
 }

@@ -45,24 +45,30 @@ impl PodSource {
                 )),
             };
         }
+        Ok(Self::detect_among(&DEFAULT_CRI_SOCKETS.map(PathBuf::from)).await)
+    }
+
+    /// The first of `candidates` that answers, each within [`PROBE_TIMEOUT`]; else cgroups, with
+    /// why each failed. (`detect(None)` with [`DEFAULT_CRI_SOCKETS`].)
+    pub async fn detect_among(candidates: &[PathBuf]) -> Self {
         let mut failures = Vec::new();
-        for path in DEFAULT_CRI_SOCKETS.iter().map(PathBuf::from) {
+        for path in candidates {
             // A socket that is not there is the common case (another runtime): say so briefly.
             if !path.exists() {
                 failures.push(format!("{} absent", path.display()));
                 continue;
             }
-            match CriClient::connect(&path, PROBE_TIMEOUT).await {
+            match CriClient::connect(path, PROBE_TIMEOUT).await {
                 Ok(client) => {
                     tracing::info!("pods: {}", client.describe());
-                    return Ok(PodSource::Cri(client.with_timeout(RPC_TIMEOUT)));
+                    return PodSource::Cri(client.with_timeout(RPC_TIMEOUT));
                 }
                 Err(e) => failures.push(format!("{}: {e:#}", path.display())),
             }
         }
         let why = format!("no CRI socket answered: {}", failures.join("; "));
         tracing::info!("pods: from cgroup paths, without names ({why})");
-        Ok(PodSource::Cgroups { why })
+        PodSource::Cgroups { why }
     }
 
     /// "CRI containerd 1.6.20 (runtime API v1) at /run/containerd/containerd.sock", or
@@ -99,6 +105,31 @@ mod tests {
         let err = PodSource::detect(Some(&path)).await.unwrap_err().to_string();
         assert!(err.contains(&path.display().to_string()), "{err}");
         assert!(err.contains("no such socket"), "{err}");
+    }
+
+    /// Without --cri-socket, sockets that fail are passed over (a silent one within the probe
+    /// bound) and cgroups are used, saying why.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn no_answering_socket_falls_back_to_cgroups_saying_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.sock");
+        let silent = dir.path().join("silent.sock");
+        let listener = tokio::net::UnixListener::bind(&silent).unwrap();
+        let accepted = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                held.push(stream);
+            }
+        });
+        let started = Instant::now();
+        let source = PodSource::detect_among(&[missing.clone(), silent.clone()]).await;
+        let took = started.elapsed();
+        accepted.abort();
+        assert!(took < Duration::from_secs(2), "took {took:?}");
+        let PodSource::Cgroups { why } = &source else { panic!("{}", source.describe()) };
+        assert!(why.contains(&format!("{} absent", missing.display())), "{why}");
+        assert!(why.contains(&format!("{}: Version got no answer", silent.display())), "{why}");
+        assert_eq!(source.describe(), format!("cgroup paths ({why})"));
     }
 
     /// A socket that accepts and never answers (a wedged runtime) must not hang start-up.

@@ -7,9 +7,20 @@ use reach_agent::pods::cri::api;
 
 use super::{Containerd, image::IMAGE};
 
-/// The container every test pod runs: a real listening server.
+/// The container every test pod runs: a real listening server (in its own netns) …
 pub const CONTAINER: &str = "web";
 pub const COMMAND: &[&str] = &["/bin/httpd", "-f", "-p", "8080"];
+/// … or, in a host-network pod (which shares containerd's namespace with its siblings), a
+/// process holding no port.
+pub const HOST_NETWORK_COMMAND: &[&str] = &["/bin/sleep", "1000000"];
+
+/// The pod's network: its own namespace (CNI), or the node's (`hostNetwork: true`, NODE mode;
+/// the "node" is containerd's own namespace here, never the root one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Network {
+    Pod,
+    Host,
+}
 
 pub struct Sandbox<'a> {
     cd: &'a Containerd,
@@ -26,9 +37,10 @@ impl<'a> Sandbox<'a> {
         cd: &'a Containerd,
         namespace: &str,
         name: &str,
+        network: Network,
     ) -> anyhow::Result<Sandbox<'a>> {
         let uid = fs_uuid()?;
-        let config = sandbox_config(cd, namespace, name, &uid);
+        let config = sandbox_config(cd, namespace, name, &uid, network);
         let client = cd.client();
         let id = cd.block_on(client.run_pod_sandbox(config.clone()))?;
         // From here on the guard owns the sandbox: a failure below still removes it.
@@ -41,7 +53,7 @@ impl<'a> Sandbox<'a> {
             container_id: String::new(),
             removed: false,
         };
-        let container = container_config(namespace, name, &sandbox.uid);
+        let container = container_config(namespace, name, &sandbox.uid, network);
         sandbox.container_id =
             cd.block_on(client.create_container(&sandbox.id, container, config))?;
         cd.block_on(client.start_container(&sandbox.container_id))?;
@@ -78,7 +90,12 @@ fn sandbox_config(
     namespace: &str,
     name: &str,
     uid: &str,
+    network: Network,
 ) -> api::PodSandboxConfig {
+    let network = match network {
+        Network::Pod => api::NamespaceMode::Pod,
+        Network::Host => api::NamespaceMode::Node,
+    };
     api::PodSandboxConfig {
         metadata: Some(api::PodSandboxMetadata {
             name: name.into(),
@@ -86,13 +103,15 @@ fn sandbox_config(
             namespace: namespace.into(),
             attempt: 0,
         }),
-        hostname: name.into(),
+        // kubelet sets none for a host-network pod: it shares the node's UTS namespace, and runc
+        // refuses to set a hostname without a private one.
+        hostname: if network == api::NamespaceMode::Node { String::new() } else { name.into() },
         labels: kube_labels(namespace, name, uid),
         linux: Some(api::LinuxPodSandboxConfig {
             cgroup_parent: format!("{}/kubepods/besteffort/pod{uid}", cd.cgroup_prefix()),
             security_context: Some(api::LinuxSandboxSecurityContext {
                 namespace_options: Some(api::NamespaceOption {
-                    network: api::NamespaceMode::Pod as i32,
+                    network: network as i32,
                     pid: api::NamespaceMode::Container as i32,
                     ipc: api::NamespaceMode::Pod as i32,
                 }),
@@ -104,13 +123,22 @@ fn sandbox_config(
     }
 }
 
-fn container_config(namespace: &str, name: &str, uid: &str) -> api::ContainerConfig {
+fn container_config(
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    network: Network,
+) -> api::ContainerConfig {
+    let command = match network {
+        Network::Pod => COMMAND,
+        Network::Host => HOST_NETWORK_COMMAND,
+    };
     let mut labels = kube_labels(namespace, name, uid);
     labels.insert("io.kubernetes.container.name".into(), CONTAINER.into());
     api::ContainerConfig {
         metadata: Some(api::ContainerMetadata { name: CONTAINER.into(), attempt: 0 }),
         image: Some(api::ImageSpec { image: IMAGE.into() }),
-        command: COMMAND.iter().map(|s| s.to_string()).collect(),
+        command: command.iter().map(|s| s.to_string()).collect(),
         labels,
         ..Default::default()
     }
