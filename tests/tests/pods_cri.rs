@@ -298,3 +298,22 @@ fn detection_without_a_flag_takes_the_first_socket_that_answers() {
     drop(source);
     assert_clean(cd);
 }
+
+/// The harness's own cleanup when a pod is never removed through the CRI (a test that dies
+/// mid-way, a wedged runtime): containerd stops with the pod running, and the sweep must still
+/// kill its shim and processes, unmount its netns and rootfs, and drop its CNI result and
+/// cgroups.
+#[test]
+fn a_pod_left_running_is_swept_with_containerd() {
+    require_root();
+    let cd = Containerd::start();
+    let pod = cd.run_pod("shop", "abandoned");
+    let pid = container_pid(&pod.container_id);
+    let index = snapshot(&cd, &mut cri_source(&cd));
+    let netns = index.by_uid(&pod.uid).and_then(|p| p.netns_path.clone()).expect("a netns path");
+    // Not removed: the guard is forgotten, as if the test had been killed.
+    std::mem::forget(pod);
+    assert_clean(cd);
+    assert!(!reach_tests::process_alive(pid as i32), "container process {pid} survived");
+    assert!(!netns.exists(), "{} survived", netns.display());
+}

@@ -16,12 +16,13 @@ use super::config::{BRIDGE, NETWORK};
 
 /// Directories whose new entries are the run's, and the names of those that can be: other
 /// tests make namespaces in /run/netns at the same time (`reach-lab-…`), which are theirs.
-/// Only containerd names pod namespaces `cni-<uuid>`; CNI results are `<network>-<id>-<if>`.
-pub const WATCHED_DIRS: &[(&str, &str)] = &[
-    ("/run/netns", "cni-"),
-    ("/run/containerd/s", ""),
-    ("/var/lib/cni/results", NETWORK),
-    ("/var/lib/cni/networks", NETWORK),
+/// Only containerd names pod namespaces `cni-<uuid>`; CNI results are `<network>-<id>-<if>`,
+/// for our network and the loopback one containerd's go-cni adds (`cni-loopback`).
+pub const WATCHED_DIRS: &[(&str, &[&str])] = &[
+    ("/run/netns", &["cni-"]),
+    ("/run/containerd/s", &[""]),
+    ("/var/lib/cni/results", &[NETWORK, "cni-loopback-"]),
+    ("/var/lib/cni/networks", &[NETWORK]),
 ];
 /// Directories a run may create (when absent before, they must be gone after).
 pub const CREATED_DIRS: &[&str] = &[
@@ -131,10 +132,11 @@ impl Footprint {
 
 fn watched_entries() -> BTreeSet<PathBuf> {
     let mut found = BTreeSet::new();
-    for (dir, prefix) in WATCHED_DIRS {
+    for (dir, prefixes) in WATCHED_DIRS {
         let Ok(entries) = fs::read_dir(dir) else { continue };
         for entry in entries.filter_map(Result::ok) {
-            if entry.file_name().to_string_lossy().starts_with(prefix) {
+            let name = entry.file_name();
+            if prefixes.iter().any(|p| name.to_string_lossy().starts_with(p)) {
                 found.insert(entry.path());
             }
         }
