@@ -146,7 +146,7 @@ impl Containerd {
         &self.footprint.cgroup_prefix
     }
 
-    /// Runs a future on the harness's runtime (multi-threaded: the cgroup source blocks in place).
+    /// Runs a future on the harness's runtime.
     pub fn block_on<F: Future>(&self, f: F) -> F::Output {
         self.rt.block_on(f)
     }

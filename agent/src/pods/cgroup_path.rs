@@ -225,6 +225,12 @@ mod tests {
                 format!("0::/system.slice/docker-{ID}.scope/kubepods/besteffort/pod{UID}/{ID}"),
                 pod(BestEffort, Some(ID), Some(Unknown)),
             ),
+            // Read from inside a private cgroup namespace (an agent pod with cgroupns=private):
+            // paths are relative to its own cgroup, so they climb with "..".
+            (
+                format!("0::/../../kubepods-besteffort-pod{UID_}.slice/cri-containerd-{ID}.scope"),
+                pod(BestEffort, Some(ID), Some(Containerd)),
+            ),
             // Static pod: uid is a 32-hex config hash.
             (
                 format!("0::/kubepods/burstable/pod0123456789abcdef0123456789abcdef/{ID}"),

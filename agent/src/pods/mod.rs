@@ -4,6 +4,11 @@
 //! [`PodSource::detect`] picks the source once at start-up; each [`PodSource::snapshot`] is one
 //! listing, indexed by [`PodIndex`] for the lookups an event needs (by netns inode, container id,
 //! pod uid, pid).
+//!
+//! In a DaemonSet the agent needs `hostPID: true` (cgroups and /proc/PID/ns/net of the node's
+//! processes), the runtime's socket mounted at its host path (or given with `--cri-socket`), and
+//! for `netns_path` to be stat-able, /var/run/netns mounted with HostToContainer propagation;
+//! without that mount the inode comes from the sandbox's pid instead.
 use std::path::PathBuf;
 
 pub mod cgroup_path;

@@ -86,8 +86,11 @@ impl PodSource {
             PodSource::Cri(client) => cri_snapshot::snapshot(client)
                 .await
                 .map_err(|e| anyhow!("listing pods from {}: {e:#}", client.socket().display())),
-            // Reading /proc is synchronous but short (one small file per process).
-            PodSource::Cgroups { .. } => tokio::task::block_in_place(cgroup_scan::snapshot),
+            // Reading /proc is synchronous (one small file per process): off the async threads,
+            // on any runtime flavour.
+            PodSource::Cgroups { .. } => tokio::task::spawn_blocking(cgroup_scan::snapshot)
+                .await
+                .map_err(|e| anyhow!("scanning /proc for pods: {e}"))?,
         }
     }
 }
