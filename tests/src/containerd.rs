@@ -48,7 +48,8 @@ pub fn one_at_a_time() -> MutexGuard<'static, ()> {
 
 /// A running containerd; stopped and swept when dropped (or by [`Containerd::stop`]).
 pub struct Containerd {
-    client: CriClient,
+    /// None when started without the CRI plugin.
+    client: Option<CriClient>,
     child: Option<LabChild>,
     footprint: Footprint,
     rt: tokio::runtime::Runtime,
@@ -62,6 +63,16 @@ pub struct Containerd {
 impl Containerd {
     /// Starts containerd with the tests' image imported, or panics saying what is missing.
     pub fn start() -> Containerd {
+        Self::start_with(true)
+    }
+
+    /// Starts containerd with its CRI plugin disabled (`disabled_plugins = ["cri"]`, as in the
+    /// config Docker's containerd package ships): a gRPC socket that serves no CRI.
+    pub fn start_without_cri() -> Containerd {
+        Self::start_with(false)
+    }
+
+    fn start_with(cri: bool) -> Containerd {
         crate::require_root();
         let containerd = CONTAINERD.path().unwrap_or_else(|e| {
             panic!("{e}: run `cargo xtask setup` (Debian's containerd, runc, containernetworking-plugins)")
@@ -83,7 +94,8 @@ impl Containerd {
         let mut footprint = Footprint::record(dir.path(), &prefix);
 
         fs::create_dir_all(dir.path().join("cni")).unwrap();
-        fs::write(dir.path().join("config.toml"), config::containerd_toml(dir.path())).unwrap();
+        fs::write(dir.path().join("config.toml"), config::containerd_toml(dir.path(), cri))
+            .unwrap();
         fs::write(dir.path().join("cni/10-reach.conflist"), config::cni_conflist(dir.path()))
             .unwrap();
         image::write_image_tar(&dir.path().join("image.tar")).expect("writing the test image");
@@ -100,7 +112,12 @@ impl Containerd {
         let child = LabChild::spawn(&mut cmd).expect("starting containerd");
         footprint.containerd_pid = Some(child.pid());
         let address = footprint.address.clone();
-        let client = rt.block_on(wait_ready(&address, dir.path()));
+        let client = if cri {
+            Some(rt.block_on(wait_ready(&address, dir.path())))
+        } else {
+            wait_ctr_ready(&ctr, &address, dir.path());
+            None
+        };
         let mut cd = Containerd {
             client,
             child: Some(child),
@@ -110,7 +127,9 @@ impl Containerd {
             dir: Some(dir),
             _lock: lock,
         };
-        cd.import_image(&ctr);
+        if cri {
+            cd.import_image(&ctr);
+        }
         cd
     }
 
@@ -137,7 +156,7 @@ impl Containerd {
 
     /// The test's own CRI client (what kubelet would hold).
     pub fn client(&self) -> &CriClient {
-        &self.client
+        self.client.as_ref().expect("this containerd was started without its CRI plugin")
     }
 
     /// Where the pods' cgroups go: `/<prefix>/kubepods/besteffort/pod<uid>` in every hierarchy,
@@ -227,6 +246,24 @@ async fn wait_ready(address: &Path, dir: &Path) -> CriClient {
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until containerd's own API answers (`ctr version`), for a containerd without the CRI.
+fn wait_ctr_ready(ctr: &Path, address: &Path, dir: &Path) {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let out = Command::new(ctr).arg("--address").arg(address).arg("version").output();
+        if out.as_ref().is_ok_and(|o| o.status.success()) {
+            return;
+        }
+        if Instant::now() > deadline {
+            let log = fs::read_to_string(dir.join("containerd.log")).unwrap_or_default();
+            panic!(
+                "containerd did not answer `ctr version` within {READY_TIMEOUT:?}: {out:?}\n{log}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -205,6 +205,7 @@ fn a_missing_socket_is_an_error_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("containerd.sock");
     let err = rt.block_on(PodSource::detect(Some(&path))).unwrap_err().to_string();
+    eprintln!("{err}");
     assert!(err.starts_with(&format!("--cri-socket {}:", path.display())), "{err}");
     assert!(
         err.contains("no such socket") && err.contains("hostPath"),
@@ -229,6 +230,7 @@ fn a_silent_socket_errors_within_the_bound() {
     let started = Instant::now();
     let err = rt.block_on(PodSource::detect(Some(&path))).unwrap_err().to_string();
     let took = started.elapsed();
+    eprintln!("{err}");
     assert!(took < Duration::from_secs(2), "took {took:?}");
     assert!(err.contains(&path.display().to_string()) && err.contains("no answer"), "{err}");
     drop(holder);
@@ -316,4 +318,17 @@ fn a_pod_left_running_is_swept_with_containerd() {
     assert_clean(cd);
     assert!(!reach_tests::process_alive(pid as i32), "container process {pid} survived");
     assert!(!netns.exists(), "{} survived", netns.display());
+}
+
+/// The commonest wrong socket: a containerd whose CRI plugin is disabled (Docker's bundled
+/// config does that). It answers gRPC, but not the CRI: the error must say so, with the fix.
+#[test]
+fn a_containerd_without_its_cri_plugin_is_named_as_such() {
+    require_root();
+    let cd = Containerd::start_without_cri();
+    let err = cd.block_on(PodSource::detect(Some(cd.socket()))).unwrap_err().to_string();
+    assert!(err.starts_with(&format!("--cri-socket {}:", cd.socket().display())), "{err}");
+    assert!(err.contains("Version failed: not implemented"), "{err}");
+    assert!(err.contains("disabled_plugins"), "names the fix: {err}");
+    assert_clean(cd);
 }

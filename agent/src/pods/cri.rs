@@ -46,11 +46,17 @@ impl CriClient {
         // The version string is the kubelet's CRI API version; runtimes answer with theirs.
         let req = VersionRequest { version: "v1".into() };
         client.version = client.runtime("Version", req).await.map_err(|e| {
-            anyhow!(
-                "{e:#} (is it a CRI socket? containerd needs its CRI plugin enabled: no \"cri\" \
-                 in disabled_plugins of /etc/containerd/config.toml; runtimes older than \
-                 containerd 1.6 / CRI-O 1.20 serve only runtime.v1alpha2, which reach does not speak)"
-            )
+            let hint = if RpcError::code_of(&e) == Some(tonic::Code::Unimplemented) {
+                "is it a CRI socket? containerd needs its CRI plugin (no \"cri\" in disabled_plugins \
+                 of /etc/containerd/config.toml); containerd < 1.6 and CRI-O < 1.20 serve only \
+                 runtime.v1alpha2, which reach does not speak"
+            } else if RpcError::code_of(&e).is_none() {
+                "it accepted the connection but did not answer: a wedged runtime (restart it), or \
+                 not a gRPC socket"
+            } else {
+                "the runtime refused Version"
+            };
+            anyhow!("{e:#} ({hint})")
         })?;
         Ok(client)
     }
@@ -229,10 +235,14 @@ pub struct RpcError {
 }
 
 impl RpcError {
-    /// Whether `err` is (or was caused by) the runtime answering NotFound.
+    /// The gRPC code the runtime answered, if `err` is (or was caused by) such an answer.
+    pub fn code_of(err: &anyhow::Error) -> Option<tonic::Code> {
+        err.chain().find_map(|e| e.downcast_ref::<RpcError>()).map(|r| r.code)
+    }
+
+    /// Whether `err` is the runtime answering NotFound.
     pub fn is_not_found(err: &anyhow::Error) -> bool {
-        err.chain()
-            .any(|e| e.downcast_ref::<RpcError>().is_some_and(|r| r.code == tonic::Code::NotFound))
+        Self::code_of(err) == Some(tonic::Code::NotFound)
     }
 }
 

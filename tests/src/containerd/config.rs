@@ -12,9 +12,10 @@ pub const NETWORK: &str = "reach-cri";
 /// runs there); the root namespace must never get one.
 pub const BRIDGE: &str = "cni0";
 
-/// `config.toml` (version 2) for a containerd rooted at `dir`.
-pub fn containerd_toml(dir: &Path) -> String {
+/// `config.toml` (version 2) for a containerd rooted at `dir`, with or without its CRI plugin.
+pub fn containerd_toml(dir: &Path, cri: bool) -> String {
     let d = dir.display();
+    let no_cri = if cri { "" } else { r#", "io.containerd.grpc.v1.cri""# };
     format!(
         r#"version = 2
 root = "{d}/root"
@@ -22,7 +23,7 @@ state = "{d}/state"
 # Snapshotters and tracing the tests never use: fewer plugins probing the host.
 disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+  "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"{no_cri}]
 
 [grpc]
   address = "{d}/containerd.sock"
