@@ -3,7 +3,7 @@
 use anyhow::Context;
 
 use super::{
-    Container, CriClient, Pod, PodIndex,
+    Container, CriClient, Pod, PodIndex, cgroup_scan,
     cri::{RpcError, api, sandbox_info::SandboxInfo},
     netns_inode,
 };
@@ -25,14 +25,29 @@ pub(crate) async fn snapshot(client: &CriClient) -> anyhow::Result<PodIndex> {
             .with_context(|| format!("containers of sandbox {}", sandbox.id))?;
         pods.push(pod(sandbox, &status, containers));
     }
-    Ok(PodIndex::new(pods))
+    // Runtimes that give neither a netns path nor a pid (no verbose info): the namespace of a
+    // process in the pod's cgroup, from one /proc scan, only when some pod needs it.
+    if pods.iter().any(|(pod, host_network)| !host_network && pod.netns_inode.is_none()) {
+        let scan = tokio::task::spawn_blocking(cgroup_scan::snapshot).await??;
+        fill_netns_from(&mut pods, &scan);
+    }
+    Ok(PodIndex::new(pods.into_iter().map(|(pod, _)| pod).collect()))
+}
+
+/// Gives pods (not host-network ones) without a netns the one the cgroup scan found for their uid.
+fn fill_netns_from(pods: &mut [(Pod, bool)], scan: &PodIndex) {
+    for (pod, host_network) in pods.iter_mut() {
+        if !*host_network && pod.netns_inode.is_none() {
+            pod.netns_inode = scan.by_uid(&pod.uid).and_then(|p| p.netns_inode);
+        }
+    }
 }
 
 fn pod(
     sandbox: api::PodSandbox,
     status: &api::PodSandboxStatusResponse,
     containers: Vec<api::Container>,
-) -> Pod {
+) -> (Pod, bool) {
     let meta = sandbox.metadata.unwrap_or_default();
     let info = SandboxInfo::from_info_map(&status.info);
     let host_network = status
@@ -50,7 +65,7 @@ fn pod(
             .and_then(netns_inode::of_path)
             .or_else(|| info.pid.and_then(netns_inode::of_pid))
     };
-    Pod {
+    let pod = Pod {
         namespace: meta.namespace,
         name: meta.name,
         uid: meta.uid,
@@ -61,5 +76,41 @@ fn pod(
             .into_iter()
             .map(|c| Container { id: c.id, name: c.metadata.map(|m| m.name).unwrap_or_default() })
             .collect(),
+    };
+    (pod, host_network)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(uid: &str, netns_inode: Option<u64>) -> Pod {
+        Pod {
+            namespace: "ns".into(),
+            name: uid.into(),
+            uid: uid.into(),
+            sandbox_id: String::new(),
+            netns_path: None,
+            netns_inode,
+            containers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_pods_without_a_netns_take_the_scans() {
+        let scan = PodIndex::new(vec![
+            pod("known", Some(9)),
+            pod("missing", Some(7)),
+            pod("host", Some(5)),
+        ]);
+        let mut pods = vec![
+            (pod("known", Some(1)), false),
+            (pod("missing", None), false),
+            (pod("host", None), true),
+            (pod("unscanned", None), false),
+        ];
+        fill_netns_from(&mut pods, &scan);
+        let got: Vec<_> = pods.iter().map(|(p, _)| p.netns_inode).collect();
+        assert_eq!(got, [Some(1), Some(7), None, None]);
     }
 }

@@ -11,7 +11,8 @@
 //! - CRI-O: `createSandboxInfo` in server/sandbox_status.go ("pid", "runtimeSpec").
 //!
 //! A host-network sandbox has no "network" entry (the runtime removes it: `WithoutNamespace`), and
-//! other runtimes may give no info: then only the pid is left, and its /proc/PID/ns/net.
+//! other runtimes may give no info: then the pid's /proc/PID/ns/net, or (no pid either) that of a
+//! process in the pod's cgroup (cri_snapshot).
 use std::path::PathBuf;
 
 use serde::Deserialize;
