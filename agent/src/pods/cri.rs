@@ -30,10 +30,12 @@ pub struct CriClient {
 }
 
 impl CriClient {
-    /// Connects to `socket` and asks the runtime's Version; all of it within `timeout`.
-    /// The error says which step failed, and what usually fixes it.
+    /// Connects to `socket` and asks the runtime's Version; all of it within `timeout`, which
+    /// stays the client's per-call bound afterwards. The error says which step failed, and what
+    /// usually fixes it.
     pub async fn connect(socket: &Path, timeout: Duration) -> anyhow::Result<CriClient> {
-        let channel = tokio::time::timeout(timeout, connect_channel(socket, timeout))
+        let deadline = tokio::time::Instant::now() + timeout;
+        let channel = tokio::time::timeout_at(deadline, connect_channel(socket, timeout))
             .await
             .map_err(|_| anyhow!("connecting timed out after {timeout:?}"))?
             .map_err(|e| anyhow!("cannot connect: {}", connect_hint(&e)))?;
@@ -45,7 +47,8 @@ impl CriClient {
         };
         // The version string is the kubelet's CRI API version; runtimes answer with theirs.
         let req = VersionRequest { version: "v1".into() };
-        client.version = client.runtime("Version", req).await.map_err(|e| {
+        // One deadline for the whole probe: connecting and Version.
+        client.version = client.runtime_by("Version", req, deadline).await.map_err(|e| {
             let hint = if RpcError::code_of(&e) == Some(tonic::Code::Unimplemented) {
                 "is it a CRI socket? containerd needs its CRI plugin (no \"cri\" in disabled_plugins \
                  of /etc/containerd/config.toml); containerd < 1.6 and CRI-O < 1.20 serve only \
@@ -166,6 +169,21 @@ impl CriClient {
         Req: prost::Message + Send + Sync + 'static,
         Resp: prost::Message + Default + Send + Sync + 'static,
     {
+        self.runtime_by(method, req, tokio::time::Instant::now() + self.timeout).await
+    }
+
+    /// [`Self::runtime`] by a deadline (the probe's, shared with connecting); the error names
+    /// the client's nominal bound.
+    async fn runtime_by<Req, Resp>(
+        &self,
+        method: &'static str,
+        req: Req,
+        deadline: tokio::time::Instant,
+    ) -> anyhow::Result<Resp>
+    where
+        Req: prost::Message + Send + Sync + 'static,
+        Resp: prost::Message + Default + Send + Sync + 'static,
+    {
         let path =
             http::uri::PathAndQuery::try_from(format!("/runtime.v1.RuntimeService/{method}"))
                 .expect("a valid gRPC path");
@@ -180,7 +198,7 @@ impl CriClient {
                 anyhow::Error::new(RpcError { code: s.code(), message: s.message().to_string() })
             })
         };
-        tokio::time::timeout(self.timeout, call)
+        tokio::time::timeout_at(deadline, call)
             .await
             .map_err(|_| anyhow!("{method} got no answer within {:?}", self.timeout))?
             .with_context(|| format!("{method} failed"))
