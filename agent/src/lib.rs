@@ -12,5 +12,6 @@ pub mod model;
 pub mod netns;
 pub mod observe;
 pub mod output;
+pub mod pods;
 pub mod probes;
 pub mod resolve;

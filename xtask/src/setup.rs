@@ -27,13 +27,16 @@ pub const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("dbus", "a private D-Bus bus for that firewalld"),
     ("debootstrap", "builds the Debian trixie root whose firewalld 2.x the tests run chrooted"),
     ("qemu-system-x86", "booting real kernels (kprobe/fentry paths) under QEMU"),
-    ("busybox-static", "the QEMU guests' initramfs"),
+    ("busybox-static", "the QEMU guests' initramfs; the pods_cri tests' container image"),
     ("util-linux", "nsenter/unshare/setpriv for the tests"),
     ("socat", "a real userland relay (what docker-proxy does) for the relay tests"),
     ("iperf3", "cargo xtask bench: TCP throughput over a lab veth pair with and without reach"),
     ("hping3", "cargo xtask bench: the SYN flood whose every SYN reach must account for"),
     ("tcpdump", "cargo xtask bench: a SYN capture, the throughput comparison next to reach"),
     ("bpftrace", "cargo xtask bench: a kfree_skb tracepoint one-liner, the other comparison"),
+    ("containerd", "the real CRI runtime (1.6) the pods_cri tests drive as kubelet does"),
+    ("runc", "the OCI runtime containerd starts the pods_cri tests' containers with"),
+    ("containernetworking-plugins", "CNI bridge + host-local for the pods_cri tests' pods"),
 ];
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
