@@ -177,7 +177,19 @@ impl Containerd {
 
     /// Like [`Containerd::run_pod`], with the pod's network chosen.
     pub fn run_pod_in(&self, namespace: &str, name: &str, network: Network) -> Sandbox<'_> {
-        Sandbox::run(self, namespace, name, network).unwrap_or_else(|e| {
+        self.run_pod_with(namespace, name, network, None)
+    }
+
+    /// Like [`Containerd::run_pod_in`], the container running `command` (busybox applets:
+    /// e.g. `/bin/httpd -f -p 127.0.0.1:8080`) instead of the default server.
+    pub fn run_pod_with(
+        &self,
+        namespace: &str,
+        name: &str,
+        network: Network,
+        command: Option<&[&str]>,
+    ) -> Sandbox<'_> {
+        Sandbox::run(self, namespace, name, network, command).unwrap_or_else(|e| {
             panic!(
                 "making pod {namespace}/{name}: {e:#}\n--- containerd log ---\n{}",
                 self.log_tail()

@@ -38,6 +38,7 @@ impl<'a> Sandbox<'a> {
         namespace: &str,
         name: &str,
         network: Network,
+        command: Option<&[&str]>,
     ) -> anyhow::Result<Sandbox<'a>> {
         let uid = fs_uuid()?;
         let config = sandbox_config(cd, namespace, name, &uid, network);
@@ -53,7 +54,10 @@ impl<'a> Sandbox<'a> {
             container_id: String::new(),
             removed: false,
         };
-        let container = container_config(namespace, name, &sandbox.uid, network);
+        let mut container = container_config(namespace, name, &sandbox.uid, network);
+        if let Some(command) = command {
+            container.command = command.iter().map(|s| s.to_string()).collect();
+        }
         sandbox.container_id =
             cd.block_on(client.create_container(&sandbox.id, container, config))?;
         cd.block_on(client.start_container(&sandbox.container_id))?;

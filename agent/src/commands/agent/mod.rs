@@ -20,11 +20,13 @@ use crate::{
     metrics::{self, Health, Metrics, MetricsConfig, Server},
     netns::discover::{Changes, Discovery},
     observe::{Session, SessionOptions, Watched},
+    pods::{PodIndex, PodSource},
     probes::{
         bind_listen::{DEFAULT_RING_KIB, validate_ring_kib},
         sock_event::NetnsRef,
     },
 };
+use owner::PodLabel;
 use sink::{AgentSink, labels};
 
 #[derive(Debug, clap::Args)]
@@ -38,6 +40,11 @@ pub struct AgentArgs {
     /// shippers.
     #[arg(long)]
     pub json: bool,
+    /// The container runtime's CRI socket, for pod names (as kubelet talks to it). Default: the
+    /// first of containerd's, CRI-O's and cri-dockerd's sockets that answers; with none, pod
+    /// UIDs from cgroup paths (no names).
+    #[arg(long, value_name = "PATH")]
+    pub cri_socket: Option<std::path::PathBuf>,
     /// How often the machine's network namespaces are listed again (seconds). A bind from an
     /// unknown namespace triggers a listing at once.
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
@@ -113,6 +120,16 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
+    // Pods next, still before anything is attached: a --cri-socket that does not answer is
+    // bad input; without the flag, no runtime is a degradation (cgroup paths), logged.
+    let pods = match PodSource::detect(args.cri_socket.as_deref()).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("reach agent: {e:#}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    eprintln!("reach: naming pods from {}", pods.describe());
     eprintln!("reach: serving metrics on http://{}/metrics (/healthz, /readyz)", server.local_addr());
     let metrics = Arc::new(Metrics::new(MetricsConfig {
         max_label_sets: args.max_label_sets,
@@ -125,7 +142,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         let _ = http_stopped.await;
     }));
 
-    let result = observe(&args, metrics, &health, &mut sigint, &mut sigterm).await;
+    let result = observe(&args, metrics, &health, pods, &mut sigint, &mut sigterm).await;
     health.set_live(false);
     let _ = stop_http.send(());
     match tokio::time::timeout(Duration::from_secs(1), http).await {
@@ -140,6 +157,7 @@ async fn observe(
     args: &AgentArgs,
     metrics: Arc<Metrics>,
     health: &Health,
+    pods: PodSource,
     sigint: &mut tokio::signal::unix::Signal,
     sigterm: &mut tokio::signal::unix::Signal,
 ) -> anyhow::Result<ExitCode> {
@@ -164,13 +182,15 @@ async fn observe(
     let mut session = Session::attach(&opts, |m| eprintln!("reach: {m}")).await?;
     let mut sink = AgentSink::new(metrics.clone(), args.json);
     let mut discovery = Discovery::new();
+    let mut pods = Pods { source: pods, index: PodIndex::default(), read_at: None };
     for ns in session.namespaces() {
         sink.owners.set(ns.netns_ref(), None);
         sink.listeners.track(ns.netns_ref(), ns.path.clone());
     }
     // The first listing: every namespace there now (the host's already tapped).
     let first = scan(&mut discovery).await;
-    apply(&mut session, &mut sink, &metrics, first).await;
+    pods.refresh(true).await;
+    apply(&mut session, &mut sink, &metrics, &pods.index, first).await;
     refresh_listeners(&mut sink, &metrics);
     publish_watched(&session, &sink, &metrics);
     health.set_ready(true);
@@ -195,14 +215,22 @@ async fn observe(
                     let unknown = std::mem::take(&mut sink.unknown_netns);
                     if unknown.iter().any(|i| !discovery.contains(*i)) {
                         let c = scan(&mut discovery).await;
-                        apply(&mut session, &mut sink, &metrics, c).await;
+                        pods.refresh(!c.appeared.is_empty()).await;
+                        apply(&mut session, &mut sink, &metrics, &pods.index, c).await;
+                        name_pods(&mut sink, &pods.index);
                         publish_watched(&session, &sink, &metrics);
                     }
                 }
             }
             _ = rescan.tick() => {
                 let c = scan(&mut discovery).await;
-                apply(&mut session, &mut sink, &metrics, c).await;
+                // A new namespace is usually a new pod: ask the runtime now, not at the next
+                // periodic listing, so its first series already carry the pod's name.
+                let changed = pods.refresh(!c.is_empty()).await;
+                apply(&mut session, &mut sink, &metrics, &pods.index, c).await;
+                if changed && name_pods(&mut sink, &pods.index) {
+                    publish_watched(&session, &sink, &metrics);
+                }
                 refresh_listeners(&mut sink, &metrics);
                 publish_watched(&session, &sink, &metrics);
                 metrics.expire(std::time::Instant::now());
@@ -233,7 +261,13 @@ async fn scan(discovery: &mut Discovery) -> Changes {
 
 /// Follows what a scan found: taps the namespaces that appeared, lets go of the ones gone
 /// (their series expire after the grace period), re-points the ones whose path moved.
-async fn apply(session: &mut Session, sink: &mut AgentSink, metrics: &Metrics, c: Changes) {
+async fn apply(
+    session: &mut Session,
+    sink: &mut AgentSink,
+    metrics: &Metrics,
+    pods: &PodIndex,
+    c: Changes,
+) {
     let now = std::time::Instant::now();
     for ns in c.gone {
         if session.remove_namespace(ns.inode).is_some() {
@@ -258,7 +292,7 @@ async fn apply(session: &mut Session, sink: &mut AgentSink, metrics: &Metrics, c
             Ok(ifaces) => {
                 tracing::info!("watching netns {} ({})", w.name, ifaces.join(", "));
                 metrics.back(&w.name);
-                sink.owners.set(NetnsRef { inode: w.inode, name: w.name.clone() }, None);
+                sink.owners.set(NetnsRef { inode: w.inode, name: w.name.clone() }, pod_label(pods, w.inode));
                 sink.listeners.track(w.netns_ref(), w.path.clone());
             }
             // A namespace that vanished between the listing and the attach is simply gone;
@@ -267,6 +301,58 @@ async fn apply(session: &mut Session, sink: &mut AgentSink, metrics: &Metrics, c
             Err(e) => tracing::warn!("cannot watch netns {}: {e:#}", w.name),
         }
     }
+}
+
+/// The node's pods, as the runtime listed them last.
+struct Pods {
+    source: PodSource,
+    index: PodIndex,
+    read_at: Option<std::time::Instant>,
+}
+
+/// Pods are listed again at least this often, even when no namespace came or went (a pod's
+/// sandbox can turn READY after its namespace appeared).
+const PODS_EVERY: Duration = Duration::from_secs(5);
+
+impl Pods {
+    /// Lists the pods again when `now` or when the last listing is old; true when it did.
+    async fn refresh(&mut self, now: bool) -> bool {
+        if !now && self.read_at.is_some_and(|t| t.elapsed() < PODS_EVERY) {
+            return false;
+        }
+        self.read_at = Some(std::time::Instant::now());
+        match self.source.snapshot().await {
+            Ok(index) => {
+                self.index = index;
+                true
+            }
+            // The runtime restarting is normal on a node: keep the last listing.
+            Err(e) => {
+                tracing::warn!("listing pods from {}: {e:#}", self.source.describe());
+                false
+            }
+        }
+    }
+}
+
+/// The labels of the pod whose sandbox owns namespace `inode`.
+fn pod_label(pods: &PodIndex, inode: u64) -> Option<PodLabel> {
+    pods.by_netns(inode).map(|p| PodLabel {
+        namespace: p.namespace.clone(),
+        name: p.name.clone(),
+        uid: p.uid.clone(),
+        container: None,
+    })
+}
+
+/// Names the pods of the followed namespaces from the latest listing; true when one changed.
+fn name_pods(sink: &mut AgentSink, pods: &PodIndex) -> bool {
+    let inodes: Vec<u64> = sink.owners.all().map(|o| o.netns.inode).collect();
+    let mut changed = false;
+    for inode in inodes {
+        changed |= sink.owners.set_pod(inode, pod_label(pods, inode));
+    }
+    changed
 }
 
 fn refresh_listeners(sink: &mut AgentSink, metrics: &Metrics) {

@@ -74,6 +74,28 @@ impl AgentSink {
         v
     }
 
+    /// Whether `addr` is an address of namespace `inode` — a SYN to it is for this namespace;
+    /// any other was forwarded through it (a node's bridge or veth to a pod), and is the
+    /// destination namespace's attempt, not this one's. As the kernel decides local delivery:
+    /// loopback, or an address of one of its interfaces. An address not in the cached list
+    /// re-reads the interfaces once (it may be new), at most once a second per namespace.
+    fn is_local(&mut self, inode: u64, addr: std::net::IpAddr, names: &mut Names) -> bool {
+        let addr = addr.to_canonical();
+        if addr.is_loopback() {
+            return true;
+        }
+        let has = |v: &[Interface]| v.iter().any(|i| i.addrs.iter().any(|a| a.to_canonical() == addr));
+        if has(&self.interfaces_of(inode, names)) {
+            return true;
+        }
+        let fresh = self.interfaces.get(&inode).is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(1));
+        if fresh {
+            return false;
+        }
+        self.interfaces.remove(&inode);
+        has(&self.interfaces_of(inode, names))
+    }
+
     fn print(&self, line: &serde_json::Value) -> anyhow::Result<()> {
         // One write per line, flushed: a log shipper tailing stdout sees whole lines at once.
         let mut out = std::io::stdout().lock();
@@ -84,11 +106,15 @@ impl AgentSink {
 }
 
 /// The metric labels of an owner.
+/// Without a runtime (cgroup paths only) a pod's name and namespace are unknown: the pod is
+/// then labelled by its UID, the one thing its cgroup says.
 pub fn labels(o: &Owner) -> Where {
     Where {
         netns: o.netns.name.clone(),
-        namespace: o.pod.as_ref().map(|p| p.namespace.clone()),
-        pod: o.pod.as_ref().map(|p| p.name.clone()),
+        namespace: o.pod.as_ref().map(|p| p.namespace.clone()).filter(|n| !n.is_empty()),
+        pod: o.pod.as_ref().map(|p| {
+            if p.name.is_empty() { format!("uid:{}", p.uid) } else { p.name.clone() }
+        }),
     }
 }
 
@@ -107,7 +133,7 @@ impl Sink for AgentSink {
             Event::Packet(p) => {
                 let w = labels(&self.owners.of(&p.netns));
                 match p.kind {
-                    "syn" => self.metrics.syn(&w),
+                    "syn" if self.is_local(p.netns.inode, p.daddr, names) => self.metrics.syn(&w),
                     "drop" => {
                         if let Some(r) = &p.reason {
                             self.metrics.drop_reason(&w, r);
@@ -121,6 +147,10 @@ impl Sink for AgentSink {
                     inode: rec.netns,
                     name: names.name(rec.netns),
                 };
+                // Forwarded through this namespace: the destination's attempt (counted there).
+                if !self.is_local(rec.netns, rec.server.ip(), names) {
+                    return Ok(());
+                }
                 let owner = self.owners.of(&netns);
                 let w = labels(&owner);
                 self.metrics.attempt(&w, attempts::outcome_name(rec));
