@@ -4,8 +4,9 @@
 //! a firewalld restart (killed, started again on the same private bus), each between two SYNs.
 //! Each change is reported as a `firewalld` event and watching goes on; the attribution after
 //! each names the same rule by its new handle. The `reads` count of those events shows that
-//! firewalld's view is read once per change, never per traced packet. The root namespace's
-//! ruleset is unchanged.
+//! firewalld's view is read once per change, never per traced packet; the `ruleset_reads` of
+//! the verdict lines, that the namespace's nftables ruleset is read once after each change
+//! (NFT_MSG_NEWGEN), never per traced packet. The root namespace's ruleset is unchanged.
 //!
 //! Written per firewalld build so the version matrix (`reach_tests::firewalld_versions`) can
 //! run it on every version; it runs on the host's package here.
@@ -115,6 +116,8 @@ fn changes_on(build: FirewalldBuild) {
     let before = wait_verdicts(&run, 3);
     for v in &before {
         assert_eq!(v["firewalld"]["fix"][0], fix(RUNTIME), "named from firewalld's view: {v:#}");
+        // The ruleset was read for the first of them and kept: no change came in between.
+        assert_eq!(v["ruleset_reads"], 1, "one nftables read for three SYNs: {v:#}");
     }
 
     // Reload: reported once its view is read again. That is the run's second read: the three
@@ -135,6 +138,7 @@ fn changes_on(build: FirewalldBuild) {
         "the reload renumbers firewalld's rules, and the attribution follows: {after_reload:#}"
     );
     assert_eq!(after_reload["firewalld"]["zone"], "public", "{after_reload:#}");
+    assert_eq!(after_reload["ruleset_reads"], 2, "the reload's new generation is read once: {after_reload:#}");
 
     // Restart on another permanent configuration: the name loses its owner, then a new
     // daemon takes it and loads that configuration. (Permanent changes are no runtime change:
@@ -159,6 +163,8 @@ fn changes_on(build: FirewalldBuild) {
     for v in &wait_verdicts(&run, 6)[4..] {
         assert_eq!(v["firewalld"]["fix"][0], fix(RESTARTED), "the new daemon's view: {v:#}");
         assert_eq!(v["firewalld"]["zone"], "public", "{v:#}");
+        // The restarted daemon wrote its ruleset anew: read once, for both SYNs after it.
+        assert_eq!(v["ruleset_reads"], 3, "{v:#}");
     }
 
     // A runtime change without a reload (firewall-cmd signals it) is read too.
@@ -173,6 +179,7 @@ fn changes_on(build: FirewalldBuild) {
     refused(&hosts);
     let last = wait_verdicts(&run, 7)[6].clone();
     assert_eq!(last["firewalld"]["fix"][0], fix(RUNTIME), "{last:#}");
+    assert_eq!(last["ruleset_reads"], 4, "{last:#}");
 
     let (code, lines) = run.stop();
     assert_eq!(code, Some(0), "watching survived the reload, the restart and the change");
