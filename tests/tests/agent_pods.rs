@@ -12,7 +12,7 @@ use std::{
 use reach_agent::{lab::NetNsFd, pods::PodSource};
 use reach_tests::{
     agent_run::AgentRun,
-    containerd::{Containerd, Network},
+    containerd::{Containerd, Network, sandbox::CONTAINER},
     require_root,
 };
 
@@ -90,6 +90,31 @@ fn pods_are_named_on_metrics_and_failed_attempts_and_a_deleted_pods_series_go() 
         s.sum("reach_unreachable_listeners", &[("pod", "cache"), ("reason", "loopback_only")]) == 1.0
     });
     assert_eq!(s.sum("reach_unreachable_listeners", &[("pod", "web")]), 0.0, "{}", s.text);
+    // And one line naming it, with its process, pod and container.
+    let line = agent.run.wait_for_json("cache's unreachable_listener line", |v| {
+        v["type"] == "unreachable_listener" && v["pod"]["name"] == "cache"
+    });
+    assert_eq!(
+        (line["addr"].as_str(), line["port"].as_u64(), line["reason"].as_str(), line["comm"].as_str()),
+        (Some("127.0.0.1"), Some(8080), Some("loopback_only"), Some("httpd")),
+        "{line}"
+    );
+    assert_eq!((line["pod"]["namespace"].as_str(), line["pod"]["container"].as_str()), (Some("shop"), Some(CONTAINER)), "{line}");
+    assert_eq!(line["pod"]["uid"], cache.uid.as_str());
+
+    // A pod started now whose second server finds the port taken: a failed bind, named.
+    let clash = cd.run_pod_with(
+        "shop",
+        "clash",
+        Network::Pod,
+        Some(&["/bin/sh", "-c", "/bin/httpd -p 8080; /bin/httpd -f -p 8080; exec /bin/sleep 1000000"]),
+    );
+    let bind = agent.run.wait_for_json("clash's failed bind", |v| {
+        v["type"] == "failed_bind" && v["pod"]["name"] == "clash"
+    });
+    assert_eq!((bind["result"].as_str(), bind["port"].as_u64()), (Some("EADDRINUSE"), Some(8080)), "{bind}");
+    assert_eq!((bind["pod"]["container"].as_str(), bind["comm"].as_str()), (Some(CONTAINER), Some("httpd")), "{bind}\n{}", agent.run.stderr());
+    drop(clash);
 
     // Pod to pod: accepted, a closed port, the loopback-only server, an nft drop in the pod.
     let web_ns = NetNsFd::open(&web_net.path).unwrap();

@@ -11,6 +11,7 @@
 //! without that mount the inode comes from the sandbox's pid instead.
 use std::path::PathBuf;
 
+pub mod cgroup_id;
 pub mod cgroup_path;
 mod cgroup_scan;
 pub mod cri;

@@ -55,6 +55,11 @@ struct Entry {
     views: Vec<ListenerView>,
     dirty: bool,
     read_at: Option<Instant>,
+    /// Cookies of the unreachable listeners already reported (a listener closed and opened
+    /// again is a new socket, with a new cookie, and is reported again).
+    announced: std::collections::HashSet<u64>,
+    /// cookie → socket inode (what /proc/PID/fd names: the owning process).
+    inodes: HashMap<u64, u64>,
 }
 
 #[derive(Default)]
@@ -71,6 +76,8 @@ impl ListenerCache {
             views: Vec::new(),
             dirty: true,
             read_at: None,
+            announced: Default::default(),
+            inodes: HashMap::new(),
         });
     }
 
@@ -108,6 +115,7 @@ impl ListenerCache {
             // A namespace that cannot be entered any more is about to be reported gone by
             // discovery; until then its last reading stands.
             if let Ok(Ok(sockets)) = enter::in_netns(&e.path, sock_diag::dump_listeners) {
+                e.inodes = sockets.iter().map(|s| (s.cookie, s.inode)).collect();
                 e.views = sockets
                     .into_iter()
                     .map(|socket| {
@@ -121,6 +129,21 @@ impl ListenerCache {
             read.push(*inode);
         }
         read
+    }
+
+    /// The unreachable listeners of `inode` not reported yet (each once, while it lives).
+    /// With each, its socket inode.
+    pub fn take_new_unreachable(&mut self, inode: u64) -> Vec<(ListenerView, Unreachable, u64)> {
+        let Some(e) = self.by_netns.get_mut(&inode) else { return Vec::new() };
+        let now: Vec<(ListenerView, Unreachable)> =
+            e.views.iter().filter_map(|l| Some((l.clone(), unreachable_reason(l)?))).collect();
+        let fresh = now
+            .iter()
+            .filter(|(l, _)| !e.announced.contains(&l.cookie))
+            .map(|(l, r)| (l.clone(), *r, e.inodes.get(&l.cookie).copied().unwrap_or(0)))
+            .collect();
+        e.announced = now.iter().map(|(l, _)| l.cookie).collect();
+        fresh
     }
 
     /// TCP listeners on `port` in every followed namespace.

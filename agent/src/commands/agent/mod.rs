@@ -190,6 +190,7 @@ async fn observe(
     // The first listing: every namespace there now (the host's already tapped).
     let first = scan(&mut discovery).await;
     pods.refresh(true).await;
+    sink.pods = pods.index.clone();
     apply(&mut session, &mut sink, &metrics, &pods.index, first).await;
     refresh_listeners(&mut sink, &metrics);
     publish_watched(&session, &sink, &metrics);
@@ -215,11 +216,20 @@ async fn observe(
                     let unknown = std::mem::take(&mut sink.unknown_netns);
                     if unknown.iter().any(|i| !discovery.contains(*i)) {
                         let c = scan(&mut discovery).await;
-                        pods.refresh(!c.appeared.is_empty()).await;
+                        if pods.refresh(!c.appeared.is_empty()).await {
+                            sink.pods = pods.index.clone();
+                        }
                         apply(&mut session, &mut sink, &metrics, &pods.index, c).await;
                         name_pods(&mut sink, &pods.index);
                         publish_watched(&session, &sink, &metrics);
                     }
+                }
+                if !sink.failed_binds.is_empty() {
+                    if sink.binds_need_pods() && pods.refresh(true).await {
+                        sink.pods = pods.index.clone();
+                        name_pods(&mut sink, &pods.index);
+                    }
+                    sink.report_binds()?;
                 }
             }
             _ = rescan.tick() => {
@@ -227,6 +237,9 @@ async fn observe(
                 // A new namespace is usually a new pod: ask the runtime now, not at the next
                 // periodic listing, so its first series already carry the pod's name.
                 let changed = pods.refresh(!c.is_empty()).await;
+                if changed {
+                    sink.pods = pods.index.clone();
+                }
                 apply(&mut session, &mut sink, &metrics, &pods.index, c).await;
                 if changed && name_pods(&mut sink, &pods.index) {
                     publish_watched(&session, &sink, &metrics);
@@ -356,11 +369,24 @@ fn name_pods(sink: &mut AgentSink, pods: &PodIndex) -> bool {
 }
 
 fn refresh_listeners(sink: &mut AgentSink, metrics: &Metrics) {
+    let mut fresh = Vec::new();
     for inode in sink.listeners.refresh(std::time::Instant::now()) {
         let Some(owner) = sink.owners.get(inode) else { continue };
         let w = labels(owner);
         for (reason, n) in sink.listeners.unreachable(inode) {
             metrics.set_unreachable_listeners(&w, reason, n);
+        }
+        fresh.extend(sink.listeners.take_new_unreachable(inode));
+    }
+    if fresh.is_empty() || !sink.json {
+        return;
+    }
+    // Who holds them: one /proc scan for all, only when there is something new to name.
+    let owners = crate::netns::owners::socket_owners();
+    for (l, reason, inode) in fresh {
+        let holders = owners.get(&inode).cloned().unwrap_or_default();
+        if let Err(e) = sink.report_unreachable(&l, reason, &holders) {
+            tracing::warn!("printing an unreachable listener: {e:#}");
         }
     }
 }

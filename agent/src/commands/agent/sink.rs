@@ -35,6 +35,10 @@ pub struct AgentSink {
     pub failed: u64,
     /// An interface was tapped or let go since the agent last published its gauges.
     pub taps_changed: bool,
+    /// The node's pods as last listed: a process's pod and container, by its cgroup.
+    pub pods: crate::pods::PodIndex,
+    /// Failed binds and listens waiting to be printed (`report_binds`).
+    pub failed_binds: Vec<(crate::probes::sock_event::SockObservation, Option<crate::pods::cgroup_path::PodCgroup>)>,
     interfaces: HashMap<u64, (Instant, Vec<Interface>)>,
     clock: Clock,
 }
@@ -49,6 +53,8 @@ impl AgentSink {
             unknown_netns: BTreeSet::new(),
             failed: 0,
             taps_changed: false,
+            pods: Default::default(),
+            failed_binds: Vec::new(),
             interfaces: HashMap::new(),
             clock: Clock::new(),
         }
@@ -96,6 +102,87 @@ impl AgentSink {
         has(&self.interfaces_of(inode, names))
     }
 
+    /// The pod labels of process `pid` (its cgroup names pod and container), or, without
+    /// one, of the namespace's owner.
+    pub fn pod_of_pid(&self, pid: u32, netns: &crate::probes::sock_event::NetnsRef) -> Option<super::owner::PodLabel> {
+        self.pod_of(pid, None, netns)
+    }
+
+    /// [`Self::pod_of_pid`], falling back on the event's cgroup (read when the event came)
+    /// when the process is gone.
+    pub fn pod_of(
+        &self,
+        pid: u32,
+        cgroup: Option<&crate::pods::cgroup_path::PodCgroup>,
+        netns: &crate::probes::sock_event::NetnsRef,
+    ) -> Option<super::owner::PodLabel> {
+        let found = self.pods.by_pid(pid).or_else(|| self.pods.by_cgroup(cgroup?));
+        match found {
+            Some((p, c)) => Some(super::owner::PodLabel {
+                namespace: p.namespace.clone(),
+                name: p.name.clone(),
+                uid: p.uid.clone(),
+                container: c.map(|c| if c.name.is_empty() { c.id.clone() } else { c.name.clone() }),
+            }),
+            None => self.owners.of(netns).pod,
+        }
+    }
+
+    /// Whether some pending failed bind's process is in no pod of the latest listing (the
+    /// caller lists the pods again first: the container may have just started).
+    pub fn binds_need_pods(&self) -> bool {
+        self.failed_binds
+            .iter()
+            .any(|(o, cg)| self.pod_of(o.pid, cg.as_ref(), &o.netns).and_then(|p| p.container).is_none())
+    }
+
+    /// `{"type":"failed_bind"}` lines: the bind or listen observation, `call` (bind or
+    /// listen), and the process's pod and container.
+    pub fn report_binds(&mut self) -> anyhow::Result<()> {
+        for (mut obs, cg) in std::mem::take(&mut self.failed_binds) {
+            if let Some(o) = self.owners.get(obs.netns.inode) {
+                obs.netns = o.netns.clone();
+            }
+            let mut line = serde_json::to_value(&obs)?;
+            line["type"] = "failed_bind".into();
+            line["call"] = obs.kind.into();
+            line["pod"] = serde_json::to_value(self.pod_of(obs.pid, cg.as_ref(), &obs.netns))?;
+            self.print(&line)?;
+        }
+        Ok(())
+    }
+
+    /// `{"type":"unreachable_listener"}`: a listener some clients can never reach, with who
+    /// owns it (process, pod, container) — printed once per listener, with `--json`.
+    pub fn report_unreachable(
+        &self,
+        l: &crate::model::listener_view::ListenerView,
+        reason: crate::metrics::UnreachableReason,
+        owners: &[crate::netns::owners::Owner],
+    ) -> anyhow::Result<()> {
+        if !self.json {
+            return Ok(());
+        }
+        let pid = owners.first().map(|o| o.pid);
+        let pod = match pid {
+            Some(pid) => self.pod_of_pid(pid, &l.netns),
+            None => self.owners.of(&l.netns).pod,
+        };
+        let line = serde_json::json!({
+            "type": "unreachable_listener",
+            "netns": l.netns,
+            "pod": pod,
+            "pid": pid,
+            "comm": owners.first().map(|o| o.comm.clone()),
+            "family": l.family,
+            "addr": l.addr,
+            "port": l.port,
+            "reason": reason.as_str(),
+            "ask": format!("reach why {} --netns {}", l.port, l.netns.name),
+        });
+        self.print(&line)
+    }
+
     fn print(&self, line: &serde_json::Value) -> anyhow::Result<()> {
         // One write per line, flushed: a log shipper tailing stdout sees whole lines at once.
         let mut out = std::io::stdout().lock();
@@ -128,6 +215,14 @@ impl Sink for AgentSink {
                 }
                 if matches!(obs.kind, "listen" | "listen_close") {
                     self.listeners.touched(inode);
+                }
+                // A server that could not bind or listen: reported once the agent has looked at
+                // its namespace and pods (often new: a container starting), see `report_binds`.
+                if self.json && matches!(obs.kind, "bind" | "listen") && obs.result != "ok" {
+                    // The cgroup now, while it exists: a server that fails to bind often exits,
+                    // and its container's cgroup goes with it.
+                    let cg = crate::pods::cgroup_id::pod_cgroup(obs.cgroup_id);
+                    self.failed_binds.push((obs.clone(), cg));
                 }
             }
             Event::Packet(p) => {
