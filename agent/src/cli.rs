@@ -2,8 +2,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    agent::AgentArgs, doctor::DoctorArgs, lab::LabArgs, lab_server::LabServerArgs, listeners::ListenersArgs,
-    predict::PredictArgs, watch::WatchArgs, why::WhyArgs,
+    agent::AgentArgs, doctor::DoctorArgs, lab::LabArgs, lab_server::LabServerArgs,
+    listeners::ListenersArgs, predict::PredictArgs, watch::WatchArgs, why::WhyArgs,
 };
 
 const ABOUT: &str = "Why can't that client reach my server, and where exactly did its packets die?";

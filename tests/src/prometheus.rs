@@ -71,7 +71,10 @@ fn dechunk(mut body: &str) -> String {
 pub fn scrape(addr: SocketAddr) -> Scrape {
     let (status, ctype, body) = get(addr, "/metrics").expect("GET /metrics");
     assert_eq!(status, 200, "GET /metrics: {body}");
-    assert!(ctype.contains("text/plain") || ctype.contains("openmetrics-text"), "content type {ctype:?}");
+    assert!(
+        ctype.contains("text/plain") || ctype.contains("openmetrics-text"),
+        "content type {ctype:?}"
+    );
     parse(&body).unwrap_or_else(|e| panic!("{e}\n{body}"))
 }
 
@@ -143,9 +146,14 @@ fn sample(line: &str) -> Option<Sample> {
 
 impl Scrape {
     /// Samples of `name` whose labels include every (key, value) of `with`.
-    pub fn matching<'a>(&'a self, name: &'a str, with: &'a [(&'a str, &'a str)]) -> impl Iterator<Item = &'a Sample> + 'a {
+    pub fn matching<'a>(
+        &'a self,
+        name: &'a str,
+        with: &'a [(&'a str, &'a str)],
+    ) -> impl Iterator<Item = &'a Sample> + 'a {
         self.samples.iter().filter(move |s| {
-            s.name == name && with.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+            s.name == name
+                && with.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
         })
     }
 

@@ -36,7 +36,8 @@ fn a_scrape_counts_each_attempt_by_outcome_and_verdict_and_each_drop_by_reason()
     let _s = serial();
     let hosts = TwoHosts::new("ag-traffic").unwrap();
     let srv = hosts.server.name().to_string();
-    let listener = hosts.server.run_in(|| TcpListener::bind((Ipv4Addr::UNSPECIFIED, 7301))).unwrap().unwrap();
+    let listener =
+        hosts.server.run_in(|| TcpListener::bind((Ipv4Addr::UNSPECIFIED, 7301))).unwrap().unwrap();
     nft_drop_rule(&hosts.server, "agtest", 7303);
     let agent = AgentRun::start(&["--json", "--flow-timeout", "1"]);
     // Watched once discovery has tapped the namespace.
@@ -57,7 +58,8 @@ fn a_scrape_counts_each_attempt_by_outcome_and_verdict_and_each_drop_by_reason()
     let s = agent.scrape_until("every attempt settled", Duration::from_secs(15), |s| {
         s.sum("reach_connection_attempts_total", &ns) >= 6.0
     });
-    let outcome = |o: &str| s.sum("reach_connection_attempts_total", &[("netns", &srv), ("outcome", o)]);
+    let outcome =
+        |o: &str| s.sum("reach_connection_attempts_total", &[("netns", &srv), ("outcome", o)]);
     assert_eq!(outcome("accepted"), 3.0, "{}", s.text);
     assert_eq!(outcome("reset"), 2.0, "{}", s.text);
     assert_eq!(outcome("dropped"), 1.0, "{}", s.text);
@@ -68,7 +70,8 @@ fn a_scrape_counts_each_attempt_by_outcome_and_verdict_and_each_drop_by_reason()
     assert!(reason("NETFILTER_DROP") >= 1.0, "{}", s.text);
     assert!(reason("NO_SOCKET") >= 2.0, "{}", s.text);
     // The verdict classes, as `reach why` names them.
-    let class = |c: &str| s.sum("reach_failed_connection_attempts_total", &[("netns", &srv), ("class", c)]);
+    let class =
+        |c: &str| s.sum("reach_failed_connection_attempts_total", &[("netns", &srv), ("class", c)]);
     assert_eq!(class("no_listener"), 2.0, "{}", s.text);
     assert_eq!(s.sum("reach_failed_connection_attempts_total", &ns), 3.0, "{}", s.text);
     let dropped_class = s
@@ -76,7 +79,10 @@ fn a_scrape_counts_each_attempt_by_outcome_and_verdict_and_each_drop_by_reason()
         .find(|x| x.labels["class"] != "no_listener")
         .map(|x| x.labels["class"].clone())
         .expect("the dropped attempt's class");
-    assert!(dropped_class.contains("netfilter") || dropped_class.contains("firewall"), "{dropped_class}");
+    assert!(
+        dropped_class.contains("netfilter") || dropped_class.contains("firewall"),
+        "{dropped_class}"
+    );
 
     let lines = agent.run.wait_for_lines("3 failed attempts", |l| {
         l.iter().filter(|v| v["type"] == "failed_attempt").count() >= 3
@@ -89,7 +95,10 @@ fn a_scrape_counts_each_attempt_by_outcome_and_verdict_and_each_drop_by_reason()
         let port = f["server"].as_str().unwrap().rsplit(':').next().unwrap().to_string();
         let want = if port == "7302" { "no_listener" } else { dropped_class.as_str() };
         assert_eq!(f["verdict"], want, "{f}");
-        assert!(!f["fix"].as_array().unwrap().is_empty(), "a failed attempt comes with its fix: {f}");
+        assert!(
+            !f["fix"].as_array().unwrap().is_empty(),
+            "a failed attempt comes with its fix: {f}"
+        );
         assert!(f["ask"].as_str().unwrap().contains(&format!("--netns {srv}")), "{f}");
     }
     let (code, took, _, err) = agent.terminate();
@@ -103,7 +112,8 @@ fn a_scrape_counts_each_attempt_by_outcome_and_verdict_and_each_drop_by_reason()
 fn listen_raw(v6: bool, addr: &str, port: u16, v6only: bool, device: Option<&str>) -> OwnedFd {
     // SAFETY: plain socket calls on a fresh fd, owned by the OwnedFd at once.
     unsafe {
-        let fd = libc::socket(if v6 { libc::AF_INET6 } else { libc::AF_INET }, libc::SOCK_STREAM, 0);
+        let fd =
+            libc::socket(if v6 { libc::AF_INET6 } else { libc::AF_INET }, libc::SOCK_STREAM, 0);
         assert!(fd >= 0);
         let owned = OwnedFd::from_raw_fd(fd);
         if v6 {
@@ -111,7 +121,13 @@ fn listen_raw(v6: bool, addr: &str, port: u16, v6only: bool, device: Option<&str
             libc::setsockopt(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, (&raw const one).cast(), 4);
         }
         if let Some(dev) = device {
-            let r = libc::setsockopt(fd, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, dev.as_ptr().cast(), dev.len() as u32);
+            let r = libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_BINDTODEVICE,
+                dev.as_ptr().cast(),
+                dev.len() as u32,
+            );
             assert_eq!(r, 0, "SO_BINDTODEVICE {dev}");
         }
         let r = if v6 {
@@ -179,7 +195,10 @@ fn unreachable_listeners_are_counted_by_reason_and_uncounted_when_they_close() {
 
 /// Whether interface `name` exists in `ns`.
 fn has_link(ns: &NetNs, name: &str) -> bool {
-    ns.ip(&["-o", "link", "show"]).unwrap().lines().any(|l| l.contains(&format!(": {name}@")) || l.contains(&format!(": {name}:")))
+    ns.ip(&["-o", "link", "show"])
+        .unwrap()
+        .lines()
+        .any(|l| l.contains(&format!(": {name}@")) || l.contains(&format!(": {name}:")))
 }
 
 /// Hot-plug: a namespace created after the agent started is watched; a veth moved into it
@@ -212,7 +231,10 @@ fn namespaces_and_interfaces_that_come_and_go_are_followed_and_released() {
     eprintln!("veth tapped {:?} after it was added", added.elapsed());
     // Its SYNs are seen (a closed port: refused at once).
     let addr = SocketAddr::from(([10, 78, 0, 1], 7321));
-    let e = anchor.run_in(move || TcpStream::connect_timeout(&addr, Duration::from_secs(2))).unwrap().unwrap_err();
+    let e = anchor
+        .run_in(move || TcpStream::connect_timeout(&addr, Duration::from_secs(2)))
+        .unwrap()
+        .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused);
     agent.scrape_until("the SYN over the hot-plugged veth", Duration::from_secs(5), |s| {
         s.sum("reach_syn_total", &[("netns", &hp_name)]) >= 1.0
@@ -225,7 +247,10 @@ fn namespaces_and_interfaces_that_come_and_go_are_followed_and_released() {
     hp.remove().unwrap();
     assert!(!hp_path.exists());
     std::thread::sleep(Duration::from_secs(2));
-    assert!(has_link(&anchor, "anc0"), "a held namespace keeps its veth: the check below means something");
+    assert!(
+        has_link(&anchor, "anc0"),
+        "a held namespace keeps its veth: the check below means something"
+    );
     drop(held);
     let gone_at = Instant::now();
     reach_tests::wait_until(
@@ -238,7 +263,11 @@ fn namespaces_and_interfaces_that_come_and_go_are_followed_and_released() {
     let s = agent.scrape_until("the deleted namespace forgotten", Duration::from_secs(5), |s| {
         s.sum("reach_watched_namespaces", &[]) <= before + 1.0
     });
-    assert!(s.has("reach_syn_total", &[("netns", &hp_name)]), "series stay for the grace period:\n{}", s.text);
+    assert!(
+        s.has("reach_syn_total", &[("netns", &hp_name)]),
+        "series stay for the grace period:\n{}",
+        s.text
+    );
     agent.scrape_until("the deleted namespace's series expired", Duration::from_secs(8), |s| {
         !s.text.contains(&format!("netns=\"{hp_name}\""))
     });
@@ -253,13 +282,17 @@ fn sigterm_detaches_everything_and_exits_zero_within_two_seconds() {
     require_root();
     let _s = serial();
     let hosts = TwoHosts::new("ag-term").unwrap();
-    let check = Leftovers::snapshot(&Scope { netns: Some(&hosts.server), ifaces: &[TwoHosts::SERVER_IF] });
+    let check =
+        Leftovers::snapshot(&Scope { netns: Some(&hosts.server), ifaces: &[TwoHosts::SERVER_IF] });
     let agent = AgentRun::start(&[]);
     let srv = hosts.server.name().to_string();
     agent.scrape_until("the server namespace watched", Duration::from_secs(10), |s| {
         s.sum("reach_namespace_interfaces", &[("netns", &srv)]) >= 2.0
     });
-    assert!(!check.new_since().is_empty(), "the agent attached in {srv}: the leftover check has something to find");
+    assert!(
+        !check.new_since().is_empty(),
+        "the agent attached in {srv}: the leftover check has something to find"
+    );
     let (code, took, _, err) = agent.terminate();
     assert_eq!(code, Some(0), "{err}");
     assert!(took < Duration::from_secs(2), "SIGTERM to exit took {took:?}:\n{err}");
@@ -285,7 +318,10 @@ fn a_bad_or_busy_metrics_address_is_refused_before_anything_is_attached() {
     assert_eq!(out.status.code(), Some(2), "{}", reach_tests::show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&addr), "the message names the address: {err}");
-    assert!(!err.contains("watching"), "nothing may be attached before the address is taken: {err}");
+    assert!(
+        !err.contains("watching"),
+        "nothing may be attached before the address is taken: {err}"
+    );
     assert_eq!(reach_tests::leftovers::orphaned_programs("reach_"), before);
 }
 

@@ -138,7 +138,10 @@ fn changes_on(build: FirewalldBuild) {
         "the reload renumbers firewalld's rules, and the attribution follows: {after_reload:#}"
     );
     assert_eq!(after_reload["firewalld"]["zone"], "public", "{after_reload:#}");
-    assert_eq!(after_reload["ruleset_reads"], 2, "the reload's new generation is read once: {after_reload:#}");
+    assert_eq!(
+        after_reload["ruleset_reads"], 2,
+        "the reload's new generation is read once: {after_reload:#}"
+    );
 
     // Restart on another permanent configuration: the name loses its owner, then a new
     // daemon takes it and loads that configuration. (Permanent changes are no runtime change:

@@ -62,7 +62,9 @@ impl TraceListener {
                 Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(Received::default()),
                 // A reload of a big ruleset floods the group: the traces lost are reported by
                 // the caller, and the ruleset is re-read; listening goes on.
-                Some(libc::ENOBUFS) => Ok(Received { ruleset_changed: true, overrun: true, ..Default::default() }),
+                Some(libc::ENOBUFS) => {
+                    Ok(Received { ruleset_changed: true, overrun: true, ..Default::default() })
+                }
                 _ => Err(e.into()),
             };
         }

@@ -32,9 +32,17 @@ impl Discovery {
         Self::default()
     }
 
-    /// Scans the machine's namespaces now.
-    pub fn scan(&mut self) -> Changes {
-        self.update(inventory::list())
+    /// Scans the machine's namespaces now, plus `extra` ones known from elsewhere (the
+    /// container runtime names each pod's namespace, even where /run/netns is not visible to
+    /// reach) that the inventory did not list.
+    pub fn scan(&mut self, extra: Vec<NetNs>) -> Changes {
+        let mut all = inventory::list();
+        for ns in extra {
+            if !all.iter().any(|n| n.inode == ns.inode) && ns.path.exists() {
+                all.push(ns);
+            }
+        }
+        self.update(all)
     }
 
     /// Compares `now` (one inventory listing) with what was known.
@@ -80,12 +88,12 @@ mod tests {
     #[test]
     fn reports_appeared_gone_and_moved_namespaces_once() {
         let mut d = Discovery::new();
-        let first = d.update(vec![ns(1, "/proc/1/ns/net"), ns(2, "/run/netns/a")]);
+        let first = d.update(vec![ns(1, "/proc/self/ns/net"), ns(2, "/run/netns/a")]);
         assert_eq!(first.appeared.len(), 2);
-        assert!(d.update(vec![ns(1, "/proc/1/ns/net"), ns(2, "/run/netns/a")]).is_empty());
+        assert!(d.update(vec![ns(1, "/proc/self/ns/net"), ns(2, "/run/netns/a")]).is_empty());
         // 2 is gone, 3 appeared, 1 is now reached through another (existing) path: kept as is
         // while the old path works.
-        let c = d.update(vec![ns(1, "/proc/self/ns/net"), ns(3, "/run/netns/b")]);
+        let c = d.update(vec![ns(1, "/proc/thread-self/ns/net"), ns(3, "/run/netns/b")]);
         assert_eq!(c.appeared.iter().map(|n| n.inode).collect::<Vec<_>>(), [3]);
         assert_eq!(c.gone.iter().map(|n| n.inode).collect::<Vec<_>>(), [2]);
         assert!(c.moved.is_empty());

@@ -1,8 +1,8 @@
 //! Network namespaces: entering them safely and knowing which exist.
 pub mod addresses;
 pub mod conntrack;
-pub mod docker;
 pub mod discover;
+pub mod docker;
 pub mod enter;
 pub mod interfaces;
 pub mod inventory;

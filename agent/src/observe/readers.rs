@@ -53,7 +53,9 @@ pub fn spawn_trace(
             let got = listener.recv()?;
             let idle = got.traces.is_empty() && !got.ruleset_changed;
             if got.overrun {
-                tracing::warn!("nftables notifications of netns {netns} were lost (receive buffer overrun)");
+                tracing::warn!(
+                    "nftables notifications of netns {netns} were lost (receive buffer overrun)"
+                );
             }
             for ev in got.traces {
                 if let Some(t) = asm.push(ev)

@@ -423,7 +423,11 @@ impl Session {
 
     /// The interfaces tapped in namespace `inode`.
     pub fn interfaces_of(&self, inode: u64) -> Vec<(String, u32)> {
-        self.taps.iter().find(|t| t.ns.inode == inode).map(|t| t.tap.ifaces.clone()).unwrap_or_default()
+        self.taps
+            .iter()
+            .find(|t| t.ns.inode == inode)
+            .map(|t| t.tap.ifaces.clone())
+            .unwrap_or_default()
     }
 
     /// Starts watching the packets of one more namespace (it appeared after start-up): its
@@ -553,13 +557,18 @@ impl Session {
             }
             self.state.names.forget_device(netns, ifindex);
         } else {
-            let wanted = crate::netns::enter::in_netns(&t.ns.path, crate::probes::net::default_ifaces)
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_default();
+            let wanted =
+                crate::netns::enter::in_netns(&t.ns.path, crate::probes::net::default_ifaces)
+                    .ok()
+                    .and_then(Result::ok)
+                    .unwrap_or_default();
             for iface in wanted {
                 match t.tap.attach_iface(&iface) {
-                    Ok(Some(_)) => changes.push(TapChange::Attached { inode: netns, netns: t.ns.name.clone(), iface }),
+                    Ok(Some(_)) => changes.push(TapChange::Attached {
+                        inode: netns,
+                        netns: t.ns.name.clone(),
+                        iface,
+                    }),
                     Ok(None) => {}
                     // Gone again before the attach (a short-lived interface): the next
                     // notification says so; nothing was attached.
@@ -572,10 +581,15 @@ impl Session {
                     crate::netns::addresses::if_indexes().unwrap_or_default()
                 })
                 .unwrap_or_default();
-                let dead: Vec<u32> = t.tap.ifaces.iter().map(|(_, i)| *i).filter(|i| !alive.contains(i)).collect();
+                let dead: Vec<u32> =
+                    t.tap.ifaces.iter().map(|(_, i)| *i).filter(|i| !alive.contains(i)).collect();
                 for ifindex in dead {
                     if let Some(iface) = t.tap.forget_iface(ifindex) {
-                        changes.push(TapChange::Detached { inode: netns, netns: t.ns.name.clone(), iface });
+                        changes.push(TapChange::Detached {
+                            inode: netns,
+                            netns: t.ns.name.clone(),
+                            iface,
+                        });
                     }
                 }
             }
@@ -646,7 +660,14 @@ fn start_tap(
 ) -> anyhow::Result<Tap> {
     let (stop, stop_rx) = watch::channel(false);
     let ring = reorder.add_ring();
-    readers::spawn(readers, tap.take_events()?, ring, readers::Kind::Packet, tx.clone(), stop_rx.clone())?;
+    readers::spawn(
+        readers,
+        tap.take_events()?,
+        ring,
+        readers::Kind::Packet,
+        tx.clone(),
+        stop_rx.clone(),
+    )?;
     if follow_links {
         let fd = links::open(&ns.path)
             .with_context(|| format!("watching the interfaces of {}", ns.name))?;
@@ -921,7 +942,10 @@ impl State {
 
     /// The ruleset of namespace `netns` as it is now: the one read after its last change
     /// (NFT_MSG_NEWGEN), read again only after the next — whatever the rate of traced packets.
-    fn ruleset(&mut self, netns: u64) -> Option<std::sync::Arc<crate::firewall::nftables::Ruleset>> {
+    fn ruleset(
+        &mut self,
+        netns: u64,
+    ) -> Option<std::sync::Arc<crate::firewall::nftables::Ruleset>> {
         if let Some(r) = self.rulesets.get(&netns) {
             return Some(r.clone());
         }

@@ -443,9 +443,8 @@ impl DropTap {
     /// Reports drops in namespace `inode` too from now on (a namespace that appeared). Only
     /// meaningful when the tracer was attached with a namespace filter.
     pub fn watch_netns(&mut self, inode: u64) -> anyhow::Result<()> {
-        let mut watched: BpfHashMap<_, u32, u8> = BpfHashMap::try_from(
-            self.ebpf.map_mut("WATCHED_NETNS").context("WATCHED_NETNS map")?,
-        )?;
+        let mut watched: BpfHashMap<_, u32, u8> =
+            BpfHashMap::try_from(self.ebpf.map_mut("WATCHED_NETNS").context("WATCHED_NETNS map")?)?;
         watched.insert(inode as u32, 1, 0)?;
         Ok(())
     }

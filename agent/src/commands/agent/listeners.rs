@@ -43,7 +43,8 @@ pub fn unreachable_reason(l: &ListenerView) -> Option<Unreachable> {
     }
 }
 
-const ALL: [Unreachable; 3] = [Unreachable::LoopbackOnly, Unreachable::V6Only, Unreachable::DeviceBound];
+const ALL: [Unreachable; 3] =
+    [Unreachable::LoopbackOnly, Unreachable::V6Only, Unreachable::DeviceBound];
 
 fn is_unspecified(addr: &str) -> bool {
     addr.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_unspecified())
@@ -200,13 +201,22 @@ mod tests {
 
     #[test]
     fn each_listener_gets_the_reason_that_shuts_clients_out() {
-        assert_eq!(unreachable_reason(&view("127.0.0.1", None, None)), Some(Unreachable::LoopbackOnly));
-        assert_eq!(unreachable_reason(&view("::1", Some(true), None)), Some(Unreachable::LoopbackOnly));
+        assert_eq!(
+            unreachable_reason(&view("127.0.0.1", None, None)),
+            Some(Unreachable::LoopbackOnly)
+        );
+        assert_eq!(
+            unreachable_reason(&view("::1", Some(true), None)),
+            Some(Unreachable::LoopbackOnly)
+        );
         assert_eq!(unreachable_reason(&view("::", Some(true), None)), Some(Unreachable::V6Only));
         assert_eq!(unreachable_reason(&view("::", Some(false), None)), None);
         // An IPv6 address listener is v6-only by nature; it is not the dual-stack trap.
         assert_eq!(unreachable_reason(&view("fd00::1", Some(true), None)), None);
-        assert_eq!(unreachable_reason(&view("0.0.0.0", None, Some(3))), Some(Unreachable::DeviceBound));
+        assert_eq!(
+            unreachable_reason(&view("0.0.0.0", None, Some(3))),
+            Some(Unreachable::DeviceBound)
+        );
         assert_eq!(unreachable_reason(&view("0.0.0.0", None, None)), None);
         let udp = ListenerView { proto: "udp", ..view("127.0.0.1", None, None) };
         assert_eq!(unreachable_reason(&udp), None);

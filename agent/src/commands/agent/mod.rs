@@ -130,7 +130,10 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         }
     };
     eprintln!("reach: naming pods from {}", pods.describe());
-    eprintln!("reach: serving metrics on http://{}/metrics (/healthz, /readyz)", server.local_addr());
+    eprintln!(
+        "reach: serving metrics on http://{}/metrics (/healthz, /readyz)",
+        server.local_addr()
+    );
     let metrics = Arc::new(Metrics::new(MetricsConfig {
         max_label_sets: args.max_label_sets,
         grace: Duration::from_secs_f64(args.series_grace),
@@ -188,9 +191,9 @@ async fn observe(
         sink.listeners.track(ns.netns_ref(), ns.path.clone());
     }
     // The first listing: every namespace there now (the host's already tapped).
-    let first = scan(&mut discovery).await;
     pods.refresh(true).await;
     sink.pods = pods.index.clone();
+    let first = scan(&mut discovery, &pods.index).await;
     apply(&mut session, &mut sink, &metrics, &pods.index, first).await;
     refresh_listeners(&mut sink, &metrics);
     publish_watched(&session, &sink, &metrics);
@@ -215,7 +218,7 @@ async fn observe(
                 if !sink.unknown_netns.is_empty() {
                     let unknown = std::mem::take(&mut sink.unknown_netns);
                     if unknown.iter().any(|i| !discovery.contains(*i)) {
-                        let c = scan(&mut discovery).await;
+                        let c = scan(&mut discovery, &pods.index).await;
                         if pods.refresh(!c.appeared.is_empty()).await {
                             sink.pods = pods.index.clone();
                         }
@@ -233,7 +236,7 @@ async fn observe(
                 }
             }
             _ = rescan.tick() => {
-                let c = scan(&mut discovery).await;
+                let c = scan(&mut discovery, &pods.index).await;
                 // A new namespace is usually a new pod: ask the runtime now, not at the next
                 // periodic listing, so its first series already carry the pod's name.
                 let changed = pods.refresh(!c.is_empty()).await;
@@ -259,11 +262,23 @@ async fn observe(
     Ok(ExitCode::SUCCESS)
 }
 
-async fn scan(discovery: &mut Discovery) -> Changes {
+async fn scan(discovery: &mut Discovery, pods: &PodIndex) -> Changes {
+    let extra = pods
+        .pods()
+        .filter_map(|p| {
+            let path = p.netns_path.clone()?;
+            Some(crate::netns::inventory::NetNs {
+                inode: p.netns_inode?,
+                name: path.file_name()?.to_string_lossy().into_owned(),
+                path,
+                processes: 0,
+            })
+        })
+        .collect();
     // The inventory walks /proc: off the runtime's worker threads.
     let mut d = std::mem::take(discovery);
     let (d, changes) = tokio::task::spawn_blocking(move || {
-        let c = d.scan();
+        let c = d.scan(extra);
         (d, c)
     })
     .await
@@ -305,7 +320,10 @@ async fn apply(
             Ok(ifaces) => {
                 tracing::info!("watching netns {} ({})", w.name, ifaces.join(", "));
                 metrics.back(&w.name);
-                sink.owners.set(NetnsRef { inode: w.inode, name: w.name.clone() }, pod_label(pods, w.inode));
+                sink.owners.set(
+                    NetnsRef { inode: w.inode, name: w.name.clone() },
+                    pod_label(pods, w.inode),
+                );
                 sink.listeners.track(w.netns_ref(), w.path.clone());
             }
             // A namespace that vanished between the listing and the attach is simply gone;
@@ -395,6 +413,9 @@ fn publish_watched(session: &Session, sink: &AgentSink, metrics: &Metrics) {
     metrics.set_watched(session.namespaces().count() as i64, session.interface_count() as i64);
     for ns in session.namespaces() {
         let owner = sink.owners.of(&ns.netns_ref());
-        metrics.set_namespace_interfaces(&labels(&owner), session.interfaces_of(ns.inode).len() as i64);
+        metrics.set_namespace_interfaces(
+            &labels(&owner),
+            session.interfaces_of(ns.inode).len() as i64,
+        );
     }
 }

@@ -38,7 +38,10 @@ pub struct AgentSink {
     /// The node's pods as last listed: a process's pod and container, by its cgroup.
     pub pods: crate::pods::PodIndex,
     /// Failed binds and listens waiting to be printed (`report_binds`).
-    pub failed_binds: Vec<(crate::probes::sock_event::SockObservation, Option<crate::pods::cgroup_path::PodCgroup>)>,
+    pub failed_binds: Vec<(
+        crate::probes::sock_event::SockObservation,
+        Option<crate::pods::cgroup_path::PodCgroup>,
+    )>,
     interfaces: HashMap<u64, (Instant, Vec<Interface>)>,
     clock: Clock,
 }
@@ -90,11 +93,15 @@ impl AgentSink {
         if addr.is_loopback() {
             return true;
         }
-        let has = |v: &[Interface]| v.iter().any(|i| i.addrs.iter().any(|a| a.to_canonical() == addr));
+        let has =
+            |v: &[Interface]| v.iter().any(|i| i.addrs.iter().any(|a| a.to_canonical() == addr));
         if has(&self.interfaces_of(inode, names)) {
             return true;
         }
-        let fresh = self.interfaces.get(&inode).is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(1));
+        let fresh = self
+            .interfaces
+            .get(&inode)
+            .is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(1));
         if fresh {
             return false;
         }
@@ -104,7 +111,11 @@ impl AgentSink {
 
     /// The pod labels of process `pid` (its cgroup names pod and container), or, without
     /// one, of the namespace's owner.
-    pub fn pod_of_pid(&self, pid: u32, netns: &crate::probes::sock_event::NetnsRef) -> Option<super::owner::PodLabel> {
+    pub fn pod_of_pid(
+        &self,
+        pid: u32,
+        netns: &crate::probes::sock_event::NetnsRef,
+    ) -> Option<super::owner::PodLabel> {
         self.pod_of(pid, None, netns)
     }
 
@@ -131,9 +142,9 @@ impl AgentSink {
     /// Whether some pending failed bind's process is in no pod of the latest listing (the
     /// caller lists the pods again first: the container may have just started).
     pub fn binds_need_pods(&self) -> bool {
-        self.failed_binds
-            .iter()
-            .any(|(o, cg)| self.pod_of(o.pid, cg.as_ref(), &o.netns).and_then(|p| p.container).is_none())
+        self.failed_binds.iter().any(|(o, cg)| {
+            self.pod_of(o.pid, cg.as_ref(), &o.netns).and_then(|p| p.container).is_none()
+        })
     }
 
     /// `{"type":"failed_bind"}` lines: the bind or listen observation, `call` (bind or
@@ -199,9 +210,10 @@ pub fn labels(o: &Owner) -> Where {
     Where {
         netns: o.netns.name.clone(),
         namespace: o.pod.as_ref().map(|p| p.namespace.clone()).filter(|n| !n.is_empty()),
-        pod: o.pod.as_ref().map(|p| {
-            if p.name.is_empty() { format!("uid:{}", p.uid) } else { p.name.clone() }
-        }),
+        pod: o
+            .pod
+            .as_ref()
+            .map(|p| if p.name.is_empty() { format!("uid:{}", p.uid) } else { p.name.clone() }),
     }
 }
 

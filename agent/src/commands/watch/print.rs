@@ -55,9 +55,13 @@ impl<W: Write> Sink for Printer<W> {
                 let v = serde_json::json!({"type": "tap", "change": what, "netns": netns, "iface": iface});
                 render::line(out, json, &v, || match change {
                     TapChange::Attached { .. } => {
-                        format!("watching SYNs on {iface} in {netns} too (it appeared or got an address)")
+                        format!(
+                            "watching SYNs on {iface} in {netns} too (it appeared or got an address)"
+                        )
                     }
-                    TapChange::Detached { .. } => format!("{iface} in {netns} is gone: no longer watched"),
+                    TapChange::Detached { .. } => {
+                        format!("{iface} in {netns} is gone: no longer watched")
+                    }
                 })
             }
             Event::Suppressed(syn, other) => {
