@@ -593,3 +593,43 @@ fn assert_location_in(loc: &str, function: &str) {
     let next = text.iter().map(|(a, _)| *a).find(|&a| a > start).expect("a symbol after it");
     assert!(offset < next - start, "{loc}: offset beyond {function} ({} bytes)", next - start);
 }
+
+/// The default interface set follows the namespace: a veth added while watching is tapped
+/// (a `tap` line, then its SYNs), and let go when it is deleted; nothing stays attached.
+#[test]
+fn an_interface_added_while_watching_is_tapped_and_released_when_deleted() {
+    require_root();
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let hosts = TwoHosts::new("wp-plug").unwrap();
+    let extra = reach_agent::lab::NetNs::new("wp-plug-x").unwrap();
+    let check = leftovers(&hosts);
+    let run = watch(&hosts, 7401);
+    let link = reach_agent::lab::Veth::create(
+        reach_agent::lab::VethEnd::new(&hosts.server, "plug0").addrs(&["10.79.0.1/24"]),
+        reach_agent::lab::VethEnd::new(&extra, "plug1").addrs(&["10.79.0.2/24"]),
+    )
+    .unwrap();
+    let srv = hosts.server.name().to_string();
+    run.wait_for_json("plug0 tapped", |v| {
+        v["type"] == "tap"
+            && v["change"] == "attached"
+            && v["iface"] == "plug0"
+            && v["netns"] == srv.as_str()
+    });
+    let to = SocketAddr::from(([10, 79, 0, 1], 7401));
+    let e = extra
+        .run_in(move || TcpStream::connect_timeout(&to, Duration::from_secs(2)))
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    run.wait_for_json("the SYN on plug0", |v| {
+        v["type"] == "syn" && v["iface"] == "plug0" && v["dport"] == 7401
+    });
+    drop(link);
+    run.wait_for_json("plug0 released", |v| {
+        v["type"] == "tap" && v["change"] == "detached" && v["iface"] == "plug0"
+    });
+    let (code, _) = run.stop();
+    assert_eq!(code, Some(0));
+    check.assert_nothing_new("after watching an interface that came and went");
+}

@@ -92,3 +92,96 @@ pub fn judge(rec: &FlowRecord, cx: Context<'_>) -> Judged {
     });
     Judged { verdict: d.verdict, line }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        model::flows::{DropEvidence, Family},
+        probes::sock_event::NetnsRef,
+    };
+
+    fn refused() -> FlowRecord {
+        FlowRecord {
+            kind: "flow",
+            netns: 9,
+            family: Family::V4,
+            client: "10.88.0.5:40000".parse().unwrap(),
+            server: "10.88.0.7:8080".parse().unwrap(),
+            outcome: Outcome::Reset,
+            syn_count: 1,
+            first_syn_ns: Some(1),
+            last_syn_ns: Some(1),
+            first_event_ns: 1,
+            last_event_ns: 2,
+            synack_sent: false,
+            rst_sent: true,
+            ifindex: Some(2),
+            drop: Some(DropEvidence {
+                reason: "NO_SOCKET".into(),
+                location: None,
+                count: 1,
+                syn: true,
+            }),
+            reply_drop: None,
+            duration_ms: 0.0,
+        }
+    }
+
+    fn listener(addr: &str) -> ListenerView {
+        ListenerView {
+            kind: "listener",
+            netns: NetnsRef { inode: 9, name: "cni-a".into() },
+            pid: Some(7),
+            pids: vec![7],
+            comm: Some("httpd".into()),
+            family: "ipv4",
+            proto: "tcp",
+            addr: addr.into(),
+            port: 8080,
+            backlog: Some(128),
+            accept_queue: Some(0),
+            v6only: None,
+            loopback_only: addr.starts_with("127."),
+            bound_dev_if: None,
+            cookie: 1,
+        }
+    }
+
+    /// The agent's line says what `reach why` would: nothing listening, or the seed's loopback
+    /// bind, from the listeners the kernel lists, with a fix and the question to ask next.
+    #[test]
+    fn a_refused_attempt_is_judged_from_the_listeners_on_its_port() {
+        let owner = Owner { netns: NetnsRef { inode: 9, name: "cni-a".into() }, pod: None };
+        let iface = Interface {
+            ifindex: 2,
+            name: "eth0".into(),
+            addrs: vec!["10.88.0.7".parse().unwrap()],
+        };
+        let lo =
+            Interface { ifindex: 1, name: "lo".into(), addrs: vec!["127.0.0.1".parse().unwrap()] };
+        let judge_with = |listeners: Vec<ListenerView>| {
+            judge(
+                &refused(),
+                Context {
+                    owner: &owner,
+                    time: "t".into(),
+                    iface: Some("eth0".into()),
+                    listeners,
+                    interfaces: vec![lo.clone(), iface.clone()],
+                    walk: None,
+                },
+            )
+        };
+        let none = judge_with(Vec::new());
+        assert_eq!(none.verdict, Verdict::NoListener);
+        assert_eq!(none.line["verdict"], "no_listener");
+        assert_eq!(none.line["outcome"], "reset");
+        assert_eq!(none.line["ask"], "reach why 10.88.0.7:8080 --netns cni-a");
+        let lo_only = judge_with(vec![listener("127.0.0.1")]);
+        assert_eq!(lo_only.verdict, Verdict::LoopbackOnlyBind, "{:#}", lo_only.line);
+        assert!(!lo_only.line["fix"].as_array().unwrap().is_empty(), "{:#}", lo_only.line);
+        assert!(failed(&refused()));
+        assert!(!failed(&FlowRecord { outcome: Outcome::Accepted, ..refused() }));
+    }
+}
