@@ -9,6 +9,7 @@
 mod attempts;
 mod listeners;
 mod owner;
+mod pods;
 mod sink;
 
 use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
@@ -26,7 +27,7 @@ use crate::{
         sock_event::NetnsRef,
     },
 };
-use owner::PodLabel;
+use pods::{Pods, name_pods, pod_label};
 use sink::{AgentSink, labels};
 
 #[derive(Debug, clap::Args)]
@@ -332,58 +333,6 @@ async fn apply(
             Err(e) => tracing::warn!("cannot watch netns {}: {e:#}", w.name),
         }
     }
-}
-
-/// The node's pods, as the runtime listed them last.
-struct Pods {
-    source: PodSource,
-    index: PodIndex,
-    read_at: Option<std::time::Instant>,
-}
-
-/// Pods are listed again at least this often, even when no namespace came or went (a pod's
-/// sandbox can turn READY after its namespace appeared).
-const PODS_EVERY: Duration = Duration::from_secs(5);
-
-impl Pods {
-    /// Lists the pods again when `now` or when the last listing is old; true when it did.
-    async fn refresh(&mut self, now: bool) -> bool {
-        if !now && self.read_at.is_some_and(|t| t.elapsed() < PODS_EVERY) {
-            return false;
-        }
-        self.read_at = Some(std::time::Instant::now());
-        match self.source.snapshot().await {
-            Ok(index) => {
-                self.index = index;
-                true
-            }
-            // The runtime restarting is normal on a node: keep the last listing.
-            Err(e) => {
-                tracing::warn!("listing pods from {}: {e:#}", self.source.describe());
-                false
-            }
-        }
-    }
-}
-
-/// The labels of the pod whose sandbox owns namespace `inode`.
-fn pod_label(pods: &PodIndex, inode: u64) -> Option<PodLabel> {
-    pods.by_netns(inode).map(|p| PodLabel {
-        namespace: p.namespace.clone(),
-        name: p.name.clone(),
-        uid: p.uid.clone(),
-        container: None,
-    })
-}
-
-/// Names the pods of the followed namespaces from the latest listing; true when one changed.
-fn name_pods(sink: &mut AgentSink, pods: &PodIndex) -> bool {
-    let inodes: Vec<u64> = sink.owners.all().map(|o| o.netns.inode).collect();
-    let mut changed = false;
-    for inode in inodes {
-        changed |= sink.owners.set_pod(inode, pod_label(pods, inode));
-    }
-    changed
 }
 
 fn refresh_listeners(sink: &mut AgentSink, metrics: &Metrics) {
