@@ -355,3 +355,80 @@ fn label_sets_beyond_the_bound_fold_into_other_without_losing_counts() {
     let (code, _, _, err) = agent.terminate();
     assert_eq!(code, Some(0), "{err}");
 }
+
+/// `--trace-port`: SYNs to the port are traced through nftables in every watched namespace,
+/// those that appear later included (but not in the ones `--no-trace-netns` names: here the
+/// host, whose ruleset stays byte for byte the same): a failed attempt names the table, chain
+/// and rule that dropped it, the verdict is counted, and reach's table is gone afterwards.
+#[test]
+fn traced_ports_name_the_rule_that_dropped_an_attempt_in_namespaces_old_and_new() {
+    require_root();
+    let _s = serial();
+    let root = reach_tests::ruleset::RulesetSnapshot::take(None);
+    let early = TwoHosts::new("ag-trace1").unwrap();
+    let early_handle = nft_drop_rule(&early.server, "agtrace", 7343);
+    let check =
+        Leftovers::snapshot(&Scope { netns: Some(&early.server), ifaces: &[TwoHosts::SERVER_IF] });
+    let agent = AgentRun::start(&[
+        "--json",
+        "--flow-timeout",
+        "1",
+        "--trace-port",
+        "7343",
+        "--no-trace-netns",
+        "host",
+    ]);
+    let traced = |hosts: &TwoHosts| {
+        hosts.server.run("nft", &["list", "tables"]).unwrap().contains("reach_trace")
+    };
+    reach_tests::wait_until(
+        "reach's trace table in the early namespace",
+        Duration::from_secs(5),
+        || traced(&early),
+    );
+    // A namespace that appears while the agent runs is traced too.
+    let late = TwoHosts::new("ag-trace2").unwrap();
+    let late_handle = nft_drop_rule(&late.server, "agtrace", 7343);
+    let late_srv = late.server.name().to_string();
+    agent.scrape_until("the late namespace watched", Duration::from_secs(10), |s| {
+        s.sum("reach_namespace_interfaces", &[("netns", &late_srv)]) >= 2.0
+    });
+    reach_tests::wait_until(
+        "reach's trace table in the late namespace",
+        Duration::from_secs(5),
+        || late.server.run("nft", &["list", "tables"]).unwrap().contains("reach_trace"),
+    );
+    for (hosts, handle) in [(&early, early_handle), (&late, late_handle)] {
+        let e = connect(hosts, 7343, Duration::from_millis(1500)).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+        let srv = hosts.server.name().to_string();
+        let line = agent.run.wait_for_json("the traced failed attempt", |v| {
+            v["type"] == "failed_attempt" && v["netns"]["name"] == srv.as_str()
+        });
+        assert_eq!(line["firewall"]["table"], "inet agtrace", "{line:#}");
+        assert_eq!(line["firewall"]["rule_handle"], handle, "{line:#}");
+        assert_eq!(line["firewall"]["verdict"], "drop", "{line:#}");
+        assert_eq!(line["outcome"], "dropped", "{line:#}");
+        // The verdict names that rule, and the fix removes or overrides exactly it.
+        assert_eq!(line["verdict"], "other_netfilter_drop", "{line:#}");
+        let fix = line["fix"].to_string();
+        assert!(fix.contains("agtrace") && fix.contains(&format!("handle {handle}")), "{line:#}");
+        let s = agent.scrape_until("the verdict counted", Duration::from_secs(5), |s| {
+            s.sum(
+                "reach_firewall_verdicts_total",
+                &[
+                    ("netns", &srv),
+                    ("scope_kind", "table"),
+                    ("scope", "inet agtrace"),
+                    ("verdict", "drop"),
+                ],
+            ) >= 1.0
+        });
+        assert_eq!(s.type_of("reach_firewall_verdicts_total"), Some("counter"));
+    }
+    let (code, _, _, err) = agent.terminate();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!traced(&late), "reach's table is removed on exit");
+    check.assert_nothing_new("after reach agent traced port 7343");
+    root.assert_unchanged("reach agent --no-trace-netns host");
+}

@@ -4,6 +4,7 @@
 //! (`readers.rs`), puts the observations back in kernel-time order (`reorder.rs`), polls full
 //! listen queues (`overflow.rs`), and hands each observation to the caller's `Sink`.
 pub mod links;
+pub mod netfilter_rule;
 mod overflow;
 mod readers;
 mod reorder;

@@ -105,6 +105,28 @@ pub struct SessionOptions {
     /// one (with an address, or lo) and let go of a deleted one. Meaningful when `ifaces` is
     /// empty (the default set); named interfaces are tapped as named.
     pub follow_links: bool,
+    /// Ports whose SYNs are traced through nftables, when they differ from `ports` (the agent
+    /// reports every port and traces a few); empty: `ports`.
+    pub trace_ports: Vec<u16>,
+    /// Namespaces (inodes) never traced, whatever `trace` says: their rulesets stay untouched.
+    pub no_trace: BTreeSet<u64>,
+    /// Name the rule of every traced walk that did not accept (`VerdictRecord::netfilter`),
+    /// from the ruleset kept per generation: for the agent, which judges every failed attempt.
+    pub rule_evidence: bool,
+}
+
+impl SessionOptions {
+    fn traced_ports(&self) -> &[u16] {
+        if self.trace_ports.is_empty() { &self.ports } else { &self.trace_ports }
+    }
+
+    /// Whether namespace `inode` gets reach's trace table.
+    fn traces(&self, inode: u64) -> bool {
+        self.trace
+            && self.packets
+            && !self.traced_ports().is_empty()
+            && !self.no_trace.contains(&inode)
+    }
 }
 
 /// An interface that does not exist in a watched namespace: bad input, not a failure.
@@ -140,6 +162,10 @@ pub struct VerdictRecord {
     /// The walk began at the output hook: a local client's SYN (before it loops back in on lo
     /// and walks prerouting and input too, or is sent on by a NAT in output).
     pub sent_locally: bool,
+    /// The deciding rule as evidence, for a walk that did not accept and that no firewalld
+    /// concept names (None otherwise, or when the session does not look rules up): from the
+    /// ruleset kept per nftables generation, never read per packet.
+    pub netfilter: Option<crate::diagnose::NetfilterRule>,
 }
 
 impl VerdictRecord {
@@ -184,7 +210,8 @@ pub struct Session {
     binds: BindListen,
     drops: Option<DropTap>,
     taps: Vec<Tap>,
-    trace_tables: Vec<TraceTable>,
+    /// reach's trace table per traced namespace (inode): removed on exit, or when it goes.
+    trace_tables: Vec<(u64, TraceTable)>,
     overflows: Vec<overflow::Watcher>,
     readers: JoinSet<anyhow::Result<()>>,
     rx: mpsc::Receiver<Msg>,
@@ -198,6 +225,8 @@ pub struct Session {
     ticks: u64,
     /// What taps added later are attached with.
     net: NetOptions,
+    /// What namespaces added later are traced with (`SessionOptions::traces`).
+    trace: SessionOptions,
     how: Option<TcHow>,
     follow_links: bool,
 }
@@ -319,20 +348,15 @@ impl Session {
         }
         let mut trace_tables = Vec::new();
         let mut trace_listeners = Vec::new();
-        if opts.trace && opts.packets && !opts.ports.is_empty() {
-            for ns in &opts.namespaces {
-                let listener = TraceListener::open(&ns.path, Duration::from_millis(200))?;
-                trace_tables.push(TraceTable::install(&ns.path, &opts.ports)?);
-                announce(&format!(
-                    "added table inet {} in {} to trace SYNs to port(s) {} and the replies from them (removed on exit)",
-                    trace_table::TABLE,
-                    ns.name,
-                    opts.ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
-                ));
-                trace_listeners.push((ns.inode, listener));
-            }
+        for ns in opts.namespaces.iter().filter(|ns| opts.traces(ns.inode)) {
+            let (table, listener) = start_trace(ns, opts.traced_ports(), &announce)?;
+            trace_tables.push((ns.inode, table));
+            trace_listeners.push((ns.inode, listener));
         }
-        let firewalld = if trace_tables.is_empty() {
+        // Where tracing may start later (namespaces that appear), firewalld's view is needed
+        // from the start too.
+        let may_trace = opts.trace && opts.packets && !opts.traced_ports().is_empty();
+        let firewalld = if trace_tables.is_empty() && !(may_trace && opts.follow_links) {
             None
         } else {
             let f = start_firewalld_cache(opts.firewalld_bus.as_deref(), &announce).await;
@@ -359,7 +383,12 @@ impl Session {
             tapped.push(t);
         }
         for (inode, listener) in trace_listeners {
-            readers::spawn_trace(&mut readers, listener, inode, tx.clone(), stop_rx.clone());
+            // Stopped with its namespace's tap when it goes, else with the session.
+            let stop = tapped
+                .iter()
+                .find(|t: &&Tap| t.ns.inode == inode)
+                .map_or_else(|| stop_rx.clone(), |t| t.stop.subscribe());
+            readers::spawn_trace(&mut readers, listener, inode, tx.clone(), stop);
         }
 
         let decoder = Decoder {
@@ -388,6 +417,7 @@ impl Session {
             firewalld,
             rulesets: Default::default(),
             ruleset_reads: 0,
+            rule_evidence: opts.rule_evidence,
             lost_seen: (0, 0),
             suppressed_seen: (0, 0),
         };
@@ -408,6 +438,7 @@ impl Session {
             net,
             how: tc_how,
             follow_links: opts.follow_links,
+            trace: opts.clone(),
         })
     }
 
@@ -453,6 +484,18 @@ impl Session {
             &mut self.readers,
             &tx,
         )?;
+        if self.trace.traces(ns.inode) {
+            let (table, listener) =
+                start_trace(&ns, self.trace.traced_ports(), &|m: &str| tracing::info!("{m}"))?;
+            self.trace_tables.push((ns.inode, table));
+            readers::spawn_trace(
+                &mut self.readers,
+                listener,
+                ns.inode,
+                tx.clone(),
+                t.stop.subscribe(),
+            );
+        }
         self.taps.push(t);
         self.overflows.push(overflow::Watcher::new(ns.netns_ref(), ns.path.clone()));
         self.state.packet_inodes.insert(ns.inode);
@@ -487,6 +530,8 @@ impl Session {
             d.unwatch_netns(inode);
         }
         self.overflows.retain(|w| w.netns.inode != inode);
+        // Its table went with the namespace; dropping the handle only tries to remove it.
+        self.trace_tables.retain(|(i, _)| *i != inode);
         self.state.packet_inodes.remove(&inode);
         self.state.ns_paths.remove(&inode);
         self.state.rulesets.remove(&inode);
@@ -646,6 +691,24 @@ impl Session {
         drop(self.binds);
         Ok(())
     }
+}
+
+/// Installs reach's trace table for `ports` in `ns` and opens the listener of its traces
+/// (and of its ruleset's changes), announced.
+fn start_trace(
+    ns: &Watched,
+    ports: &[u16],
+    announce: &impl Fn(&str),
+) -> anyhow::Result<(TraceTable, TraceListener)> {
+    let listener = TraceListener::open(&ns.path, Duration::from_millis(200))?;
+    let table = TraceTable::install(&ns.path, ports)?;
+    announce(&format!(
+        "added table inet {} in {} to trace SYNs to port(s) {} and the replies from them (removed on exit)",
+        trace_table::TABLE,
+        ns.name,
+        ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+    ));
+    Ok((table, listener))
 }
 
 /// Hands a freshly attached tap its ring id and readers: the ring's, and with `follow_links`
@@ -822,6 +885,7 @@ fn verdict_record(
         reply: t.is_reply(),
         sent_locally: t.locally_sent(),
         steps: t.steps.iter().filter(|s| s.table != trace_table::TABLE).cloned().collect(),
+        netfilter: None,
     })
 }
 
@@ -842,6 +906,8 @@ struct State {
     rulesets: std::collections::HashMap<u64, std::sync::Arc<crate::firewall::nftables::Ruleset>>,
     /// How many times a ruleset was read (reported in `nft_verdict` lines as `ruleset_reads`).
     ruleset_reads: u64,
+    /// Look up the deciding rule of every walk that did not accept (`VerdictRecord::netfilter`).
+    rule_evidence: bool,
     /// (all, SYN) lost events reported so far.
     lost_seen: (u64, u64),
     /// (SYN, reply/drop) events suppressed by the rate bound, reported so far.
@@ -875,6 +941,7 @@ impl State {
                 let attribution =
                     self.attribute(netns, &t).map(|a| self.arrival_zone(netns, &t, a));
                 let mut v = verdict_record(netns, &t, &mut self.names, attribution)?;
+                v.netfilter = self.netfilter_rule(netns, &v, &t);
                 v.json["ruleset_reads"] = self.ruleset_reads.into();
                 // A reply's walk is keyed by the sink that wants it (server → client as on the
                 // wire); the flows join only the SYN's walk, keyed client → server.
@@ -959,6 +1026,29 @@ impl State {
         let r = std::sync::Arc::new(ruleset);
         self.rulesets.insert(netns, r.clone());
         Some(r)
+    }
+
+    /// The rule that did not accept `v`'s packet, when no firewalld concept names it (what
+    /// `reach why` looks up for its one attempt), for the sinks that want it per walk.
+    fn netfilter_rule(
+        &mut self,
+        netns: u64,
+        v: &VerdictRecord,
+        t: &PacketTrace,
+    ) -> Option<crate::diagnose::NetfilterRule> {
+        if !self.rule_evidence || v.verdict.as_deref() == Some("accept") {
+            return None;
+        }
+        let named = v.attribution.as_ref().is_some_and(|a| {
+            a.action != "accept" && a.concept != crate::firewall::firewalld_chains::Concept::Other
+        });
+        if named {
+            return None;
+        }
+        let ruleset = self.ruleset(netns);
+        // The client: the SYN's source, or a reply's destination.
+        let client = t.tuple.map(|tu| if v.reply { tu.daddr } else { tu.saddr });
+        super::netfilter_rule::of_walk(v, client, ruleset.as_deref(), None)
     }
 
     /// [`Attribution::with_arrival_zone`] for an arriving SYN, from the cached firewalld view

@@ -63,6 +63,7 @@ pub fn judge(rec: &FlowRecord, cx: Context<'_>) -> Judged {
         iface: cx.iface.clone(),
         flow: Some(rec.clone()),
         attribution: cx.walk.and_then(|w| w.attribution.clone()),
+        netfilter: cx.walk.and_then(|w| w.netfilter.clone()),
         interfaces: cx.interfaces,
         ..Default::default()
     };

@@ -46,6 +46,16 @@ pub struct AgentArgs {
     /// UIDs from cgroup paths (no names).
     #[arg(long, value_name = "PATH")]
     pub cri_socket: Option<std::path::PathBuf>,
+    /// Trace SYNs to this TCP port through nftables in every watched namespace (reach adds
+    /// its own table `inet reach_trace` there, removed on exit): failed attempts then name the
+    /// table, chain and rule — in firewalld's terms where firewalld decided — and
+    /// reach_firewall_verdicts_total counts the decisions. Repeatable. Default: no tracing.
+    #[arg(long, value_name = "PORT")]
+    pub trace_port: Vec<u16>,
+    /// Never add reach's trace table to this namespace (`host` for the node's own ruleset, an
+    /// `ip netns` name, a PID or a path). Repeatable.
+    #[arg(long, value_name = "NAME|PATH|PID")]
+    pub no_trace_netns: Vec<String>,
     /// How often the machine's network namespaces are listed again (seconds). A bind from an
     /// unknown namespace triggers a listing at once.
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
@@ -87,17 +97,24 @@ fn positive(what: &str, v: f64) -> Result<Duration, Usage> {
     }
 }
 
-fn validate(args: &AgentArgs) -> Result<(), Usage> {
+/// Checks the arguments; Ok: the namespaces never to trace (inodes).
+fn validate(args: &AgentArgs) -> Result<std::collections::BTreeSet<u64>, Usage> {
     positive("--rescan", args.rescan)?;
     positive("--series-grace", args.series_grace)?;
     positive("--flow-timeout", args.flow_timeout)?;
     if let Some(d) = args.duration {
         positive("--duration", d)?;
     }
+    if args.trace_port.contains(&0) {
+        return Err(Usage("--trace-port 0 is not a port a client can connect to".into()));
+    }
     if args.max_label_sets == 0 {
         return Err(Usage("--max-label-sets must be at least 1".into()));
     }
-    validate_ring_kib(args.ring_buffer_kib).map_err(Usage)
+    validate_ring_kib(args.ring_buffer_kib).map_err(Usage)?;
+    let no_trace = Watched::resolve_all(&args.no_trace_netns)
+        .map_err(|e| Usage(format!("--no-trace-netns: {e}")))?;
+    Ok(no_trace.into_iter().map(|n| n.inode).collect())
 }
 
 /// Exit codes: 0 stopped by SIGTERM/Ctrl-C/--duration; 1 attach or runtime error; 2 bad usage
@@ -106,10 +123,13 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
     if let Some(code) = privileges::refuse_unless_privileged("agent") {
         return Ok(code);
     }
-    if let Err(Usage(msg)) = validate(&args) {
-        eprintln!("reach agent: {msg}");
-        return Ok(ExitCode::from(2));
-    }
+    let no_trace = match validate(&args) {
+        Ok(n) => n,
+        Err(Usage(msg)) => {
+            eprintln!("reach agent: {msg}");
+            return Ok(ExitCode::from(2));
+        }
+    };
     // Before anything is attached: a signal during start-up ends in the orderly teardown.
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -146,7 +166,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
         let _ = http_stopped.await;
     }));
 
-    let result = observe(&args, metrics, &health, pods, &mut sigint, &mut sigterm).await;
+    let result = observe(&args, no_trace, metrics, &health, pods, &mut sigint, &mut sigterm).await;
     health.set_live(false);
     let _ = stop_http.send(());
     match tokio::time::timeout(Duration::from_secs(1), http).await {
@@ -159,6 +179,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<ExitCode> {
 
 async fn observe(
     args: &AgentArgs,
+    no_trace: std::collections::BTreeSet<u64>,
     metrics: Arc<Metrics>,
     health: &Health,
     pods: PodSource,
@@ -166,6 +187,7 @@ async fn observe(
     sigterm: &mut tokio::signal::unix::Signal,
 ) -> anyhow::Result<ExitCode> {
     let host = Watched::resolve_all(&["host".to_string()]).map_err(anyhow::Error::msg)?;
+
     let opts = SessionOptions {
         namespaces: host,
         ifaces_of: Vec::new(),
@@ -176,12 +198,15 @@ async fn observe(
         tc_attach: args.tc_attach.clone(),
         flow_timeout: Duration::from_secs_f64(args.flow_timeout),
         force_classic_drops: false,
-        trace: false,
+        trace: !args.trace_port.is_empty(),
         firewalld_bus: None,
         packets: true,
         attach: None,
         ring_kib: args.ring_buffer_kib,
         follow_links: true,
+        trace_ports: args.trace_port.clone(),
+        no_trace,
+        rule_evidence: true,
     };
     let mut session = Session::attach(&opts, |m| eprintln!("reach: {m}")).await?;
     let mut sink = AgentSink::new(metrics.clone(), args.json);
@@ -189,6 +214,7 @@ async fn observe(
     let mut pods = Pods { source: pods, index: PodIndex::default(), read_at: None };
     for ns in session.namespaces() {
         sink.owners.set(ns.netns_ref(), None);
+        sink.paths.insert(ns.inode, ns.path.clone());
         sink.listeners.track(ns.netns_ref(), ns.path.clone());
     }
     // The first listing: every namespace there now (the host's already tapped).
@@ -310,6 +336,7 @@ async fn apply(
     }
     for (inode, path) in c.moved {
         session.update_path(inode, path.clone());
+        sink.paths.insert(inode, path.clone());
         sink.listeners.set_path(inode, path);
     }
     for ns in c.appeared {
@@ -326,6 +353,7 @@ async fn apply(
                     pod_label(pods, w.inode),
                 );
                 sink.listeners.track(w.netns_ref(), w.path.clone());
+                sink.paths.insert(w.inode, w.path.clone());
             }
             // A namespace that vanished between the listing and the attach is simply gone;
             // anything else is worth a warning but must not stop the agent.

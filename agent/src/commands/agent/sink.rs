@@ -43,6 +43,8 @@ pub struct AgentSink {
         Option<crate::pods::cgroup_path::PodCgroup>,
     )>,
     interfaces: HashMap<u64, (Instant, Vec<Interface>)>,
+    /// How each followed namespace is entered (inode → path), kept by the agent's loop.
+    pub paths: HashMap<u64, std::path::PathBuf>,
     clock: Clock,
 }
 
@@ -59,6 +61,7 @@ impl AgentSink {
             pods: Default::default(),
             failed_binds: Vec::new(),
             interfaces: HashMap::new(),
+            paths: HashMap::new(),
             clock: Clock::new(),
         }
     }
@@ -67,6 +70,7 @@ impl AgentSink {
     pub fn forget(&mut self, inode: u64) -> Option<Owner> {
         self.listeners.forget(inode);
         self.interfaces.remove(&inode);
+        self.paths.remove(&inode);
         self.owners.forget(inode)
     }
 
@@ -76,7 +80,11 @@ impl AgentSink {
         {
             return v.clone();
         }
-        let Some(path) = names.path(inode) else { return Vec::new() };
+        // The path the agent follows the namespace by (a namespace that just appeared may not
+        // be in the name cache yet); nothing is cached when there is none.
+        let Some(path) = self.paths.get(&inode).cloned().or_else(|| names.path(inode)) else {
+            return Vec::new();
+        };
         let name = names.name(inode);
         let v = interfaces::of_netns(&path, &name);
         self.interfaces.insert(inode, (Instant::now(), v.clone()));

@@ -144,6 +144,9 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
         // The default interface set follows the namespace (a veth moved in, an address
         // added); interfaces the user named are exactly those.
         follow_links: args.iface.is_empty(),
+        trace_ports: Vec::new(),
+        no_trace: Default::default(),
+        rule_evidence: false,
     };
     let mut session = match Session::attach(&opts, |m| eprintln!("reach: {m}")).await {
         Ok(s) => s,

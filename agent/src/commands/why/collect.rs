@@ -271,6 +271,7 @@ mod tests {
             steps: Vec::new(),
             reply,
             sent_locally: false,
+            netfilter: None,
         }
     }
 

@@ -21,7 +21,7 @@ use crate::{
     diagnose::{self, Evidence, NetfilterRule, OverflowEvidence, WslInfo},
     firewall::{
         firewalld::{self, FirewalldConfig},
-        firewalld_presence, iptables_nft, nftables, predict, rule_iface,
+        firewalld_presence, nftables, predict,
     },
     kernel::{privileges, release, wsl},
     lab::NetNsFd,
@@ -203,6 +203,9 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
             attach: None,
             ring_kib: DEFAULT_RING_KIB,
             follow_links: false,
+            trace_ports: Vec::new(),
+            no_trace: Default::default(),
+            rule_evidence: false,
         };
         let addrs = watch_addrs.as_deref();
         // conntrack's new connections while watching: where a NAT sends the attempt (a
@@ -587,42 +590,9 @@ fn netfilter_rule(
     v: &crate::observe::session::VerdictRecord,
     client: Option<IpAddr>,
 ) -> Option<NetfilterRule> {
-    let (family, table, chain) = (v.family.clone()?, v.table.clone()?, v.chain.clone()?);
     let fd = NetNsFd::open(&ns.path).ok();
     let rs = fd.as_ref().and_then(|fd| nftables::read_in(fd).ok());
-    let rule = v.rule_handle.and_then(|h| rs.as_ref()?.rule_by_handle(&family, &table, h).cloned());
-    let action = match (&rule, v.by_policy) {
-        (_, true) => format!("policy {}", v.verdict.as_deref().unwrap_or("drop")),
-        (Some(r), _) => match &r.verdict {
-            nftables::Verdict::Reject { kind } if kind.is_empty() => "reject".into(),
-            nftables::Verdict::Reject { kind } => format!("reject {kind}"),
-            nftables::Verdict::Drop => "drop".into(),
-            nftables::Verdict::Accept => "accept".into(),
-            // iptables-nft's `-j REJECT` is an xtables target the kernel reports as a drop.
-            _ if iptables_nft::xt_target(r) == Some("REJECT") => "reject".into(),
-            _ => v.verdict.clone().unwrap_or_else(|| "drop".into()),
-        },
-        (None, _) => v.verdict.clone().unwrap_or_else(|| "drop".into()),
-    };
-    // A reply's walk (SYN-ACK/RST from the output hook): the fix matches `tcp sport`.
-    let reply = v.reply;
-    let handle = if v.by_policy { None } else { v.rule_handle };
-    let iptables = rs
-        .as_ref()
-        .and_then(|rs| iptables_nft::describe(rs, &family, &table, &chain, handle, fd.as_ref()));
-    Some(NetfilterRule {
-        iface: rule.as_ref().and_then(|r| rule_iface::matched_iface(r, reply)),
-        owned: rs.as_ref().is_some_and(|rs| rs.table_owned(&family, &table)),
-        family,
-        table,
-        chain,
-        handle: v.rule_handle,
-        rule: rule.map(|r| r.text),
-        action,
-        reply,
-        client: client.map(|a| a.to_canonical()),
-        iptables,
-    })
+    crate::observe::netfilter_rule::of_walk(v, client, rs.as_ref(), fd.as_ref())
 }
 
 #[cfg(test)]
