@@ -103,7 +103,9 @@ impl AgentSink {
         }
         let has =
             |v: &[Interface]| v.iter().any(|i| i.addrs.iter().any(|a| a.to_canonical() == addr));
-        if has(&self.interfaces_of(inode, names)) {
+        let known = self.interfaces_of(inode, names);
+        // Interfaces that cannot be read say nothing: the attempt is kept, never hidden.
+        if known.is_empty() || has(&known) {
             return true;
         }
         let fresh = self
