@@ -166,20 +166,27 @@ pub enum Command {
     ///   reach_connection_attempts_total        settled attempts by outcome
     ///   reach_failed_connection_attempts_total failed attempts by verdict class (as `reach why`)
     ///   reach_drops_total                      kernel drops of TCP packets by drop reason
-    ///   reach_firewall_verdicts_total          nftables/firewalld decisions, when traced
+    ///   reach_firewall_verdicts_total          nftables/firewalld decisions (--trace-port)
     ///   reach_listen_overflows_total           SYNs refused by a full accept queue
     ///   reach_unreachable_listeners            listeners some clients can never reach:
     ///                                          loopback_only, v6only, device_bound
     ///   reach_events_lost_total, reach_events_suppressed_total
     ///                                          what the kernel could not queue, or the rate
     ///                                          bound held back
+    ///   reach_namespace_interfaces             interfaces tapped per namespace (and its pod)
     ///   reach_watched_namespaces, reach_watched_interfaces
     /// Series of a namespace or pod that is gone are removed after --series-grace; at most
     /// --max-label-sets label sets per metric, the rest counted as "other".
     ///
     /// /healthz answers 200 while the agent runs; /readyz 200 once everything is attached.
     /// With --json, one line per failed attempt on stdout: client, server, pod, outcome, drop
-    /// reason, verdict, evidence, fix, and the `reach why` command that asks more.
+    /// reason, nftables walk (--trace-port), verdict, evidence, fix, and the `reach why`
+    /// command that asks more; also unreachable_listener and failed_bind lines, each with the
+    /// process's pod and container.
+    ///
+    /// Pods are named from the container runtime over the CRI (--cri-socket; default: the
+    /// first of containerd's, CRI-O's and cri-dockerd's sockets that answers), else from
+    /// kubelet's cgroup paths (pod UIDs only).
     ///
     /// To ask about one port from the node's agent pod:
     ///   kubectl -n reach exec ds/reach -- reach why 10.0.3.7:8080 --netns cni-…
