@@ -417,6 +417,7 @@ fn check_agent(agent: &Value) -> anyhow::Result<()> {
     let (rss, hwm) = (figure(steady, "steady", "rss_kib")?, figure(steady, "steady", "hwm_kib")?);
     ensure!(rss > 0.0 && hwm >= rss, "steady: VmRSS {rss} KiB, VmHWM {hwm} KiB");
     ensure!(figure(steady, "steady", "cpu_s")? > 0.0, "steady: no CPU time");
+    ensure!(figure(steady, "steady", "machine_namespaces")? >= 3.0, "steady: machine_namespaces");
     let floods = rows(agent, "floods")?;
     ensure!(
         floods.len() == AGENT_FLOODS,
@@ -442,6 +443,7 @@ fn check_agent(agent: &Value) -> anyhow::Result<()> {
         );
         ensure!(f("cpu_s")? > 0.0, "{what}: the agent used no CPU under the flood");
         ensure!(f("attempts_total")? > 0.0, "{what}: no connection attempt reported");
+        ensure!(f("machine_namespaces")? >= 3.0, "{what}: machine_namespaces");
         let (rss, hwm) = (f("rss_kib")?, f("hwm_kib")?);
         ensure!(rss > 0.0 && hwm >= rss, "{what}: VmRSS {rss} KiB, VmHWM {hwm} KiB");
         for key in ["quiet", "counters_settled"] {
@@ -911,6 +913,12 @@ fn render_agent(s: &mut String, a: &Value, goals: &[Goal]) -> anyhow::Result<()>
     let full = format!("flood 2: {}", verdict(goals, AGENT_FULL_RSS));
     row(s, "VmRSS after", &|f| Ok(mib(num(f, "rss_kib")?)), full)?;
     row(s, "VmHWM after", &|f| Ok(mib(num(f, "hwm_kib")?)), "–".into())?;
+    row(
+        s,
+        "the machine's namespaces then (each one tapped by the agent)",
+        &count("machine_namespaces"),
+        format!("idle: {:.0}", num(steady, "machine_namespaces")?),
+    )?;
     writeln!(
         s,
         "| **VmRSS growth, flood 1 → flood 2** | | {} | {} |",
@@ -1252,11 +1260,12 @@ mod tests {
                 "reach_syn": rx - 48000, "suppressed_syn": 0.0, "lost_syn": 48000, "counted": rx,
                 "unaccounted": 0.0, "counters_settled": true, "cpu_s": 1.6, "cpu_s_to_counted": 1.2, "rss_kib_counted": rss,
                 "digest_s": 4.1, "quiet": true, "attempts_total": 16000.0, "rss_kib": rss,
-                "hwm_kib": rss + 2000})
+                "hwm_kib": rss + 2000, "machine_namespaces": 4})
         };
         json!({"rescan_s": 0.2, "syn_rate_limit": 10_000_000, "closed_port": 7,
             "ready": {"namespaces": 3, "interfaces": 6},
-            "steady": {"seconds": 1.0, "rss_kib": 40960, "hwm_kib": 63000, "cpu_s": 0.7},
+            "steady": {"seconds": 1.0, "rss_kib": 40960, "hwm_kib": 63000, "cpu_s": 0.7,
+                "machine_namespaces": 4},
             "floods": [flood(65689, 66000), flood(58081, 67024)],
             "flood_growth_kib": 1024.0,
             "churn": {"namespaces": 10, "seconds": 5.2, "seen": 10, "seen_gone": 10,

@@ -236,6 +236,8 @@ fn flood(pair: &Pair, agent: &Agent, server: &str, args: &Args) -> anyhow::Resul
         "attempts_total": attempts,
         "rss_kib": after.rss_kib,
         "hwm_kib": after.hwm_kib,
+        // The agent taps every namespace: others appearing meanwhile grow it too.
+        "machine_namespaces": machine_namespaces()?,
     }))
 }
 
@@ -353,7 +355,7 @@ pub fn bench(pair: &Pair, reach: &Path, args: &Args) -> anyhow::Result<Value> {
         .with_context(|| format!("reach agent does not watch the server namespace {server}"))?;
 
     thread::sleep(Duration::from_secs_f64(args.steady_seconds));
-    let steady = agent.proc.stats()?;
+    let (steady, machine0_steady) = (agent.proc.stats()?, machine_namespaces()?);
     eprintln!(
         "reach-bench: reach agent idle {} s: VmRSS {} KiB, VmHWM {} KiB, {:.2} CPU s",
         args.steady_seconds, steady.rss_kib, steady.hwm_kib, steady.cpu_s
@@ -415,6 +417,7 @@ pub fn bench(pair: &Pair, reach: &Path, args: &Args) -> anyhow::Result<Value> {
             "rss_kib": steady.rss_kib,
             "hwm_kib": steady.hwm_kib,
             "cpu_s": steady.cpu_s,
+            "machine_namespaces": machine0_steady,
         },
         "floods": [first, second],
         "flood_growth_kib": flood_growth,
