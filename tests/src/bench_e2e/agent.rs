@@ -7,9 +7,10 @@
 //!    source port) make every SYN a new connection attempt, and the agent runs with a
 //!    `--syn-rate` no flood reaches, so every SYN is an event: its flow table fills to its bound
 //!    (65,536 flows) and has to evict. Each SYN the server's veth received is accounted for by
-//!    a scrape of /metrics (`reach_syn_total` of the server namespace + `reach_events_suppressed_total`
-//!    + `reach_events_lost_total` of kind `syn`, differences across the flood). Bounded memory:
-//!    the RSS after the second flood is not above the RSS after the first (plus a margin).
+//!    a scrape of /metrics: the changes across the flood of `reach_syn_total` of the server
+//!    namespace, `reach_events_suppressed_total` and `reach_events_lost_total` (kind `syn`),
+//!    added up. Bounded memory: the RSS after the second flood is not above the RSS after the
+//!    first (plus a margin).
 //! 3. **Namespace churn**: `--churn-namespaces` lab namespaces, one at a time, each with a veth
 //!    (addressed) into one anchor namespace: created, seen by the agent (its
 //!    `reach_namespace_interfaces` series for it), deleted, seen gone. Afterwards the agent's
