@@ -1209,6 +1209,14 @@ const HOW_TO_READ: &str = "
   as rate-limited, nor counted as lost was silently missed (or counted after reach exited).
   `lost.syn` is reach's lost counter for SYN events; without that split the whole lost count is
   taken (an upper bound).
+- **`reach agent`** runs without a useful rate limit here on purpose: every SYN of the flood
+  is an event, so its flow table is driven to its bound and evicts; the ring buffer then
+  overflows too (the lost events), which is the agent's other bound. *Bounded* is read from the
+  growth between two equal floods and over the churn, not from one reading: VmRSS does not
+  shrink once the allocator has the memory, so growth is what a leak would show. The agent taps
+  every namespace of the machine, so namespaces that others create meanwhile (counted beside
+  each reading) grow it too. A namespace it held alive would keep its veth: `leaked
+  namespaces` counts veth peers still in the anchor after the churn.
 ";
 
 #[cfg(test)]
