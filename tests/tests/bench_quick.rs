@@ -33,6 +33,13 @@ fn every_benchmark_figure_is_produced_and_plausible() {
         "## End to end: `reach watch` start-up and memory",
         "| `reach watch` | \"watching drops\" |",
         "| `reach watch --no-packets` | \"watching binds and listens\" |",
+        "## End to end: `reach agent` idle, under a SYN flood and namespace churn",
+        "| VmRSS after 1 s ready and idle |",
+        "| SYNs the server veth received (rx_packets) |",
+        "| **VmRSS growth, flood 1 → flood 2** |",
+        "| namespaces created and deleted | 10 in ",
+        "| **leaked namespaces** (veth peers left in the anchor) |",
+        "| **VmRSS growth over the churn** |",
     ] {
         assert!(report.contains(table), "the quick report lacks {table:?}:\n{report}");
     }

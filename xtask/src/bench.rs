@@ -6,7 +6,8 @@
 //! reach-bench does the measuring (BPF_PROG_TEST_RUN of the classifier next to the empty floor,
 //! BPF run-time statistics of the kfree_skb handler under a loopback SYN load in a lab
 //! namespace; end to end, `reach watch` itself: iperf3 throughput next to tcpdump and bpftrace,
-//! a SYN flood accounted SYN by SYN, start-up time and RSS) and prints one JSON document; this
+//! a SYN flood accounted SYN by SYN, start-up time and RSS; `reach agent` idle, under two SYN
+//! floods and a namespace churn) and prints one JSON document; this
 //! module only checks and renders it (with the goals of issue 15 next to each figure), so xtask
 //! keeps no dependency on the agent. The full run also writes the document with the goal
 //! verdicts to `target/bench/results.json`.
@@ -43,6 +44,8 @@ pub const QUICK_ARGS: &[&str] = &[
     "3",
     "--steady-seconds",
     "1",
+    "--churn-namespaces",
+    "10",
 ];
 
 /// The cases reach-bench measures (its `classifier_bench` and `kfree_skb_bench` lists): a
@@ -61,6 +64,16 @@ pub const STARTUP_MODES: &[&str] = &["reach watch", "reach watch --no-packets"];
 pub const GOAL_IPERF_RATIO: f64 = 0.97;
 pub const GOAL_RSS_KIB: f64 = 30.0 * 1024.0;
 pub const GOAL_STARTUP_S: f64 = 0.3;
+/// `reach agent` idle, watching every namespace of the node: a DaemonSet's memory request.
+pub const GOAL_AGENT_RSS_KIB: f64 = 50.0 * 1024.0;
+/// What `reach agent` may grow by once its tables are full (a second flood after the first)
+/// and over a churn of namespaces: allocator noise, not a growing structure.
+pub const GOAL_AGENT_GROWTH_KIB: f64 = 4.0 * 1024.0;
+/// `reach agent` with its flow table full (after the second flood): a DaemonSet's memory limit,
+/// about twice the idle goal's worth of headroom over idle.
+pub const GOAL_AGENT_FULL_RSS_KIB: f64 = 64.0 * 1024.0;
+/// The floods of `e2e.agent.floods`.
+pub const AGENT_FLOODS: usize = 2;
 
 /// Sets up, builds and runs the benchmark (`args` go to reach-bench), prints the tables and
 /// writes BENCHMARKS.md; with `--quick` among `args`, runs [`quick`] on the debug build instead.
@@ -388,6 +401,86 @@ fn check_e2e(doc: &Value) -> anyhow::Result<()> {
         let (rss, hwm) = (figure(m, &what, "rss_kib")?, figure(m, &what, "hwm_kib")?);
         ensure!(rss > 0.0 && hwm >= rss, "{what}: VmRSS {rss} KiB, VmHWM {hwm} KiB");
     }
+    check_agent(section(e2e, "agent")?).context("agent")
+}
+
+/// `reach agent`'s figures: the namespaces it said it watched (the host and the bench pair at
+/// least), its memory and CPU idle, both floods' SYNs received and its account of them, its
+/// memory after each and the growth between them, and the churn's namespaces seen, leaked, the
+/// watched gauge and the memory around it.
+fn check_agent(agent: &Value) -> anyhow::Result<()> {
+    let ready = section(agent, "ready")?;
+    let ns = figure(ready, "agent ready", "namespaces")?;
+    ensure!(ns >= 3.0, "agent ready: {ns} namespaces watched (the host and the pair at least)");
+    ensure!(figure(ready, "agent ready", "interfaces")? >= 2.0, "agent ready: no interfaces");
+    let steady = section(agent, "steady")?;
+    let (rss, hwm) = (figure(steady, "steady", "rss_kib")?, figure(steady, "steady", "hwm_kib")?);
+    ensure!(rss > 0.0 && hwm >= rss, "steady: VmRSS {rss} KiB, VmHWM {hwm} KiB");
+    ensure!(figure(steady, "steady", "cpu_s")? > 0.0, "steady: no CPU time");
+    ensure!(figure(steady, "steady", "machine_namespaces")? >= 3.0, "steady: machine_namespaces");
+    let floods = rows(agent, "floods")?;
+    ensure!(
+        floods.len() == AGENT_FLOODS,
+        "{} floods measured, expected {AGENT_FLOODS}",
+        floods.len()
+    );
+    for (i, fl) in floods.iter().enumerate() {
+        let what = format!("flood {}", i + 1);
+        let f = |key: &str| figure(fl, &what, key);
+        let received = f("rx_packets")?;
+        ensure!(received > 0.0, "{what}: {received} SYNs received by the server veth");
+        ensure!(f("seconds")? > 0.0 && f("syn_rate")? > 0.0, "{what}: no SYN rate");
+        let (syn, suppressed, lost) = (f("reach_syn")?, f("suppressed_syn")?, f("lost_syn")?);
+        ensure!(syn > 0.0, "{what}: the agent counted no SYN of {received}");
+        let counted = f("counted")?;
+        ensure!(
+            counted == syn + suppressed + lost,
+            "{what}: counted {counted} is not SYNs {syn} + suppressed {suppressed} + lost {lost}"
+        );
+        ensure!(
+            f("unaccounted")? == received - counted,
+            "{what}: unaccounted is not rx_packets {received} − counted {counted}"
+        );
+        ensure!(f("cpu_s")? > 0.0, "{what}: the agent used no CPU under the flood");
+        ensure!(f("attempts_total")? > 0.0, "{what}: no connection attempt reported");
+        ensure!(f("machine_namespaces")? >= 3.0, "{what}: machine_namespaces");
+        let (rss, hwm) = (f("rss_kib")?, f("hwm_kib")?);
+        ensure!(rss > 0.0 && hwm >= rss, "{what}: VmRSS {rss} KiB, VmHWM {hwm} KiB");
+        for key in ["quiet", "counters_settled"] {
+            ensure!(fl[key].is_boolean(), "reach-bench output lacks {key} ({what})");
+        }
+    }
+    let growth = figure(agent, "agent", "flood_growth_kib")?;
+    let (rss1, rss2) = (num(&floods[0], "rss_kib")?, num(&floods[1], "rss_kib")?);
+    ensure!(
+        growth == rss2 - rss1,
+        "flood_growth_kib {growth} is not flood 2's VmRSS {rss2} − flood 1's {rss1}"
+    );
+    let churn = section(agent, "churn")?;
+    let c = |key: &str| figure(churn, "churn", key);
+    let n = c("namespaces")?;
+    ensure!(n >= 1.0, "churn: {n} namespaces");
+    for key in ["seen", "seen_gone", "leaked_namespaces"] {
+        let v = c(key)?;
+        ensure!((0.0..=n).contains(&v), "churn: {key} {v} of {n} namespaces");
+    }
+    ensure!(c("seconds")? > 0.0, "churn: took no time");
+    ensure!(
+        c("watched_before")? >= 3.0,
+        "churn: reach_watched_namespaces {}",
+        c("watched_before")?
+    );
+    ensure!(c("watched_after")? >= 0.0, "churn: watched_after {}", c("watched_after")?);
+    for key in ["machine_namespaces_before", "machine_namespaces_after"] {
+        ensure!(c(key)? >= 3.0, "churn: {key} {}", c(key)?);
+    }
+    c("netns_fds_before")?;
+    c("netns_fds_after")?;
+    let (before, after) = (section(churn, "before")?, section(churn, "after")?);
+    let (b, a) =
+        (figure(before, "churn before", "rss_kib")?, figure(after, "churn after", "rss_kib")?);
+    ensure!(b > 0.0 && a > 0.0, "churn: VmRSS {b} → {a} KiB");
+    ensure!(c("growth_kib")? == a - b, "churn: growth_kib is not VmRSS after {a} − before {b}");
     Ok(())
 }
 
@@ -463,7 +556,83 @@ pub fn goals(doc: &Value) -> anyhow::Result<Vec<Goal>> {
             met: rss <= GOAL_RSS_KIB,
         });
     }
+    agent_goals(section(e2e, "agent")?, &mut g)?;
     Ok(g)
+}
+
+/// The figure names of `reach agent`'s goals.
+pub const AGENT_IDLE_RSS: &str = "reach agent idle VmRSS (KiB)";
+pub const AGENT_FULL_RSS: &str = "reach agent VmRSS with its flow table full, after flood 2 (KiB)";
+pub const AGENT_FLOOD_GROWTH: &str = "reach agent VmRSS growth from flood 1 to flood 2 (KiB)";
+pub const AGENT_UNSEEN: &str = "churned namespaces reach agent did not see come or go";
+pub const AGENT_WATCHED_LEFT: &str =
+    "reach_watched_namespaces after the churn − the machine's namespaces then";
+pub const AGENT_LEAKED: &str = "namespaces held alive by reach agent after the churn";
+pub const AGENT_CHURN_GROWTH: &str = "reach agent VmRSS growth over the churn (KiB)";
+
+fn agent_unaccounted(flood: usize) -> String {
+    format!("SYNs unaccounted by reach agent, flood {flood}")
+}
+
+/// `reach agent`: idle RSS ≤ 50 MiB, every SYN of both floods accounted for, no growth beyond
+/// 4 MiB once its tables are full nor over the churn, every churned namespace seen to come and
+/// go, none held alive, the watched gauge back where it was.
+fn agent_goals(agent: &Value, g: &mut Vec<Goal>) -> anyhow::Result<()> {
+    let rss = num(section(agent, "steady")?, "rss_kib")?;
+    g.push(Goal {
+        figure: AGENT_IDLE_RSS.into(),
+        value: rss,
+        goal: "≤ 50 MiB".into(),
+        met: rss <= GOAL_AGENT_RSS_KIB,
+    });
+    for (i, f) in rows(agent, "floods")?.iter().enumerate() {
+        let u = num(f, "unaccounted")?;
+        g.push(Goal {
+            figure: agent_unaccounted(i + 1),
+            value: u,
+            goal: "0".into(),
+            met: u == 0.0,
+        });
+    }
+    let growth = |figure: &str, kib: f64| Goal {
+        figure: figure.into(),
+        value: kib,
+        goal: "≤ 4 MiB".into(),
+        met: kib <= GOAL_AGENT_GROWTH_KIB,
+    };
+    let full = num(rows(agent, "floods")?.last().context("no flood")?, "rss_kib")?;
+    g.push(Goal {
+        figure: AGENT_FULL_RSS.into(),
+        value: full,
+        goal: "≤ 64 MiB".into(),
+        met: full <= GOAL_AGENT_FULL_RSS_KIB,
+    });
+    g.push(growth(AGENT_FLOOD_GROWTH, num(agent, "flood_growth_kib")?));
+    let churn = section(agent, "churn")?;
+    let n = num(churn, "namespaces")?;
+    let unseen = (n - num(churn, "seen")?) + (n - num(churn, "seen_gone")?);
+    g.push(Goal {
+        figure: AGENT_UNSEEN.into(),
+        value: unseen,
+        goal: "0".into(),
+        met: unseen == 0.0,
+    });
+    let left = num(churn, "watched_after")? - num(churn, "machine_namespaces_after")?;
+    g.push(Goal {
+        figure: AGENT_WATCHED_LEFT.into(),
+        value: left,
+        goal: "0".into(),
+        met: left == 0.0,
+    });
+    let leaked = num(churn, "leaked_namespaces")?;
+    g.push(Goal {
+        figure: AGENT_LEAKED.into(),
+        value: leaked,
+        goal: "0".into(),
+        met: leaked == 0.0,
+    });
+    g.push(growth(AGENT_CHURN_GROWTH, num(churn, "growth_kib")?));
+    Ok(())
 }
 
 /// The figure name of a hot-path row's goal.
@@ -637,6 +806,203 @@ fn render_e2e(s: &mut String, doc: &Value) -> anyhow::Result<()> {
             mib(num(m, "hwm_kib")?),
             verdict(&goals, &format!("{mode} steady VmRSS (KiB)")),
         )?;
+    }
+    render_agent(s, section(e2e, "agent")?, &goals)
+}
+
+/// `1.5 MiB` or `-0.3 MiB`: a growth, signed.
+fn mib_signed(kib: f64) -> String {
+    format!("{:+.1} MiB", kib / 1024.0)
+}
+
+/// The `reach agent` tables: idle, the two floods side by side, the churn.
+fn render_agent(s: &mut String, a: &Value, goals: &[Goal]) -> anyhow::Result<()> {
+    let ready = section(a, "ready")?;
+    let steady = section(a, "steady")?;
+    writeln!(s, "\n## End to end: `reach agent` idle, under a SYN flood and namespace churn\n")?;
+    writeln!(
+        s,
+        "`reach agent --rescan {} --syn-rate {:.0}` watching every namespace of the machine \
+         (ready with {:.0} namespaces, {:.0} interfaces: the host, the bench pair and whatever \
+         else runs here). The `--syn-rate` is above any flood here, so every SYN is an event and \
+         its flow table fills to its bound (65,536 flows) and evicts. Memory is VmRSS read from \
+         /proc; a flood's is read once its flows have timed out (`--flow-timeout` 3 s) and the \
+         agent went quiet.\n",
+        num(a, "rescan_s")?,
+        num(a, "syn_rate_limit")?,
+        num(ready, "namespaces")?,
+        num(ready, "interfaces")?,
+    )?;
+    writeln!(s, "| idle | value | goal |")?;
+    writeln!(s, "|---|---:|---|")?;
+    writeln!(
+        s,
+        "| VmRSS after {:.0} s ready and idle | {} | {} |",
+        num(steady, "seconds")?,
+        mib(num(steady, "rss_kib")?),
+        verdict(goals, AGENT_IDLE_RSS)
+    )?;
+    writeln!(s, "| VmHWM then (start-up included) | {} | – |", mib(num(steady, "hwm_kib")?))?;
+    writeln!(s, "| CPU time then (start-up included) | {:.2} s | – |", num(steady, "cpu_s")?)?;
+
+    let floods = rows(a, "floods")?;
+    writeln!(
+        s,
+        "\n`hping3 -S --flood --rand-source -p {:.0}` (a closed port of the server namespace; random \
+         source addresses, so every SYN is a new connection attempt) from the client namespace, \
+         twice, {:.1} s each. The agent's account is the change of `reach_syn_total` of the \
+         server namespace + `reach_events_suppressed_total{{kind=\"syn\"}}` + \
+         `reach_events_lost_total{{kind=\"syn\"}}` across the flood (suppressed and lost are \
+         machine-wide: other SYNs on the machine meanwhile show as a negative unaccounted).\n",
+        num(a, "closed_port")?,
+        num(&floods[0], "seconds")?,
+    )?;
+    writeln!(s, "| figure | flood 1 | flood 2 | goal |")?;
+    writeln!(s, "|---|---:|---:|---|")?;
+    let row = |s: &mut String,
+               what: &str,
+               cell: &dyn Fn(&Value) -> anyhow::Result<String>,
+               goal: String|
+     -> anyhow::Result<()> {
+        writeln!(s, "| {what} | {} | {} | {goal} |", cell(&floods[0])?, cell(&floods[1])?)?;
+        Ok(())
+    };
+    let count = |key: &'static str| {
+        move |f: &Value| -> anyhow::Result<String> { Ok(format!("{:.0}", num(f, key)?)) }
+    };
+    row(s, "SYNs the server veth received (rx_packets)", &count("rx_packets"), "–".into())?;
+    row(s, "SYN rate", &|f| Ok(format!("{:.0}/s", num(f, "syn_rate")?)), "–".into())?;
+    row(s, "agent SYN events (reach_syn_total)", &count("reach_syn"), "–".into())?;
+    row(s, "agent suppressed SYN events", &count("suppressed_syn"), "–".into())?;
+    row(s, "agent lost SYN events", &count("lost_syn"), "–".into())?;
+    let unaccounted = format!(
+        "{} / {}",
+        verdict(goals, &agent_unaccounted(1)),
+        verdict(goals, &agent_unaccounted(2))
+    );
+    row(
+        s,
+        "**unaccounted** (received − events − suppressed − lost)",
+        &count("unaccounted"),
+        unaccounted,
+    )?;
+    row(
+        s,
+        "connection attempts reported so far (reach_connection_attempts_total)",
+        &count("attempts_total"),
+        "–".into(),
+    )?;
+    row(
+        s,
+        "agent CPU time, flood and its digestion",
+        &|f| Ok(format!("{:.2} s", num(f, "cpu_s")?)),
+        "–".into(),
+    )?;
+    row(
+        s,
+        "digestion: flows timed out, agent quiet after",
+        &|f| {
+            Ok(format!(
+                "{:.1} s{}",
+                num(f, "digest_s")?,
+                if f["quiet"] == true { "" } else { " (not quiet)" }
+            ))
+        },
+        "–".into(),
+    )?;
+    let full = format!("flood 2: {}", verdict(goals, AGENT_FULL_RSS));
+    row(s, "VmRSS after", &|f| Ok(mib(num(f, "rss_kib")?)), full)?;
+    row(s, "VmHWM after", &|f| Ok(mib(num(f, "hwm_kib")?)), "–".into())?;
+    row(
+        s,
+        "the machine's namespaces then (each one tapped by the agent)",
+        &count("machine_namespaces"),
+        format!("idle: {:.0}", num(steady, "machine_namespaces")?),
+    )?;
+    writeln!(
+        s,
+        "| **VmRSS growth, flood 1 → flood 2** | | {} | {} |",
+        mib_signed(num(a, "flood_growth_kib")?),
+        verdict(goals, AGENT_FLOOD_GROWTH)
+    )?;
+
+    let c = section(a, "churn")?;
+    let n = num(c, "namespaces")?;
+    writeln!(
+        s,
+        "\nNamespace churn: {n:.0} lab namespaces created and deleted one at a time, each with a \
+         veth (addressed, up) into one anchor namespace; each is waited for until the agent \
+         exports it (`reach_namespace_interfaces` ≥ 1) and, once deleted, until it does not \
+         (at most 10 s each). A namespace still held by anyone keeps its veth: after the churn \
+         (and up to 15 s), every peer in the anchor must be gone.\n"
+    )?;
+    writeln!(s, "| figure | value | goal |")?;
+    writeln!(s, "|---|---:|---|")?;
+    let before = section(c, "before")?;
+    let after = section(c, "after")?;
+    let lines: Vec<(String, String, String)> = vec![
+        (
+            "namespaces created and deleted".into(),
+            format!("{n:.0} in {:.1} s", num(c, "seconds")?),
+            "–".into(),
+        ),
+        (
+            "seen tapped / seen gone".into(),
+            format!("{:.0} / {:.0}", num(c, "seen")?, num(c, "seen_gone")?),
+            "–".into(),
+        ),
+        (
+            "**not seen** to come or go".into(),
+            format!("{:.0}", 2.0 * n - num(c, "seen")? - num(c, "seen_gone")?),
+            verdict(goals, AGENT_UNSEEN),
+        ),
+        (
+            "reach_watched_namespaces before → after".into(),
+            format!("{:.0} → {:.0}", num(c, "watched_before")?, num(c, "watched_after")?),
+            "–".into(),
+        ),
+        (
+            "the machine's namespaces (/run/netns and /proc/*/ns/net) before → after".into(),
+            format!(
+                "{:.0} → {:.0}",
+                num(c, "machine_namespaces_before")?,
+                num(c, "machine_namespaces_after")?
+            ),
+            "–".into(),
+        ),
+        (
+            "**watched − the machine's** after the churn".into(),
+            format!("{:+.0}", num(c, "watched_after")? - num(c, "machine_namespaces_after")?),
+            verdict(goals, AGENT_WATCHED_LEFT),
+        ),
+        (
+            "**leaked namespaces** (veth peers left in the anchor)".into(),
+            format!("{:.0}", num(c, "leaked_namespaces")?),
+            verdict(goals, AGENT_LEAKED),
+        ),
+        (
+            "agent's open namespace files before → after".into(),
+            format!("{:.0} → {:.0}", num(c, "netns_fds_before")?, num(c, "netns_fds_after")?),
+            "–".into(),
+        ),
+        (
+            "VmRSS before → after".into(),
+            format!("{} → {}", mib(num(before, "rss_kib")?), mib(num(after, "rss_kib")?)),
+            "–".into(),
+        ),
+        (
+            "**VmRSS growth over the churn**".into(),
+            mib_signed(num(c, "growth_kib")?),
+            verdict(goals, AGENT_CHURN_GROWTH),
+        ),
+        (
+            "agent CPU time over the churn".into(),
+            format!("{:.2} s", num(after, "cpu_s")? - num(before, "cpu_s")?),
+            "–".into(),
+        ),
+    ];
+    for (what, value, goal) in lines {
+        writeln!(s, "| {what} | {value} | {goal} |")?;
     }
     Ok(())
 }
@@ -843,6 +1209,14 @@ const HOW_TO_READ: &str = "
   as rate-limited, nor counted as lost was silently missed (or counted after reach exited).
   `lost.syn` is reach's lost counter for SYN events; without that split the whole lost count is
   taken (an upper bound).
+- **`reach agent`** runs without a useful rate limit here on purpose: every SYN of the flood
+  is an event, so its flow table is driven to its bound and evicts; the ring buffer then
+  overflows too (the lost events), which is the agent's other bound. *Bounded* is read from the
+  growth between two equal floods and over the churn, not from one reading: VmRSS does not
+  shrink once the allocator has the memory, so growth is what a leak would show. The agent taps
+  every namespace of the machine, so namespaces that others create meanwhile (counted beside
+  each reading) grow it too. A namespace it held alive would keep its veth: `leaked
+  namespaces` counts veth peers still in the anchor after the churn.
 ";
 
 #[cfg(test)]
@@ -883,7 +1257,32 @@ mod tests {
                 mode("reach watch", "watching drops", 0.25, 20000),
                 mode("reach watch --no-packets", "watching binds and listens", 0.4, 40000),
             ]},
+            "agent": agent(),
         })
+    }
+
+    /// reach-bench's `e2e.agent` as a quick run prints it (1 s floods, 10 namespaces churned).
+    fn agent() -> Value {
+        let flood = |rx: u64, rss: u64| {
+            json!({"seconds": 1.04, "hping3_sent": rx - 1, "rx_packets": rx, "syn_rate": 63000.0,
+                "reach_syn": rx - 48000, "suppressed_syn": 0.0, "lost_syn": 48000, "counted": rx,
+                "unaccounted": 0.0, "counters_settled": true, "cpu_s": 1.6, "cpu_s_to_counted": 1.2, "rss_kib_counted": rss,
+                "digest_s": 4.1, "quiet": true, "attempts_total": 16000.0, "rss_kib": rss,
+                "hwm_kib": rss + 2000, "machine_namespaces": 4})
+        };
+        json!({"rescan_s": 0.2, "syn_rate_limit": 10_000_000, "closed_port": 7,
+            "ready": {"namespaces": 3, "interfaces": 6},
+            "steady": {"seconds": 1.0, "rss_kib": 40960, "hwm_kib": 63000, "cpu_s": 0.7,
+                "machine_namespaces": 4},
+            "floods": [flood(65689, 66000), flood(58081, 67024)],
+            "flood_growth_kib": 1024.0,
+            "churn": {"namespaces": 10, "seconds": 5.2, "seen": 10, "seen_gone": 10,
+                "leaked_namespaces": 0, "watched_before": 4.0, "watched_after": 4.0,
+                "machine_namespaces_before": 4, "machine_namespaces_after": 4,
+                "netns_fds_before": 0, "netns_fds_after": 0,
+                "before": {"rss_kib": 67000, "hwm_kib": 69000, "cpu_s": 4.2},
+                "after": {"rss_kib": 67512, "hwm_kib": 69000, "cpu_s": 4.5},
+                "growth_kib": 512.0}})
     }
 
     fn meta() -> Meta {
@@ -933,6 +1332,17 @@ mod tests {
             "| reach peak RSS (VmHWM) | 24.4 MiB | ≤ 30 MiB ✓ |",
             "| `reach watch` | \"watching drops\" | 0.250 s | 0.240–0.260 s | ≤ 0.3 s ✓ | 19.5 MiB | 19.6 MiB | ≤ 30 MiB ✓ |",
             "| `reach watch --no-packets` | \"watching binds and listens\" | 0.400 s | 0.390–0.410 s | ≤ 0.3 s ✗ missed | 39.1 MiB | 39.2 MiB | ≤ 30 MiB ✗ missed |",
+            "| VmRSS after 1 s ready and idle | 40.0 MiB | ≤ 50 MiB ✓ |",
+            "| SYNs the server veth received (rx_packets) | 65689 | 58081 | – |",
+            "| **unaccounted** (received − events − suppressed − lost) | 0 | 0 | 0 ✓ / 0 ✓ |",
+            "| **VmRSS growth, flood 1 → flood 2** | | +1.0 MiB | ≤ 4 MiB ✓ |",
+            "| namespaces created and deleted | 10 in 5.2 s | – |",
+            "| **not seen** to come or go | 0 | 0 ✓ |",
+            "| reach_watched_namespaces before → after | 4 → 4 | – |",
+            "| **watched − the machine's** after the churn | +0 | 0 ✓ |",
+            "| VmRSS after | 64.5 MiB | 65.5 MiB | flood 2: ≤ 64 MiB ✗ missed |",
+            "| **leaked namespaces** (veth peers left in the anchor) | 0 | 0 ✓ |",
+            "| **VmRSS growth over the churn** | +0.5 MiB | ≤ 4 MiB ✓ |",
         ] {
             assert!(md.contains(line), "{line}\n{md}");
         }
@@ -959,8 +1369,11 @@ mod tests {
         assert!(met("classifier SYN v4, watched port, ring read / floor"));
         assert!(!met("classifier UDP v4 / floor"));
         assert!(!met("kfree_skb tp_btf kfree_skb, early exit (port not watched) / floor"));
-        // 7 classifier rows and 3 early exits carry goals, and 7 end-to-end figures.
-        assert_eq!(goals.len(), 7 + 3 + 7);
+        assert!(met(AGENT_IDLE_RSS) && met(AGENT_FLOOD_GROWTH) && met(AGENT_LEAKED));
+        assert!(!met(AGENT_FULL_RSS));
+        // 7 classifier rows and 3 early exits carry goals, 7 end-to-end figures of `reach
+        // watch` and 9 of `reach agent`.
+        assert_eq!(goals.len(), 7 + 3 + 7 + 9);
     }
 
     /// A document as reach-bench prints it with `--repeat 1000 --rounds 2 --syns 100`.
@@ -1093,6 +1506,93 @@ mod tests {
         let mut doc = plausible();
         doc["e2e"]["startup"]["modes"].as_array_mut().unwrap().pop();
         assert!(check_err(&doc).contains("start-up modes"), "{}", check_err(&doc));
+    }
+
+    #[test]
+    fn a_missing_agent_figure_fails_the_check_naming_it() {
+        let mut doc = plausible();
+        doc["e2e"].as_object_mut().unwrap().remove("agent");
+        assert!(check_err(&doc).contains("lacks agent"), "{}", check_err(&doc));
+        for (path, key) in [
+            (&["ready"][..], "namespaces"),
+            (&["steady"][..], "rss_kib"),
+            (&["steady"][..], "cpu_s"),
+            (&[][..], "flood_growth_kib"),
+            (&["churn"][..], "leaked_namespaces"),
+            (&["churn"][..], "seen_gone"),
+            (&["churn"][..], "watched_after"),
+            (&["churn"][..], "machine_namespaces_after"),
+            (&["churn"][..], "netns_fds_after"),
+            (&["churn", "after"][..], "rss_kib"),
+        ] {
+            let mut doc = plausible();
+            let mut v = &mut doc["e2e"]["agent"];
+            for p in path {
+                v = &mut v[*p];
+            }
+            v.as_object_mut().unwrap().remove(key);
+            let err = check_err(&doc);
+            assert!(err.contains(&format!("lacks {key}")) && err.contains("agent"), "{key}: {err}");
+        }
+        for key in [
+            "rx_packets",
+            "lost_syn",
+            "unaccounted",
+            "attempts_total",
+            "rss_kib",
+            "quiet",
+            "counters_settled",
+        ] {
+            let mut doc = plausible();
+            doc["e2e"]["agent"]["floods"][1].as_object_mut().unwrap().remove(key);
+            let err = check_err(&doc);
+            assert!(
+                err.contains(&format!("lacks {key}")) && err.contains("flood 2"),
+                "{key}: {err}"
+            );
+        }
+        let mut doc = plausible();
+        doc["e2e"]["agent"]["floods"].as_array_mut().unwrap().pop();
+        assert!(check_err(&doc).contains("1 floods measured"), "{}", check_err(&doc));
+    }
+
+    #[test]
+    fn implausible_agent_figures_fail_the_check() {
+        let bad = |edit: &dyn Fn(&mut Value), expect: &str| {
+            let mut doc = plausible();
+            edit(&mut doc["e2e"]["agent"]);
+            let err = check_err(&doc);
+            assert!(err.contains(expect), "expected {expect:?} in: {err}");
+        };
+        bad(&|a| a["ready"]["namespaces"] = json!(1), "1 namespaces watched");
+        bad(&|a| a["steady"]["hwm_kib"] = json!(100), "VmHWM 100 KiB");
+        bad(&|a| a["floods"][0]["rx_packets"] = json!(0), "flood 1: 0 SYNs received");
+        bad(&|a| a["floods"][1]["reach_syn"] = json!(0), "flood 2: the agent counted no SYN");
+        bad(&|a| a["floods"][0]["counted"] = json!(5), "flood 1: counted 5 is not");
+        bad(&|a| a["floods"][1]["unaccounted"] = json!(3), "flood 2: unaccounted is not");
+        bad(&|a| a["floods"][0]["cpu_s"] = json!(0.0), "flood 1: the agent used no CPU");
+        bad(&|a| a["flood_growth_kib"] = json!(0.0), "flood_growth_kib 0 is not");
+        bad(&|a| a["churn"]["seen"] = json!(11), "churn: seen 11 of 10 namespaces");
+        bad(&|a| a["churn"]["leaked_namespaces"] = json!(-1), "leaked_namespaces -1 of 10");
+        bad(&|a| a["churn"]["growth_kib"] = json!(7.0), "churn: growth_kib is not");
+        // Goals are verdicts, not checks: a leak, growth and lost SYNs still pass, missed.
+        let mut doc = plausible();
+        let a = &mut doc["e2e"]["agent"];
+        a["churn"]["leaked_namespaces"] = json!(3);
+        a["churn"]["watched_after"] = json!(7.0);
+        a["floods"][1]["rss_kib"] = json!(90000);
+        a["floods"][1]["hwm_kib"] = json!(90000);
+        a["flood_growth_kib"] = json!(90000.0 - 66000.0);
+        a["floods"][0]["unaccounted"] = json!(-2);
+        a["floods"][0]["counted"] = json!(65691);
+        a["floods"][0]["reach_syn"] = json!(65691 - 48000);
+        check(&doc).unwrap();
+        let missed: Vec<String> =
+            goals(&doc).unwrap().into_iter().filter(|g| !g.met).map(|g| g.figure).collect();
+        for figure in [AGENT_LEAKED, AGENT_WATCHED_LEFT, AGENT_FLOOD_GROWTH] {
+            assert!(missed.iter().any(|m| m == figure), "{figure} not missed: {missed:?}");
+        }
+        assert!(missed.contains(&agent_unaccounted(1)), "{missed:?}");
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub fn account(lines: &[Line], stop: Option<Instant>) -> Account {
 }
 
 /// `N packets transmitted` of hping3's statistics.
-fn hping_sent(lines: &[Line]) -> Option<u64> {
+pub(super) fn hping_sent(lines: &[Line]) -> Option<u64> {
     lines.iter().find_map(|l| {
         l.text.split_once(" packets transmitted").and_then(|(n, _)| n.trim().parse().ok())
     })

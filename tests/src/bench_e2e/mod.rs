@@ -8,10 +8,14 @@
 //!    the server's veth received is accounted for by reach's SYN events, its rate-limit counter
 //!    and its lost counter; reach's CPU time and peak RSS under the load.
 //! 3. [`startup`]: time from spawning `reach watch` to its "attached" line, and its steady RSS.
+//! 4. [`agent`]: `reach agent` watching every namespace: its memory and CPU idle, after two
+//!    SYN floods that fill its flow table (bounded: no growth from the first to the second),
+//!    and around a churn of namespaces (none held alive, none left watched).
 //!
 //! Everything runs in lab namespaces of its own ([`Pair`]: IPv4 only, static neighbours, so
 //! the server's veth receives nothing but the load); every process started is a guard killed
 //! (with its process group) on drop, and the namespaces go with the [`Pair`].
+mod agent;
 mod flood;
 mod iperf;
 mod pair;
@@ -40,6 +44,8 @@ pub struct Args {
     pub startup_runs: usize,
     /// Seconds `reach watch` runs attached before its steady RSS is read.
     pub steady_seconds: f64,
+    /// Lab namespaces created and deleted one by one under `reach agent`.
+    pub churn_namespaces: usize,
     /// Only the end-to-end benchmarks (for trying them alone; `cargo xtask bench` needs all).
     pub only: bool,
 }
@@ -53,13 +59,14 @@ impl Default for Args {
             flood_seconds: 5.0,
             startup_runs: 7,
             steady_seconds: 2.0,
+            churn_namespaces: 100,
             only: false,
         }
     }
 }
 
 pub const HELP: &str = "  [--reach PATH ($REACH_BIN)] [--e2e-rounds N (7)] [--iperf-seconds N (3)] \
-     [--flood-seconds S (5)] [--startup-runs N (7)] [--steady-seconds S (2)] [--e2e-only]";
+     [--flood-seconds S (5)] [--startup-runs N (7)] [--steady-seconds S (2)] [--churn-namespaces N (100)] [--e2e-only]";
 
 impl Args {
     /// Takes `arg` (and its value from `next`) if it is one of ours; false if it is not.
@@ -86,6 +93,9 @@ impl Args {
             "--steady-seconds" => {
                 self.steady_seconds = value(arg)?.parse().context("--steady-seconds")?
             }
+            "--churn-namespaces" => {
+                self.churn_namespaces = value(arg)?.parse().context("--churn-namespaces")?
+            }
             "--e2e-only" => self.only = true,
             _ => return Ok(false),
         }
@@ -99,6 +109,7 @@ impl Args {
             self.flood_seconds.is_finite() && self.flood_seconds >= 0.2,
             "--flood-seconds must be at least 0.2"
         );
+        ensure!(self.churn_namespaces >= 1, "--churn-namespaces must be at least 1");
         ensure!(self.startup_runs >= 1, "--startup-runs must be at least 1");
         ensure!(
             self.steady_seconds.is_finite() && self.steady_seconds > 0.0,
@@ -126,7 +137,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("unshare", "util-linux"),
 ];
 
-/// Runs the three end-to-end benchmarks and returns their JSON section (`e2e` of the
+/// Runs the four end-to-end benchmarks and returns their JSON section (`e2e` of the
 /// reach-bench document).
 pub fn run(args: &Args) -> anyhow::Result<Value> {
     let reach = args.validate()?;
@@ -140,11 +151,13 @@ pub fn run(args: &Args) -> anyhow::Result<Value> {
     let iperf = iperf::bench(&pair, &reach, args).context("the iperf3 benchmark")?;
     let flood = flood::bench(&pair, &reach, args).context("the SYN flood benchmark")?;
     let startup = startup::bench(&pair, &reach, args).context("the start-up benchmark")?;
+    let agent = agent::bench(&pair, &reach, args).context("the reach agent benchmark")?;
     pair.remove().context("removing the lab namespaces")?;
     Ok(json!({
         "reach_bin": reach.display().to_string(),
         "iperf3": iperf,
         "syn_flood": flood,
         "startup": startup,
+        "agent": agent,
     }))
 }
