@@ -86,6 +86,9 @@ pub struct AgentArgs {
     pub duration: Option<f64>,
 }
 
+/// How often the agent hands freed heap back to the kernel (`malloc_trim`, ~1 ms).
+const TRIM_EVERY: Duration = Duration::from_secs(10);
+
 /// Bad input: exit code 2 with a message naming the problem.
 struct Usage(String);
 
@@ -231,6 +234,7 @@ async fn observe(
         session.interface_count()
     );
 
+    let mut trimmed_at = std::time::Instant::now();
     let mut rescan = tokio::time::interval(Duration::from_secs_f64(args.rescan));
     rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
@@ -277,6 +281,12 @@ async fn observe(
                 refresh_listeners(&mut sink, &metrics);
                 publish_watched(&session, &sink, &metrics);
                 metrics.expire(std::time::Instant::now());
+                // A flood fills the flow table (bounded) and the table empties again once its
+                // attempts settle; glibc keeps the freed heap unless asked to give it back.
+                if trimmed_at.elapsed() >= TRIM_EVERY {
+                    crate::kernel::memory::trim();
+                    trimmed_at = std::time::Instant::now();
+                }
             }
             _ = crate::observe::sleep_until(deadline) => break,
             _ = sigint.recv() => break,
