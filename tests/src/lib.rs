@@ -14,6 +14,7 @@ use reach_agent::lab;
 pub mod agent_run;
 pub mod bench_e2e;
 pub mod containerd;
+pub mod deploy;
 pub mod docker;
 pub mod firewalld_versions;
 pub mod frames;

@@ -51,6 +51,11 @@ enum Task {
     /// namespaces (rulesets after each step, traces of single SYNs) into
     /// tests/fixtures/firewalld-<version>/. Needs root; commit what it writes.
     RecordFixtures,
+    /// The agent's container image: reach built static (musl) alone in an image FROM scratch,
+    /// by buildah without a daemon, exported as an OCI archive under target/image/.
+    Image,
+    /// Rewrite the plain manifests in deploy/manifests/ from the Helm chart (commit them).
+    Manifests,
     /// The built-in demo: build reach and run `reach lab` (lab namespaces, scenarios, teardown).
     Lab {
         /// Arguments passed to `reach lab`.
@@ -88,6 +93,8 @@ fn try_main() -> anyhow::Result<ExitCode> {
                 std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
             );
             let bins = xtask::vm::test_bins::build(&cargo_path, &workspace::root())?;
+            // The image tests run the image `cargo xtask image` makes: make it first.
+            let image = xtask::image::build()?;
             let reach = workspace::reach_bin(false);
             anyhow::ensure!(
                 reach.exists(),
@@ -99,9 +106,17 @@ fn try_main() -> anyhow::Result<ExitCode> {
                 .args(["test", "--workspace"])
                 .args(&cargo_test_args)
                 .env("REACH_BIN", workspace::reach_bin(false))
+                .env(xtask::image::ENV, &image.archive)
                 .env(xtask::vm::test_bins::ENV, xtask::vm::test_bins::encode(&bins)?))?;
             Ok(ExitCode::SUCCESS)
         }
+        Task::Image => {
+            setup::all()?;
+            let built = xtask::image::build()?;
+            println!("{}", built.archive.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Manifests => xtask::deploy_tools::write_manifests().map(|()| ExitCode::SUCCESS),
         Task::VmTest(args) => xtask::vm::vm_test_command(args),
         Task::Bench { args } => xtask::bench::bench(&args).map(|()| ExitCode::SUCCESS),
         Task::RecordFixtures => record::record_fixtures().map(|()| ExitCode::SUCCESS),

@@ -37,6 +37,9 @@ pub const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("containerd", "the real CRI runtime (1.6) the pods_cri tests drive as kubelet does"),
     ("runc", "the OCI runtime containerd starts the pods_cri tests' containers with"),
     ("containernetworking-plugins", "CNI bridge + host-local for the pods_cri tests' pods"),
+    ("buildah", "cargo xtask image: builds the agent's image FROM scratch without a daemon"),
+    ("podman", "the image tests run that image as the DaemonSet would (no daemon either)"),
+    ("python3-venv", "a private venv for helm-python-sdk and kubernetes-validate (chart tests)"),
 ];
 
 pub const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -44,8 +47,10 @@ pub const BPF_LINKER_VERSION: &str = "0.13.0";
 /// Everything, in order; silent when nothing needs doing.
 pub fn all() -> anyhow::Result<()> {
     nightly_rust_src()?;
+    musl_target()?;
     bpf_linker()?;
     debian_packages()?;
+    crate::deploy_tools::ensure()?;
     crate::firewalld_root::ensure()?;
     crate::docker_root::ensure()?;
     Ok(())
@@ -81,6 +86,18 @@ fn nightly_rust_src() -> anyhow::Result<()> {
                 .context("rustup could not install the nightly toolchain; install rustup from your distribution or rustup.rs")
         }
     }
+}
+
+/// The static build of the image (`cargo xtask image`) needs the musl target's std.
+fn musl_target() -> anyhow::Result<()> {
+    let target = crate::image::MUSL_TARGET;
+    let installed = output_ok(Command::new("rustup").args(["target", "list", "--installed"]))
+        .context("`rustup target list` failed: is rustup installed?")?;
+    if installed.lines().any(|l| l.trim() == target) {
+        return Ok(());
+    }
+    eprintln!("setup: adding the Rust target {target} (the static reach of the container image)");
+    run(Command::new("rustup").args(["target", "add", target]))
 }
 
 /// bpf-linker is usable when it starts (its rpath'd libLLVM still exists) and is our version.

@@ -46,10 +46,8 @@ pub fn open_protocol(protocol: libc::c_int, groups: u32) -> io::Result<OwnedFd> 
 
 /// Bounds each `recv` on `fd` to `timeout` (then it fails with EAGAIN).
 pub fn set_recv_timeout(fd: &OwnedFd, timeout: Duration) {
-    let tv = libc::timeval {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_usec: timeout.subsec_micros() as libc::suseconds_t,
-    };
+    let tv =
+        libc::timeval { tv_sec: timeout.as_secs() as _, tv_usec: timeout.subsec_micros() as _ };
     // SAFETY: tv is a valid timeval for SO_RCVTIMEO.
     unsafe {
         libc::setsockopt(

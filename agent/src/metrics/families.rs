@@ -69,6 +69,85 @@ const _: fn() = || {
 /// `reach_events_{lost,suppressed}_total`'s one label, `kind` (`syn` or `other`).
 pub(super) type KindFamily = Family<[(&'static str, &'static str); 1], Counter>;
 
+/// One family as a scrape shows it: name (counters with the `_total` the encoder appends) and
+/// every label its series can carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exported {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub labels: &'static [&'static str],
+}
+
+/// Every family the agent exports, for what reads its metrics (the Grafana dashboard's test
+/// checks each query against it). `register` refuses a family missing here, and a unit test
+/// refuses an entry nothing registers: the catalog cannot drift from the registry.
+pub const CATALOG: &[Exported] = &[
+    Exported { name: "reach_syn_total", kind: "counter", labels: &["netns", "namespace", "pod"] },
+    Exported {
+        name: "reach_connection_attempts_total",
+        kind: "counter",
+        labels: &["netns", "namespace", "pod", "outcome"],
+    },
+    Exported {
+        name: "reach_failed_connection_attempts_total",
+        kind: "counter",
+        labels: &["netns", "namespace", "pod", "class"],
+    },
+    Exported {
+        name: "reach_drops_total",
+        kind: "counter",
+        labels: &["netns", "namespace", "pod", "reason"],
+    },
+    Exported {
+        name: "reach_firewall_verdicts_total",
+        kind: "counter",
+        labels: &["netns", "namespace", "pod", "scope_kind", "scope", "concept", "verdict"],
+    },
+    Exported {
+        name: "reach_listen_overflows_total",
+        kind: "counter",
+        labels: &["netns", "namespace", "pod"],
+    },
+    Exported {
+        name: "reach_unreachable_listeners",
+        kind: "gauge",
+        labels: &["netns", "namespace", "pod", "reason"],
+    },
+    Exported { name: "reach_events_lost_total", kind: "counter", labels: &["kind"] },
+    Exported { name: "reach_events_suppressed_total", kind: "counter", labels: &["kind"] },
+    Exported {
+        name: "reach_namespace_interfaces",
+        kind: "gauge",
+        labels: &["netns", "namespace", "pod"],
+    },
+    Exported { name: "reach_watched_namespaces", kind: "gauge", labels: &[] },
+    Exported { name: "reach_watched_interfaces", kind: "gauge", labels: &[] },
+    Exported {
+        name: "reach_label_sets_folded_total",
+        kind: "counter",
+        labels: &["metric", "bound"],
+    },
+];
+
+/// Registers `metric` as `name`, which [`CATALOG`] must list (with `_total` for counters).
+fn register_listed<M: prometheus_client::registry::Metric>(
+    r: &mut Registry,
+    name: &'static str,
+    help: &'static str,
+    metric: M,
+) {
+    let counter = matches!(
+        prometheus_client::encoding::EncodeMetric::metric_type(&metric),
+        prometheus_client::metrics::MetricType::Counter
+    );
+    let scraped = if counter { format!("{name}_total") } else { name.to_string() };
+    assert!(
+        CATALOG.iter().any(|e| e.name == scraped),
+        "metric family {scraped} is registered but missing from metrics::CATALOG"
+    );
+    r.register(name, help, metric);
+}
+
 impl Metrics {
     pub fn new(cfg: MetricsConfig) -> Self {
         let max = cfg.max_label_sets;
@@ -120,67 +199,80 @@ impl Metrics {
             self.events_suppressed.get_or_create_owned(&[("kind", kind)]);
         }
         let r = &mut self.registry;
-        r.register(
+        register_listed(
+            r,
             "reach_syn",
             "TCP SYNs seen arriving at a watched namespace (connection attempts, retransmissions included)",
             self.syn.family(),
         );
-        r.register(
+        register_listed(
+            r,
             "reach_connection_attempts",
             "Connection attempts to a watched namespace by how they ended (accepted, refused, dropped, unanswered, ...)",
             self.attempts.family(),
         );
-        r.register(
+        register_listed(
+            r,
             "reach_failed_connection_attempts",
             "Failed connection attempts by why they failed (nothing_listening, loopback_only, firewall_drop, kernel_drop, ...)",
             self.failed_classes.family(),
         );
-        r.register(
+        register_listed(
+            r,
             "reach_drops",
             "Packets to or from a watched namespace the kernel dropped, by kernel drop reason (SKB_DROP_REASON_ without its prefix)",
             self.drops.family(),
         );
-        r.register(
+        register_listed(
+            r,
             "reach_firewall_verdicts",
             "Firewall verdicts on connection attempts, by where they were decided (scope_kind zone, policy or table, and scope its name), the rule concept and the verdict",
             self.firewall.family(),
         );
-        r.register(
+        register_listed(
+            r,
             "reach_listen_overflows",
             "Connection attempts dropped because a listening socket's accept queue was full (the server accepts too slowly)",
             self.listen_overflows.family(),
         );
-        r.register(
+        register_listed(
+            r,
             "reach_unreachable_listeners",
             "Listening sockets that clients outside their namespace cannot reach, by reason (loopback_only, v6only, device_bound)",
             self.unreachable.family(),
         );
-        r.register(
+        register_listed(
+            r,
             "reach_events_lost",
             "Kernel events reach lost because its ring buffers were full (kind syn, or other): reach's other counts are low by up to this much",
             self.events_lost.clone(),
         );
-        r.register(
+        register_listed(
+            r,
             "reach_events_suppressed",
             "Kernel events the in-kernel rate limit dropped on purpose (kind syn, or other): reach's other counts are low by up to this much",
             self.events_suppressed.clone(),
         );
-        r.register(
+        register_listed(
+            r,
             "reach_namespace_interfaces",
             "Interfaces reach taps in each watched namespace, one series per namespace with its pod: which namespaces are watched, and the join from netns to pod",
             self.namespace_interfaces.family(),
         );
-        r.register(
+        register_listed(
+            r,
             "reach_watched_namespaces",
             "Network namespaces reach currently watches on this node",
             self.watched_namespaces.clone(),
         );
-        r.register(
+        register_listed(
+            r,
             "reach_watched_interfaces",
             "Network interfaces reach currently has classifiers attached to on this node",
             self.watched_interfaces.clone(),
         );
-        r.register(
+        register_listed(
+            r,
             "reach_label_sets_folded",
             "Observations recorded under \"other\" labels because a family reached its bound (bound namespaces: max label sets per family; values: distinct label values), so per-namespace series are incomplete",
             folded,

@@ -26,7 +26,8 @@ mod textparse;
 
 pub use addr::parse_addr;
 pub use families::{
-    Metrics, MetricsConfig, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE,
+    CATALOG, Exported, Metrics, MetricsConfig, OPENMETRICS_CONTENT_TYPE,
+    PROMETHEUS_TEXT_CONTENT_TYPE,
 };
 pub use health::Health;
 pub use http::{BindError, Server};

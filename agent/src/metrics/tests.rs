@@ -360,3 +360,45 @@ fn memory_stays_bounded_under_namespace_churn() {
     assert_eq!(series(&p, "reach_syn"), 1, "only other is left");
     assert_eq!(m.syn.places(), 0);
 }
+
+#[test]
+fn the_catalog_lists_exactly_what_a_scrape_shows_with_every_label() {
+    // One place allowed per family: the second namespace folds, so the folded counter shows.
+    let m = metrics(1);
+    let web = pod("cni-1234", "shop", "web-0");
+    let other = Where::netns("host");
+    for w in [&web, &other] {
+        m.syn(w);
+        m.attempt(w, "refused");
+        m.failed_attempt_class(w, "nothing_listening");
+        m.drop_reason(w, "NO_SOCKET");
+        m.firewall_verdict(w, FirewallScope::Zone("public".into()), "port", "reject");
+        m.listen_overflows(w, 1);
+        m.set_unreachable_listeners(w, UnreachableReason::LoopbackOnly, 1);
+        m.set_namespace_interfaces(w, 1);
+    }
+    m.events_lost(1, 1);
+    m.events_suppressed(1, 1);
+    m.set_watched(2, 2);
+    let p = scrape(&m);
+    let mut seen = Vec::new();
+    for (name, f) in &p {
+        let scraped = if f.kind == "counter" { format!("{name}_total") } else { name.clone() };
+        let entry = CATALOG
+            .iter()
+            .find(|e| e.name == scraped)
+            .unwrap_or_else(|| panic!("{scraped} is exported but not in metrics::CATALOG"));
+        assert_eq!(entry.kind, f.kind, "{scraped}");
+        for l in f.samples.keys() {
+            for (key, _) in l.iter() {
+                assert!(
+                    entry.labels.contains(&key.as_str()),
+                    "{scraped} has label {key} the catalog lacks"
+                );
+            }
+        }
+        seen.push(entry.name);
+    }
+    let unseen: Vec<&str> = CATALOG.iter().map(|e| e.name).filter(|n| !seen.contains(n)).collect();
+    assert!(unseen.is_empty(), "in metrics::CATALOG but never exported: {unseen:?}");
+}

@@ -110,11 +110,11 @@ fn set_lo_up(fd: i32) -> io::Result<()> {
     }
     // SAFETY: valid fd and ifreq pointer for the duration of the calls.
     unsafe {
-        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) < 0 {
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS as libc::Ioctl, &mut req) < 0 {
             return Err(io::Error::last_os_error());
         }
         req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        if libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) < 0 {
+        if libc::ioctl(fd, libc::SIOCSIFFLAGS as libc::Ioctl, &req) < 0 {
             return Err(io::Error::last_os_error());
         }
     }

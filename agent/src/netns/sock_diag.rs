@@ -135,7 +135,7 @@ fn open_diag_socket() -> io::Result<OwnedFd> {
     }
     // SAFETY: raw is a fresh fd that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-    let tv = libc::timeval { tv_sec: RECV_TIMEOUT.as_secs() as libc::time_t, tv_usec: 0 };
+    let tv = libc::timeval { tv_sec: RECV_TIMEOUT.as_secs() as _, tv_usec: 0 };
     // SAFETY: valid fd; tv outlives the call and its size is passed.
     let r = unsafe {
         libc::setsockopt(

@@ -262,7 +262,7 @@ fn link_type(iface: &str) -> Option<u16> {
         for (d, s) in req.ifr_name.iter_mut().zip(iface.bytes().take(libc::IFNAMSIZ - 1)) {
             *d = s as libc::c_char;
         }
-        let r = libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req);
+        let r = libc::ioctl(fd, libc::SIOCGIFHWADDR as libc::Ioctl, &mut req);
         libc::close(fd);
         (r == 0).then_some(req.ifr_ifru.ifru_hwaddr.sa_family)
     }

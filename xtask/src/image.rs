@@ -1,0 +1,196 @@
+//! `cargo xtask image`: the agent's container image, built without a daemon.
+//!
+//! `reach` is built static (musl), checked to need no dynamic loader, and put alone into an image
+//! FROM scratch by Debian's buildah — chroot isolation, vfs storage in a private directory under
+//! target/ that is removed afterwards — and exported as an OCI archive that `podman load`,
+//! `ctr import` or `skopeo copy` take as is. reach needs nothing else at run time: its BPF
+//! objects are embedded, the kernel's BTF, tracefs, cgroups and network namespaces come from the
+//! node (the DaemonSet's hostPath mounts), and it resolves names from the /etc/hosts and
+//! /etc/resolv.conf the container runtime provides.
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail, ensure};
+
+use crate::{
+    run::{output_ok, run},
+    workspace,
+};
+
+/// The Rust target of the static build.
+pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+
+/// The image's name inside the archive (`podman load` tags it `localhost/reach:VERSION`).
+pub const NAME: &str = "reach";
+
+/// The version tag: the workspace's package version.
+pub fn tag() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+/// The environment variable `cargo xtask test` names the archive in for the image tests.
+pub const ENV: &str = "REACH_IMAGE";
+
+/// Where `cargo xtask image` writes the OCI archive.
+pub fn archive_path() -> PathBuf {
+    workspace::target_dir().join("image").join(format!("{NAME}-{}.oci.tar", tag()))
+}
+
+/// The static `reach` the image holds.
+pub fn static_bin() -> PathBuf {
+    workspace::target_dir().join(MUSL_TARGET).join("release").join("reach")
+}
+
+/// What `cargo xtask image` made.
+#[derive(Debug)]
+pub struct Built {
+    pub archive: PathBuf,
+    pub binary_bytes: u64,
+    pub archive_bytes: u64,
+}
+
+/// Builds the static binary and the image; returns the archive.
+pub fn build() -> anyhow::Result<Built> {
+    build_static()?;
+    let bin = static_bin();
+    check_static(&bin)?;
+    let archive = archive_path();
+    buildah_image(&bin, &archive)?;
+    let built = Built {
+        binary_bytes: fs::metadata(&bin)?.len(),
+        archive_bytes: fs::metadata(&archive)?.len(),
+        archive,
+    };
+    eprintln!(
+        "image: {} ({:.1} MiB; one layer holding /reach, {:.1} MiB uncompressed), image name {NAME}:{}",
+        built.archive.display(),
+        built.archive_bytes as f64 / 1048576.0,
+        built.binary_bytes as f64 / 1048576.0,
+        tag()
+    );
+    Ok(built)
+}
+
+fn build_static() -> anyhow::Result<()> {
+    run(workspace::cargo()
+        .args([
+            "build",
+            "--release",
+            "--target",
+            MUSL_TARGET,
+            "-p",
+            "reach-agent",
+            "--bin",
+            "reach",
+        ])
+        // Symbols only serve a debugger; panics keep file:line without them. The embedded BPF
+        // objects keep their BTF (they are data, not this binary's symbols).
+        .args(["--config", "profile.release.strip=\"symbols\""]))
+    .context("the static (musl) build of reach failed")
+}
+
+/// A static executable has no PT_INTERP program header: the kernel starts it without ld.so,
+/// so it runs in an image that holds no C library.
+pub fn check_static(bin: &Path) -> anyhow::Result<()> {
+    let elf = fs::read(bin).with_context(|| format!("read {}", bin.display()))?;
+    ensure!(
+        elf.len() > 64 && &elf[..4] == b"\x7fELF" && elf[4] == 2,
+        "{} is not a 64-bit ELF",
+        bin.display()
+    );
+    let u16_at = |o: usize| u16::from_le_bytes([elf[o], elf[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(elf[32..40].try_into()?) as usize;
+    let (phentsize, phnum) = (u16_at(54), u16_at(56));
+    for i in 0..phnum {
+        let at = phoff + i * phentsize;
+        let p_type = u32::from_le_bytes(elf[at..at + 4].try_into()?);
+        const PT_INTERP: u32 = 3;
+        if p_type == PT_INTERP {
+            bail!(
+                "{} asks for a dynamic loader (PT_INTERP): it would not start in an image FROM \
+                 scratch; build it with --target {MUSL_TARGET}",
+                bin.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// buildah with storage of its own, so nothing is left in /var/lib/containers.
+struct Buildah {
+    dir: PathBuf,
+}
+
+impl Buildah {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("buildah");
+        c.arg("--root")
+            .arg(self.dir.join("root"))
+            .arg("--runroot")
+            .arg(self.dir.join("run"))
+            .args(["--storage-driver", "vfs"])
+            // No daemon and no runtime: nothing is RUN, and if it were, chroot isolation.
+            .env("BUILDAH_ISOLATION", "chroot");
+        c
+    }
+}
+
+impl Drop for Buildah {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn buildah_image(bin: &Path, archive: &Path) -> anyhow::Result<()> {
+    ensure!(
+        output_ok(Command::new("buildah").arg("--version")).is_some(),
+        "buildah is missing: run `cargo xtask setup` (it installs Debian's buildah)"
+    );
+    let out_dir = archive.parent().context("archive path has no parent")?;
+    fs::create_dir_all(out_dir)?;
+    let b = Buildah { dir: out_dir.join("buildah-storage") };
+    let _ = fs::remove_dir_all(&b.dir);
+    let container = output_ok(b.cmd().args(["from", "--name", "reach-image-build", "scratch"]))
+        .context("`buildah from scratch` failed (is this root?)")?;
+    let container = container.trim().to_string();
+    run(b.cmd().args(["copy", "--chmod", "0755", &container]).arg(bin).arg("/reach"))?;
+    let version = tag();
+    run(b.cmd().args([
+        "config",
+        "--entrypoint",
+        r#"["/reach"]"#,
+        "--cmd",
+        r#"["agent","--metrics","0.0.0.0:9464"]"#,
+        "--port",
+        "9464/tcp",
+        "--label",
+        &format!("org.opencontainers.image.version={version}"),
+        "--label",
+        "org.opencontainers.image.title=reach",
+        "--label",
+        "org.opencontainers.image.description=reach agent: why can't that client reach my server, and where did its packets die?",
+        &container,
+    ]))?;
+    let image = format!("{NAME}:{version}");
+    // Timestamp 0: the same binary gives the same image, layer digest included.
+    run(b.cmd().args([
+        "commit",
+        "--quiet",
+        "--timestamp",
+        "0",
+        "--format",
+        "oci",
+        &container,
+        &image,
+    ]))?;
+    let _ = fs::remove_file(archive);
+    run(b
+        .cmd()
+        .args(["push", "--quiet", &image])
+        .arg(format!("oci-archive:{}:{image}", archive.display())))?;
+    run(b.cmd().args(["rm", &container]))?;
+    Ok(())
+}
