@@ -155,8 +155,9 @@ pub enum Command {
     Why(WhyArgs),
     /// The always-on fleet mode: every network namespace, Prometheus metrics, failed attempts.
     ///
-    /// Runs until SIGTERM or Ctrl-C, one per node (a Kubernetes DaemonSet, privileged, host
-    /// network and PID namespace). It watches the host and every network namespace as it
+    /// Runs until SIGTERM or Ctrl-C, one per node (a Kubernetes DaemonSet with host network and
+    /// PID namespace and capabilities BPF, PERFMON, NET_ADMIN, SYS_ADMIN and SYS_PTRACE, not
+    /// privileged: deploy/ in reach's repository holds the chart and manifests). It watches the host and every network namespace as it
     /// appears and disappears (pods come and go), every interface as it appears, and never
     /// changes a packet's fate. Each observation is labelled with its namespace and, where the
     /// node's container runtime names it, its pod.
@@ -188,8 +189,9 @@ pub enum Command {
     /// first of containerd's, CRI-O's and cri-dockerd's sockets that answers), else from
     /// kubelet's cgroup paths (pod UIDs only).
     ///
-    /// To ask about one port from the node's agent pod:
-    ///   kubectl -n reach exec ds/reach -- reach why 10.0.3.7:8080 --netns cni-…
+    /// To ask about one port from the agent pod of the server's node:
+    ///   kubectl -n reach get pods -o name --field-selector spec.nodeName=NODE
+    ///   kubectl -n reach exec POD -- /reach why 10.0.3.7:8080 --netns cni-…
     ///
     /// Exit codes: 0 stopped (SIGTERM, Ctrl-C, --duration); 1 attach or runtime error;
     /// 2 bad usage (malformed or unusable --metrics address, bad durations); 3 missing

@@ -15,10 +15,15 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::{
+    net::{IpAddr, SocketAddr, TcpStream},
+    path::PathBuf,
+};
+
 use anyhow::Context;
 use reach_agent::{
-    lab::{LabChild, NetNs, Tool},
-    pods::CriClient,
+    lab::{LabChild, NetNs, NetNsFd, Tool},
+    pods::{CriClient, PodSource},
 };
 
 pub mod config;
@@ -293,4 +298,40 @@ pub fn container_pids(id: &str) -> Vec<u32> {
         .collect();
     pids.sort();
     pids
+}
+
+/// A pod's network namespace (path, `ip netns` name) and its eth0 IPv4 address.
+pub struct PodNet {
+    pub path: PathBuf,
+    pub name: String,
+    pub ip: IpAddr,
+}
+
+pub fn pod_net(cd: &Containerd, uid: &str) -> PodNet {
+    let mut source = cd.block_on(PodSource::detect(Some(cd.socket()))).expect("CRI");
+    let index = cd.block_on(source.snapshot()).expect("snapshot");
+    let pod = index.by_uid(uid).unwrap_or_else(|| panic!("pod {uid} not listed: {index:#?}"));
+    let path = pod.netns_path.clone().expect("the runtime names the pod's netns");
+    let ns = NetNsFd::open(&path).unwrap();
+    let out = ns.ip(&["-4", "-o", "addr", "show", "dev", "eth0"]).unwrap();
+    let ip = out
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no IPv4 on eth0 of {}: {out}", path.display()));
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    PodNet { path, name, ip }
+}
+
+pub fn connect_from(
+    client: &PodNet,
+    to: SocketAddr,
+    timeout: Duration,
+) -> std::io::Result<TcpStream> {
+    NetNsFd::open(&client.path)
+        .unwrap()
+        .run_in(move || TcpStream::connect_timeout(&to, timeout))
+        .unwrap()
 }

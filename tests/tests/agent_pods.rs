@@ -4,49 +4,16 @@
 //! name; attempts from one pod to another's closed port, to the loopback-only pod, and through an
 //! nft drop rule in a pod fail with pod names and verdicts; a deleted pod's series go away.
 use std::{
-    net::{IpAddr, SocketAddr, TcpStream},
-    path::PathBuf,
+    net::{SocketAddr, TcpStream},
     time::Duration,
 };
 
-use reach_agent::{lab::NetNsFd, pods::PodSource};
+use reach_agent::lab::NetNsFd;
 use reach_tests::{
     agent_run::AgentRun,
-    containerd::{Containerd, Network, sandbox::CONTAINER},
+    containerd::{Containerd, Network, connect_from, pod_net, sandbox::CONTAINER},
     require_root,
 };
-
-/// A pod's network namespace (path, `ip netns` name) and its eth0 IPv4 address.
-struct PodNet {
-    path: PathBuf,
-    name: String,
-    ip: IpAddr,
-}
-
-fn pod_net(cd: &Containerd, uid: &str) -> PodNet {
-    let mut source = cd.block_on(PodSource::detect(Some(cd.socket()))).expect("CRI");
-    let index = cd.block_on(source.snapshot()).expect("snapshot");
-    let pod = index.by_uid(uid).unwrap_or_else(|| panic!("pod {uid} not listed: {index:#?}"));
-    let path = pod.netns_path.clone().expect("the runtime names the pod's netns");
-    let ns = NetNsFd::open(&path).unwrap();
-    let out = ns.ip(&["-4", "-o", "addr", "show", "dev", "eth0"]).unwrap();
-    let ip = out
-        .split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)
-        .and_then(|cidr| cidr.split('/').next())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no IPv4 on eth0 of {}: {out}", path.display()));
-    let name = path.file_name().unwrap().to_string_lossy().into_owned();
-    PodNet { path, name, ip }
-}
-
-fn connect_from(client: &PodNet, to: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
-    NetNsFd::open(&client.path)
-        .unwrap()
-        .run_in(move || TcpStream::connect_timeout(&to, timeout))
-        .unwrap()
-}
 
 /// The agent's resident memory (kB) and CPU time (s) so far, from /proc.
 fn footprint(pid: u32) -> (u64, f64) {

@@ -1,12 +1,15 @@
 //! `cargo xtask image`: the agent's container image, built without a daemon.
 //!
-//! `reach` is built static (musl), checked to need no dynamic loader, and put alone into an image
-//! FROM scratch by Debian's buildah — chroot isolation, vfs storage in a private directory under
+//! `reach` is built static (musl), checked to need no dynamic loader, and put into an image FROM
+//! scratch by Debian's buildah — chroot isolation, vfs storage in a private directory under
 //! target/ that is removed afterwards — and exported as an OCI archive that `podman load`,
-//! `ctr import` or `skopeo copy` take as is. reach needs nothing else at run time: its BPF
-//! objects are embedded, the kernel's BTF, tracefs, cgroups and network namespaces come from the
-//! node (the DaemonSet's hostPath mounts), and it resolves names from the /etc/hosts and
-//! /etc/resolv.conf the container runtime provides.
+//! `ctr import` or `skopeo copy` take as is. The one other thing reach runs is `nft` (it reads
+//! each namespace's ruleset with `nft -j list ruleset` and installs its trace table with
+//! `nft -f`): the build machine's nft goes in with exactly the shared objects `ldd` says it
+//! loads, and the image's PATH finds it. Nothing else: the BPF objects are embedded, the
+//! kernel's BTF, tracefs, cgroups and network namespaces come from the node (the DaemonSet's
+//! hostPath mounts), and names resolve from the /etc/hosts and /etc/resolv.conf the container
+//! runtime provides.
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -58,14 +61,16 @@ pub fn build() -> anyhow::Result<Built> {
     let bin = static_bin();
     check_static(&bin)?;
     let archive = archive_path();
-    buildah_image(&bin, &archive)?;
+    let rootfs = stage_rootfs(&bin)?;
+    buildah_image(&rootfs, &archive)?;
+    let _ = fs::remove_dir_all(&rootfs);
     let built = Built {
         binary_bytes: fs::metadata(&bin)?.len(),
         archive_bytes: fs::metadata(&archive)?.len(),
         archive,
     };
     eprintln!(
-        "image: {} ({:.1} MiB; one layer holding /reach, {:.1} MiB uncompressed), image name {NAME}:{}",
+        "image: {} ({:.1} MiB; one layer: /reach of {:.1} MiB, nft and its libraries), image name {NAME}:{}",
         built.archive.display(),
         built.archive_bytes as f64 / 1048576.0,
         built.binary_bytes as f64 / 1048576.0,
@@ -119,6 +124,49 @@ pub fn check_static(bin: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The PATH of the image: where its nft is.
+pub const PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// `nft` of this machine and every shared object it loads (the dynamic loader included), as
+/// `ldd` resolves them: the absolute paths, in the image at the same paths.
+pub fn nft_closure() -> anyhow::Result<Vec<PathBuf>> {
+    let nft = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .context("nft is missing: run `cargo xtask setup` (it installs Debian's nftables)")?;
+    let out = output_ok(Command::new("ldd").arg(&nft)).context("`ldd /usr/sbin/nft` failed")?;
+    let mut files = vec![nft];
+    for line in out.lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)";
+        // linux-vdso has no file.
+        let path = match line.split_once("=>") {
+            Some((_, rest)) => rest.split_whitespace().next(),
+            None => line.split_whitespace().next().filter(|p| p.starts_with('/')),
+        };
+        if let Some(p) = path.filter(|p| p.starts_with('/')) {
+            files.push(PathBuf::from(p));
+        }
+    }
+    ensure!(files.len() > 2, "ldd listed no libraries for nft:\n{out}");
+    Ok(files)
+}
+
+/// The image's file tree: /reach and the nft closure (symlinks resolved: each file under the
+/// name nft asks for).
+fn stage_rootfs(bin: &Path) -> anyhow::Result<PathBuf> {
+    let root = archive_path().parent().context("archive path has no parent")?.join("rootfs");
+    let _ = fs::remove_dir_all(&root);
+    fs::create_dir_all(&root)?;
+    fs::copy(bin, root.join("reach"))?;
+    for f in nft_closure()? {
+        let to = root.join(f.strip_prefix("/")?);
+        fs::create_dir_all(to.parent().context("no parent")?)?;
+        fs::copy(&f, &to).with_context(|| format!("copy {}", f.display()))?;
+    }
+    Ok(root)
+}
+
 /// buildah with storage of its own, so nothing is left in /var/lib/containers.
 struct Buildah {
     dir: PathBuf,
@@ -144,7 +192,7 @@ impl Drop for Buildah {
     }
 }
 
-fn buildah_image(bin: &Path, archive: &Path) -> anyhow::Result<()> {
+fn buildah_image(rootfs: &Path, archive: &Path) -> anyhow::Result<()> {
     ensure!(
         output_ok(Command::new("buildah").arg("--version")).is_some(),
         "buildah is missing: run `cargo xtask setup` (it installs Debian's buildah)"
@@ -156,7 +204,7 @@ fn buildah_image(bin: &Path, archive: &Path) -> anyhow::Result<()> {
     let container = output_ok(b.cmd().args(["from", "--name", "reach-image-build", "scratch"]))
         .context("`buildah from scratch` failed (is this root?)")?;
     let container = container.trim().to_string();
-    run(b.cmd().args(["copy", "--chmod", "0755", &container]).arg(bin).arg("/reach"))?;
+    run(b.cmd().args(["copy", &container]).arg(format!("{}/", rootfs.display())).arg("/"))?;
     let version = tag();
     run(b.cmd().args([
         "config",
@@ -166,6 +214,8 @@ fn buildah_image(bin: &Path, archive: &Path) -> anyhow::Result<()> {
         r#"["agent","--metrics","0.0.0.0:9464"]"#,
         "--port",
         "9464/tcp",
+        "--env",
+        &format!("PATH={PATH}"),
         "--label",
         &format!("org.opencontainers.image.version={version}"),
         "--label",

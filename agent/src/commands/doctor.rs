@@ -267,6 +267,10 @@ pub fn render(r: &Report) -> String {
         );
     }
 
+    for (cap, what) in &p.wanted_missing {
+        let _ = writeln!(s, "            without {cap} reach cannot {what}");
+    }
+
     let _ = writeln!(s, "\nattach mechanisms");
     for name in capabilities::NAMES {
         if let Some(c) = r.capabilities.get(name) {

@@ -9,6 +9,16 @@ pub const NEEDED: [(&str, u32, &str); 4] = [
     ("CAP_SYS_ADMIN", 21, "enter other network namespaces (setns) and mount tracefs"),
 ];
 
+/// Capabilities reach runs without, seeing less: a root process holds every capability, and
+/// reading another process's /proc fd table or namespace links needs the reader's capabilities
+/// to cover the target's (or CAP_SYS_PTRACE). A container with only [`NEEDED`] therefore sees no
+/// socket owners, no pods of listeners, and no namespace only a process holds.
+pub const WANTED: [(&str, u32, &str); 1] = [(
+    "CAP_SYS_PTRACE",
+    19,
+    "read other processes' /proc fd tables and namespace links: which process (and pod) owns a socket; namespaces no /run/netns entry names",
+)];
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Privileges {
     pub euid: u32,
@@ -16,6 +26,9 @@ pub struct Privileges {
     pub capabilities: std::collections::BTreeMap<&'static str, bool>,
     /// Needed capabilities not held.
     pub missing: Vec<&'static str>,
+    /// [`WANTED`] capabilities not held, each with what reach does not see without it
+    /// (`reach doctor` says so; nothing refuses to run).
+    pub wanted_missing: Vec<(&'static str, &'static str)>,
 }
 
 pub fn current() -> Privileges {
@@ -39,7 +52,13 @@ pub fn from_status(status: &str, euid: u32) -> Privileges {
             missing.push(name);
         }
     }
-    Privileges { euid, capabilities, missing }
+    // Root outside a container holds everything; only a bounded set (a container's) lacks these.
+    let wanted_missing = WANTED
+        .iter()
+        .filter(|(_, bit, _)| eff & (1 << bit) == 0)
+        .map(|(n, _, why)| (*n, *why))
+        .collect();
+    Privileges { euid, capabilities, missing, wanted_missing }
 }
 
 /// For commands that cannot work without privileges: None when all are held, else the exit
@@ -77,7 +96,20 @@ mod tests {
     fn root_with_full_set_misses_nothing() {
         let p = from_status("Name:\treach\nCapEff:\t000001ffffffffff\n", 0);
         assert!(p.missing.is_empty());
+        assert!(p.wanted_missing.is_empty());
         assert!(p.can_load_bpf());
+    }
+
+    #[test]
+    fn the_daemonset_set_without_sys_ptrace_is_told_what_it_misses() {
+        // BPF, PERFMON, NET_ADMIN, SYS_ADMIN: bits 39, 38, 12, 21.
+        let eff = (1u64 << 39) | (1 << 38) | (1 << 12) | (1 << 21);
+        let p = from_status(&format!("CapEff:\t{eff:016x}\n"), 0);
+        assert!(p.missing.is_empty());
+        assert_eq!(p.wanted_missing.len(), 1);
+        assert_eq!(p.wanted_missing[0].0, "CAP_SYS_PTRACE");
+        let with = from_status(&format!("CapEff:\t{:016x}\n", eff | (1 << 19)), 0);
+        assert!(with.wanted_missing.is_empty());
     }
 
     #[test]
