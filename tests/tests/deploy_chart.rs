@@ -87,14 +87,30 @@ fn every_rendered_object_validates_strictly_against_1_30_and_the_newest() {
                 }
             }
         }
+        let results = v["results"].as_array().unwrap();
+        let kinds = |result: &str| -> Vec<String> {
+            let mut k: Vec<String> = results
+                .iter()
+                .filter(|r| r["result"] == result)
+                .map(|r| r["kind"].as_str().unwrap().to_string())
+                .collect();
+            k.dedup();
+            k
+        };
+        let (valid, unchecked) = (kinds("valid"), kinds("no_schema"));
         summary.push(format!(
-            "{what}: {} objects ({}) valid on {}",
+            "{what}: {} objects; strictly valid on {}: {}{}",
             docs.len(),
-            docs.iter()
-                .map(|d| d["object"]["kind"].as_str().unwrap())
-                .collect::<Vec<_>>()
-                .join(", "),
-            versions.iter().map(|v| v.as_str().unwrap()).collect::<Vec<_>>().join(" and ")
+            versions.iter().map(|v| v.as_str().unwrap()).collect::<Vec<_>>().join(" and "),
+            valid.join(", "),
+            if unchecked.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; no schema (a CRD, checked against its Service): {}",
+                    unchecked.join(", ")
+                )
+            }
         ));
     }
     eprintln!("{}", summary.join("\n"));
@@ -214,6 +230,22 @@ fn operator_values_reach_the_agent_arguments_and_pod() {
             "reach agent has no {flag}"
         );
     }
+}
+
+#[test]
+fn no_cri_socket_means_no_flag_and_no_mount() {
+    let docs = deploy::render(r#"{"cri": {"socket": ""}}"#);
+    let ds = object(&docs, "DaemonSet");
+    let c = deploy::container(ds);
+    let args = c["args"].to_string();
+    assert!(!args.contains("--cri-socket"), "{args}");
+    let names: Vec<&str> =
+        c["volumeMounts"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert!(!names.contains(&"cri"), "{names:?}");
+    let volumes = ds["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
+    assert!(!volumes.iter().any(|v| v["name"] == "cri"), "{volumes:?}");
+    let v = deploy::validate(&docs, &["1.30.0"]);
+    assert!(v["results"].as_array().unwrap().iter().all(|r| r["result"] != "invalid"), "{v}");
 }
 
 #[test]
