@@ -20,6 +20,7 @@ pub mod firewalld_versions;
 pub mod frames;
 pub mod kernel_facts;
 pub mod leftovers;
+pub mod podman;
 pub mod prometheus;
 pub mod ruleset;
 pub mod why_run;

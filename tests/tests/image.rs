@@ -17,8 +17,9 @@ use reach_agent::lab::{NetNs, NetNsFd, TwoHosts};
 use reach_tests::{
     WatchRun,
     containerd::{Containerd, Network, connect_from, pod_net},
-    deploy::{self, Podman},
+    deploy,
     leftovers::{Leftovers, Scope},
+    podman::{self, Podman},
     prometheus, require_root, show,
 };
 use serde_json::Value;
@@ -119,16 +120,25 @@ fn image_holds_one_static_reach_and_nothing_else() {
     std::fs::create_dir(&root).unwrap();
     let out = Command::new("tar").arg("-xzf").arg(&layer).arg("-C").arg(&root).output().unwrap();
     assert!(out.status.success(), "{}", show(&out));
-    // reach, and nft with exactly the shared objects it loads; nothing else.
+    // reach, and nft and iptables-nft with exactly the shared objects they load; nothing else.
     let files: Vec<String> = walk(&root);
-    let mut expected: Vec<String> = xtask::image::nft_closure()
+    let mut expected: Vec<String> = xtask::image::runtime_entries()
         .unwrap()
         .iter()
-        .map(|p| p.strip_prefix("/").unwrap().display().to_string())
+        .map(|e| {
+            let p = e.path().strip_prefix("/").unwrap().display().to_string();
+            match e {
+                xtask::image::Entry::File(_) => p,
+                xtask::image::Entry::Link(_, to) => format!("{p} -> {}", to.display()),
+            }
+        })
         .chain(["reach".to_string()])
         .collect();
     expected.sort();
-    assert_eq!(files, expected, "the image holds reach, nft and nft's libraries, nothing else");
+    assert_eq!(
+        files, expected,
+        "the image holds reach, nft, iptables-nft and their libraries, nothing else"
+    );
     let reach = root.join("reach");
     xtask::image::check_static(&reach).unwrap();
     assert_eq!(
@@ -147,6 +157,53 @@ fn image_holds_one_static_reach_and_nothing_else() {
         .output()
         .unwrap();
     assert!(nft.status.success(), "nft in the image: {}", show(&nft));
+    // iptables-nft with its extensions: in a lab namespace, the image's `iptables -S` prints a
+    // rule with a match and a target extension exactly as this machine's does.
+    require_root();
+    let ns = NetNs::new("img-xt").unwrap();
+    let host_ipt = |args: &[&str]| {
+        let out = Command::new("nsenter")
+            .arg(format!("--net={}", netns_path(&ns).display()))
+            .arg("iptables-nft")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", show(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    host_ipt(&[
+        "-A",
+        "INPUT",
+        "-p",
+        "tcp",
+        "-m",
+        "tcp",
+        "--dport",
+        "7",
+        "-m",
+        "conntrack",
+        "--ctstate",
+        "NEW",
+        "-j",
+        "REJECT",
+        "--reject-with",
+        "tcp-reset",
+    ]);
+    let want = host_ipt(&["-t", "filter", "-S", "INPUT"]);
+    let inside = Command::new("nsenter")
+        .arg(format!("--net={}", netns_path(&ns).display()))
+        .arg("chroot")
+        .arg(&root)
+        .args(["iptables", "-t", "filter", "-S", "INPUT"])
+        .env("PATH", xtask::image::PATH)
+        .output()
+        .unwrap();
+    assert!(inside.status.success(), "the image's iptables: {}", show(&inside));
+    assert_eq!(String::from_utf8_lossy(&inside.stdout), want);
+    assert!(
+        want.contains("--dport 7") && want.contains("-j REJECT --reject-with tcp-reset"),
+        "{want}"
+    );
     eprintln!(
         "image {}: {:.1} MiB archive, reach {:.1} MiB, {}, {}",
         archive.display(),
@@ -157,17 +214,21 @@ fn image_holds_one_static_reach_and_nothing_else() {
     );
 }
 
-/// Every regular file under `root`, relative, sorted.
+/// Every file under `root`, relative, sorted; a symlink as "PATH -> TARGET".
 fn walk(root: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap().flatten() {
             let p = e.path();
-            if p.is_dir() {
+            let kind = e.file_type().unwrap();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            if kind.is_symlink() {
+                out.push(format!("{rel} -> {}", std::fs::read_link(&p).unwrap().display()));
+            } else if kind.is_dir() {
                 stack.push(p);
             } else {
-                out.push(p.strip_prefix(root).unwrap().display().to_string());
+                out.push(rel);
             }
         }
     }
@@ -267,7 +328,7 @@ fn daemonset_pod_under_podman_runs_doctor_the_agent_and_why() {
     require_root();
     let _s = serial();
     let absent_before: Vec<PathBuf> =
-        deploy::global_footprint().into_iter().filter(|p| !p.exists()).collect();
+        podman::global_footprint().into_iter().filter(|p| !p.exists()).collect();
     run_daemonset_pod();
     // podman's global footprint (its blob cache, network dir, conmon cgroups) went with it.
     let left: Vec<&PathBuf> = absent_before.iter().filter(|p| p.exists()).collect();

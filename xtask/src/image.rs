@@ -3,10 +3,9 @@
 //! `reach` is built static (musl), checked to need no dynamic loader, and put into an image FROM
 //! scratch by Debian's buildah — chroot isolation, vfs storage in a private directory under
 //! target/ that is removed afterwards — and exported as an OCI archive that `podman load`,
-//! `ctr import` or `skopeo copy` take as is. The one other thing reach runs is `nft` (it reads
-//! each namespace's ruleset with `nft -j list ruleset` and installs its trace table with
-//! `nft -f`): the build machine's nft goes in with exactly the shared objects `ldd` says it
-//! loads, and the image's PATH finds it. Nothing else: the BPF objects are embedded, the
+//! `ctr import` or `skopeo copy` take as is. The other programs reach runs — `nft` and
+//! iptables-nft ([`runtime_entries`]) — go in from the build machine with exactly the shared
+//! objects `ldd` says they load, and the image's PATH finds them. Nothing else: the BPF objects are embedded, the
 //! kernel's BTF, tracefs, cgroups and network namespaces come from the node (the DaemonSet's
 //! hostPath mounts), and names resolve from the /etc/hosts and /etc/resolv.conf the container
 //! runtime provides.
@@ -70,7 +69,7 @@ pub fn build() -> anyhow::Result<Built> {
         archive,
     };
     eprintln!(
-        "image: {} ({:.1} MiB; one layer: /reach of {:.1} MiB, nft and its libraries), image name {NAME}:{}",
+        "image: {} ({:.1} MiB; one layer: /reach of {:.1} MiB, nft, iptables-nft and their libraries), image name {NAME}:{}",
         built.archive.display(),
         built.archive_bytes as f64 / 1048576.0,
         built.binary_bytes as f64 / 1048576.0,
@@ -127,42 +126,114 @@ pub fn check_static(bin: &Path) -> anyhow::Result<()> {
 /// The PATH of the image: where its nft is.
 pub const PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// `nft` of this machine and every shared object it loads (the dynamic loader included), as
-/// `ldd` resolves them: the absolute paths, in the image at the same paths.
-pub fn nft_closure() -> anyhow::Result<Vec<PathBuf>> {
-    let nft = ["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .context("nft is missing: run `cargo xtask setup` (it installs Debian's nftables)")?;
-    let out = output_ok(Command::new("ldd").arg(&nft)).context("`ldd /usr/sbin/nft` failed")?;
-    let mut files = vec![nft];
-    for line in out.lines() {
-        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)";
-        // linux-vdso has no file.
-        let path = match line.split_once("=>") {
-            Some((_, rest)) => rest.split_whitespace().next(),
-            None => line.split_whitespace().next().filter(|p| p.starts_with('/')),
-        };
-        if let Some(p) = path.filter(|p| p.starts_with('/')) {
-            files.push(PathBuf::from(p));
-        }
-    }
-    ensure!(files.len() > 2, "ldd listed no libraries for nft:\n{out}");
-    Ok(files)
+/// One entry of the image's tree besides /reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A file copied from the same path on this machine (symlinks resolved).
+    File(PathBuf),
+    /// A symlink at the first path to the second.
+    Link(PathBuf, PathBuf),
 }
 
-/// The image's file tree: /reach and the nft closure (symlinks resolved: each file under the
-/// name nft asks for).
+impl Entry {
+    pub fn path(&self) -> &Path {
+        match self {
+            Entry::File(p) | Entry::Link(p, _) => p,
+        }
+    }
+}
+
+/// The first of `candidates` that exists, or the error naming the package.
+fn find(candidates: &[&str], package: &str) -> anyhow::Result<PathBuf> {
+    candidates.iter().map(PathBuf::from).find(|p| p.is_file()).with_context(|| {
+        format!(
+            "{} is missing: run `cargo xtask setup` (it installs Debian's {package})",
+            candidates[0]
+        )
+    })
+}
+
+/// The shared objects `ldd` says `elf` loads (the dynamic loader included; not linux-vdso).
+fn ldd(elf: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let out = output_ok(Command::new("ldd").arg(elf))
+        .with_context(|| format!("`ldd {}` failed", elf.display()))?;
+    let mut libs = Vec::new();
+    for line in out.lines() {
+        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)".
+        let path = match line.split_once("=>") {
+            Some((_, rest)) => rest.split_whitespace().next(),
+            None => line.split_whitespace().next(),
+        };
+        if let Some(p) = path.filter(|p| p.starts_with('/')) {
+            libs.push(PathBuf::from(p));
+        }
+    }
+    Ok(libs)
+}
+
+/// What reach runs besides itself, from this machine, with every shared object each loads:
+/// - `nft`: every namespace's ruleset (`nft -j list ruleset`) and the trace table (`nft -f`);
+/// - iptables-nft (`xtables-nft-multi` as iptables, ip6tables, iptables-nft, ip6tables-nft)
+///   with its match and target extensions: the text of an iptables-nft rule (Docker's,
+///   kube-proxy's) that decided a SYN (`iptables -t T -S CHAIN`), which nft prints only as
+///   "xt target".
+pub fn runtime_entries() -> anyhow::Result<Vec<Entry>> {
+    let nft = find(&["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"], "nftables")?;
+    let xtables = find(&["/usr/sbin/xtables-nft-multi", "/sbin/xtables-nft-multi"], "iptables")?;
+    let mut elfs = vec![nft, xtables.clone()];
+    let ext_dir =
+        ["/usr/lib/x86_64-linux-gnu/xtables", "/lib/x86_64-linux-gnu/xtables", "/usr/lib/xtables"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|d| d.is_dir())
+            .context(
+                "the iptables extensions (…/xtables/*.so) are missing: install Debian's iptables",
+            )?;
+    let mut exts: Vec<PathBuf> = fs::read_dir(&ext_dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "so"))
+        .collect();
+    exts.sort();
+    ensure!(!exts.is_empty(), "no iptables extensions in {}", ext_dir.display());
+    elfs.extend(exts);
+    let mut files: Vec<PathBuf> = Vec::new();
+    for elf in &elfs {
+        for f in std::iter::once(elf.clone()).chain(ldd(elf)?) {
+            if !files.contains(&f) {
+                files.push(f);
+            }
+        }
+    }
+    let mut entries: Vec<Entry> = files.into_iter().map(Entry::File).collect();
+    let dir = xtables.parent().context("no parent")?.to_path_buf();
+    let multi = PathBuf::from("xtables-nft-multi");
+    for (name, to) in [
+        ("iptables-nft", multi.clone()),
+        ("ip6tables-nft", multi),
+        ("iptables", PathBuf::from("iptables-nft")),
+        ("ip6tables", PathBuf::from("ip6tables-nft")),
+    ] {
+        entries.push(Entry::Link(dir.join(name), to));
+    }
+    Ok(entries)
+}
+
+/// The image's file tree: /reach and [`runtime_entries`].
 fn stage_rootfs(bin: &Path) -> anyhow::Result<PathBuf> {
     let root = archive_path().parent().context("archive path has no parent")?.join("rootfs");
     let _ = fs::remove_dir_all(&root);
     fs::create_dir_all(&root)?;
     fs::copy(bin, root.join("reach"))?;
-    for f in nft_closure()? {
-        let to = root.join(f.strip_prefix("/")?);
+    for e in runtime_entries()? {
+        let to = root.join(e.path().strip_prefix("/")?);
         fs::create_dir_all(to.parent().context("no parent")?)?;
-        fs::copy(&f, &to).with_context(|| format!("copy {}", f.display()))?;
+        match &e {
+            Entry::File(from) => {
+                fs::copy(from, &to).with_context(|| format!("copy {}", from.display()))?;
+            }
+            Entry::Link(_, target) => std::os::unix::fs::symlink(target, &to)?,
+        }
     }
     Ok(root)
 }
