@@ -6,36 +6,9 @@ use std::process::Command;
 /// manager (no systemd), events to a file (no journald), storage of its own.
 pub struct Podman {
     dir: tempfile::TempDir,
-    /// Global paths podman creates whatever its --root says, absent before this harness: removed
-    /// on drop.
+    /// Global paths podman creates whatever its --root says ([`xtask::image::global_footprint`]),
+    /// absent before this harness: removed on drop.
     created: Vec<std::path::PathBuf>,
-}
-
-/// Where podman writes outside its --root/--runroot as root: the blob-info cache, the network
-/// config directory, and (cgroupfs manager) conmon's cgroup in every hierarchy.
-pub fn global_footprint() -> Vec<std::path::PathBuf> {
-    let mut paths: Vec<std::path::PathBuf> =
-        ["/var/lib/containers", "/run/containers"].iter().map(std::path::PathBuf::from).collect();
-    if let Ok(hierarchies) = std::fs::read_dir("/sys/fs/cgroup") {
-        for h in hierarchies.flatten() {
-            paths.push(h.path().join("libpod_parent"));
-        }
-    }
-    // cgroup v2 without hierarchies below: /sys/fs/cgroup itself.
-    paths.push("/sys/fs/cgroup/libpod_parent".into());
-    paths
-}
-
-/// Removes a cgroup tree (rmdir, deepest first: cgroupfs refuses to unlink files).
-fn remove_cgroup_tree(dir: &std::path::Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                remove_cgroup_tree(&e.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
 }
 
 impl Podman {
@@ -44,7 +17,8 @@ impl Podman {
             Command::new("podman").arg("--version").output().is_ok_and(|o| o.status.success()),
             "podman is missing: run `cargo xtask setup` (it installs Debian's podman)"
         );
-        let created = global_footprint().into_iter().filter(|p| !p.exists()).collect();
+        let created =
+            xtask::image::global_footprint().into_iter().filter(|p| !p.exists()).collect();
         Podman { dir: tempfile::Builder::new().prefix("reach-podman-").tempdir().unwrap(), created }
     }
 
@@ -121,13 +95,7 @@ impl Drop for Podman {
         let _ = self.cmd().args(["rm", "--all", "--force", "--time", "2"]).output();
         let _ = self.cmd().args(["rmi", "--all", "--force"]).output();
         // vfs leaves plain directories; nothing stays mounted once the containers are gone.
-        for p in &self.created {
-            if p.starts_with("/sys/fs/cgroup") {
-                remove_cgroup_tree(p);
-            } else {
-                let _ = std::fs::remove_dir_all(p);
-            }
-        }
+        xtask::image::remove_footprint(&self.created);
     }
 }
 

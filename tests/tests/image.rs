@@ -19,7 +19,7 @@ use reach_tests::{
     containerd::{Containerd, Network, connect_from, pod_net},
     deploy,
     leftovers::{Leftovers, Scope},
-    podman::{self, Podman},
+    podman::Podman,
     prometheus, require_root, show,
 };
 use serde_json::Value;
@@ -328,7 +328,7 @@ fn daemonset_pod_under_podman_runs_doctor_the_agent_and_why() {
     require_root();
     let _s = serial();
     let absent_before: Vec<PathBuf> =
-        podman::global_footprint().into_iter().filter(|p| !p.exists()).collect();
+        xtask::image::global_footprint().into_iter().filter(|p| !p.exists()).collect();
     run_daemonset_pod();
     // podman's global footprint (its blob cache, network dir, conmon cgroups) went with it.
     let left: Vec<&PathBuf> = absent_before.iter().filter(|p| p.exists()).collect();

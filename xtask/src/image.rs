@@ -238,9 +238,49 @@ fn stage_rootfs(bin: &Path) -> anyhow::Result<PathBuf> {
     Ok(root)
 }
 
-/// buildah with storage of its own, so nothing is left in /var/lib/containers.
+/// Where buildah and podman write as root whatever their --root/--runroot say: the blob-info
+/// cache, the network config directory, and (podman's cgroupfs manager) conmon's cgroup in
+/// every hierarchy.
+pub fn global_footprint() -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> =
+        ["/var/lib/containers", "/run/containers"].iter().map(PathBuf::from).collect();
+    if let Ok(hierarchies) = fs::read_dir("/sys/fs/cgroup") {
+        for h in hierarchies.flatten() {
+            paths.push(h.path().join("libpod_parent"));
+        }
+    }
+    // cgroup v2 without hierarchies below: /sys/fs/cgroup itself.
+    paths.push("/sys/fs/cgroup/libpod_parent".into());
+    paths
+}
+
+/// Removes a cgroup tree (rmdir, deepest first: cgroupfs refuses to unlink files).
+fn remove_cgroup_tree(dir: &Path) {
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_cgroup_tree(&e.path());
+            }
+        }
+    }
+    let _ = fs::remove_dir(dir);
+}
+
+/// Removes the paths of [`global_footprint`] in `created` (those absent before a run).
+pub fn remove_footprint(created: &[PathBuf]) {
+    for p in created {
+        if p.starts_with("/sys/fs/cgroup") {
+            remove_cgroup_tree(p);
+        } else {
+            let _ = fs::remove_dir_all(p);
+        }
+    }
+}
+
+/// buildah with storage of its own; what it still writes globally is removed on drop.
 struct Buildah {
     dir: PathBuf,
+    created: Vec<PathBuf>,
 }
 
 impl Buildah {
@@ -260,6 +300,7 @@ impl Buildah {
 impl Drop for Buildah {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.dir);
+        remove_footprint(&self.created);
     }
 }
 
@@ -270,7 +311,8 @@ fn buildah_image(rootfs: &Path, archive: &Path) -> anyhow::Result<()> {
     );
     let out_dir = archive.parent().context("archive path has no parent")?;
     fs::create_dir_all(out_dir)?;
-    let b = Buildah { dir: out_dir.join("buildah-storage") };
+    let created = global_footprint().into_iter().filter(|p| !p.exists()).collect();
+    let b = Buildah { dir: out_dir.join("buildah-storage"), created };
     let _ = fs::remove_dir_all(&b.dir);
     let container = output_ok(b.cmd().args(["from", "--name", "reach-image-build", "scratch"]))
         .context("`buildah from scratch` failed (is this root?)")?;
