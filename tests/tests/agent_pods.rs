@@ -11,6 +11,7 @@ use std::{
 use reach_agent::lab::NetNsFd;
 use reach_tests::{
     agent_run::AgentRun,
+    bench_e2e::{cpu_seconds, status_kib},
     containerd::{Containerd, Network, connect_from, pod_net, sandbox::CONTAINER},
     require_root,
 };
@@ -18,17 +19,8 @@ use reach_tests::{
 /// The agent's resident memory (kB) and CPU time (s) so far, from /proc.
 fn footprint(pid: u32) -> (u64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap();
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
-    // SAFETY: sysconf with a constant name.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (rss, ticks / hz)
+    let rss = status_kib(&status, "VmRSS").expect("VmRSS in /proc/PID/status");
+    (rss, cpu_seconds(pid as i32).unwrap())
 }
 
 #[test]

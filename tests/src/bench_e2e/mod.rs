@@ -26,7 +26,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context as _, bail, ensure};
 pub use pair::Pair;
-pub use procs::{Proc, ProcStats, median};
+pub use procs::{Proc, ProcStats, cpu_seconds, median, status_kib};
 use serde_json::{Value, json};
 
 /// The end-to-end arguments of reach-bench (`--e2e-*` and `--reach`).
