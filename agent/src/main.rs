@@ -9,6 +9,20 @@ fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Before the runtime's threads: what reach must mount is then its own and goes with it.
+    if matches!(
+        cli.command,
+        Command::Agent(_) | Command::Doctor(_) | Command::Watch(_) | Command::Why(_)
+    ) {
+        match reach_agent::kernel::private_mounts::enter_if_needed() {
+            Ok(true) => tracing::info!(
+                "mounting {} in a mount namespace of reach's own",
+                reach_agent::kernel::private_mounts::mounts_needed().join(" and ")
+            ),
+            Ok(false) => {}
+            Err(e) => tracing::debug!("no private mount namespace ({e}): mounts are shared"),
+        }
+    }
 
     let runtime =
         match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {

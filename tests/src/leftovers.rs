@@ -427,7 +427,13 @@ pub fn tcx_expected() -> bool {
 /// tracefs, securityfs and bpffs mounts of this mount namespace, as "FSTYPE on PATH (id N)":
 /// reach mounts tracefs/securityfs when absent and must unmount them.
 fn mounts() -> BTreeSet<String> {
-    let text = fs::read_to_string("/proc/self/mountinfo").expect("reading /proc/self/mountinfo");
+    pseudo_mounts_of("self")
+}
+
+/// The same for the mount namespace of process `pid` ("self" for this one).
+pub fn pseudo_mounts_of(pid: &str) -> BTreeSet<String> {
+    let file = format!("/proc/{pid}/mountinfo");
+    let text = fs::read_to_string(&file).unwrap_or_else(|e| panic!("reading {file}: {e}"));
     text.lines()
         .filter_map(|l| {
             let fields: Vec<&str> = l.split_whitespace().collect();

@@ -11,7 +11,7 @@ use reach_agent::{
     firewall::{
         trace::{Assembler, PacketTrace, Verdict},
         trace_listener::TraceListener,
-        trace_table::TraceTable,
+        trace_table::{Lifetime, TraceTable},
     },
     lab::TwoHosts,
 };
@@ -73,14 +73,99 @@ fn a_dropped_syn_is_traced_to_the_rule_that_dropped_it() {
     root.assert_unchanged("tracing a dropped SYN in lab namespaces");
 }
 
+/// What `nft` (the tool that reads it back from the kernel) says reach's table holds.
+fn listed(hosts: &TwoHosts) -> String {
+    hosts.server.run("nft", &["list", "table", "inet", "reach_trace"]).unwrap()
+}
+
 #[test]
-fn installing_replaces_a_stale_table() {
+fn the_table_nft_reads_back_marks_only_syns_to_the_ports_and_their_replies() {
+    require_root();
+    let hosts = TwoHosts::new("trace-rules").unwrap();
+    let table = TraceTable::install(hosts.server.path(), &[8080, 9090]).unwrap();
+    let rules = listed(&hosts);
+    eprintln!("{rules}");
+    // The set holds both ports; each chain hooks at -350, before conntrack and raw.
+    assert!(
+        rules.contains("type inet_service") && rules.contains("elements = { 8080, 9090 }"),
+        "{rules}"
+    );
+    assert!(rules.contains("type filter hook prerouting priority -350; policy accept;"), "{rules}");
+    assert!(rules.contains("type filter hook output priority -350; policy accept;"), "{rules}");
+    // nft prints a flags match as `syn / syn,ack` (1.0 on) or `& (syn | ack) == syn` (before).
+    let count = |forms: [&str; 2], port: &str| {
+        forms
+            .iter()
+            .map(|f| {
+                rules
+                    .matches(&format!("tcp flags {f} tcp {port} @ports meta nftrace set 1"))
+                    .count()
+            })
+            .sum::<usize>()
+    };
+    assert_eq!(
+        count(["syn / syn,ack", "& (syn | ack) == syn"], "dport"),
+        2,
+        "a remote and a local client's SYN: {rules}"
+    );
+    assert_eq!(
+        count(["syn,ack / syn,ack", "& (syn | ack) == syn | ack"], "sport"),
+        1,
+        "the SYN-ACK: {rules}"
+    );
+    assert_eq!(count(["rst / rst", "& rst == rst"], "sport"), 1, "the RST: {rules}");
+    assert_eq!(rules.matches("meta nftrace set 1").count(), 4, "nothing else is marked: {rules}");
+    // Owned exactly when the kernel says the table has an owner.
+    let owner_flag = rules.contains("flags owner");
+    assert_eq!(table.lifetime() == Lifetime::Owned, owner_flag, "{rules}");
+    drop(table);
+    let tables = hosts.server.run("nft", &["list", "tables"]).unwrap();
+    assert!(!tables.contains("reach_trace"), "dropped, the table is gone: {tables}");
+}
+
+#[test]
+fn installing_replaces_a_stale_unowned_table() {
     require_root();
     let hosts = TwoHosts::new("trace-stale").unwrap();
-    let first = TraceTable::install(hosts.server.path(), &[1]).unwrap();
-    std::mem::forget(first); // a killed run leaves its table behind
-    let second = TraceTable::install(hosts.server.path(), &[7201]).unwrap();
-    let rules = hosts.server.run("nft", &["list", "table", "inet", "reach_trace"]).unwrap();
-    assert!(rules.contains("7201") && !rules.contains("dport 1 "), "{rules}");
-    drop(second);
+    // What a SIGKILLed run leaves on a kernel without table owners (and what reach before
+    // owned tables left on every kernel): an unowned table marking another port.
+    hosts
+        .server
+        .run("nft", &["add table inet reach_trace; add chain inet reach_trace prerouting { type filter hook prerouting priority -350; }; add rule inet reach_trace prerouting tcp dport 1 meta nftrace set 1"])
+        .unwrap();
+    assert!(listed(&hosts).contains("dport 1 "), "the stale table is in place");
+    let table = TraceTable::install(hosts.server.path(), &[7201]).unwrap();
+    let rules = listed(&hosts);
+    assert!(rules.contains("elements = { 7201 }") && !rules.contains("dport 1 "), "{rules}");
+    drop(table);
+}
+
+#[test]
+fn a_second_tracer_cannot_take_a_table_another_live_process_owns() {
+    require_root();
+    let hosts = TwoHosts::new("trace-two").unwrap();
+    let first = TraceTable::install(hosts.server.path(), &[7202]).unwrap();
+    let second = TraceTable::install(hosts.server.path(), &[7203]);
+    match first.lifetime() {
+        Lifetime::Owned => {
+            let e = format!("{:#}", second.err().expect("the owner's table is not handed over"));
+            assert!(e.contains("belongs to another running process"), "{e}");
+            assert!(
+                listed(&hosts).contains("elements = { 7202 }"),
+                "the first tracer's table is intact"
+            );
+            // `nft flush ruleset` by someone else skips an owned table (and takes the rest).
+            hosts.server.run("nft", &["add", "table", "inet", "someone_elses"]).unwrap();
+            hosts.server.run("nft", &["flush", "ruleset"]).unwrap();
+            let tables = hosts.server.run("nft", &["list", "tables"]).unwrap();
+            assert!(!tables.contains("someone_elses"), "the flush ran: {tables}");
+            assert!(listed(&hosts).contains("elements = { 7202 }"), "flush ruleset left it");
+        }
+        // Without owners the newer install replaces the table, as it replaces a stale one.
+        Lifetime::UntilDrop => {
+            second.unwrap();
+            assert!(listed(&hosts).contains("elements = { 7203 }"));
+        }
+    }
+    drop(first);
 }

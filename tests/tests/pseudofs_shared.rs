@@ -1,9 +1,10 @@
-//! tracefs shared by reach processes running at once (`reach lab`'s side-by-side `reach why`s,
-//! parallel tests): the process that mounted it must not unmount it under another still
-//! using it (seen in CI: "sys_exit_bind/id: No such file or directory"), and the last one out
-//! must unmount it. Run in a private mount namespace of the test's own, where tracefs (and
-//! debugfs, whose tracing/ directory automounts it) are unmounted first: the host's mounts are
-//! never touched.
+//! tracefs for reach processes running at once (`reach lab`'s side-by-side `reach why`s,
+//! parallel tests) on a machine that has it unmounted: one process's mount must never be pulled
+//! from under another still using it (seen in CI: "sys_exit_bind/id: No such file or
+//! directory"), and none may stay behind. Each reach process mounts it in a mount namespace of
+//! its own (kernel/private_mounts.rs), so the namespace it started in never sees the mount at
+//! all. Run in a private mount namespace of the test's own, where tracefs (and debugfs, whose
+//! tracing/ directory automounts it) are unmounted first: the host's mounts are never touched.
 use std::{
     path::PathBuf,
     process::{Child, Command},
@@ -70,25 +71,36 @@ impl Drop for MountNs {
     }
 }
 
+/// Whether process `pid`'s own mount namespace has tracefs at /sys/kernel/tracing.
+fn tracefs_in(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+        .unwrap()
+        .lines()
+        .any(|l| l.contains(" /sys/kernel/tracing ") && l.contains(" - tracefs "))
+}
+
 #[test]
-fn tracefs_stays_until_the_last_reach_process_ends_and_goes_then() {
+fn each_reach_process_mounts_tracefs_for_itself_and_the_namespace_it_left_never_sees_it() {
     require_root();
     let netns = NetNs::new("pfs").unwrap();
     let mnt = MountNs::new();
     assert!(!mnt.tracefs_mounted(), "tracefs still mounted in the private namespace");
 
     let first = mnt.watch(&netns);
-    assert!(mnt.tracefs_mounted(), "reach watch runs, yet no tracefs: {}", first.stderr());
+    assert!(tracefs_in(first.pid()), "reach watch runs, yet has no tracefs: {}", first.stderr());
+    assert!(!mnt.tracefs_mounted(), "reach's mount leaked into the namespace it started in");
     let second = mnt.watch(&netns);
     let (code, _) = first.stop();
     assert_eq!(code, Some(0), "the first reach watch");
-    // The mount the first one made is the second one's too.
-    assert!(
-        mnt.tracefs_mounted(),
-        "the first reach process to end unmounted tracefs under the second"
-    );
+    // The second still sees binds after the first has ended (its tracefs is its own).
+    let port = netns
+        .run_in(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
+        .unwrap();
+    second.wait_for_json("the bind after the first run ended", |l| {
+        l["type"] == "bind" && l["bound_port"].as_u64() == Some(port as u64)
+    });
     let stderr = second.stderr();
     let (code, _) = second.stop();
     assert_eq!(code, Some(0), "the second reach watch: {stderr}");
-    assert!(!mnt.tracefs_mounted(), "the last reach process left tracefs mounted");
+    assert!(!mnt.tracefs_mounted(), "tracefs appeared in the namespace reach started in");
 }

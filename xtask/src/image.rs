@@ -172,7 +172,7 @@ fn ldd(elf: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// What reach runs besides itself, from this machine, with every shared object each loads:
-/// - `nft`: every namespace's ruleset (`nft -j list ruleset`) and the trace table (`nft -f`);
+/// - `nft`: every namespace's ruleset (`nft -j list ruleset`; the trace table is built over netlink);
 /// - iptables-nft (`xtables-nft-multi` as iptables, ip6tables, iptables-nft, ip6tables-nft)
 ///   with its match and target extensions: the text of an iptables-nft rule (Docker's,
 ///   kube-proxy's) that decided a SYN (`iptables -t T -S CHAIN`), which nft prints only as

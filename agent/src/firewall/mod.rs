@@ -12,6 +12,7 @@ pub mod iptables_nft;
 pub mod kube_proxy;
 pub mod nat_destinations;
 pub mod nat_writer;
+pub mod nft_batch;
 pub mod nft_tables;
 pub mod nftables;
 pub mod predict;

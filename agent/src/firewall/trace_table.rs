@@ -5,55 +5,60 @@
 //! replies from those ports (SYN-ACK and RST only: what a handshake's answer is, never the
 //! connection's data), so the kernel reports their walks through every other table — a reply
 //! on through output and postrouting, where a rule can kill the answer. It never
-//! touches another table (firewalld's included) and never changes a verdict; it is removed on
-//! drop, and a stale one from a killed run is replaced when installing.
+//! touches another table (firewalld's included) and never changes a verdict.
+//!
+//! The table is created over reach's own netlink socket, which the [`TraceTable`] keeps open,
+//! with the owner flag (NFT_TABLE_F_OWNER, Linux ≥ 5.12): the kernel removes an owned table
+//! when its socket closes, so it goes with reach however reach ends (SIGKILL included), and
+//! nobody else's `nft flush ruleset` removes it while reach traces. A kernel without the flag
+//! refuses it; there the table is created unowned, removed on drop, and a stale one a killed
+//! run left is replaced when installing (both kinds of kernel: in one transaction).
 use std::{
-    io::Write as _,
+    os::fd::OwnedFd,
     path::{Path, PathBuf},
-    process::{Command, Stdio},
 };
 
 use anyhow::{Context as _, bail};
+use netlink_packet_core::NLM_F_CREATE;
+use netlink_packet_netfilter::{
+    NetfilterProtoFamily,
+    nftables::{
+        Bitwise, ChainAttribute, ChainMessage, Cmp, DataAttribute, ExpressionAttribute,
+        Expressions, Hook, Immediate, InetHookNumber, ListAttribute, Lookup, Meta, MetaKey,
+        NfTablesMessage, Operator, Payload, Register, RuleAttribute, RuleMessage, SetAttribute,
+        SetElementAttribute, SetElementList, SetElementMessage, SetMessage, TableAttribute,
+        TableFlags, TableMessage,
+    },
+};
 
-use crate::netns::enter;
+use super::nft_batch::{self, BatchError, Op};
+use crate::{kernel::nfnetlink, netns::enter};
 
 /// The table's name; reach never creates or deletes any other.
 pub const TABLE: &str = "reach_trace";
+/// The set of traced ports inside it.
+const PORTS: &str = "ports";
+/// nftables' datatype id of `inet_service` (a port), the set's key type.
+const TYPE_INET_SERVICE: u32 = 13;
+/// NFT_PAYLOAD_TRANSPORT_HEADER.
+const TRANSPORT: u32 = 2;
+const SET_ID: u32 = 1;
 
-/// The installed table, in one namespace. Drop removes it.
+/// How the table goes when reach does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifetime {
+    /// Owned by reach's socket: the kernel removes it when reach ends, however it ends.
+    Owned,
+    /// Removed on drop; after a SIGKILL it stays until the next install replaces it.
+    UntilDrop,
+}
+
+/// The installed table, in one namespace, with the socket that created (and owns) it. Drop
+/// removes it.
 pub struct TraceTable {
     ns_path: PathBuf,
-}
-
-/// nft script that (re)creates the table for `ports`.
-pub fn script(ports: &[u16]) -> String {
-    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
-    // `add` then `delete` makes the delete succeed whether or not a stale table exists, in one
-    // atomic transaction with the new definition.
-    format!(
-        "add table inet {TABLE}\ndelete table inet {TABLE}\ntable inet {TABLE} {{\n  chain prerouting {{\n    type filter hook prerouting priority -350; policy accept;\n    tcp flags & (syn | ack) == syn tcp dport {{ {ports} }} meta nftrace set 1\n  }}\n  chain output {{\n    type filter hook output priority -350; policy accept;\n    tcp flags & (syn | ack) == syn tcp dport {{ {ports} }} meta nftrace set 1\n    tcp flags & (syn | ack) == syn | ack tcp sport {{ {ports} }} meta nftrace set 1\n    tcp flags & rst == rst tcp sport {{ {ports} }} meta nftrace set 1\n  }}\n}}\n",
-        ports = ports.join(", ")
-    )
-}
-
-fn nft(ns_path: &Path, script: &str) -> anyhow::Result<()> {
-    let script = script.to_string();
-    let out = enter::in_netns(ns_path, move || -> anyhow::Result<std::process::Output> {
-        // Forked from this thread, so nft runs in the target namespace.
-        let mut child = Command::new("nft")
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("running nft (install Debian package nftables)")?;
-        child.stdin.take().context("nft stdin")?.write_all(script.as_bytes())?;
-        Ok(child.wait_with_output()?)
-    })??;
-    if !out.status.success() {
-        bail!("nft failed: {}", String::from_utf8_lossy(&out.stderr).trim());
-    }
-    Ok(())
+    socket: OwnedFd,
+    lifetime: Lifetime,
 }
 
 impl TraceTable {
@@ -62,36 +67,262 @@ impl TraceTable {
         if ports.is_empty() {
             bail!("tracing needs at least one port");
         }
-        nft(ns_path, &script(ports)).with_context(|| format!("installing table inet {TABLE}"))?;
-        Ok(Self { ns_path: ns_path.to_path_buf() })
+        let socket = enter::in_netns(ns_path, || nfnetlink::open(0))?
+            .context("opening a NETLINK_NETFILTER socket")?;
+        let lifetime = match nft_batch::send(&socket, NetfilterProtoFamily::Inet, &ops(ports, true))
+        {
+            Ok(()) => Lifetime::Owned,
+            // Before 5.12 the kernel knows no owner flag (EINVAL, later EOPNOTSUPP for unknown
+            // flags) and refuses the owned table's creation, the third message.
+            Err(BatchError::Refused(r))
+                if r.index == OWNED_TABLE
+                    && [libc::EINVAL, libc::EOPNOTSUPP].contains(&r.errno) =>
+            {
+                nft_batch::send(&socket, NetfilterProtoFamily::Inet, &ops(ports, false))
+                    .map_err(|e| refusal(e, ns_path))?;
+                Lifetime::UntilDrop
+            }
+            Err(e) => return Err(refusal(e, ns_path)),
+        };
+        Ok(Self { ns_path: ns_path.to_path_buf(), socket, lifetime })
+    }
+
+    pub fn lifetime(&self) -> Lifetime {
+        self.lifetime
+    }
+}
+
+/// Index of the owned table's creation in [`ops`].
+const OWNED_TABLE: usize = 2;
+
+fn refusal(e: BatchError, ns_path: &Path) -> anyhow::Error {
+    match e {
+        // Only the owner may touch an owned table: another live process holds it.
+        BatchError::Refused(r) if r.errno == libc::EPERM && r.index < OWNED_TABLE => {
+            anyhow::anyhow!(
+                "table inet {TABLE} in {} belongs to another running process (a reach tracing that \
+             namespace now); wait for it to finish or stop it, then run again",
+                ns_path.display()
+            )
+        }
+        e => anyhow::anyhow!("installing table inet {TABLE} in {}: {e}", ns_path.display()),
     }
 }
 
 impl Drop for TraceTable {
     fn drop(&mut self) {
-        if let Err(e) = nft(&self.ns_path, &format!("delete table inet {TABLE}\n")) {
-            tracing::warn!("removing table inet {TABLE} in {}: {e:#}", self.ns_path.display());
+        // Explicit even when owned: the table is gone before drop returns, not only when the
+        // socket's last reference closes.
+        let delete = Op { message: NfTablesMessage::DeleteTable(table(false)), flags: 0 };
+        if let Err(e) = nft_batch::send(&self.socket, NetfilterProtoFamily::Inet, &[delete]) {
+            tracing::warn!("removing table inet {TABLE} in {}: {e}", self.ns_path.display());
         }
     }
 }
 
+fn table(owned: bool) -> TableMessage {
+    let mut attributes = vec![TableAttribute::Name(TABLE.into())];
+    if owned {
+        attributes.push(TableAttribute::Flags(TableFlags::Owner));
+    }
+    TableMessage { attributes }
+}
+
+/// The transaction: create-then-delete (so the delete succeeds whether or not a stale table
+/// exists), the table, its port set, two base chains and four marking rules.
+pub fn ops(ports: &[u16], owned: bool) -> Vec<Op> {
+    let create = |message| Op { message, flags: NLM_F_CREATE };
+    let mut ops = vec![
+        create(NfTablesMessage::NewTable(table(false))),
+        Op { message: NfTablesMessage::DeleteTable(table(false)), flags: 0 },
+        create(NfTablesMessage::NewTable(table(owned))),
+        create(NfTablesMessage::NewSet(SetMessage {
+            attributes: vec![
+                SetAttribute::Table(TABLE.into()),
+                SetAttribute::Name(PORTS.into()),
+                SetAttribute::KeyType(TYPE_INET_SERVICE),
+                SetAttribute::KeyLen(2),
+                SetAttribute::Id(SET_ID),
+            ],
+        })),
+        create(NfTablesMessage::NewSetElement(SetElementMessage {
+            attributes: vec![
+                SetElementList::Table(TABLE.into()),
+                SetElementList::Set(PORTS.into()),
+                SetElementList::SetId(SET_ID),
+                SetElementList::Elements(
+                    ports
+                        .iter()
+                        .map(|p| {
+                            ListAttribute::Element(vec![SetElementAttribute::Key(
+                                DataAttribute::Value(p.to_be_bytes().to_vec()),
+                            )])
+                        })
+                        .collect(),
+                ),
+            ],
+        })),
+        create(chain("prerouting", InetHookNumber::PreRouting)),
+        create(chain("output", InetHookNumber::LocalOut)),
+    ];
+    // tcp flags & (syn | ack) == syn tcp dport @ports meta nftrace set 1 (both chains);
+    // tcp flags & (syn | ack) == syn | ack tcp sport @ports …; tcp flags & rst == rst tcp sport @ports ….
+    const SYN: u8 = 0x02;
+    const RST: u8 = 0x04;
+    const ACK: u8 = 0x10;
+    let rules = [
+        ("prerouting", SYN | ACK, SYN, DPORT),
+        ("output", SYN | ACK, SYN, DPORT),
+        ("output", SYN | ACK, SYN | ACK, SPORT),
+        ("output", RST, RST, SPORT),
+    ];
+    for (chain, mask, flags, port) in rules {
+        ops.push(Op { message: mark(chain, mask, flags, port), flags: NLM_F_CREATE | APPEND });
+    }
+    ops
+}
+
+/// NLM_F_APPEND: a rule goes after the chain's others.
+const APPEND: u16 = 0x800;
+/// Offsets of the ports in the TCP header.
+const SPORT: u32 = 0;
+const DPORT: u32 = 2;
+
+fn chain(name: &str, hook: InetHookNumber) -> NfTablesMessage {
+    NfTablesMessage::NewChain(ChainMessage {
+        attributes: vec![
+            ChainAttribute::Table(TABLE.into()),
+            ChainAttribute::Name(name.into()),
+            ChainAttribute::Hook(vec![Hook::Number(hook.into()), Hook::Priority(-350i32 as u32)]),
+            ChainAttribute::Policy(1), // NF_ACCEPT
+            ChainAttribute::Type("filter".into()),
+        ],
+    })
+}
+
+/// A rule in `chain` marking TCP segments whose flags under `mask` are `flags` and whose port
+/// at `port_offset` is in the set.
+fn mark(chain: &str, mask: u8, flags: u8, port_offset: u32) -> NfTablesMessage {
+    let r = Register::Reg1;
+    let value = |v: &[u8]| DataAttribute::Value(v.to_vec());
+    let exprs: Vec<ListAttribute<ExpressionAttribute>> = vec![
+        Expressions::Meta(vec![Meta::Key(MetaKey::L4Proto), Meta::DestinationRegister(r)]).into(),
+        Expressions::Cmp(vec![
+            Cmp::SourceRegister(r),
+            Cmp::Op(Operator::Equal),
+            Cmp::Data(value(&[6])),
+        ])
+        .into(),
+        Expressions::Payload(vec![
+            Payload::DestinationRegister(r),
+            Payload::Base(TRANSPORT),
+            Payload::Offset(13),
+            Payload::Len(1),
+        ])
+        .into(),
+        Expressions::Bitwise(vec![
+            Bitwise::SourceRegister(r),
+            Bitwise::DestinationRegister(r),
+            Bitwise::Length(1),
+            Bitwise::Mask(value(&[mask])),
+            Bitwise::Xor(value(&[0])),
+        ])
+        .into(),
+        Expressions::Cmp(vec![
+            Cmp::SourceRegister(r),
+            Cmp::Op(Operator::Equal),
+            Cmp::Data(value(&[flags])),
+        ])
+        .into(),
+        Expressions::Payload(vec![
+            Payload::DestinationRegister(r),
+            Payload::Base(TRANSPORT),
+            Payload::Offset(port_offset),
+            Payload::Len(2),
+        ])
+        .into(),
+        Expressions::Lookup(vec![
+            Lookup::SourceRegister(r),
+            Lookup::Set(PORTS.into()),
+            Lookup::SetId(SET_ID),
+        ])
+        .into(),
+        Expressions::Immediate(vec![
+            Immediate::DestinationRegister(r),
+            Immediate::Data(value(&[1])),
+        ])
+        .into(),
+        Expressions::Meta(vec![Meta::Key(MetaKey::NftraceBit), Meta::SourceRegister(r)]).into(),
+    ];
+    NfTablesMessage::NewRule(RuleMessage {
+        attributes: vec![
+            RuleAttribute::Table(TABLE.into()),
+            RuleAttribute::Chain(chain.into()),
+            RuleAttribute::Expressions(exprs),
+        ],
+    })
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn kinds(ops: &[Op]) -> Vec<&'static str> {
+        ops.iter()
+            .map(|o| match &o.message {
+                NfTablesMessage::NewTable(_) => "table",
+                NfTablesMessage::DeleteTable(_) => "delete table",
+                NfTablesMessage::NewSet(_) => "set",
+                NfTablesMessage::NewSetElement(_) => "elements",
+                NfTablesMessage::NewChain(_) => "chain",
+                NfTablesMessage::NewRule(_) => "rule",
+                _ => "other",
+            })
+            .collect()
+    }
+
     #[test]
-    fn script_replaces_and_traces_only_syns_to_the_ports_and_their_replies() {
-        let s = super::script(&[8080, 9090]);
-        assert!(s.starts_with("add table inet reach_trace\ndelete table inet reach_trace\n"));
-        assert!(s.contains("priority -350"));
-        // In prerouting (a remote client's SYN) and in output (a local client's).
-        let syn = "tcp flags & (syn | ack) == syn tcp dport { 8080, 9090 } meta nftrace set 1";
-        assert_eq!(s.matches(syn).count(), 2, "{s}");
-        assert!(s.contains("type filter hook output priority -350; policy accept;"));
-        assert!(s.contains(
-            "tcp flags & (syn | ack) == syn | ack tcp sport { 8080, 9090 } meta nftrace set 1"
-        ));
-        assert!(s.contains("tcp flags & rst == rst tcp sport { 8080, 9090 } meta nftrace set 1"));
-        // Nothing else is traced: two chains, four marking rules.
-        assert_eq!(s.matches("meta nftrace set 1").count(), 4);
-        assert_eq!(s.matches("chain ").count(), 2);
+    fn the_transaction_replaces_any_stale_table_then_builds_an_owned_one() {
+        let ops = ops(&[8080, 9090], true);
+        assert_eq!(
+            kinds(&ops),
+            [
+                "table",
+                "delete table",
+                "table",
+                "set",
+                "elements",
+                "chain",
+                "chain",
+                "rule",
+                "rule",
+                "rule",
+                "rule"
+            ]
+        );
+        // Only the table built last carries the owner flag; the index the fallback keys on.
+        let flags = |o: &Op| match &o.message {
+            NfTablesMessage::NewTable(t) => {
+                t.attributes.contains(&TableAttribute::Flags(TableFlags::Owner))
+            }
+            _ => false,
+        };
+        let owned: Vec<usize> =
+            ops.iter().enumerate().filter(|(_, o)| flags(o)).map(|(i, _)| i).collect();
+        assert_eq!(owned, [OWNED_TABLE]);
+        assert!(!super::ops(&[1], false).iter().any(flags));
+        // Both ports are elements of the set, in network order.
+        let NfTablesMessage::NewSetElement(e) = &ops[4].message else { panic!() };
+        let SetElementList::Elements(elems) = &e.attributes[3] else { panic!() };
+        let keys: Vec<&ListAttribute<SetElementAttribute>> = elems.iter().collect();
+        assert_eq!(
+            keys,
+            [8080u16, 9090]
+                .map(|p| ListAttribute::Element(vec![SetElementAttribute::Key(
+                    DataAttribute::Value(p.to_be_bytes().to_vec())
+                )]))
+                .iter()
+                .collect::<Vec<_>>()
+        );
     }
 }

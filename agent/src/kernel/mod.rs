@@ -7,6 +7,7 @@ pub mod kallsyms;
 pub mod lockdown;
 pub mod memory;
 pub mod nfnetlink;
+pub mod private_mounts;
 pub mod privileges;
 pub mod pseudofs;
 pub mod release;

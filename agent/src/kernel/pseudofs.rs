@@ -14,6 +14,9 @@
 //! mounted knows whether to share ownership or leave it alone. A killed process's locks go
 //! with it; its mount stays reach's, and the next reach to use it unmounts it at its end.
 //! Without /run/lock (read-only, absent) the count is per process, as the only safe fallback.
+//! A reach command that attaches programs mounts in a mount namespace of its own instead
+//! (kernel/private_mounts.rs), where none of this is needed and a killed run leaves nothing;
+//! the counting serves the library used in-process (tests, `reach lab`).
 use std::{
     collections::HashMap,
     fs::{self, File, OpenOptions},
@@ -67,6 +70,12 @@ fn lock_name(mnt_ns: u64, path: &Path, suffix: &str) -> String {
 }
 
 fn open_lock(path: &Path, suffix: &str) -> Option<File> {
+    // In a mount namespace of its own (kernel/private_mounts.rs) nobody else sees reach's
+    // mounts: nothing to count across processes, and no lock file named for a namespace that
+    // dies with the process.
+    if super::private_mounts::entered() {
+        return None;
+    }
     fs::create_dir_all(LOCK_DIR).ok()?;
     OpenOptions::new()
         .read(true)

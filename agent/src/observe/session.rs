@@ -703,10 +703,15 @@ fn start_trace(
     let listener = TraceListener::open(&ns.path, Duration::from_millis(200))?;
     let table = TraceTable::install(&ns.path, ports)?;
     announce(&format!(
-        "added table inet {} in {} to trace SYNs to port(s) {} and the replies from them (removed on exit)",
+        "added table inet {} in {} to trace SYNs to port(s) {} and the replies from them ({})",
         trace_table::TABLE,
         ns.name,
-        ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
+        ports.iter().map(u16::to_string).collect::<Vec<_>>().join(", "),
+        match table.lifetime() {
+            trace_table::Lifetime::Owned => "owned by reach: the kernel removes it when reach ends",
+            trace_table::Lifetime::UntilDrop =>
+                "removed on exit; this kernel has no table owners, so one a killed run leaves is replaced at the next start",
+        }
     ));
     Ok((table, listener))
 }

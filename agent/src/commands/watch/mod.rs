@@ -54,7 +54,7 @@ pub struct WatchArgs {
     #[arg(long, value_name = "HOW", value_parser = ["tp_btf", "tracepoint"])]
     pub drop_attach: Option<String>,
     /// Do not trace SYNs through nftables. By default, with `--port`, reach adds its own table
-    /// `inet reach_trace` in each watched namespace (announced; removed on exit) and reports,
+    /// `inet reach_trace` in each watched namespace (announced; owned by reach, so the kernel removes it however reach ends) and reports,
     /// per packet, the table, chain and rule that accepted or dropped it (`nft_verdict` lines,
     /// and `firewall` in flows), named in firewalld's terms when firewalld decided.
     #[arg(long)]
