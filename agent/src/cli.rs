@@ -138,7 +138,8 @@ pub enum Command {
     /// 19 family_mismatch (an IPv4 listener and an IPv6 client, or the reverse);
     /// 20 address_mismatch (bound to another address of this host than the one dialed);
     /// 21 interface_mismatch (bound to another interface than the SYN's: SO_BINDTODEVICE);
-    /// 22 reply_dropped (the server answered; its SYN-ACK or RST died on the way out).
+    /// 22 reply_dropped (the server answered; its SYN-ACK or RST died on the way out);
+    /// 23 netns_gone (the server's namespace went away while reach waited, before any SYN).
     /// Errors: 1 runtime error; 2 bad usage (bad TARGET, a NAME that does not resolve or has no
     /// address of the -4/-6 family, unknown namespace or interface);
     /// 3 missing privileges.

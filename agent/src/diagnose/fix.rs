@@ -27,6 +27,13 @@ pub(super) fn no_syn(port: u16) -> Vec<String> {
     ]
 }
 
+pub(super) fn netns_gone(name: &str, port: u16) -> Vec<String> {
+    vec![format!(
+        "nothing can listen in {name} any more: start the server again (its container or pod), \
+         then run `reach why {port}` where it runs now"
+    )]
+}
+
 pub(super) fn nft_list() -> Vec<String> {
     vec!["nft -a list ruleset   # find the rule dropping the SYN; `reach watch` traces it".into()]
 }

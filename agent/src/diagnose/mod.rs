@@ -55,6 +55,8 @@ pub struct Evidence {
     pub watched_ifaces: Vec<String>,
     /// Whether any SYN to `port` was seen on the watched interfaces.
     pub syn_seen: bool,
+    /// The watched namespace went away while reach waited (deleted, its last process gone).
+    pub netns_gone: bool,
     /// Interface the SYN arrived on (`lo`, `eth0`, …). In prediction mode: the interface the
     /// client will come in on; None there means "from outside" (why else would one ask).
     pub iface: Option<String>,

@@ -1081,6 +1081,7 @@ fn exit_codes_of_the_first_classes_stay_and_new_ones_are_appended() {
             ("address_mismatch", 20),
             ("interface_mismatch", 21),
             ("reply_dropped", 22),
+            ("netns_gone", 23),
         ]
     );
 }

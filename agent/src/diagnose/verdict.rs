@@ -64,10 +64,11 @@ pub enum Verdict {
     AddressMismatch,
     InterfaceMismatch,
     ReplyDropped,
+    NetnsGone,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 14] = [
+    pub const ALL: [Verdict; 15] = [
         Verdict::Reachable,
         Verdict::LoopbackOnlyBind,
         Verdict::ListenerInOtherNetns,
@@ -82,9 +83,10 @@ impl Verdict {
         Verdict::AddressMismatch,
         Verdict::InterfaceMismatch,
         Verdict::ReplyDropped,
+        Verdict::NetnsGone,
     ];
 
-    /// `reach why`'s exit code: 0 reachable, one code per failure class (10-22, new classes
+    /// `reach why`'s exit code: 0 reachable, one code per failure class (10-23, new classes
     /// appended so existing codes never change), so scripts can branch on the class without
     /// parsing output. 1-3 stay the usual error codes.
     pub fn exit_code(self) -> u8 {
@@ -103,6 +105,7 @@ impl Verdict {
             Verdict::AddressMismatch => 20,
             Verdict::InterfaceMismatch => 21,
             Verdict::ReplyDropped => 22,
+            Verdict::NetnsGone => 23,
         }
     }
 
@@ -123,6 +126,7 @@ impl Verdict {
             Verdict::AddressMismatch => "address_mismatch",
             Verdict::InterfaceMismatch => "interface_mismatch",
             Verdict::ReplyDropped => "reply_dropped",
+            Verdict::NetnsGone => "netns_gone",
         }
     }
 
@@ -161,6 +165,10 @@ impl Verdict {
             }
             Verdict::ReplyDropped => {
                 "the server answered, but its reply (SYN-ACK or RST) was dropped on its way out"
+            }
+            Verdict::NetnsGone => {
+                "the server's network namespace went away before any SYN came (deleted, or its \
+                 last process exited)"
             }
         }
     }
@@ -350,6 +358,13 @@ fn decide(e: &Evidence, f: &Facts) -> Decided {
             e.watched_ifaces.join(", ")
         };
         ev.push(format!("no SYN to port {} was seen on {on}", e.port));
+        if e.netns_gone {
+            let name = e.netns.as_ref().map_or("the watched namespace", |n| n.name.as_str());
+            ev.push(format!(
+                "netns {name} went away while reach waited (deleted, or its last process exited)"
+            ));
+            return (Verdict::NetnsGone, ev, fix::netns_gone(name, e.port));
+        }
         return (Verdict::NoSynSeen, ev, fix::no_syn(e.port));
     }
     if let Some((v, more, fix)) = firewall(e, f) {

@@ -3,7 +3,11 @@
 //! that turns their events into observations and settled connection attempts, and the orderly
 //! detach. What to do with each observation is the caller's [`Sink`]: `watch` prints it, `why`
 //! collects evidence from it. Keeping one session means both commands see the same truth.
-use std::{collections::BTreeSet, path::PathBuf, time::Duration};
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use anyhow::{Context as _, bail};
 use tokio::{
@@ -200,6 +204,8 @@ pub enum Event<'a> {
     Firewalld(&'a ChangeReport),
     /// An interface of a watched namespace was tapped or let go while running.
     Tap(&'a TapChange),
+    /// A watched namespace is gone (deleted, its last process exited): let go of.
+    NetnsGone(&'a Watched),
 }
 
 pub trait Sink {
@@ -280,12 +286,20 @@ impl Session {
             ),
         };
         let ring_kib = opts.ring_kib;
+        // A forced mode the kernel refuses: the fix is the mode the plan would pick.
+        let planned =
+            AttachMode::from_plan(&plan.bind).filter(|p| opts.attach.is_some_and(|f| f != *p));
         let mut binds = tokio::task::spawn_blocking(move || BindListen::attach(mode, ring_kib))
             .await?
-            .with_context(|| {
-                format!(
+            .with_context(|| match planned {
+                Some(p) => format!(
+                    "attaching the bind/listen probes in {mode} mode failed: this kernel refuses \
+                     it; leave --attach out (reach then uses {p} mode, as `reach doctor` plans) \
+                     or pass --attach {p}"
+                ),
+                None => format!(
                     "attaching the bind/listen probes in {mode} mode failed (see `reach doctor`)"
-                )
+                ),
             })?;
         phases.mark("binds");
         announce(&format!(
@@ -538,6 +552,33 @@ impl Session {
         self.state.names.forget(inode);
         drop(t.tap);
         Some(t.ns)
+    }
+
+    /// Lets go of every watched namespace that is gone — nothing lists it any more (no
+    /// process in it, no /run/netns mount of it: `ip netns del`, its last container exited)
+    /// and its path no longer leads to it — reporting each as [`Event::NetnsGone`]; re-points
+    /// one entered through a process that exited while others in it live on. Without this a
+    /// deleted namespace would live on, kept alive by reach's own classifiers and sockets.
+    /// Returns how many namespaces are still watched.
+    pub fn follow_namespaces(&mut self, sink: &mut impl Sink) -> anyhow::Result<usize> {
+        use std::os::unix::fs::MetadataExt as _;
+        let listed = crate::netns::inventory::list();
+        let watched: Vec<Watched> = self.taps.iter().map(|t| t.ns.clone()).collect();
+        for ns in watched {
+            let same = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.ino() == ns.inode);
+            if same(&ns.path) {
+                continue;
+            }
+            match listed.iter().find(|n| n.inode == ns.inode) {
+                Some(n) => self.update_path(ns.inode, n.path.clone()),
+                None => {
+                    if let Some(gone) = self.remove_namespace(ns.inode) {
+                        sink.event(&mut self.state.names, Event::NetnsGone(&gone))?;
+                    }
+                }
+            }
+        }
+        Ok(self.taps.len())
     }
 
     /// The listeners that exist now, fed to the model and the sink. Taken after attaching, so

@@ -335,8 +335,10 @@ async fn apply(
 ) {
     let now = std::time::Instant::now();
     for ns in c.gone {
-        if session.remove_namespace(ns.inode).is_some() {
-            tracing::info!("netns {} is gone: no longer watched", ns.name);
+        if let Some(w) = session.remove_namespace(ns.inode)
+            && let Err(e) = sink.netns_gone(&w)
+        {
+            tracing::warn!("reporting netns {} gone: {e:#}", w.name);
         }
         if let Some(owner) = sink.forget(ns.inode) {
             let w = labels(&owner);

@@ -204,6 +204,17 @@ impl AgentSink {
         self.print(&line)
     }
 
+    /// A namespace the agent watched is gone: with `--json`, a `{"type":"netns"}` line (as
+    /// `reach watch` prints), so a log reader sees why its series stop.
+    pub fn netns_gone(&self, ns: &crate::observe::Watched) -> anyhow::Result<()> {
+        tracing::info!("netns {} is gone: no longer watched", ns.name);
+        if !self.json {
+            return Ok(());
+        }
+        self.print(&serde_json::json!({"type": "netns", "change": "gone",
+            "netns": {"inode": ns.inode, "name": ns.name}}))
+    }
+
     fn print(&self, line: &serde_json::Value) -> anyhow::Result<()> {
         // One write per line, flushed: a log shipper tailing stdout sees whole lines at once.
         let mut out = std::io::stdout().lock();
@@ -338,6 +349,7 @@ impl Sink for AgentSink {
                 self.taps_changed = true;
                 tracing::info!("{change:?}");
             }
+            Event::NetnsGone(ns) => self.netns_gone(ns)?,
             Event::Existing(_) | Event::Firewalld(_) => {}
         }
         Ok(())

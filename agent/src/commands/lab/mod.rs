@@ -41,7 +41,7 @@ use std::{
 use anyhow::Context as _;
 
 use crate::{
-    kernel::{privileges, pseudofs},
+    kernel::privileges,
     lab::{self, Firewalld, FirewalldBuild, FirewalldOptions, TwoHosts},
 };
 use diagnosis::WhyRun;
@@ -148,20 +148,9 @@ fn run_blocking(
     for dir in &stale.cgroups {
         eprintln!("lab: removed stale cgroup {} (a killed lab's containers)", dir.display());
     }
-    // Held for the whole run: when tracefs (or securityfs) is not mounted, the lab mounts it
-    // once and every `reach why` shares that mount (kernel/pseudofs.rs counts reach's users
-    // across processes) instead of each mounting and unmounting its own; it goes when the lab
-    // ends.
-    let _pseudofs: Vec<pseudofs::PseudoFs> = [
-        ("tracefs", pseudofs::tracefs()),
-        ("securityfs", pseudofs::ensure("securityfs", Path::new("/sys/kernel/security"), "lsm")),
-    ]
-    .into_iter()
-    .filter_map(|(fs, r)| {
-        r.inspect_err(|e| eprintln!("lab: warning: {fs} unavailable ({e}): reach why may fail"))
-            .ok()
-    })
-    .collect();
+    // tracefs and securityfs: each `reach why` the lab runs mounts what it needs in a mount
+    // namespace of its own (kernel/private_mounts.rs); the lab mounts nothing a killed lab
+    // could leave behind.
     let hosts = TwoHosts::new("lab").context("creating the lab namespaces")?;
     eprintln!(
         "lab: server namespace {} ({} {}), client namespace {} ({} {})",

@@ -159,9 +159,19 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
     let mut sink = Printer { out: std::io::stdout().lock(), json: args.json };
     session.snapshot(&mut sink).await?;
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + Duration::from_secs_f64(d));
+    // Watched namespaces are looked for once a second: one deleted under reach is let go of
+    // (reach's own classifiers would otherwise keep it alive) and said so.
+    let mut follow = tokio::time::interval(Duration::from_secs(1));
+    let packets = session.namespaces().count() > 0;
     loop {
         tokio::select! {
             more = session.step(&mut sink) => if !more? { break },
+            _ = follow.tick(), if packets => {
+                if session.follow_namespaces(&mut sink)? == 0 {
+                    eprintln!("reach: every watched namespace is gone; stopping");
+                    break;
+                }
+            }
             _ = sleep_until(deadline) => break,
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,

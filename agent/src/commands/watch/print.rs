@@ -64,6 +64,17 @@ impl<W: Write> Sink for Printer<W> {
                     }
                 })
             }
+            Event::NetnsGone(ns) => {
+                let v = serde_json::json!({"type": "netns", "change": "gone",
+                    "netns": {"inode": ns.inode, "name": ns.name}});
+                render::line(out, json, &v, || {
+                    format!(
+                        "namespace {} is gone (deleted, or its last process exited): its taps and \
+                         trace table let go",
+                        ns.name
+                    )
+                })
+            }
             Event::Suppressed(syn, other) => {
                 let v = serde_json::json!({"type": "suppressed", "syn": syn, "other": other, "why": "rate_limit"});
                 render::line(out, json, &v, || {

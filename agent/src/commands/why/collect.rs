@@ -16,6 +16,8 @@ use crate::{
 type Tuple = (IpAddr, u16, IpAddr, u16);
 
 pub struct Collector {
+    /// The target namespace went away while waiting.
+    pub netns_gone: bool,
     target: Target,
     /// Every address a TARGET name resolved to (None: the target's own address, if any).
     addrs: Option<Vec<IpAddr>>,
@@ -50,6 +52,7 @@ fn same_ip(a: IpAddr, b: IpAddr) -> bool {
 impl Collector {
     pub fn new(target: Target, netns: u64) -> Self {
         Self {
+            netns_gone: false,
             target,
             addrs: None,
             netns,

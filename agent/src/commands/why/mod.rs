@@ -315,6 +315,7 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
 fn observed(evidence: &mut Evidence, ns: &Watched, c: &Collector) {
     evidence.watched = true;
     evidence.syn_seen = c.syns > 0 || c.flow.is_some();
+    evidence.netns_gone = c.netns_gone;
     evidence.failed_binds = c.failed_binds.clone();
     evidence.overflow = c.overflow.clone();
     if let Some(v) = c.verdict() {
@@ -479,9 +480,20 @@ async fn watch_attempt(
     );
     let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(timeout);
     let mut grace: Option<tokio::time::Instant> = None;
+    // A namespace deleted while reach waits is let go of; once none is left, nothing more
+    // can arrive.
+    let mut follow = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             more = session.step(&mut c) => if !more? { break },
+            _ = follow.tick() => {
+                session.follow_namespaces(&mut c)?;
+                if !session.namespaces().any(|n| n.inode == ns.inode) {
+                    eprintln!("reach: netns {} is gone (deleted, or its last process exited); diagnosing what was seen", ns.name);
+                    c.netns_gone = true;
+                    break;
+                }
+            }
             _ = sleep_until(Some(deadline)) => {
                 eprintln!("reach: {timeout} s passed");
                 break;

@@ -149,6 +149,7 @@ fn plain_spec() -> Spec {
         wsl: None,
         sk_lookup: 0,
         reply_rule: None,
+        netns_gone: false,
     }
 }
 

@@ -79,7 +79,8 @@ pub(super) fn failing_hop(e: &Evidence, v: Verdict) -> Option<usize> {
         | Verdict::ListenOverflow
         | Verdict::FamilyMismatch
         | Verdict::AddressMismatch
-        | Verdict::InterfaceMismatch => 3,
+        | Verdict::InterfaceMismatch
+        | Verdict::NetnsGone => 3,
     })
 }
 
@@ -414,6 +415,13 @@ pub(super) fn one_story(e: &Evidence, d: &Diagnosis) -> Result<(), String> {
         Verdict::NoSynSeen if !(e.watched && !e.syn_seen && e.flow.is_none()) => {
             Err("no_syn_seen although a SYN was seen or nothing watched".into())
         }
+        Verdict::NoSynSeen if e.netns_gone => {
+            Err("no_syn_seen (\"the problem is before this host\") though the namespace went away"
+                .into())
+        }
+        Verdict::NetnsGone if !(e.netns_gone && e.watched && !e.syn_seen && e.flow.is_none()) => {
+            Err("netns_gone although a SYN was seen or the namespace did not go".into())
+        }
         Verdict::FirewallDrop | Verdict::FirewallReject
             if !firewall_refuses(e) || !firewall_words =>
         {
@@ -521,7 +529,7 @@ pub(super) const CONDITIONAL: &[&str] = &["would ", "will ", "a client dialing",
 /// A prediction speaks in the conditional, an observed attempt in the past. The fix is
 /// advice either way, and `no_syn_seen` reports a watched window, not an attempt.
 pub(super) fn tense_matches_the_attempt(e: &Evidence, d: &Diagnosis) -> Result<(), String> {
-    if d.verdict == Verdict::NoSynSeen {
+    if matches!(d.verdict, Verdict::NoSynSeen | Verdict::NetnsGone) {
         return Ok(());
     }
     let (wrong, mood) = if predicting(e) { (PAST, "past") } else { (CONDITIONAL, "conditional") };

@@ -243,6 +243,8 @@ pub(super) struct Spec {
     pub(super) sk_lookup: u8,
     /// The rule that decided the server's reply: action, firewalld's own table or not.
     pub(super) reply_rule: Option<(u8, bool)>,
+    /// The watched namespace went away while reach waited.
+    pub(super) netns_gone: bool,
 }
 
 pub(super) fn spec() -> impl Strategy<Value = Spec> {
@@ -270,6 +272,7 @@ pub(super) fn spec() -> impl Strategy<Value = Spec> {
         prop::option::weighted(0.1, (any::<bool>(), any::<bool>())),
         0..4u8,
         prop::option::weighted(0.25, (action(), any::<bool>())),
+        prop::bool::weighted(0.3),
     );
     (world, rest).prop_map(
         |(
@@ -284,6 +287,7 @@ pub(super) fn spec() -> impl Strategy<Value = Spec> {
                 wsl,
                 sk_lookup,
                 reply_rule,
+                netns_gone,
             ),
         )| Spec {
             syn_ns,
@@ -304,6 +308,7 @@ pub(super) fn spec() -> impl Strategy<Value = Spec> {
             wsl,
             sk_lookup,
             reply_rule,
+            netns_gone,
         },
     )
 }
@@ -604,6 +609,7 @@ pub(super) fn build(s: &Spec) -> Evidence {
         interfaces,
         sk_lookup,
         reply_netfilter,
+        netns_gone: watched && s.netns_gone,
         ..Evidence::default()
     }
 }
