@@ -37,6 +37,13 @@ pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
 
 impl KernelBtf {
     pub fn load() -> anyhow::Result<Self> {
+        if !Path::new(VMLINUX).exists() {
+            anyhow::bail!(
+                "this kernel exposes no BTF ({VMLINUX} is missing): reach reads every kernel \
+                 offset from it; run a kernel built with CONFIG_DEBUG_INFO_BTF=y (Debian's, \
+                 Ubuntu's and WSL2's are)"
+            );
+        }
         Self::from_file(Path::new(VMLINUX)).with_context(|| {
             format!("reading {VMLINUX}: reach needs a kernel built with CONFIG_DEBUG_INFO_BTF=y")
         })
@@ -63,6 +70,11 @@ impl KernelBtf {
         let fd = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&copy));
         let btf = Btf::from_file_with_backend(&fd, Backend::Mmap).map_err(|e| anyhow!("{e}"))?;
         Ok(Self { btf })
+    }
+
+    /// BTF from bytes in memory (a program's `.BTF` section; the fuzzer's inputs).
+    pub fn from_bytes(bytes: &[u8]) -> anyhow::Result<Self> {
+        Ok(Self { btf: Btf::from_bytes(bytes).map_err(|e| anyhow!("{e}"))? })
     }
 
     /// A module's BTF (`/sys/kernel/btf/<module>`), which is split BTF: its type ids continue
