@@ -388,3 +388,11 @@ pub fn spawn_killed_run_child(name: &str, env: &str) -> anyhow::Result<(KillOnDr
         .ok_or_else(|| anyhow::anyhow!("the child run never reported its lab"))?;
     Ok((child, line.split_whitespace().map(str::to_string).collect()))
 }
+
+/// The rich rules the firewalld recordings add (step 03 of reach-record-fixtures) and the
+/// rich-rule fuzzer starts from (the client is 10.77.0.2, its network 10.77.0.0/24).
+pub const RICH_RULES: &[&str] = &[
+    "rule family=ipv4 source address=10.77.0.2 port port=9090 protocol=tcp reject type=tcp-reset",
+    "rule family=ipv4 source address=10.77.0.0/24 port port=9191 protocol=tcp log prefix=\"reach-9191 \" level=info drop",
+    "rule family=ipv4 source address=10.77.0.0/24 port port=9292 protocol=tcp accept",
+];

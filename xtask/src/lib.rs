@@ -4,6 +4,7 @@ pub mod bench;
 pub mod deploy_tools;
 pub mod docker_root;
 pub mod firewalld_root;
+pub mod fuzz;
 pub mod image;
 pub mod run;
 pub mod setup;

@@ -30,7 +30,8 @@ enum Task {
         release: bool,
     },
     /// Set up, build, then run every test: unit, privileged integration (network namespaces,
-    /// a real firewalld) and QEMU-guest tests. Extra arguments go to `cargo test`.
+    /// a real firewalld) and QEMU-guest tests, then every fuzz target for 20 s. Extra
+    /// arguments go to `cargo test` (and skip the fuzzers).
     Test {
         /// Arguments passed to `cargo test` (e.g. a test name filter after `--`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -56,6 +57,10 @@ enum Task {
     Image,
     /// Rewrite the plain manifests in deploy/manifests/ from the Helm chart (commit them).
     Manifests,
+    /// Run every fuzz target of fuzz/ (the parsers of kernel and tool output) for a bounded
+    /// time from its committed corpus; `--merge` adds what it found to the corpus,
+    /// `--record-seeds` records the seeds afresh from this machine (root).
+    Fuzz(xtask::fuzz::FuzzArgs),
     /// The built-in demo: build reach and run `reach lab` (lab namespaces, scenarios, teardown).
     Lab {
         /// Arguments passed to `reach lab`.
@@ -108,6 +113,16 @@ fn try_main() -> anyhow::Result<ExitCode> {
                 .env("REACH_BIN", workspace::reach_bin(false))
                 .env(xtask::image::ENV, &image.archive)
                 .env(xtask::vm::test_bins::ENV, xtask::vm::test_bins::encode(&bins)?))?;
+            // The parsers' fuzzers, bounded, from their committed corpus; the whole suite
+            // only when no filter narrowed the test run.
+            if cargo_test_args.is_empty() {
+                xtask::fuzz::fuzz(&xtask::fuzz::FuzzArgs {
+                    seconds: 20,
+                    targets: Vec::new(),
+                    merge: false,
+                    record_seeds: false,
+                })?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Task::Image => {
@@ -117,6 +132,10 @@ fn try_main() -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Task::Manifests => xtask::deploy_tools::write_manifests().map(|()| ExitCode::SUCCESS),
+        Task::Fuzz(args) => {
+            setup::all()?;
+            xtask::fuzz::fuzz(&args).map(|_| ExitCode::SUCCESS)
+        }
         Task::VmTest(args) => xtask::vm::vm_test_command(args),
         Task::Bench { args } => xtask::bench::bench(&args).map(|()| ExitCode::SUCCESS),
         Task::RecordFixtures => record::record_fixtures().map(|()| ExitCode::SUCCESS),

@@ -49,6 +49,7 @@ pub fn all() -> anyhow::Result<()> {
     nightly_rust_src()?;
     musl_target()?;
     bpf_linker()?;
+    crate::fuzz::ensure_cargo_fuzz()?;
     debian_packages()?;
     crate::deploy_tools::ensure()?;
     crate::firewalld_root::ensure()?;

@@ -46,12 +46,8 @@ use reach_agent::{
     lab::{Firewalld, FirewalldBuild, FirewalldOptions, LabChild, TwoHosts},
 };
 
-/// Step 03's rich rules (the client is 10.77.0.2, its network 10.77.0.0/24).
-const RICH_RULES: &[&str] = &[
-    "rule family=ipv4 source address=10.77.0.2 port port=9090 protocol=tcp reject type=tcp-reset",
-    "rule family=ipv4 source address=10.77.0.0/24 port port=9191 protocol=tcp log prefix=\"reach-9191 \" level=info drop",
-    "rule family=ipv4 source address=10.77.0.0/24 port port=9292 protocol=tcp accept",
-];
+/// Step 03's rich rules.
+use reach_tests::RICH_RULES;
 
 /// Step 06's policies: name, ingress zone, egress zone, priority, what it allows or denies.
 const POLICIES: &[(&str, &str, &str, &str, &[&str])] = &[
