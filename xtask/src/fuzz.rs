@@ -151,9 +151,9 @@ pub fn fuzz(args: &FuzzArgs) -> anyhow::Result<Vec<Outcome>> {
 /// The executions libFuzzer reports in its final `#N\tDONE …` line.
 fn executions(log: &str) -> Option<u64> {
     log.lines()
+        .rev()
         .filter(|l| l.contains("DONE"))
-        .filter_map(|l| l.trim_start_matches('#').split_whitespace().next()?.parse().ok())
-        .last()
+        .find_map(|l| l.trim_start_matches('#').split_whitespace().next()?.parse().ok())
 }
 
 fn record_seeds() -> anyhow::Result<()> {

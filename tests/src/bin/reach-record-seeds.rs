@@ -112,7 +112,10 @@ fn record(corpus: &Path) -> anyhow::Result<()> {
 
 /// NFNLGRP_NFTRACE datagrams as the kernel sends them: a SYN to a port a rule drops and one to
 /// a port that is accepted, traced by reach's table, plus the NEWGEN of a ruleset change.
-fn nft_traces(write: &dyn Fn(&str, &str, &[u8]) -> anyhow::Result<()>) -> anyhow::Result<usize> {
+/// Writes one seed: (target, file name, bytes).
+type Write<'a> = &'a dyn Fn(&str, &str, &[u8]) -> anyhow::Result<()>;
+
+fn nft_traces(write: Write<'_>) -> anyhow::Result<usize> {
     const DROPPED: u16 = 7411;
     const OPEN: u16 = 7412;
     let hosts = TwoHosts::new("seeds")?;
