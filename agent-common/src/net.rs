@@ -180,6 +180,10 @@ pub struct SkbOffsets {
     pub skb_head: Field,
     pub skb_network_header: Field,
     pub skb_transport_header: Field,
+    /// End of the linear data, as an offset from `head` (bounds what the drop parser reads).
+    pub skb_tail: Field,
+    /// The packet's EtherType as the stack saw it (big-endian; 0 where nobody set it).
+    pub skb_protocol: Field,
     pub skb_dev: Field,
     pub skb_sk: Field,
     pub dev_ifindex: Field,
@@ -197,6 +201,8 @@ impl SkbOffsets {
         skb_head: Field::ABSENT,
         skb_network_header: Field::ABSENT,
         skb_transport_header: Field::ABSENT,
+        skb_tail: Field::ABSENT,
+        skb_protocol: Field::ABSENT,
         skb_dev: Field::ABSENT,
         skb_sk: Field::ABSENT,
         dev_ifindex: Field::ABSENT,

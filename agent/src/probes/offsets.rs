@@ -131,6 +131,8 @@ pub fn resolve_skb(btf: &KernelBtf, tracefs: Option<&Path>) -> anyhow::Result<Sk
         skb_head: required(btf, "sk_buff", "head")?,
         skb_network_header: required(btf, "sk_buff", "network_header")?,
         skb_transport_header: required(btf, "sk_buff", "transport_header")?,
+        skb_tail: required(btf, "sk_buff", "tail")?,
+        skb_protocol: required(btf, "sk_buff", "protocol")?,
         skb_dev: required(btf, "sk_buff", "dev")?,
         skb_sk: optional(btf, "sk_buff", "sk"),
         dev_ifindex: required(btf, "net_device", "ifindex")?,
@@ -161,6 +163,9 @@ mod skb_tests {
         let o = resolve_skb(&btf, Some(&fs.path)).unwrap();
         assert_eq!((o.skb_network_header.size, o.skb_transport_header.size), (2, 2));
         assert_eq!(o.skb_head.size, 8);
+        // An offset from `head` (NET_SKBUFF_DATA_USES_OFFSET on 64-bit), not a pointer.
+        assert_eq!(o.skb_tail.size, 4);
+        assert_eq!(o.skb_protocol.size, 2);
         assert_eq!(o.dev_ifindex.size, 4);
         assert!(
             o.tp_skbaddr.is_present() && o.tp_location.is_present() && o.tp_reason.is_present()

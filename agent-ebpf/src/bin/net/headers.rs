@@ -88,27 +88,34 @@ impl Source for TcContext {
 }
 
 /// Packet bytes in kernel memory from a base address (a freed skb's network header), read
-/// with `bpf_probe_read_kernel`. The packet's end is not known here: reads are bounded only by
-/// faults, and the stack has already validated the headers of what it drops after parsing.
-pub struct KernelBytes(pub u64);
+/// with `bpf_probe_read_kernel`, up to `len` bytes: the skb's linear data after that header.
+/// The stack drops packets *because* their headers are short or lie (PKT_TOO_SMALL), and the
+/// head buffer goes on past the data, so nothing past `len` may be taken for the packet.
+pub struct KernelBytes {
+    pub base: u64,
+    pub len: usize,
+}
 
 impl Source for KernelBytes {
     #[inline(always)]
     fn read<T>(&self, off: usize) -> Option<T> {
+        if off + core::mem::size_of::<T>() > self.len {
+            return None;
+        }
         // SAFETY: bpf_probe_read_kernel validates the address and fails on a fault.
-        unsafe { bpf_probe_read_kernel((self.0 + off as u64) as *const T) }.ok()
+        unsafe { bpf_probe_read_kernel((self.base + off as u64) as *const T) }.ok()
     }
 
     #[inline(always)]
-    fn has(&self, _end: usize) -> bool {
-        true
+    fn has(&self, end: usize) -> bool {
+        end <= self.len
     }
 }
 
 /// Bytes the drop tracer copies from a freed skb's network header in one read: an IPv4
 /// header without options and a TCP header (40), or IPv6 and TCP (60). The copy cannot fault
 /// where the packet is shorter: the head buffer goes on past its data with tailroom and the
-/// skb's `skb_shared_info`.
+/// skb's `skb_shared_info` — which is why [`copied`] takes only what `avail` covers.
 pub const DROP_HEADER_BYTES: usize = 60;
 
 /// What [`copied`] made of the drop tracer's copy.
@@ -127,7 +134,11 @@ pub enum Copied {
 /// into the result: LLVM may copy an enum payload on paths that never set it, which the
 /// verifier rejects.
 #[inline(always)]
-pub fn copied(b: &[u8; DROP_HEADER_BYTES], out: &mut MaybeUninit<Segment>) -> Copied {
+pub fn copied(b: &[u8; DROP_HEADER_BYTES], avail: usize, out: &mut MaybeUninit<Segment>) -> Copied {
+    // The IP header itself must be there before any of its fields is believed.
+    if avail < 20 {
+        return Copied::Malformed;
+    }
     match b[0] {
         0x45 => {
             if b[9] != IPPROTO_TCP || u16::from_be_bytes([b[6], b[7]]) & 0x1fff != 0 {
@@ -137,14 +148,14 @@ pub fn copied(b: &[u8; DROP_HEADER_BYTES], out: &mut MaybeUninit<Segment>) -> Co
             let mut daddr = [0u8; 16];
             saddr[..4].copy_from_slice(&b[12..16]);
             daddr[..4].copy_from_slice(&b[16..20]);
-            tcp_at::<20>(b, 4, saddr, daddr, out)
+            tcp_at::<20>(b, avail, 4, saddr, daddr, out)
         }
         v if v >> 4 == 6 && b[6] == IPPROTO_TCP => {
             let mut saddr = [0u8; 16];
             let mut daddr = [0u8; 16];
             saddr.copy_from_slice(&b[8..24]);
             daddr.copy_from_slice(&b[24..40]);
-            tcp_at::<40>(b, 6, saddr, daddr, out)
+            tcp_at::<40>(b, avail, 6, saddr, daddr, out)
         }
         _ => Copied::Other,
     }
@@ -153,13 +164,17 @@ pub fn copied(b: &[u8; DROP_HEADER_BYTES], out: &mut MaybeUninit<Segment>) -> Co
 #[inline(always)]
 fn tcp_at<const OFF: usize>(
     b: &[u8; DROP_HEADER_BYTES],
+    avail: usize,
     ip_version: u8,
     saddr: [u8; 16],
     daddr: [u8; 16],
     out: &mut MaybeUninit<Segment>,
 ) -> Copied {
     let th = &b[OFF..OFF + TcpHdr::LEN];
-    if ((th[12] >> 4) as usize * 4) < TcpHdr::LEN {
+    // The whole header its data offset claims, options included, within the packet (as the
+    // general parser's `has` asks): a cut-off header is malformed, not a segment.
+    let doff = (th[12] >> 4) as usize * 4;
+    if doff < TcpHdr::LEN || OFF + doff > avail {
         return Copied::Malformed;
     }
     out.write(Segment::of(th, ip_version, saddr, daddr));

@@ -25,7 +25,8 @@ use aya_ebpf::{
 };
 use direct::{Fast, Interest};
 use headers::{
-    Copied, DROP_HEADER_BYTES, KernelBytes, Parsed, Segment, Source as _, copied, ipv4, ipv6,
+    Copied, DROP_HEADER_BYTES, ETH_P_IP, ETH_P_IPV6, KernelBytes, Parsed, Segment, Source as _,
+    copied, ipv4, ipv6,
 };
 use reach_common::net::{
     Bucket, IGNORED_REASON_LIMIT, IGNORED_REASON_WORDS, NetConfig, PORT_WORDS, PacketEvent,
@@ -429,14 +430,31 @@ fn on_drop<const TYPED: bool>(skb: u64, location: u64, reason: u32) -> Option<()
         return None;
     }
     let ip_at = head + nh as u64;
+    // Only what the stack took for IP is parsed as IP: the network header of a frame it
+    // dropped as something else (an 802.1Q frame with no VLAN device) may point at bytes that
+    // merely look like an IP header. 0: not set (some local paths), the version nibble decides.
+    let protocol = field::<TYPED>(skb, &skb_off!(skb_protocol)).unwrap_or(0) as u16;
+    let version = match u16::from_be(protocol) {
+        0 => 0,
+        ETH_P_IP => 4,
+        ETH_P_IPV6 => 6,
+        _ => return None,
+    };
+    // What the packet really has from its network header on (linear data; a header in the
+    // fragments is not read at all).
+    let tail = field::<TYPED>(skb, &skb_off!(skb_tail))? as u32;
+    let avail = tail.saturating_sub(nh as u32) as usize;
     // The classifiers' parser on the packet in kernel memory: only TCP (first fragments, after
     // at most MAX_IPV6_EXT extension headers) is decoded. The skb's transport header is not
     // enough to go by: an IPv6 UDP or ICMPv6 packet has one too.
     let mut buf = [0u8; DROP_HEADER_BYTES];
     // SAFETY: the helper validates the source and fails on a fault.
     let copy = unsafe { bpf_probe_read_kernel_buf(ip_at as *const u8, &mut buf) };
+    if copy.is_ok() && version != 0 && buf[0] >> 4 != version {
+        return None;
+    }
     let mut seg = MaybeUninit::uninit();
-    let shape = if copy.is_ok() { copied(&buf, &mut seg) } else { Copied::Other };
+    let shape = if copy.is_ok() { copied(&buf, avail, &mut seg) } else { Copied::Other };
     let seg = match shape {
         // SAFETY: `copied` wrote it whole.
         Copied::Tcp => unsafe { seg.assume_init() },
@@ -444,8 +462,9 @@ fn on_drop<const TYPED: bool>(skb: u64, location: u64, reason: u32) -> Option<()
         // IP options, extension headers, or a copy that ran into unreadable memory: field by
         // field, as far as it goes.
         Copied::Other => {
-            let bytes = KernelBytes(ip_at);
+            let bytes = KernelBytes { base: ip_at, len: avail };
             let parsed = match bytes.read::<u8>(0)? >> 4 {
+                v if version != 0 && v != version => return None,
                 4 => ipv4(&bytes, 0),
                 6 => ipv6(&bytes, 0),
                 _ => return None,
