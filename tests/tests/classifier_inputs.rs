@@ -983,7 +983,7 @@ fn structured_drops(classic: bool) {
         .unwrap();
     let ifindex = hosts
         .client
-        .run_in(|| reach_agent::netns::addresses::if_indexes())
+        .run_in(reach_agent::netns::addresses::if_indexes)
         .unwrap()
         .unwrap()
         .into_iter()
