@@ -1,47 +1,22 @@
 //! The interfaces and addresses of the calling thread's network namespace (getifaddrs), for the
 //! default set of watched interfaces and for naming the address a client should use.
-use std::{
-    ffi::CStr,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-};
+use std::net::IpAddr;
+
+use nix::{ifaddrs::getifaddrs, net::if_};
 
 /// Every (interface, IPv4/IPv6 address) pair, in the kernel's order.
 pub fn iface_addrs() -> std::io::Result<Vec<(String, IpAddr)>> {
-    let mut addrs: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs allocates a list we free below.
-    if unsafe { libc::getifaddrs(&mut addrs) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let mut out = Vec::new();
-    let mut cur = addrs;
-    while !cur.is_null() {
-        // SAFETY: cur walks the list getifaddrs returned.
-        let ifa = unsafe { &*cur };
-        if !ifa.ifa_addr.is_null() {
-            // SAFETY: ifa_addr is non-null and points to a sockaddr of the family it names;
-            // ifa_name is a valid C string.
-            let (family, name) = unsafe {
-                ((*ifa.ifa_addr).sa_family as i32, CStr::from_ptr(ifa.ifa_name).to_string_lossy())
+    Ok(getifaddrs()?
+        .filter_map(|ifa| {
+            let addr = ifa.address?;
+            let ip = match (addr.as_sockaddr_in(), addr.as_sockaddr_in6()) {
+                (Some(v4), _) => IpAddr::V4(v4.ip()),
+                (_, Some(v6)) => IpAddr::V6(v6.ip()),
+                _ => return None,
             };
-            let ip = match family {
-                // SAFETY: the family says which sockaddr this is.
-                libc::AF_INET => Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(unsafe {
-                    (*(ifa.ifa_addr as *const libc::sockaddr_in)).sin_addr.s_addr
-                })))),
-                libc::AF_INET6 => Some(IpAddr::V6(Ipv6Addr::from(unsafe {
-                    (*(ifa.ifa_addr as *const libc::sockaddr_in6)).sin6_addr.s6_addr
-                }))),
-                _ => None,
-            };
-            if let Some(ip) = ip {
-                out.push((name.into_owned(), ip));
-            }
-        }
-        cur = ifa.ifa_next;
-    }
-    // SAFETY: freeing the list once.
-    unsafe { libc::freeifaddrs(addrs) };
-    Ok(out)
+            Some((ifa.interface_name, ip))
+        })
+        .collect())
 }
 
 /// Names of every interface of the calling thread's namespace (if_nameindex asks the kernel;
@@ -57,29 +32,23 @@ pub fn if_indexes() -> std::io::Result<Vec<u32>> {
 
 /// (ifindex, name) of every interface of the calling thread's namespace.
 fn interfaces() -> Vec<(u32, String)> {
-    let mut out = Vec::new();
-    // SAFETY: if_nameindex returns an array terminated by a zero entry, freed below.
-    unsafe {
-        let list = libc::if_nameindex();
-        if list.is_null() {
-            return out;
-        }
-        let mut cur = list;
-        while (*cur).if_index != 0 && !(*cur).if_name.is_null() {
-            let name = CStr::from_ptr((*cur).if_name).to_string_lossy().into_owned();
-            out.push(((*cur).if_index, name));
-            cur = cur.add(1);
-        }
-        libc::if_freenameindex(list);
-    }
-    out
+    let Ok(list) = if_::if_nameindex() else { return Vec::new() };
+    list.iter().map(|i| (i.index(), i.name().to_string_lossy().into_owned())).collect()
+}
+
+/// The index of interface `name` in the calling thread's namespace; None if it has none.
+pub fn ifindex(name: &str) -> Option<u32> {
+    if_::if_nametoindex(name).ok()
+}
+
+/// The name of interface `index` in the calling thread's namespace.
+pub fn iface_name(index: u32) -> Option<String> {
+    if_::if_indextoname(index).ok().map(|c| c.to_string_lossy().into_owned())
 }
 
 /// Whether `iface` exists in the calling thread's namespace.
 pub fn iface_exists(iface: &str) -> bool {
-    std::ffi::CString::new(iface)
-        // SAFETY: if_nametoindex reads a valid C string.
-        .is_ok_and(|c| unsafe { libc::if_nametoindex(c.as_ptr()) } != 0)
+    ifindex(iface).is_some()
 }
 
 #[cfg(test)]
@@ -91,5 +60,9 @@ mod tests {
         assert!(super::iface_exists("lo"));
         assert!(super::iface_names().contains(&"lo".to_string()));
         assert!(!super::iface_exists("no-such-if0"));
+        assert_eq!(super::ifindex("lo"), Some(1));
+        assert_eq!(super::iface_name(1).as_deref(), Some("lo"));
+        assert_eq!(super::ifindex("no-such-if0"), None);
+        assert_eq!(super::ifindex("bad\0name"), None);
     }
 }

@@ -1,7 +1,7 @@
 //! The interfaces of the target namespace with their indexes and addresses, for the lookup
 //! model: the ingress ifindex of a named interface, the interface owning a destination address
 //! (what the kernel's lookup sees for a client on this host), the addresses a client can dial.
-use std::{ffi::CString, path::Path};
+use std::path::Path;
 
 use crate::{
     diagnose::Interface,
@@ -17,7 +17,7 @@ pub fn of_netns(path: &Path, ns_name: &str) -> Vec<Interface> {
         Ok(addresses::iface_names()
             .into_iter()
             .filter_map(|name| {
-                let ifindex = ifindex(&name)?;
+                let ifindex = addresses::ifindex(&name)?;
                 let addrs = addrs.iter().filter(|(n, _)| *n == name).map(|(_, a)| *a).collect();
                 Some(Interface { ifindex, name, addrs })
             })
@@ -34,11 +34,4 @@ pub fn of_netns(path: &Path, ns_name: &str) -> Vec<Interface> {
             Vec::new()
         }
     }
-}
-
-fn ifindex(name: &str) -> Option<u32> {
-    let c = CString::new(name).ok()?;
-    // SAFETY: if_nametoindex reads a valid C string.
-    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (i != 0).then_some(i)
 }

@@ -51,7 +51,7 @@ impl Names {
             return cached.clone();
         }
         let name = self.path(inode).and_then(|path| {
-            super::enter::in_netns(&path, || if_indextoname(ifindex)).ok().flatten()
+            super::enter::in_netns(&path, || super::addresses::iface_name(ifindex)).ok().flatten()
         });
         self.devices.insert((inode, ifindex), name.clone());
         name
@@ -73,15 +73,4 @@ impl Names {
     pub fn path(&mut self, inode: u64) -> Option<PathBuf> {
         self.lookup(inode).map(|(_, p)| p.clone())
     }
-}
-
-fn if_indextoname(ifindex: u32) -> Option<String> {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: buf has IF_NAMESIZE bytes as if_indextoname requires.
-    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: on success buf holds a NUL-terminated name.
-    Some(unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
 }

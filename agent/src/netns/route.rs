@@ -104,14 +104,7 @@ fn of_message(r: &RouteMessage) -> Route {
 
 /// The name of interface `index` in the calling thread's namespace.
 pub fn iface_name(index: u32) -> Option<String> {
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: buf has IF_NAMESIZE bytes, as if_indextoname requires.
-    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: if_indextoname wrote a NUL-terminated name into buf.
-    Some(unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
+    super::addresses::iface_name(index)
 }
 
 #[cfg(test)]

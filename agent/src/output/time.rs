@@ -1,5 +1,7 @@
 //! Timestamps: BPF programs stamp events with CLOCK_BOOTTIME (monotonic, counts suspend); users
 //! read wall-clock time. One offset taken at start-up converts between them.
+use std::time::{Duration, UNIX_EPOCH};
+
 use nix::time::{ClockId, clock_gettime};
 
 #[derive(Debug, Clone, Copy)]
@@ -40,33 +42,14 @@ impl Default for Clock {
     }
 }
 
+/// RFC 3339 UTC with microseconds (`humantime`), truncated (not rounded) to the microsecond.
+/// humantime formats 1970 to 9999 only: instants outside are clamped to those bounds (a wall
+/// time there means a broken clock, and a record must still be written).
 pub fn rfc3339_from_unix_ns(ns: i128) -> String {
-    let secs = ns.div_euclid(1_000_000_000) as i64;
-    let micros = (ns.rem_euclid(1_000_000_000) / 1000) as u32;
-    let days = secs.div_euclid(86_400);
-    let tod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
-        tod / 3600,
-        tod % 3600 / 60,
-        tod % 60
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day) in the proleptic Gregorian calendar
-/// (H. Hinnant's algorithm; exact for all i64 days we will ever see).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    const MAX_NS: i128 = 253_402_300_799_999_999_999; // 9999-12-31T23:59:59.999999999Z
+    let ns = ns.clamp(0, MAX_NS);
+    let at = UNIX_EPOCH + Duration::new((ns / 1_000_000_000) as u64, (ns % 1_000_000_000) as u32);
+    humantime::format_rfc3339_micros(at).to_string()
 }
 
 #[cfg(test)]
@@ -78,6 +61,16 @@ mod tests {
         assert_eq!(rfc3339_from_unix_ns(0), "1970-01-01T00:00:00.000000Z");
         assert_eq!(rfc3339_from_unix_ns(951_782_400_000_000_000), "2000-02-29T00:00:00.000000Z");
         assert_eq!(rfc3339_from_unix_ns(1_795_000_000_123_456_789), "2026-11-18T11:06:40.123456Z");
+        // Truncated, not rounded; leap days of a century year (2100 has none, 2400 has one).
+        assert_eq!(rfc3339_from_unix_ns(1_000_999_999), "1970-01-01T00:00:01.000999Z");
+        assert_eq!(rfc3339_from_unix_ns(4_107_542_400_000_000_000), "2100-03-01T00:00:00.000000Z");
+        assert_eq!(rfc3339_from_unix_ns(13_574_563_200_000_000_000), "2400-02-29T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn out_of_range_instants_are_clamped() {
+        assert_eq!(rfc3339_from_unix_ns(-1), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(rfc3339_from_unix_ns(i128::MAX), "9999-12-31T23:59:59.999999Z");
     }
 
     #[test]

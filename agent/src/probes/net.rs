@@ -250,7 +250,9 @@ pub fn default_ifaces() -> std::io::Result<Vec<String>> {
     Ok(names)
 }
 
-/// ARPHRD type of an interface (SIOCGIFHWADDR) in the calling thread's namespace.
+/// ARPHRD type of an interface (SIOCGIFHWADDR) in the calling thread's namespace. Not from
+/// getifaddrs (nix::ifaddrs): glibc gives a link an AF_PACKET entry only when it has a hardware
+/// address, so tunnels (wireguard, tun: ARPHRD_NONE), the very links this tells apart, have none.
 fn link_type(iface: &str) -> Option<u16> {
     // SAFETY: plain socket/ioctl with a zeroed ifreq; the fd is closed below.
     unsafe {
@@ -279,12 +281,9 @@ fn attach_inside(
     let mut attached = Vec::new();
     let mut links = Vec::new();
     for iface in &ifaces {
-        let c = std::ffi::CString::new(iface.as_str())?;
-        // SAFETY: valid C string.
-        let ifindex = unsafe { libc::if_nametoindex(c.as_ptr()) };
-        if ifindex == 0 {
+        let Some(ifindex) = crate::netns::addresses::ifindex(iface) else {
             bail!("interface {iface} does not exist in this namespace (see `ip link`)");
-        }
+        };
         // Ethernet (1) and loopback (772) carry an Ethernet header; others start at IP.
         let l3 = link_type(iface).is_some_and(|t| t != 1 && t != 772);
         let progs =

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use cpio::newc::Builder;
 
 use super::kernel::Kernel;
 use super::tools::{self, ZSTD};
@@ -117,65 +118,46 @@ fn decompressed(path: &Path, busybox: &Path) -> Result<Vec<u8>> {
     tools::output(command.arg(path))
 }
 
-/// A minimal writer of the "newc" cpio format the kernel's initramfs unpacker reads
-/// (Documentation/driver-api/early-userspace/buffer-format.rst).
+/// Entries of the "newc" cpio format the kernel's initramfs unpacker reads
+/// (Documentation/driver-api/early-userspace/buffer-format.rst), written by the `cpio` crate;
+/// this numbers the inodes from 1 and gives directories two links.
 struct Cpio<W: Write> {
     out: W,
-    written: u64,
     next_inode: u32,
 }
 
 impl<W: Write> Cpio<W> {
     fn new(out: W) -> Self {
-        Self { out, written: 0, next_inode: 1 }
+        Self { out, next_inode: 1 }
     }
 
     fn dir(&mut self, name: &str) -> Result<()> {
-        self.entry(name, 0o040_000 | 0o755, (0, 0), &[])
+        self.entry(Builder::new(name).mode(0o040_000 | 0o755).nlink(2), &[])
     }
 
     fn file(&mut self, name: &str, mode: u32, data: &[u8]) -> Result<()> {
-        self.entry(name, 0o100_000 | mode, (0, 0), data)
+        self.entry(Builder::new(name).mode(0o100_000 | mode), data)
     }
 
     fn char_device(&mut self, name: &str, mode: u32, rdev: (u32, u32)) -> Result<()> {
-        self.entry(name, 0o020_000 | mode, rdev, &[])
+        let entry = Builder::new(name).mode(0o020_000 | mode);
+        self.entry(entry.rdev_major(rdev.0).rdev_minor(rdev.1), &[])
     }
 
-    fn entry(&mut self, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]) -> Result<()> {
+    fn entry(&mut self, entry: Builder, data: &[u8]) -> Result<()> {
         let size = u32::try_from(data.len()).context("initramfs member larger than 4 GiB")?;
-        let name_size = u32::try_from(name.len() + 1)?;
         let inode = self.next_inode;
         self.next_inode += 1;
-        let nlink = if mode & 0o040_000 != 0 { 2 } else { 1 };
-        // magic, ino, mode, uid, gid, nlink, mtime, filesize, devmajor, devminor,
-        // rdevmajor, rdevminor, namesize, check
-        let header = format!(
-            "070701{inode:08x}{mode:08x}{:08x}{:08x}{nlink:08x}{:08x}{size:08x}{:08x}{:08x}{:08x}{:08x}{name_size:08x}{:08x}",
-            0, 0, 0, 0, 0, rdev.0, rdev.1, 0
-        );
-        self.put(header.as_bytes())?;
-        self.put(name.as_bytes())?;
-        self.put(&[0])?;
-        self.pad()?;
-        self.put(data)?;
-        self.pad()
-    }
-
-    fn put(&mut self, bytes: &[u8]) -> Result<()> {
-        self.out.write_all(bytes).context("writing the initramfs")?;
-        self.written += bytes.len() as u64;
+        // A Writer takes the sink by value and hands it back from finish(); &mut W is one.
+        let mut writer = entry.ino(inode).write(&mut self.out, size);
+        writer.write_all(data).context("writing the initramfs")?;
+        writer.finish().context("writing the initramfs")?;
         Ok(())
     }
 
-    /// Header+name and data are each padded to a multiple of 4 bytes.
-    fn pad(&mut self) -> Result<()> {
-        let padding = (4 - self.written % 4) % 4;
-        self.put(&[0; 3][..usize::try_from(padding)?])
-    }
-
+    /// The trailer, numbered like the entries (cpio::newc::trailer would give it inode 0).
     fn finish(mut self) -> Result<W> {
-        self.entry("TRAILER!!!", 0, (0, 0), &[])?;
+        self.entry(Builder::new("TRAILER!!!"), &[])?;
         Ok(self.out)
     }
 }
@@ -201,5 +183,41 @@ mod tests {
         assert_eq!(out.len() % 4, 0);
         // 110-byte header + "init\0" padded to 116, then 5 data bytes padded to 8.
         assert_eq!(&out[116..121], b"abcde");
+    }
+
+    #[test]
+    fn cpio_entries_read_back() {
+        let mut cpio = Cpio::new(Vec::new());
+        cpio.dir("dev").unwrap();
+        cpio.char_device("dev/console", 0o600, (5, 1)).unwrap();
+        cpio.file("init", 0o755, b"#!/bin/sh\n").unwrap();
+        let mut rest = cpio.finish().unwrap();
+        let mut seen = Vec::new();
+        loop {
+            let reader = cpio::newc::Reader::new(rest.as_slice()).unwrap();
+            let e = reader.entry();
+            seen.push((
+                e.name().to_owned(),
+                e.ino(),
+                e.mode(),
+                e.nlink(),
+                e.rdev_major(),
+                e.rdev_minor(),
+                e.file_size(),
+            ));
+            if e.is_trailer() {
+                break;
+            }
+            rest = reader.finish().unwrap().to_vec();
+        }
+        assert_eq!(
+            seen,
+            [
+                ("dev".to_owned(), 1, 0o040_755, 2, 0, 0, 0),
+                ("dev/console".to_owned(), 2, 0o020_600, 1, 5, 1, 0),
+                ("init".to_owned(), 3, 0o100_755, 1, 0, 0, 10),
+                ("TRAILER!!!".to_owned(), 4, 0, 1, 0, 0, 0),
+            ]
+        );
     }
 }
