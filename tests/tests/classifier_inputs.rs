@@ -983,12 +983,9 @@ fn structured_drops(classic: bool) {
         .unwrap();
     let ifindex = hosts
         .client
-        .run_in(reach_agent::netns::addresses::if_indexes)
+        .run_in(|| reach_agent::netns::addresses::ifindex(TwoHosts::CLIENT_IF))
         .unwrap()
-        .unwrap()
-        .into_iter()
-        .max()
-        .unwrap();
+        .expect("the client's veth");
     // SAFETY: a zeroed sockaddr_ll naming the client's veth.
     let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
     to.sll_family = libc::AF_PACKET as u16;
