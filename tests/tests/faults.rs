@@ -174,6 +174,35 @@ fn nft_flush_ruleset_by_someone_else_leaves_tracing_working() {
     assert!(!tables.contains("reach_trace"), "{tables}");
 }
 
+#[test]
+fn an_unowned_trace_table_flushed_by_someone_else_is_added_again_and_said() {
+    require_root();
+    let _s = serial();
+    let hosts = TwoHosts::new("flt-unowned").unwrap();
+    // The table as a kernel before 5.12 makes it: no owner, so a flush removes it.
+    let mut cmd = Command::new(reach_bin());
+    cmd.args(["watch", "--json", "--netns", hosts.server.name(), "--port", "7946"])
+        .env("REACH_NFT_NO_OWNER", "1");
+    let run = WatchRun::start_with(cmd, "watching drops");
+    assert!(run.stderr().contains("this kernel has no table owners"), "{}", run.stderr());
+    hosts.server.run("nft", &["flush", "ruleset"]).unwrap();
+    run.wait_for_json("the table's re-added line", |l| {
+        l["type"] == "trace_table" && l["change"] == "re-added"
+    });
+    // Tracing works again: a drop rule added afterwards is traced to its handle.
+    let handle = nft_drop_rule(&hosts.server, "labfw", 7946);
+    let to = SocketAddr::from((TwoHosts::SERVER_V4, 7946));
+    let _ = hosts.client.run_in(move || TcpStream::connect_timeout(&to, Duration::from_secs(1)));
+    let v = run.wait_for_json("the drop's nft_verdict", |l| {
+        l["type"] == "nft_verdict" && l["verdict"] == "drop"
+    });
+    assert_eq!(v["rule_handle"].as_u64(), Some(handle));
+    let (code, _) = run.stop();
+    assert_eq!(code, Some(0));
+    let tables = hosts.server.run("nft", &["list", "tables"]).unwrap();
+    assert!(!tables.contains("reach_trace"), "removed on exit: {tables}");
+}
+
 /// A process holding a mount namespace (slave of this one) after running `setup` in it.
 fn mount_namespace(setup: &str) -> KillOnDrop {
     use std::io::BufRead as _;

@@ -105,6 +105,32 @@ fn append(out: &mut Vec<u8>, msg: NetlinkMessage<NetfilterMessage>) {
     msg.serialize(&mut out[start..]);
 }
 
+/// Sends one request outside a transaction (a GET), acknowledged: Ok when the kernel answers
+/// it (its reply messages are read and dropped), Refused with the errno otherwise.
+pub fn request(fd: &OwnedFd, family: NetfilterProtoFamily, op: &Op) -> Result<(), BatchError> {
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    let msg = NetfilterMessage::new(NetfilterHeader::new(family, 0, 0), op.message.clone())
+        .with_seq(seq, NLM_F_REQUEST | NLM_F_ACK | op.flags);
+    let mut datagram = Vec::new();
+    append(&mut datagram, msg);
+    nfnetlink::send(fd, &datagram).map_err(BatchError::Io)?;
+    nfnetlink::set_recv_timeout(fd, std::time::Duration::from_secs(2));
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        // SAFETY: buf is a valid, writable buffer of buf.len() bytes.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            return Err(BatchError::Io(io::Error::last_os_error()));
+        }
+        if let Some((_, code)) = acks(&buf[..n as usize]).into_iter().find(|(s, _)| *s == seq) {
+            return match code {
+                0 => Ok(()),
+                c => Err(BatchError::Refused(Refused { index: 0, errno: -c })),
+            };
+        }
+    }
+}
+
 /// Sends `ops` as one transaction on `fd` and waits for the kernel's verdict on each.
 pub fn send(fd: &OwnedFd, family: NetfilterProtoFamily, ops: &[Op]) -> Result<(), BatchError> {
     let (datagram, first) = encode(family, ops);

@@ -59,6 +59,14 @@ pub struct TraceTable {
     ns_path: PathBuf,
     socket: OwnedFd,
     lifetime: Lifetime,
+    ports: Vec<u16>,
+}
+
+/// `REACH_NFT_NO_OWNER` set: the table is made as on a kernel before 5.12 (no owner flag), so
+/// that path — replaced when stale, re-added after someone's `nft flush ruleset` — runs and is
+/// tested on any kernel.
+fn owner_refused_by_env() -> bool {
+    std::env::var_os("REACH_NFT_NO_OWNER").is_some()
 }
 
 impl TraceTable {
@@ -69,8 +77,15 @@ impl TraceTable {
         }
         let socket = enter::in_netns(ns_path, || nfnetlink::open(0))?
             .context("opening a NETLINK_NETFILTER socket")?;
-        let lifetime = match nft_batch::send(&socket, NetfilterProtoFamily::Inet, &ops(ports, true))
-        {
+        let first = if owner_refused_by_env() {
+            Err(BatchError::Refused(nft_batch::Refused {
+                index: OWNED_TABLE,
+                errno: libc::EOPNOTSUPP,
+            }))
+        } else {
+            nft_batch::send(&socket, NetfilterProtoFamily::Inet, &ops(ports, true))
+        };
+        let lifetime = match first {
             Ok(()) => Lifetime::Owned,
             // Before 5.12 the kernel knows no owner flag (EINVAL, later EOPNOTSUPP for unknown
             // flags) and refuses the owned table's creation, the third message.
@@ -84,11 +99,28 @@ impl TraceTable {
             }
             Err(e) => return Err(refusal(e, ns_path)),
         };
-        Ok(Self { ns_path: ns_path.to_path_buf(), socket, lifetime })
+        Ok(Self { ns_path: ns_path.to_path_buf(), socket, lifetime, ports: ports.to_vec() })
     }
 
     pub fn lifetime(&self) -> Lifetime {
         self.lifetime
+    }
+
+    /// Whether the table is still in its namespace (someone's `nft flush ruleset` removes an
+    /// unowned one; an owned one only goes with reach).
+    pub fn exists(&self) -> anyhow::Result<bool> {
+        let get = Op { message: NfTablesMessage::GetTable(table(false)), flags: 0 };
+        match nft_batch::request(&self.socket, NetfilterProtoFamily::Inet, &get) {
+            Ok(()) => Ok(true),
+            Err(BatchError::Refused(r)) if r.errno == libc::ENOENT => Ok(false),
+            Err(e) => Err(anyhow::anyhow!("looking for table inet {TABLE}: {e}")),
+        }
+    }
+
+    /// Builds the table again (after someone removed it), as it was.
+    pub fn restore(&mut self) -> anyhow::Result<()> {
+        nft_batch::send(&self.socket, NetfilterProtoFamily::Inet, &ops(&self.ports, false))
+            .map_err(|e| refusal(e, &self.ns_path))
     }
 }
 

@@ -206,6 +206,9 @@ pub enum Event<'a> {
     Tap(&'a TapChange),
     /// A watched namespace is gone (deleted, its last process exited): let go of.
     NetnsGone(&'a Watched),
+    /// reach's trace table in this namespace was removed by someone else (an unowned table:
+    /// `nft flush ruleset` before Linux 5.12) and has been added again.
+    TraceRestored(&'a NetnsRef),
 }
 
 pub trait Sink {
@@ -609,6 +612,10 @@ impl Session {
         tokio::select! {
             msg = self.rx.recv() => match msg {
                 Some(Msg::Link(netns, change)) => self.link_changed(netns, change, sink)?,
+                Some(Msg::RulesetChanged(netns)) => {
+                    self.state.handle(Msg::RulesetChanged(netns), &self.decoder, sink)?;
+                    self.keep_trace_table(netns, sink)?;
+                }
                 Some(msg) => self.state.handle(msg, &self.decoder, sink)?,
                 None => return Ok(false),
             },
@@ -684,6 +691,21 @@ impl Session {
             sink.event(&mut self.state.names, Event::Tap(c))?;
         }
         Ok(())
+    }
+
+    /// After a ruleset change in `netns`: an unowned trace table someone removed (their `nft
+    /// flush ruleset`) is added again, and said; an owned one cannot be removed by others.
+    fn keep_trace_table(&mut self, netns: u64, sink: &mut impl Sink) -> anyhow::Result<()> {
+        let Some((_, table)) = self.trace_tables.iter_mut().find(|(i, _)| *i == netns) else {
+            return Ok(());
+        };
+        if table.lifetime() == trace_table::Lifetime::Owned || table.exists()? {
+            return Ok(());
+        }
+        table.restore()?;
+        let name = self.taps.iter().find(|t| t.ns.inode == netns).map(|t| t.ns.name.clone());
+        let ns = NetnsRef { inode: netns, name: name.unwrap_or_else(|| netns.to_string()) };
+        sink.event(&mut self.state.names, Event::TraceRestored(&ns))
     }
 
     /// Reads the loss, rate-limit and listen-overflow counters now.

@@ -350,6 +350,12 @@ impl Sink for AgentSink {
                 tracing::info!("{change:?}");
             }
             Event::NetnsGone(ns) => self.netns_gone(ns)?,
+            Event::TraceRestored(ns) => {
+                tracing::warn!(
+                    "table inet reach_trace in {} was removed by someone else; added again",
+                    ns.name
+                )
+            }
             Event::Existing(_) | Event::Firewalld(_) => {}
         }
         Ok(())

@@ -64,6 +64,17 @@ impl<W: Write> Sink for Printer<W> {
                     }
                 })
             }
+            Event::TraceRestored(ns) => {
+                let v = serde_json::json!({"type": "trace_table", "change": "re-added",
+                    "netns": {"inode": ns.inode, "name": ns.name}});
+                render::line(out, json, &v, || {
+                    format!(
+                        "table inet reach_trace in {} was removed by someone else (nft flush \
+                         ruleset?): added again; SYNs in between were not traced",
+                        ns.name
+                    )
+                })
+            }
             Event::NetnsGone(ns) => {
                 let v = serde_json::json!({"type": "netns", "change": "gone",
                     "netns": {"inode": ns.inode, "name": ns.name}});
