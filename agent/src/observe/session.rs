@@ -216,6 +216,8 @@ pub trait Sink {
 }
 
 pub struct Session {
+    /// Namespaces deleted while the session attached, reported at the first look.
+    gone_at_start: Vec<Watched>,
     binds: BindListen,
     drops: Option<DropTap>,
     taps: Vec<Tap>,
@@ -315,15 +317,19 @@ impl Session {
         // The overflow counters' baseline is read before anything announces "watching": a
         // queue that overflows right after that line (the start-up below can take seconds on a
         // slow machine) must be counted, not folded into the baseline.
-        let overflows: Vec<overflow::Watcher> = if opts.packets {
-            opts.namespaces
-                .iter()
-                .map(|n| overflow::Watcher::new(n.netns_ref(), n.path.clone()))
-                .collect()
-        } else {
-            Vec::new()
+        // A namespace deleted while reach attaches is gone like any other, not an error: let go
+        // of and reported at the first look (`follow_namespaces`).
+        let mut gone_at_start: Vec<Watched> = Vec::new();
+        let vanished = |ns: &Watched, e: &anyhow::Error, gone: &mut Vec<Watched>| -> bool {
+            if ns.path.exists() {
+                return false;
+            }
+            tracing::info!("netns {} went away while reach attached: {e:#}", ns.name);
+            announce(&format!("netns {} went away while reach attached: not watched", ns.name));
+            gone.push(ns.clone());
+            true
         };
-        let mut taps: Vec<NetnsTap> = Vec::new();
+        let mut taps: Vec<(Watched, NetnsTap)> = Vec::new();
         let mut drops: Option<DropTap> = None;
         let mut tc_how = None;
         if opts.packets {
@@ -348,7 +354,11 @@ impl Session {
                     .iter()
                     .find(|(inode, _)| *inode == ns.inode)
                     .map_or(&opts.ifaces, |(_, i)| i);
-                let tap = attach_tap(ns, ifaces, &net, how, &announce).await?;
+                let tap = match attach_tap(ns, ifaces, &net, how, &announce).await {
+                    Ok(t) => t,
+                    Err(e) if vanished(ns, &e, &mut gone_at_start) => continue,
+                    Err(e) => return Err(e),
+                };
                 phases.mark(format!("tc {}", ns.name));
                 let ifs: Vec<&str> = tap.ifaces.iter().map(|(n, _)| n.as_str()).collect();
                 announce(&format!(
@@ -357,7 +367,7 @@ impl Session {
                     ns.name,
                     if how == TcHow::Tcx { "TCX" } else { "clsact qdisc" }
                 ));
-                taps.push(tap);
+                taps.push((ns.clone(), tap));
             }
             if let Some(d) = &drops {
                 announce(&format!("watching drops via {}", d.how));
@@ -365,10 +375,15 @@ impl Session {
         }
         let mut trace_tables = Vec::new();
         let mut trace_listeners = Vec::new();
-        for ns in opts.namespaces.iter().filter(|ns| opts.traces(ns.inode)) {
-            let (table, listener) = start_trace(ns, opts.traced_ports(), &announce)?;
-            trace_tables.push((ns.inode, table));
-            trace_listeners.push((ns.inode, listener));
+        for (ns, _) in taps.iter().filter(|(ns, _)| opts.traces(ns.inode)) {
+            match start_trace(ns, opts.traced_ports(), &announce) {
+                Ok((table, listener)) => {
+                    trace_tables.push((ns.inode, table));
+                    trace_listeners.push((ns.inode, listener));
+                }
+                Err(e) if vanished(ns, &e, &mut gone_at_start) => {}
+                Err(e) => return Err(e),
+            }
         }
         // Where tracing may start later (namespaces that appear), firewalld's view is needed
         // from the start too.
@@ -395,10 +410,19 @@ impl Session {
             readers::spawn(&mut readers, ring, id, kind, tx.clone(), stop_rx.clone())?;
         }
         let mut tapped = Vec::new();
-        for (ns, tap) in opts.namespaces.iter().zip(taps) {
-            let t = start_tap(ns.clone(), tap, opts.follow_links, &mut reorder, &mut readers, &tx)?;
-            tapped.push(t);
+        for (ns, tap) in taps {
+            if gone_at_start.iter().any(|g| g.inode == ns.inode) {
+                continue;
+            }
+            match start_tap(ns.clone(), tap, opts.follow_links, &mut reorder, &mut readers, &tx) {
+                Ok(t) => tapped.push(t),
+                Err(e) if vanished(&ns, &e, &mut gone_at_start) => {}
+                Err(e) => return Err(e),
+            }
         }
+        let gone = |inode: &u64| gone_at_start.iter().any(|g| g.inode == *inode);
+        trace_tables.retain(|(i, _)| !gone(i));
+        trace_listeners.retain(|(i, _)| !gone(i));
         for (inode, listener) in trace_listeners {
             // Stopped with its namespace's tap when it goes, else with the session.
             let stop = tapped
@@ -426,11 +450,11 @@ impl Session {
             names: Names::new(),
             model: Listeners::new(),
             bind_filter: opts.bind_filter.clone(),
-            packet_inodes: opts.namespaces.iter().map(|n| n.inode).collect(),
+            packet_inodes: tapped.iter().map(|t: &Tap| t.ns.inode).collect(),
             flows: FlowTable::new(FLOW_CAPACITY, opts.flow_timeout),
             reorder,
             verdicts: Verdicts::default(),
-            ns_paths: opts.namespaces.iter().map(|n| (n.inode, n.path.clone())).collect(),
+            ns_paths: tapped.iter().map(|t: &Tap| (t.ns.inode, t.ns.path.clone())).collect(),
             firewalld,
             rulesets: Default::default(),
             ruleset_reads: 0,
@@ -438,7 +462,12 @@ impl Session {
             lost_seen: (0, 0),
             suppressed_seen: (0, 0),
         };
+        let overflows: Vec<overflow::Watcher> = tapped
+            .iter()
+            .map(|t| overflow::Watcher::new(t.ns.netns_ref(), t.ns.path.clone()))
+            .collect();
         Ok(Self {
+            gone_at_start,
             binds,
             drops,
             taps: tapped,
@@ -457,6 +486,11 @@ impl Session {
             follow_links: opts.follow_links,
             trace: opts.clone(),
         })
+    }
+
+    /// Whether packets are watched at all (TC taps and the drop tracer attached).
+    pub fn watches_packets(&self) -> bool {
+        self.how.is_some()
     }
 
     /// The namespaces whose packets are watched now.
@@ -565,6 +599,9 @@ impl Session {
     /// Returns how many namespaces are still watched.
     pub fn follow_namespaces(&mut self, sink: &mut impl Sink) -> anyhow::Result<usize> {
         use std::os::unix::fs::MetadataExt as _;
+        for g in std::mem::take(&mut self.gone_at_start) {
+            sink.event(&mut self.state.names, Event::NetnsGone(&g))?;
+        }
         let listed = crate::netns::inventory::list();
         let watched: Vec<Watched> = self.taps.iter().map(|t| t.ns.clone()).collect();
         for ns in watched {
@@ -789,6 +826,15 @@ fn start_tap(
     readers: &mut JoinSet<anyhow::Result<()>>,
     tx: &mpsc::Sender<Msg>,
 ) -> anyhow::Result<Tap> {
+    // The one step that can fail first: a failure then leaves no ring the reorder buffer waits for.
+    let links = if follow_links {
+        Some(
+            links::open(&ns.path)
+                .with_context(|| format!("watching the interfaces of {}", ns.name))?,
+        )
+    } else {
+        None
+    };
     let (stop, stop_rx) = watch::channel(false);
     let ring = reorder.add_ring();
     readers::spawn(
@@ -799,9 +845,7 @@ fn start_tap(
         tx.clone(),
         stop_rx.clone(),
     )?;
-    if follow_links {
-        let fd = links::open(&ns.path)
-            .with_context(|| format!("watching the interfaces of {}", ns.name))?;
+    if let Some(fd) = links {
         links::spawn(readers, fd, ns.inode, tx.clone(), stop_rx);
     }
     Ok(Tap { ns, tap, ring, stop })

@@ -162,7 +162,7 @@ async fn watch(args: WatchArgs, namespaces: Vec<Watched>) -> anyhow::Result<Exit
     // Watched namespaces are looked for once a second: one deleted under reach is let go of
     // (reach's own classifiers would otherwise keep it alive) and said so.
     let mut follow = tokio::time::interval(Duration::from_secs(1));
-    let packets = session.namespaces().count() > 0;
+    let packets = session.watches_packets();
     loop {
         tokio::select! {
             more = session.step(&mut sink) => if !more? { break },
