@@ -119,6 +119,12 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
     fs::write(&json_path, results).with_context(|| format!("writing {}", json_path.display()))?;
     eprintln!("xtask: wrote {}", json_path.display());
     let path = workspace::root().join("BENCHMARKS.md");
+    // The soak's section is `cargo xtask soak`'s: kept as it is.
+    let old = fs::read_to_string(&path).unwrap_or_default();
+    let report = match crate::soak::section_of(&old) {
+        Some(soak) => crate::soak::splice(&report, soak),
+        None => report,
+    };
     fs::write(&path, &report).with_context(|| format!("writing {}", path.display()))?;
     eprintln!("xtask: wrote {}", path.display());
     let missed: Vec<String> =
@@ -168,7 +174,7 @@ fn measure(bin: &Path, args: &[String]) -> anyhow::Result<Value> {
     serde_json::from_slice(&out.stdout).context("reach-bench printed no JSON")
 }
 
-fn meta(command: String) -> Meta {
+pub fn meta(command: String) -> Meta {
     Meta { command, date: date(), kernel: kernel(), cpu: cpu() }
 }
 

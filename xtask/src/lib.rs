@@ -8,5 +8,6 @@ pub mod fuzz;
 pub mod image;
 pub mod run;
 pub mod setup;
+pub mod soak;
 pub mod vm;
 pub mod workspace;

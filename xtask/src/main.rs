@@ -48,6 +48,16 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The soak (not part of `test`): build `reach-soak` in release and run `reach agent` for
+    /// `--minutes` under mixed load in lab namespaces (SYN flood bursts, iperf3, bind/listen
+    /// churn, namespace and interface churn); fail if its memory or open fds grew past the
+    /// warm-up or a SYN went uncounted; print the figures and rewrite the soak section of
+    /// BENCHMARKS.md. Needs root.
+    Soak {
+        /// How long the agent runs under load.
+        #[arg(long, default_value_t = 30.0)]
+        minutes: f64,
+    },
     /// Record the firewalld fixtures of the unit tests anew from the installed firewalld in lab
     /// namespaces (rulesets after each step, traces of single SYNs) into
     /// tests/fixtures/firewalld-<version>/. Needs root; commit what it writes.
@@ -138,6 +148,7 @@ fn try_main() -> anyhow::Result<ExitCode> {
         }
         Task::VmTest(args) => xtask::vm::vm_test_command(args),
         Task::Bench { args } => xtask::bench::bench(&args).map(|()| ExitCode::SUCCESS),
+        Task::Soak { minutes } => xtask::soak::soak(minutes).map(|()| ExitCode::SUCCESS),
         Task::RecordFixtures => record::record_fixtures().map(|()| ExitCode::SUCCESS),
         Task::Lab { args } => {
             setup::all()?;

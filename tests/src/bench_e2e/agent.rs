@@ -47,23 +47,25 @@ const QUIET_CPU_S: f64 = 0.03;
 const QUIET_OVER: Duration = Duration::from_millis(500);
 
 /// A running `reach agent` and its metrics address.
-struct Agent {
-    proc: Proc,
-    addr: SocketAddr,
+pub(crate) struct Agent {
+    pub(crate) proc: Proc,
+    pub(crate) addr: SocketAddr,
 }
 
 impl Agent {
     fn start(reach: &Path) -> anyhow::Result<(Agent, Value)> {
+        let (rescan, rate) = (RESCAN_S.to_string(), SYN_RATE.to_string());
+        Agent::start_with(reach, &["--rescan", &rescan, "--syn-rate", &rate])
+    }
+
+    /// `reach agent --metrics <a free port> <args>`, once it said it is ready; with the
+    /// namespaces and interfaces its ready line counted.
+    pub(crate) fn start_with(reach: &Path, args: &[&str]) -> anyhow::Result<(Agent, Value)> {
         // reach refuses port 0 (Prometheus could not find it): a port free a moment ago.
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let mut cmd = Command::new(reach);
-        cmd.args(["agent", "--metrics", &addr.to_string()]).args([
-            "--rescan",
-            &RESCAN_S.to_string(),
-            "--syn-rate",
-            &SYN_RATE.to_string(),
-        ]);
+        cmd.args(["agent", "--metrics", &addr.to_string()]).args(args);
         let mut proc = Proc::spawn("reach agent", cmd)?;
         proc.wait_for("agent ready", Duration::from_secs(60))?;
         let ready = proc
@@ -75,7 +77,7 @@ impl Agent {
         Ok((agent, json!({"namespaces": ready.0, "interfaces": ready.1})))
     }
 
-    fn scrape(&self) -> anyhow::Result<Scrape> {
+    pub(crate) fn scrape(&self) -> anyhow::Result<Scrape> {
         let (status, _, body) = prometheus::get(self.addr, "/metrics")
             .with_context(|| format!("GET http://{}/metrics", self.addr))?;
         ensure!(status == 200, "GET /metrics: {status}: {body}");
@@ -83,7 +85,7 @@ impl Agent {
     }
 
     /// Scrapes until `done` holds, at most `within`; `None` when it never did.
-    fn scrape_until(
+    pub(crate) fn scrape_until(
         &self,
         within: Duration,
         done: impl Fn(&Scrape) -> bool,
@@ -103,6 +105,23 @@ impl Agent {
 }
 
 impl Agent {
+    /// The agent's account of the SYNs arriving at `server` once its counters stop moving (it
+    /// reads the kernel's counters periodically): two scrapes 300 ms apart agree, at most 10 s
+    /// (SYNs elsewhere on the machine may keep the machine-wide ones moving; then the last
+    /// scrape is taken, and `false` says so).
+    pub(crate) fn settled_syns(&self, server: &str) -> anyhow::Result<(SynCount, bool)> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut last = SynCount::of(&self.scrape()?, server);
+        loop {
+            thread::sleep(Duration::from_millis(300));
+            let now = SynCount::of(&self.scrape()?, server);
+            if now == last || Instant::now() > deadline {
+                return Ok((now, now == last));
+            }
+            last = now;
+        }
+    }
+
     /// Waits until the agent uses less than [`QUIET_CPU_S`] over [`QUIET_OVER`]; false when it
     /// did not within `within`.
     fn quiet_within(&self, within: Duration) -> anyhow::Result<bool> {
@@ -154,7 +173,7 @@ impl SynCount {
 }
 
 /// How many of the agent's open files are network namespaces (`net:[inode]`).
-fn netns_fds(pid: i32) -> anyhow::Result<u64> {
+pub(crate) fn netns_fds(pid: i32) -> anyhow::Result<u64> {
     let dir = format!("/proc/{pid}/fd");
     let mut n = 0;
     for e in std::fs::read_dir(&dir).with_context(|| format!("reading {dir}"))? {
@@ -167,20 +186,7 @@ fn netns_fds(pid: i32) -> anyhow::Result<u64> {
 /// One flood: hping3 from the client namespace, then the agent's counters once they stop
 /// moving (it reads the kernel's counters periodically).
 fn flood(pair: &Pair, agent: &Agent, server: &str, args: &Args) -> anyhow::Result<Value> {
-    // The counters are final when two scrapes 300 ms apart agree (at most 10 s: SYNs elsewhere
-    // on the machine may keep the machine-wide ones moving; then the last scrape is taken).
-    let settle = || -> anyhow::Result<(SynCount, bool)> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut last = SynCount::of(&agent.scrape()?, server);
-        loop {
-            thread::sleep(Duration::from_millis(300));
-            let now = SynCount::of(&agent.scrape()?, server);
-            if now == last || Instant::now() > deadline {
-                return Ok((now, now == last));
-            }
-            last = now;
-        }
-    };
+    let settle = || agent.settled_syns(server);
     let (c0, settled0) = settle()?;
     let rx0 = pair.server_rx_packets()?;
     let before = agent.proc.stats()?;
@@ -243,18 +249,25 @@ fn flood(pair: &Pair, agent: &Agent, server: &str, args: &Args) -> anyhow::Resul
 }
 
 /// The figures of one churn run.
-struct Churn {
-    seen: u64,
-    seen_gone: u64,
-    leaked: u64,
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Churn {
+    pub(crate) seen: u64,
+    pub(crate) seen_gone: u64,
+    pub(crate) leaked: u64,
 }
 
 /// Creates, waits for, deletes and waits for the disappearance of `n` namespaces, one at a
-/// time, each with a veth `chI` into `anchor`.
-fn churn(agent: &Agent, anchor: &NetNs, n: usize) -> anyhow::Result<Churn> {
+/// time, each with a veth `chI` into `anchor` (I from `first` on, modulo the 16,384 /30s of
+/// the address block).
+pub(crate) fn churn(
+    agent: &Agent,
+    anchor: &NetNs,
+    first: usize,
+    n: usize,
+) -> anyhow::Result<Churn> {
     let mut c = Churn { seen: 0, seen_gone: 0, leaked: 0 };
     let mut peers = Vec::new();
-    for i in 0..n {
+    for i in (first..first + n).map(|i| i % 16_384) {
         let ns = NetNs::new(&format!("churn{i}"))?;
         let name = ns.name().to_string();
         let peer = format!("ch{i}");
@@ -299,7 +312,7 @@ fn churn(agent: &Agent, anchor: &NetNs, n: usize) -> anyhow::Result<Churn> {
     Ok(c)
 }
 
-fn watched(s: &Scrape) -> f64 {
+pub(crate) fn watched(s: &Scrape) -> f64 {
     s.sum("reach_watched_namespaces", &[])
 }
 
@@ -377,7 +390,7 @@ pub fn bench(pair: &Pair, reach: &Path, args: &Args) -> anyhow::Result<Value> {
     let (watched0, names0, machine0) = (watched(&s0), tapped_names(&s0), machine_namespaces()?);
     let (fds0, before) = (netns_fds(agent.proc.pid())?, agent.proc.stats()?);
     let start = Instant::now();
-    let c = churn(&agent, &anchor, args.churn_namespaces).context("the namespace churn")?;
+    let c = churn(&agent, &anchor, 0, args.churn_namespaces).context("the namespace churn")?;
     let churn_s = start.elapsed().as_secs_f64();
     // The last deletion is seen at the next listing: the gauge then matches the machine's
     // namespaces (counted independently; other namespaces may come and go meanwhile).

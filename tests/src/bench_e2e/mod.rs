@@ -20,6 +20,7 @@ mod flood;
 mod iperf;
 mod pair;
 mod procs;
+pub mod soak;
 mod startup;
 
 use std::path::PathBuf;
