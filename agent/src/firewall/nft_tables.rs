@@ -8,7 +8,8 @@
 use std::{io, os::fd::AsRawFd};
 
 use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NetlinkBuffer, NetlinkHeader,
+    NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_netfilter::{
     NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
@@ -92,14 +93,16 @@ pub fn parse_replies(mut data: &[u8], seq: u32, out: &mut Vec<Table>) -> io::Res
     while data.len() >= NLMSG_HDRLEN {
         let frame = NetlinkBuffer::new_checked(data).map_err(invalid)?;
         let len = frame.length() as usize;
-        // Replies to an earlier request are not ours.
-        if frame.sequence_number() == seq {
-            let parsed = NetlinkMessage::<NetfilterMessage>::deserialize(&data[..len]);
-            let payload = match parsed {
+        // Replies to an earlier request are not ours. Nor is any other message type: only
+        // these reach the crate (its parser of other nftables messages can panic on malformed
+        // attributes, e.g. a NEWSET's expressions, as fuzzing found).
+        let ty = frame.message_type();
+        if frame.sequence_number() == seq && matches!(ty, NLMSG_DONE | NLMSG_ERROR | NEWTABLE) {
+            let payload = match NetlinkMessage::<NetfilterMessage>::deserialize(&data[..len]) {
                 Ok(msg) => msg.payload,
                 // A table the crate cannot read (say, a name that is not UTF-8) is left out;
                 // the others are still worth listing.
-                Err(_) if frame.message_type() == NEWTABLE => NetlinkPayload::Noop,
+                Err(_) if ty == NEWTABLE => NetlinkPayload::Noop,
                 Err(e) => return Err(invalid(e)),
             };
             match payload {
@@ -161,8 +164,6 @@ mod tests {
     const NFNL_SUBSYS_NFTABLES: u16 = 10;
     const NFT_MSG_NEWTABLE: u16 = 0;
     const NFTA_TABLE_NAME: u16 = 1;
-    const NLMSG_ERROR: u16 = 2;
-    const NLMSG_DONE: u16 = 3;
 
     fn align4(n: usize) -> usize {
         (n + 3) & !3
@@ -249,6 +250,20 @@ mod tests {
         assert_eq!(u16::from_ne_bytes([r[6], r[7]]), 0x301); // NLM_F_REQUEST | NLM_F_DUMP
         assert_eq!(u32::from_ne_bytes(r[8..12].try_into().unwrap()), 5);
         assert_eq!(&r[16..], &[libc::AF_UNSPEC as u8, 0, 0, 0]);
+    }
+
+    /// Found by fuzzing: a NEWSET whose expression attribute is too short made the crate's
+    /// set parser slice out of bounds. Only NEWTABLE, DONE and ERROR reach the crate.
+    #[test]
+    fn other_nftables_messages_are_not_parsed() {
+        let mut set = vec![2u8, 0, 0, 0];
+        set.extend_from_slice(&[0x08, 0x00, 0x11, 0x00, 0, 0, 0, 0]); // NFTA_SET_EXPR, 4 bytes
+        let newset = (NFNL_SUBSYS_NFTABLES << 8) | 9;
+        let mut batch = nlmsg(newset, 1, &set);
+        batch.extend(nlmsg(NLMSG_DONE, 1, &[0; 4]));
+        let mut out = Vec::new();
+        assert!(parse_replies(&batch, 1, &mut out).unwrap());
+        assert!(out.is_empty());
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //! statement in the ruleset model.
 use std::{collections::HashMap, net::IpAddr};
 
-use netlink_packet_core::{NLA_TYPE_MASK, NetlinkMessage, NetlinkPayload, Nla, NlasIterator};
+use netlink_packet_core::{
+    NLA_TYPE_MASK, NetlinkBuffer, NetlinkMessage, NetlinkPayload, Nla, NlasIterator,
+};
 use netlink_packet_netfilter::{
     NetfilterMessage, NetfilterMessageInner, nftables::NfTablesMessage,
 };
@@ -135,6 +137,12 @@ fn verdict(nested: &[u8]) -> Option<Verdict> {
 /// into a [`TraceEvent`] is ours. `None` for another message, a malformed one, or one without
 /// a trace id.
 pub fn parse_trace(message: &[u8]) -> Option<TraceEvent> {
+    // Only trace messages reach the crate: its parsers of other nftables messages can panic on
+    // malformed attributes (a NEWSET's expressions, found by fuzzing nft_tables).
+    let frame = NetlinkBuffer::new_checked(message).ok()?;
+    if frame.message_type() != (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_TRACE {
+        return None;
+    }
     let msg = NetlinkMessage::<NetfilterMessage>::deserialize(message).ok()?;
     let NetlinkPayload::InnerMessage(NetfilterMessage {
         header,
@@ -552,6 +560,13 @@ mod tests {
         let mut bad_attr = msg(1, "c", 3, None, None, false);
         bad_attr[20..22].copy_from_slice(&0xffffu16.to_ne_bytes());
         assert!(parse_trace(&bad_attr).is_none(), "a malformed attribute list is refused");
+        // Another nftables message, one the crate's NEWSET parser would panic on, is not parsed.
+        let mut newset = msg(1, "c", 3, None, None, false);
+        newset.truncate(16 + 4 + 8);
+        newset[..4].copy_from_slice(&28u32.to_ne_bytes());
+        newset[4..6].copy_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | 9).to_ne_bytes());
+        newset[20..28].copy_from_slice(&[0x08, 0x00, 0x11, 0x00, 0, 0, 0, 0]);
+        assert!(parse_trace(&newset).is_none());
         assert!(trace_messages(&[0u8; 8]).is_empty());
         assert!(tuple(&[0x45], &[]).is_none());
     }
