@@ -10,7 +10,7 @@ use std::{
 };
 
 use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    NLM_F_ACK, NLM_F_REQUEST, NLMSG_ERROR, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_netfilter::{
     NetfilterHeader, NetfilterMessage, NetfilterProtoFamily, nftables::NfTablesMessage,
@@ -170,6 +170,9 @@ pub fn send(fd: &OwnedFd, family: NetfilterProtoFamily, ops: &[Op]) -> Result<()
 /// The (sequence number, error code) of each acknowledgement in a datagram; 0 is success.
 pub fn acks(datagram: &[u8]) -> Vec<(u32, i32)> {
     nfnetlink::messages(datagram)
+        // Only acknowledgements reach the crate: its parsers of some nftables messages can
+        // panic on malformed attributes (a NEWSET's expressions, found by fuzzing).
+        .filter(|(ty, _)| *ty == NLMSG_ERROR)
         .filter_map(|(_, raw)| {
             let msg = NetlinkMessage::<NetfilterMessage>::deserialize(raw).ok()?;
             match msg.payload {

@@ -13,6 +13,12 @@
 //! statement in the ruleset model.
 use std::{collections::HashMap, net::IpAddr};
 
+use netlink_packet_core::{
+    NLA_TYPE_MASK, NetlinkBuffer, NetlinkMessage, NetlinkPayload, Nla, NlasIterator,
+};
+use netlink_packet_netfilter::{
+    NetfilterMessage, NetfilterMessageInner, nftables::NfTablesMessage,
+};
 use serde::Serialize;
 
 /// `NFT_MSG_TRACE` within the nftables netlink subsystem (enum nf_tables_msg_types: after
@@ -112,41 +118,43 @@ fn cstr(b: &[u8]) -> String {
     String::from_utf8_lossy(b.split(|&c| c == 0).next().unwrap_or(b)).into_owned()
 }
 
-/// Walks netlink attributes: (type without flag bits, payload).
-fn attrs(mut data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        if data.len() < 4 {
-            return None;
-        }
-        let len = u16::from_ne_bytes([data[0], data[1]]) as usize;
-        let ty = u16::from_ne_bytes([data[2], data[3]]) & 0x3fff;
-        if len < 4 || len > data.len() {
-            return None;
-        }
-        let payload = &data[4..len];
-        data = &data[((len + 3) & !3).min(data.len())..];
-        Some((ty, payload))
-    })
-}
-
+/// The nested NFTA_TRACE_VERDICT: its code and, for jump/goto, the chain.
 fn verdict(nested: &[u8]) -> Option<Verdict> {
     let (mut code, mut chain) = (None, None);
-    for (ty, p) in attrs(nested) {
-        match ty {
-            NFTA_VERDICT_CODE => code = be32(p).map(|c| c as i32),
-            NFTA_VERDICT_CHAIN => chain = Some(cstr(p)),
+    // A malformed attribute ends the list (netlink-packet-core's iterator stops there).
+    for nla in NlasIterator::new(nested).map_while(Result::ok) {
+        match nla.kind() {
+            NFTA_VERDICT_CODE => code = be32(nla.value()).map(|c| c as i32),
+            NFTA_VERDICT_CHAIN => chain = Some(cstr(nla.value())),
             _ => {}
         }
     }
     code.map(|c| Verdict::from_code(c, chain))
 }
 
-/// Parses the body (nfgenmsg + attributes) of one NFT_MSG_TRACE netlink message.
-pub fn parse_trace(body: &[u8]) -> Option<TraceEvent> {
-    let family = super::nft_tables::family_name(*body.first()?);
+/// Parses one NFT_MSG_TRACE netlink message (header included, as [`trace_messages`] returns
+/// it): netlink-packet-netfilter frames it and hands over its attributes untyped; reading them
+/// into a [`TraceEvent`] is ours. `None` for another message, a malformed one, or one without
+/// a trace id.
+pub fn parse_trace(message: &[u8]) -> Option<TraceEvent> {
+    // Only trace messages reach the crate: its parsers of other nftables messages can panic on
+    // malformed attributes (a NEWSET's expressions, found by fuzzing nft_tables).
+    let frame = NetlinkBuffer::new_checked(message).ok()?;
+    if frame.message_type() != (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_TRACE {
+        return None;
+    }
+    let msg = NetlinkMessage::<NetfilterMessage>::deserialize(message).ok()?;
+    let NetlinkPayload::InnerMessage(NetfilterMessage {
+        header,
+        inner: NetfilterMessageInner::NfTables(NfTablesMessage::Trace(attributes)),
+        ..
+    }) = msg.payload
+    else {
+        return None;
+    };
     let mut ev = TraceEvent {
         id: 0,
-        family,
+        family: super::nft_tables::family_name(header.family.into()),
         table: String::new(),
         chain: String::new(),
         rule_handle: None,
@@ -160,8 +168,12 @@ pub fn parse_trace(body: &[u8]) -> Option<TraceEvent> {
         transport_header: Vec::new(),
     };
     let mut have_id = false;
-    for (ty, p) in attrs(body.get(4..)?) {
-        match ty {
+    for nla in &attributes {
+        // DefaultNla keeps its value to itself but emits it.
+        let mut p = vec![0u8; nla.value_len()];
+        nla.emit_value(&mut p);
+        let p = p.as_slice();
+        match nla.kind() & NLA_TYPE_MASK {
             NFTA_TRACE_TABLE => ev.table = cstr(p),
             NFTA_TRACE_CHAIN => ev.chain = cstr(p),
             NFTA_TRACE_RULE_HANDLE => {
@@ -193,11 +205,11 @@ pub fn parse_trace(body: &[u8]) -> Option<TraceEvent> {
     have_id.then_some(ev)
 }
 
-/// Splits a netlink datagram into NFT_MSG_TRACE bodies.
+/// The NFT_MSG_TRACE messages of a netlink datagram, each whole, for [`parse_trace`].
 pub fn trace_messages(data: &[u8]) -> Vec<&[u8]> {
     crate::kernel::nfnetlink::messages(data)
         .filter(|(ty, _)| *ty == (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_TRACE)
-        .map(|(_, m)| &m[16..])
+        .map(|(_, m)| m)
         .collect()
 }
 
@@ -454,9 +466,11 @@ mod tests {
         a.push(parse_trace(trace_messages(&msg(2, "c", 3, Some(-1), Some(1), false))[0]).unwrap());
         assert!(a.take(1).is_none(), "evicted beyond capacity");
         assert!(a.take(2).is_some());
-        let mut body = trace_messages(&msg(3, "filter_INPUT", 1, None, None, false))[0].to_vec();
-        body.extend(attr(NFTA_TRACE_POLICY, &1u32.to_be_bytes()));
-        let ev = parse_trace(&body).unwrap();
+        let mut m = trace_messages(&msg(3, "filter_INPUT", 1, None, None, false))[0].to_vec();
+        m.extend(attr(NFTA_TRACE_POLICY, &1u32.to_be_bytes()));
+        let len = m.len() as u32;
+        m[..4].copy_from_slice(&len.to_ne_bytes());
+        let ev = parse_trace(&m).unwrap();
         assert_eq!((ev.kind, ev.policy.clone()), (TraceType::Policy, Some(Verdict::Accept)));
     }
 
@@ -538,7 +552,21 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         assert!(parse_trace(&[]).is_none());
-        assert!(parse_trace(&[1, 0, 0, 0, 0xff, 0xff]).is_none(), "no id → no trace");
+        let mut no_id = msg(1, "c", 3, None, None, false);
+        // Only the nfgenmsg and the table attribute: everything after it cut off.
+        no_id.truncate(16 + 4 + 16);
+        no_id[..4].copy_from_slice(&36u32.to_ne_bytes());
+        assert!(parse_trace(&no_id).is_none(), "no id → no trace");
+        let mut bad_attr = msg(1, "c", 3, None, None, false);
+        bad_attr[20..22].copy_from_slice(&0xffffu16.to_ne_bytes());
+        assert!(parse_trace(&bad_attr).is_none(), "a malformed attribute list is refused");
+        // Another nftables message, one the crate's NEWSET parser would panic on, is not parsed.
+        let mut newset = msg(1, "c", 3, None, None, false);
+        newset.truncate(16 + 4 + 8);
+        newset[..4].copy_from_slice(&28u32.to_ne_bytes());
+        newset[4..6].copy_from_slice(&((NFNL_SUBSYS_NFTABLES << 8) | 9).to_ne_bytes());
+        newset[20..28].copy_from_slice(&[0x08, 0x00, 0x11, 0x00, 0, 0, 0, 0]);
+        assert!(parse_trace(&newset).is_none());
         assert!(trace_messages(&[0u8; 8]).is_empty());
         assert!(tuple(&[0x45], &[]).is_none());
     }

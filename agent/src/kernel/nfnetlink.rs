@@ -7,6 +7,8 @@ use std::{
     time::Duration,
 };
 
+use netlink_packet_core::{NLMSG_ALIGNTO, NetlinkBuffer};
+
 /// A NETLINK_NETFILTER socket in the calling thread's namespace, bound to the multicast
 /// `groups` bit mask (0: none, for requests to the kernel).
 pub fn open(groups: u32) -> io::Result<OwnedFd> {
@@ -97,19 +99,15 @@ pub fn send(fd: &OwnedFd, request: &[u8]) -> io::Result<()> {
 }
 
 /// The netlink messages of one received datagram, each whole (header included) with its
-/// type; a truncated or malformed one ends the walk.
+/// type; a truncated or malformed one ends the walk. The framing is netlink-packet-core's
+/// (`NetlinkBuffer::new_checked` checks each length against the header and the datagram).
 pub fn messages(mut data: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
     std::iter::from_fn(move || {
-        if data.len() < 16 {
-            return None;
-        }
-        let len = u32::from_ne_bytes(data[0..4].try_into().unwrap_or([0; 4])) as usize;
-        if len < 16 || len > data.len() {
-            return None;
-        }
-        let ty = u16::from_ne_bytes([data[4], data[5]]);
+        let frame = NetlinkBuffer::new_checked(data).ok()?;
+        let (ty, len) = (frame.message_type(), frame.length() as usize);
         let msg = &data[..len];
-        data = &data[((len + 3) & !3).min(data.len())..];
+        // Messages are 4-byte aligned; the last one's padding may be cut off.
+        data = &data[len.next_multiple_of(usize::from(NLMSG_ALIGNTO)).min(data.len())..];
         Some((ty, msg))
     })
 }
