@@ -396,3 +396,24 @@ pub const RICH_RULES: &[&str] = &[
     "rule family=ipv4 source address=10.77.0.0/24 port port=9191 protocol=tcp log prefix=\"reach-9191 \" level=info drop",
     "rule family=ipv4 source address=10.77.0.0/24 port port=9292 protocol=tcp accept",
 ];
+
+/// xorshift64*: a test's random inputs, reproducible from the seed it prints.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform enough below `n` (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next_u64() as u8).collect()
+    }
+}

@@ -13,6 +13,7 @@
 use aya::maps::{MapData, RingBuf};
 use reach_common::net::{NetConfig, PacketEvent, counter, header_path, packet_kind};
 use reach_tests::{
+    Rng,
     frames::{self, *},
     require_root,
 };
@@ -591,20 +592,14 @@ fn vlan_tags() {
 }
 
 /// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
+/// What the model (or the kernel's refusal) makes of a frame, for counting what inputs reach.
+fn outcome(frame: &[u8]) -> &'static str {
+    match model(frame) {
+        _ if kernel_refuses(frame) => "refused by the kernel",
+        Parse::Tcp(_) => "tcp",
+        Parse::NotTcp => "not tcp",
+        Parse::NotIp => "not ip",
+        Parse::Malformed => "malformed",
     }
 }
 
@@ -651,7 +646,7 @@ fn random_garbage_matches_the_model() {
                 let mut f = seeds[rng.below(seeds.len())].clone();
                 for _ in 0..1 + rng.below(4) {
                     let at = rng.below(f.len());
-                    f[at] = rng.next() as u8;
+                    f[at] = rng.next_u64() as u8;
                 }
                 if rng.below(3) == 0 {
                     let len = ETH_HLEN + rng.below(f.len() - ETH_HLEN + 1);
@@ -661,13 +656,7 @@ fn random_garbage_matches_the_model() {
             }
         };
         let what = format!("random input #{i}");
-        let label = match model(&frame) {
-            _ if kernel_refuses(&frame) => "refused by the kernel",
-            Parse::Tcp(_) => "tcp",
-            Parse::NotTcp => "not tcp",
-            Parse::NotIp => "not ip",
-            Parse::Malformed => "malformed",
-        };
+        let label = outcome(&frame);
         *seen.entry(label).or_default() += 1;
         bed.check(&what, Dir::Ingress, &frame);
         bed.check(&what, Dir::Egress, &frame);
@@ -775,19 +764,19 @@ struct Built {
 fn random_frame(rng: &mut Rng) -> Built {
     let tags: Vec<u16> =
         (0..rng.below(3)).map(|_| [ETH_P_8021Q, ETH_P_8021AD][rng.below(2)]).collect();
-    let dport = [WATCHED, UNWATCHED, rng.next() as u16][rng.below(3)];
-    let flags = [SYN, SYN | ACK, RST, RST | ACK, ACK, rng.next() as u8][rng.below(6)];
+    let dport = [WATCHED, UNWATCHED, rng.next_u64() as u16][rng.below(3)];
+    let flags = [SYN, SYN | ACK, RST, RST | ACK, ACK, rng.next_u64() as u8][rng.below(6)];
     let opts: &[u8] = if rng.below(2) == 0 { &SYN_OPTIONS } else { &[] };
     let l4 = if rng.below(8) == 0 {
         udp(CLIENT_PORT, dport, &[0, 0, 0, 0, 0, SYN, 0, 0])
     } else {
-        tcp(CLIENT_PORT, dport, rng.next() as u32, rng.next() as u32, flags, opts)
+        tcp(CLIENT_PORT, dport, rng.next_u64() as u32, rng.next_u64() as u32, flags, opts)
     };
     let proto = if l4.len() == 16 { IPPROTO_UDP } else { IPPROTO_TCP };
     let eth = ETH_HLEN + 4 * tags.len();
     if rng.below(2) == 0 {
         let options: Vec<u8> = (0..4 * rng.below(4)).map(|_| 1).collect();
-        let frag = [0x4000, 0, 0x2000, 0x0001, rng.next() as u16][rng.below(5)];
+        let frag = [0x4000, 0, 0x2000, 0x0001, rng.next_u64() as u16][rng.below(5)];
         let ip = ipv4(CLIENT_V4, SERVER_V4, proto, frag, &options, &l4);
         let ihl = 20 + options.len();
         Built { frame: ethernet(&tags, ETH_P_IP, &ip), ip: eth, l4: eth + ihl, v6: false }
@@ -806,7 +795,7 @@ fn random_frame(rng: &mut Rng) -> Built {
 /// Values at the edges of a field of `bytes` bytes.
 fn edge(rng: &mut Rng, bytes: usize) -> u64 {
     let max = if bytes >= 8 { u64::MAX } else { (1u64 << (8 * bytes)) - 1 };
-    [0, 1, max, max - 1, max / 2, max / 2 + 1, rng.next() & max][rng.below(7)]
+    [0, 1, max, max - 1, max / 2, max / 2 + 1, rng.next_u64() & max][rng.below(7)]
 }
 
 fn set(f: &mut [u8], at: usize, bytes: usize, v: u64) {
@@ -898,13 +887,7 @@ fn structure_aware_mutations_never_fault_change_a_verdict_or_miss_the_model() {
             mutate(&mut rng, &mut b);
         }
         let frame = b.frame;
-        let label = match model(&frame) {
-            _ if kernel_refuses(&frame) => "refused by the kernel",
-            Parse::Tcp(_) => "tcp",
-            Parse::NotTcp => "not tcp",
-            Parse::NotIp => "not ip",
-            Parse::Malformed => "malformed",
-        };
+        let label = outcome(&frame);
         *seen.entry(label).or_default() += 1;
         let what = format!("structured input #{i} (REACH_FRAMES_SEED={seed})");
         let dir = if i % 2 == 0 { Dir::Ingress } else { Dir::Egress };

@@ -23,28 +23,13 @@ use std::{
 
 use reach_agent::lab::TwoHosts;
 use reach_tests::{
-    KillOnDrop,
+    KillOnDrop, Rng,
     leftovers::{Leftover, Leftovers, Scope, pseudo_mounts_of, tcx_expected},
     reach_bin, require_root,
     ruleset::RulesetSnapshot,
 };
 
 const PORT: u16 = 7931;
-
-/// xorshift64*: reproducible from its printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
@@ -241,14 +226,14 @@ fn sigkill_at_random_points_leaves_nothing_behind() {
 
     let mut tally = std::collections::BTreeMap::<String, u32>::new();
     for i in 0..iterations {
-        let which = rng.below(3) as usize;
+        let which = rng.below(3);
         let (kind, (setup, teardown)) = (kinds[which], timing[which]);
-        let phase = [Phase::SetUp, Phase::Steady, Phase::TearDown][rng.below(3) as usize];
+        let phase = [Phase::SetUp, Phase::Steady, Phase::TearDown][rng.below(3)];
         let bare_ns = rng.below(2) == 0;
         let mut run = Run::spawn(kind, &hosts, bare_ns.then_some(bare_pid));
         let at = match phase {
             Phase::SetUp => {
-                let at = Duration::from_micros(rng.below(setup.as_micros() as u64 + 1));
+                let at = Duration::from_micros(rng.below(setup.as_micros() as usize + 1) as u64);
                 std::thread::sleep(at);
                 at
             }
@@ -258,14 +243,14 @@ fn sigkill_at_random_points_leaves_nothing_behind() {
                 let _ = hosts
                     .client
                     .run_in(move || TcpStream::connect_timeout(&to, Duration::from_secs(1)));
-                let at = Duration::from_millis(rng.below(300));
+                let at = Duration::from_millis(rng.below(300) as u64);
                 std::thread::sleep(at);
                 at
             }
             Phase::TearDown => {
                 run.wait_ready(kind.ready());
                 run.signal(libc::SIGINT);
-                let at = Duration::from_micros(rng.below(teardown.as_micros() as u64 + 1));
+                let at = Duration::from_micros(rng.below(teardown.as_micros() as usize + 1) as u64);
                 std::thread::sleep(at);
                 at
             }
