@@ -9,9 +9,7 @@ use std::{
     sync::atomic::{AtomicU32, Ordering},
 };
 
-use netlink_packet_core::{
-    NLM_F_ACK, NLM_F_REQUEST, NLMSG_ERROR, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-};
+use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST, NLMSG_ERROR, NetlinkMessage, NetlinkPayload};
 use netlink_packet_netfilter::{
     NetfilterHeader, NetfilterMessage, NetfilterProtoFamily, nftables::NfTablesMessage,
     none::ControlMessage,
@@ -68,51 +66,29 @@ static SEQ: AtomicU32 = AtomicU32::new(1);
 pub fn encode(family: NetfilterProtoFamily, ops: &[Op]) -> (Vec<u8>, u32) {
     let first = SEQ.fetch_add(ops.len() as u32 + 2, Ordering::Relaxed);
     let mut out = Vec::new();
-    let control = |m: ControlMessage, seq: u32| {
+    let control = |m: ControlMessage| {
         NetfilterMessage::new(
             NetfilterHeader::new(NetfilterProtoFamily::Unspec, 0, SUBSYS_NFTABLES),
             m,
         )
-        .with_seq(seq, NLM_F_REQUEST)
     };
-    append(&mut out, control(ControlMessage::BatchBegin, first));
+    out.extend(nfnetlink::encode(control(ControlMessage::BatchBegin), NLM_F_REQUEST, first));
     for (i, op) in ops.iter().enumerate() {
         let msg = NetfilterMessage::new(NetfilterHeader::new(family, 0, 0), op.message.clone());
-        append(&mut out, msg.with_seq(first + 1 + i as u32, NLM_F_REQUEST | NLM_F_ACK | op.flags));
+        let flags = NLM_F_REQUEST | NLM_F_ACK | op.flags;
+        out.extend(nfnetlink::encode(msg, flags, first + 1 + i as u32));
     }
-    append(&mut out, control(ControlMessage::BatchEnd, first + 1 + ops.len() as u32));
+    let end = first + 1 + ops.len() as u32;
+    out.extend(nfnetlink::encode(control(ControlMessage::BatchEnd), NLM_F_REQUEST, end));
     (out, first + 1)
-}
-
-trait WithSeq {
-    fn with_seq(self, seq: u32, flags: u16) -> NetlinkMessage<NetfilterMessage>;
-}
-
-impl WithSeq for NetfilterMessage {
-    fn with_seq(self, seq: u32, flags: u16) -> NetlinkMessage<NetfilterMessage> {
-        let mut header = NetlinkHeader::default();
-        header.sequence_number = seq;
-        header.flags = flags;
-        let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(self));
-        msg.finalize();
-        msg
-    }
-}
-
-fn append(out: &mut Vec<u8>, msg: NetlinkMessage<NetfilterMessage>) {
-    let start = out.len();
-    out.resize(start + msg.buffer_len(), 0);
-    msg.serialize(&mut out[start..]);
 }
 
 /// Sends one request outside a transaction (a GET), acknowledged: Ok when the kernel answers
 /// it (its reply messages are read and dropped), Refused with the errno otherwise.
 pub fn request(fd: &OwnedFd, family: NetfilterProtoFamily, op: &Op) -> Result<(), BatchError> {
     let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-    let msg = NetfilterMessage::new(NetfilterHeader::new(family, 0, 0), op.message.clone())
-        .with_seq(seq, NLM_F_REQUEST | NLM_F_ACK | op.flags);
-    let mut datagram = Vec::new();
-    append(&mut datagram, msg);
+    let msg = NetfilterMessage::new(NetfilterHeader::new(family, 0, 0), op.message.clone());
+    let datagram = nfnetlink::encode(msg, NLM_F_REQUEST | NLM_F_ACK | op.flags, seq);
     nfnetlink::send(fd, &datagram).map_err(BatchError::Io)?;
     nfnetlink::set_recv_timeout(fd, std::time::Duration::from_secs(2));
     let mut buf = vec![0u8; 64 * 1024];

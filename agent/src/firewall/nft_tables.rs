@@ -8,8 +8,8 @@
 use std::{io, os::fd::AsRawFd};
 
 use netlink_packet_core::{
-    NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NetlinkBuffer, NetlinkHeader,
-    NetlinkMessage, NetlinkPayload,
+    NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NetlinkBuffer, NetlinkMessage,
+    NetlinkPayload,
 };
 use netlink_packet_netfilter::{
     NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
@@ -19,8 +19,7 @@ use serde::Serialize;
 
 use crate::kernel::nfnetlink;
 
-/// NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETTABLE / NFT_MSG_NEWTABLE.
-const GETTABLE: u16 = (10 << 8) | 1;
+/// NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_NEWTABLE (the request's type comes from its payload).
 const NEWTABLE: u16 = 10 << 8;
 /// `struct nlmsghdr`; a datagram tail shorter than that is padding, not a message.
 const NLMSG_HDRLEN: usize = 16;
@@ -71,15 +70,7 @@ fn request(seq: u32) -> Vec<u8> {
         NetfilterHeader::new(NetfilterProtoFamily::Unspec, 0, 0),
         NfTablesMessage::GetTable(TableMessage { attributes: Vec::new() }),
     );
-    let mut header = NetlinkHeader::default();
-    header.message_type = GETTABLE;
-    header.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    header.sequence_number = seq;
-    let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(inner));
-    msg.finalize();
-    let mut buf = vec![0u8; msg.buffer_len()];
-    msg.serialize(&mut buf);
-    buf
+    nfnetlink::encode(inner, NLM_F_REQUEST | NLM_F_DUMP, seq)
 }
 
 fn invalid(what: impl std::fmt::Display) -> io::Error {

@@ -77,6 +77,20 @@ pub fn set_recv_buffer(fd: &OwnedFd, bytes: usize) {
     };
 }
 
+/// One netfilter message framed for the kernel (netlink-packet-core sets its length and type
+/// from the payload): what conntrack, the table dump and nftables batches send.
+pub fn encode(inner: netlink_packet_netfilter::NetfilterMessage, flags: u16, seq: u32) -> Vec<u8> {
+    use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
+    let mut header = NetlinkHeader::default();
+    header.flags = flags;
+    header.sequence_number = seq;
+    let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(inner));
+    msg.finalize();
+    let mut buf = vec![0u8; msg.buffer_len()];
+    msg.serialize(&mut buf);
+    buf
+}
+
 /// Sends one request to the kernel.
 pub fn send(fd: &OwnedFd, request: &[u8]) -> io::Result<()> {
     // SAFETY: request is a valid buffer; a zeroed sockaddr_nl addresses the kernel.

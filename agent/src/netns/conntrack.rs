@@ -14,7 +14,7 @@ use std::{
     os::fd::{AsRawFd, OwnedFd},
 };
 
-use netlink_packet_core::{NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::{NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
 use netlink_packet_netfilter::{
     NetfilterHeader, NetfilterMessage, NetfilterMessageInner, NetfilterProtoFamily,
     conntrack::{
@@ -26,7 +26,8 @@ use serde::Serialize;
 
 use crate::kernel::nfnetlink;
 
-/// NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_GET.
+/// NFNL_SUBSYS_CTNETLINK << 8 | IPCTNL_MSG_CT_GET: what the request's payload makes its type.
+#[cfg(test)]
 const CT_GET: u16 = (1 << 8) | 1;
 
 /// Both directions of a tracked TCP connection.
@@ -198,15 +199,7 @@ fn get_request(client: SocketAddr, server: SocketAddr, seq: u32) -> Vec<u8> {
         NetfilterHeader::new(family(&client), 0, 0),
         ConntrackMessage::Get(vec![ConntrackAttribute::CtaTupleOrig(tcp_tuple(client, server))]),
     );
-    let mut header = NetlinkHeader::default();
-    header.message_type = CT_GET;
-    header.flags = NLM_F_REQUEST;
-    header.sequence_number = seq;
-    let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(inner));
-    msg.finalize();
-    let mut buf = vec![0u8; msg.buffer_len()];
-    msg.serialize(&mut buf);
-    buf
+    nfnetlink::encode(inner, NLM_F_REQUEST, seq)
 }
 
 /// The kernel's answer: the entry (an IPCTNL_MSG_CT_NEW message), or ENOENT as None.
@@ -314,7 +307,7 @@ mod tests {
                 )])]),
             ]),
         );
-        let mut header = NetlinkHeader::default();
+        let mut header = netlink_packet_core::NetlinkHeader::default();
         header.message_type = 1 << 8; // IPCTNL_MSG_CT_NEW
         let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(inner));
         msg.finalize();
