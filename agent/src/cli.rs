@@ -139,7 +139,8 @@ pub enum Command {
     /// 20 address_mismatch (bound to another address of this host than the one dialed);
     /// 21 interface_mismatch (bound to another interface than the SYN's: SO_BINDTODEVICE);
     /// 22 reply_dropped (the server answered; its SYN-ACK or RST died on the way out);
-    /// 23 netns_gone (the server's namespace went away while reach waited, before any SYN).
+    /// 23 netns_gone (the server's namespace went away while reach waited, before any SYN);
+    /// 24 events_lost (no SYN seen, but SYN events were lost or suppressed: cannot tell).
     /// Errors: 1 runtime error; 2 bad usage (bad TARGET, a NAME that does not resolve or has no
     /// address of the -4/-6 family, unknown namespace or interface);
     /// 3 missing privileges.

@@ -17,11 +17,17 @@ impl AgentRun {
     /// Starts `reach agent --metrics 127.0.0.1:PORT ARGS` on a port free a moment ago (reach
     /// refuses port 0: Prometheus could not find it) and waits until it says it is ready.
     pub fn start(args: &[&str]) -> AgentRun {
+        Self::start_env(args, &[])
+    }
+
+    /// Same, with these environment variables set for reach (e.g. `REACH_NFT_NO_OWNER`).
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> AgentRun {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let metrics = format!("127.0.0.1:{port}");
-        let mut all = vec!["--metrics", metrics.as_str()];
-        all.extend_from_slice(args);
-        let run = WatchRun::start_command("agent", &all, "agent ready");
+        let mut cmd = std::process::Command::new(crate::reach_bin());
+        cmd.args(["agent", "--metrics", metrics.as_str()]).args(args);
+        cmd.envs(env.iter().copied());
+        let run = WatchRun::start_with(cmd, "agent ready");
         let err = run.stderr();
         let addr = err
             .lines()

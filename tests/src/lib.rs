@@ -252,6 +252,19 @@ impl WatchRun {
         }
     }
 
+    /// Waits (at most 30 s) until reach's stderr contains `needle`; the timeout names `what`.
+    pub fn wait_for_stderr(&self, what: &str, needle: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !self.stderr().contains(needle) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "timed out after 30 s waiting for {what} ({needle:?}) in reach's stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Every complete JSON line printed so far, in order.
     pub fn json_so_far(&self) -> Vec<serde_json::Value> {
         let text = self.stdout_text.lock().unwrap().clone();

@@ -1,11 +1,12 @@
 //! Faults while watching (issue 18, item 2) and start-up refusals: the world changes under a
-//! running reach — a watched namespace deleted, `nft flush ruleset` by someone else, tracefs
-//! unmounted — and reach keeps going where that makes sense, says what changed in one line
-//! (a JSON event with `--json`), and stops cleanly on the next signal with nothing left; what
-//! it cannot run without (kernel BTF, a mechanism the kernel refuses) is refused at start with
-//! the fix, a non-zero exit and nothing attached. Interfaces coming and going, firewalld
-//! stopping, restarting and reloading, and full ring buffers are covered where those features
-//! live (watch_packets.rs `tap` lines, firewalld_changes.rs, bind_listen.rs `lost`).
+//! running reach — a watched namespace deleted, an interface removed and another added,
+//! `nft flush ruleset` by someone else, a full ring buffer, tracefs unmounted — and `watch`,
+//! `why` and `agent` keep going where that makes sense, say what changed in one line (a JSON
+//! event with `--json`, `changes` in why's report), and stop cleanly on the next signal with
+//! nothing left; what reach cannot run without (kernel BTF, a mechanism the kernel refuses) is
+//! refused at start with the fix, a non-zero exit and nothing attached. firewalld stopping,
+//! restarting and reloading is in firewalld_changes.rs (a real firewalld per version); `tap`
+//! lines under watch in watch_packets.rs, `lost` under watch in bind_listen.rs.
 use std::{
     net::{SocketAddr, TcpStream},
     process::Command,
@@ -13,7 +14,7 @@ use std::{
     time::Duration,
 };
 
-use reach_agent::lab::{NetNs, TwoHosts};
+use reach_agent::lab::{NetNs, TwoHosts, Veth, VethEnd};
 use reach_tests::{
     KillOnDrop, WatchRun,
     agent_run::AgentRun,
@@ -307,4 +308,159 @@ fn a_forced_mode_the_kernel_refuses_names_the_planned_one_and_attaches_nothing()
         }
         reach_tests::leftovers::assert_no_orphaned_programs("reach_", "--attach {mode}");
     }
+}
+
+fn tap_line(l: &Value, change: &str, iface: &str) -> bool {
+    l["type"] == "tap" && l["change"] == change && l["iface"] == iface
+}
+
+/// The server's veth deleted and another one added while `reach why` waits: the new one is
+/// watched (said on stderr, kept in the report's `changes`), and the client coming over it is
+/// diagnosed — not taken for a SYN that never reached the host.
+#[test]
+fn why_follows_an_interface_removed_and_another_added_while_it_waits() {
+    require_root();
+    let _s = serial();
+    let hosts = TwoHosts::new("flt-whyif").unwrap();
+    let check = Leftovers::snapshot(&Scope { netns: Some(&hosts.server), ifaces: &["lo"] });
+    let run = WatchRun::start_command(
+        "why",
+        &["7950", "--netns", hosts.server.name(), "--timeout", "60", "--json"],
+        "waiting for a SYN",
+    );
+    assert!(run.stderr().contains(TwoHosts::SERVER_IF), "{}", run.stderr());
+    hosts.server.run("ip", &["link", "del", TwoHosts::SERVER_IF]).unwrap();
+    let _new = Veth::create(
+        VethEnd::new(&hosts.server, "fnew0").addrs(&["10.80.0.1/24"]),
+        VethEnd::new(&hosts.client, "fnew1").addrs(&["10.80.0.2/24"]),
+    )
+    .unwrap();
+    run.wait_for_stderr("the new interface watched", "watching SYNs on fnew0");
+    let to = SocketAddr::from(([10, 80, 0, 1], 7950));
+    let refused =
+        hosts.client.run_in(move || TcpStream::connect_timeout(&to, Duration::from_secs(2)));
+    assert!(matches!(refused, Ok(Err(_))), "nothing listens: {refused:?}");
+    let (code, out, err) = run.finish_raw();
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    assert_eq!(report["verdict"], "no_listener", "{report:#}\n{err}");
+    assert_eq!(code, Some(12), "{err}");
+    assert_eq!(
+        report["path"][1]["name"], "interface fnew0",
+        "the SYN came over the new veth: {report:#}"
+    );
+    let changes = report["changes"].as_array().unwrap();
+    assert!(changes.iter().any(|c| tap_line(c, "detached", TwoHosts::SERVER_IF)), "{report:#}");
+    assert!(changes.iter().any(|c| tap_line(c, "attached", "fnew0")), "{report:#}");
+    assert!(
+        err.contains(&format!("{} in {} is gone", TwoHosts::SERVER_IF, hosts.server.name())),
+        "{err}"
+    );
+    check.assert_nothing_new("reach why after its interfaces changed under it");
+}
+
+/// `nft flush ruleset` by someone else while `reach why` waits, on a kernel without table
+/// owners (forced): reach's trace table is added again and said, and the client's SYN dropped
+/// by a rule added after the flush is still pinned on that rule.
+#[test]
+fn why_re_adds_its_flushed_trace_table_and_still_names_the_dropping_rule() {
+    require_root();
+    let _s = serial();
+    let hosts = TwoHosts::new("flt-whyfl").unwrap();
+    let mut cmd = Command::new(reach_bin());
+    cmd.args(["why", "7952", "--netns", hosts.server.name(), "--timeout", "60", "--json"])
+        .env("REACH_NFT_NO_OWNER", "1");
+    let run = WatchRun::start_with(cmd, "waiting for a SYN");
+    hosts.server.run("nft", &["flush", "ruleset"]).unwrap();
+    run.wait_for_stderr("the table's re-added line", "was removed by someone else");
+    let handle = nft_drop_rule(&hosts.server, "labfw", 7952);
+    let to = SocketAddr::from((TwoHosts::SERVER_V4, 7952));
+    let _ = hosts.client.run_in(move || TcpStream::connect_timeout(&to, Duration::from_secs(1)));
+    let (code, out, err) = run.finish_raw();
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    assert_eq!(report["verdict"], "other_netfilter_drop", "{report:#}\n{err}");
+    assert_eq!(code, Some(15));
+    assert_eq!(report["nft"]["rule"]["handle"].as_u64(), Some(handle), "{report:#}");
+    let changes = report["changes"].as_array().unwrap();
+    assert!(
+        changes.iter().any(|c| c["type"] == "trace_table" && c["change"] == "re-added"),
+        "{report:#}"
+    );
+    let tables = hosts.server.run("nft", &["list", "tables"]).unwrap();
+    assert!(!tables.contains("reach_trace"), "removed on exit: {tables}");
+}
+
+/// The agent under the same faults says each in one JSON line and keeps working: an interface
+/// removed and another added (tap lines), its unowned trace table flushed away (re-added line),
+/// a full ring buffer (a lost line, and the counter) — then a refused client over the new veth is
+/// still judged, and SIGTERM still ends it cleanly with nothing of it left.
+#[test]
+fn the_agent_says_each_change_in_one_json_line_and_keeps_working() {
+    require_root();
+    let _s = serial();
+    let hosts = TwoHosts::new("flt-agch").unwrap();
+    let srv = hosts.server.name().to_string();
+    let check = Leftovers::snapshot(&Scope { netns: Some(&hosts.server), ifaces: &["lo"] });
+    let agent = AgentRun::start_env(
+        &[
+            "--json",
+            "--rescan",
+            "1",
+            "--no-trace-netns",
+            "host",
+            "--trace-port",
+            "7953",
+            "--ring-buffer-kib",
+            "4",
+        ],
+        &[("REACH_NFT_NO_OWNER", "1")],
+    );
+    agent.scrape_until("the namespace watched", Duration::from_secs(30), |s| {
+        s.text.contains(&format!("netns=\"{srv}\""))
+    });
+    reach_tests::wait_until("reach's trace table in the server", Duration::from_secs(10), || {
+        hosts.server.run("nft", &["list", "tables"]).unwrap().contains("reach_trace")
+    });
+
+    hosts.server.run("ip", &["link", "del", TwoHosts::SERVER_IF]).unwrap();
+    agent.run.wait_for_json("the deleted veth's tap line", |l| {
+        tap_line(l, "detached", TwoHosts::SERVER_IF) && l["netns"] == srv.as_str()
+    });
+    let _new = Veth::create(
+        VethEnd::new(&hosts.server, "fnew0").addrs(&["10.80.0.1/24"]),
+        VethEnd::new(&hosts.client, "fnew1").addrs(&["10.80.0.2/24"]),
+    )
+    .unwrap();
+    agent.run.wait_for_json("the new veth's tap line", |l| tap_line(l, "attached", "fnew0"));
+
+    hosts.server.run("nft", &["flush", "ruleset"]).unwrap();
+    agent.run.wait_for_json("the trace table's re-added line", |l| {
+        l["type"] == "trace_table"
+            && l["change"] == "re-added"
+            && l["netns"]["name"] == srv.as_str()
+    });
+
+    const BINDS: &str = "20000";
+    hosts.server.run(env!("CARGO_BIN_EXE_reach-scenario"), &["burst", BINDS]).unwrap();
+    let lost = agent.run.wait_for_json("a lost line", |l| l["type"] == "lost");
+    assert!(lost["count"].as_u64().unwrap() > 0, "{lost}");
+    agent.scrape_until("the lost counter", Duration::from_secs(5), |s| {
+        s.sum("reach_events_lost_total", &[]) > 0.0
+    });
+
+    let to = SocketAddr::from(([10, 80, 0, 1], 7953));
+    let _ = hosts.client.run_in(move || TcpStream::connect_timeout(&to, Duration::from_secs(2)));
+    let failed = agent.run.wait_for_json("the refused attempt over the new veth", |l| {
+        l["type"] == "failed_attempt" && l["netns"]["name"] == srv.as_str()
+    });
+    assert_eq!(failed["iface"], "fnew0", "{failed:#}");
+    let (code, _, _, err) = agent.terminate();
+    assert_eq!(code, Some(0), "{err}");
+    // The changes that need a person's attention are warnings in the log, one line each.
+    for said in ["in ".to_string() + &srv + " was removed by someone else", "events lost (".into()]
+    {
+        assert_eq!(err.matches(&said).count(), 1, "{said:?} once in:\n{err}");
+    }
+    let tables = hosts.server.run("nft", &["list", "tables"]).unwrap();
+    assert!(!tables.contains("reach_trace"), "removed on exit: {tables}");
+    check.assert_nothing_new("reach agent after faults under it");
 }

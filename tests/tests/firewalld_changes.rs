@@ -8,6 +8,8 @@
 //! the verdict lines, that the namespace's nftables ruleset is read once after each change
 //! (NFT_MSG_NEWGEN), never per traced packet. The root namespace's ruleset is unchanged.
 //!
+//! The same changes while `reach why` waits and under `reach agent --json` follow.
+//!
 //! Written per firewalld build so the version matrix (`reach_tests::firewalld_versions`) can
 //! run it on every version; it runs on the host's package here.
 use std::{
@@ -20,6 +22,13 @@ use reach_tests::{WatchRun, firewalld_versions, require_root, ruleset::RulesetSn
 use serde_json::Value;
 
 const PORT: u16 = 9090;
+
+/// The agent watches and traces every namespace, the others' too: one test at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 /// A rich rule that refuses the client's SYNs to PORT, its source spelled `source`.
 fn rich(source: &str) -> String {
     format!(
@@ -87,6 +96,7 @@ fn add(fw: &Firewalld, permanent: bool, args: &[&str]) {
 
 fn changes_on(build: FirewalldBuild) {
     require_root();
+    let _s = serial();
     let root = RulesetSnapshot::take(None);
     let hosts = TwoHosts::new("fwc").unwrap();
     let mut fw = firewalld_versions::start(&hosts.server, &build);
@@ -218,4 +228,116 @@ fn reload_and_restart_while_watching_are_reported_and_survived() {
 #[test]
 fn reload_and_restart_while_watching_are_reported_and_survived_on_2x() {
     changes_on(firewalld_versions::trixie());
+}
+
+/// The same reload and restart while `reach why` waits for the client: each said on stderr
+/// and kept in the report's `changes`; the attempt after them is judged by the restarted
+/// daemon's rule — the traced walk and the prediction alike, so no line of the report names a
+/// rule of a configuration that is gone.
+fn why_on(build: FirewalldBuild) {
+    require_root();
+    let _s = serial();
+    let root = RulesetSnapshot::take(None);
+    let hosts = TwoHosts::new("fwy").unwrap();
+    let mut fw = firewalld_versions::start(&hosts.server, &build);
+    for permanent in [false, true] {
+        add(&fw, permanent, &["--add-interface=srv0"]);
+    }
+    add(&fw, false, &[&format!("--add-rich-rule={}", rich(RUNTIME))]);
+    add(&fw, true, &[&format!("--add-rich-rule={}", rich(RESTARTED))]);
+    let (bus, port) = (fw.bus_address(), PORT.to_string());
+    let run = WatchRun::start_command(
+        "why",
+        &[
+            &port,
+            "--netns",
+            hosts.server.name(),
+            "--firewalld-bus",
+            &bus,
+            "--timeout",
+            "90",
+            "--json",
+        ],
+        "waiting for a SYN",
+    );
+    fw.cmd(&["--reload"]).unwrap();
+    run.wait_for_stderr("the reload said", "firewalld reloaded its configuration");
+    fw.restart().unwrap();
+    run.wait_for_stderr("the restart said", "firewalld started");
+    refused(&hosts);
+    let (code, out, err) = run.finish_raw();
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+    assert_eq!(report["verdict"], "firewall_reject", "{report:#}\n{err}");
+    assert_eq!(code, Some(14), "{err}");
+    assert_eq!(report["fix"][0], fix(RESTARTED), "the restarted daemon's rule: {report:#}");
+    let text = report.to_string();
+    assert!(
+        !text.contains(&format!("address={RUNTIME} "))
+            && !text.contains(&format!("\\\"{RUNTIME}\\\"")),
+        "nothing names the runtime rule the reload removed: {report:#}"
+    );
+    let changes: Vec<&str> = report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["type"] == "firewalld")
+        .map(|c| c["change"].as_str().unwrap())
+        .collect();
+    assert_eq!(changes, ["reloaded", "stopped", "started"], "{report:#}");
+    drop(fw);
+    root.assert_unchanged("firewalld reloads and restarts under reach why");
+}
+
+#[test]
+fn reload_and_restart_while_why_waits_are_said_and_judged_by_the_new_configuration() {
+    why_on(FirewalldBuild::host());
+}
+
+#[test]
+fn reload_and_restart_while_why_waits_are_said_and_judged_by_the_new_configuration_on_2x() {
+    why_on(firewalld_versions::trixie());
+}
+
+/// firewalld stopped, then started on another configuration, under `reach agent --json`: one
+/// `firewalld` line each, and the failed attempt after it is judged by the new daemon's rule.
+#[test]
+fn firewalld_stopped_and_started_under_the_agent_is_said_and_followed() {
+    require_root();
+    let _s = serial();
+    let root = RulesetSnapshot::take(None);
+    let hosts = TwoHosts::new("fwa").unwrap();
+    let mut fw = firewalld_versions::start(&hosts.server, &FirewalldBuild::host());
+    for permanent in [false, true] {
+        add(&fw, permanent, &["--add-interface=srv0"]);
+    }
+    add(&fw, false, &[&format!("--add-rich-rule={}", rich(RUNTIME))]);
+    add(&fw, true, &[&format!("--add-rich-rule={}", rich(RESTARTED))]);
+    let (bus, port) = (fw.bus_address(), PORT.to_string());
+    let agent = reach_tests::agent_run::AgentRun::start(&[
+        "--json",
+        "--rescan",
+        "1",
+        "--no-trace-netns",
+        "host",
+        "--trace-port",
+        &port,
+        "--firewalld-bus",
+        &bus,
+    ]);
+    fw.restart().unwrap();
+    let is =
+        |change: &'static str| move |l: &Value| l["type"] == "firewalld" && l["change"] == change;
+    agent.run.wait_for_json("the stop's line", is("stopped"));
+    let started = agent.run.wait_for_json("the start's line", is("started"));
+    assert_eq!(started["version"], fw.version(), "{started:#}");
+    refused(&hosts);
+    let failed = agent.run.wait_for_json("the refused attempt", |l| {
+        l["type"] == "failed_attempt" && l["netns"]["name"] == hosts.server.name()
+    });
+    assert_eq!(failed["verdict"], "firewall_reject", "{failed:#}");
+    assert!(failed.to_string().contains(RESTARTED), "the new daemon's rule: {failed:#}");
+    let (code, _, _, err) = agent.terminate();
+    assert_eq!(code, Some(0), "{err}");
+    drop(fw);
+    root.assert_unchanged("firewalld restarted under reach agent");
 }

@@ -27,6 +27,14 @@ pub(super) fn no_syn(port: u16) -> Vec<String> {
     ]
 }
 
+pub(super) fn events_lost(port: u16) -> Vec<String> {
+    vec![format!(
+        "run `reach why {port}` again and connect while it waits, when the host is less busy (the \
+         ring buffer fills under a flood of other events; SYNs above the rate bound are counted, \
+         not reported)"
+    )]
+}
+
 pub(super) fn netns_gone(name: &str, port: u16) -> Vec<String> {
     vec![format!(
         "nothing can listen in {name} any more: start the server again (its container or pod), \

@@ -57,6 +57,9 @@ pub struct Evidence {
     pub syn_seen: bool,
     /// The watched namespace went away while reach waited (deleted, its last process gone).
     pub netns_gone: bool,
+    /// SYN events lost (full ring) or suppressed (rate bound) while watching: a SYN may have
+    /// come unseen.
+    pub unseen_syns: u64,
     /// Interface the SYN arrived on (`lo`, `eth0`, …). In prediction mode: the interface the
     /// client will come in on; None there means "from outside" (why else would one ask).
     pub iface: Option<String>,

@@ -398,6 +398,26 @@ fn listen_overflow_names_the_listener_and_counters() {
 }
 
 #[test]
+fn no_syn_seen_with_syn_events_lost_claims_nothing_before_this_host() {
+    let mut e = Evidence {
+        port: 8080,
+        watched: true,
+        unseen_syns: 3,
+        listeners: vec![listener(HOST, "0.0.0.0", 8080)],
+        ..Evidence::default()
+    };
+    for gone in [false, true] {
+        e.netns_gone = gone;
+        let d = diagnose(&e);
+        assert_eq!(d.verdict, Verdict::EventsLost, "gone: {gone}");
+        assert!(has(&d.evidence, "3 SYN event(s) were lost"), "{:?}", d.evidence);
+        let all = format!("{:?} {:?} {:?}", d.evidence, d.fix, d.path);
+        assert!(!all.contains("before this host") && !all.contains("before any SYN"), "{all}");
+        assert_eq!(gone, has(&d.evidence, "went away while reach waited"));
+    }
+}
+
+#[test]
 fn no_syn_seen_points_before_this_host() {
     let e = Evidence {
         port: 8080,
@@ -1082,6 +1102,7 @@ fn exit_codes_of_the_first_classes_stay_and_new_ones_are_appended() {
             ("interface_mismatch", 21),
             ("reply_dropped", 22),
             ("netns_gone", 23),
+            ("events_lost", 24),
         ]
     );
 }

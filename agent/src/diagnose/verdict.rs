@@ -65,10 +65,11 @@ pub enum Verdict {
     InterfaceMismatch,
     ReplyDropped,
     NetnsGone,
+    EventsLost,
 }
 
 impl Verdict {
-    pub const ALL: [Verdict; 15] = [
+    pub const ALL: [Verdict; 16] = [
         Verdict::Reachable,
         Verdict::LoopbackOnlyBind,
         Verdict::ListenerInOtherNetns,
@@ -84,6 +85,7 @@ impl Verdict {
         Verdict::InterfaceMismatch,
         Verdict::ReplyDropped,
         Verdict::NetnsGone,
+        Verdict::EventsLost,
     ];
 
     /// `reach why`'s exit code: 0 reachable, one code per failure class (10-23, new classes
@@ -106,6 +108,7 @@ impl Verdict {
             Verdict::InterfaceMismatch => 21,
             Verdict::ReplyDropped => 22,
             Verdict::NetnsGone => 23,
+            Verdict::EventsLost => 24,
         }
     }
 
@@ -127,6 +130,7 @@ impl Verdict {
             Verdict::InterfaceMismatch => "interface_mismatch",
             Verdict::ReplyDropped => "reply_dropped",
             Verdict::NetnsGone => "netns_gone",
+            Verdict::EventsLost => "events_lost",
         }
     }
 
@@ -169,6 +173,10 @@ impl Verdict {
             Verdict::NetnsGone => {
                 "the server's network namespace went away before any SYN came (deleted, or its \
                  last process exited)"
+            }
+            Verdict::EventsLost => {
+                "no SYN was seen, but SYN events were lost or suppressed while reach watched: \
+                 whether the client's SYN arrived cannot be told"
             }
         }
     }
@@ -358,6 +366,20 @@ fn decide(e: &Evidence, f: &Facts) -> Decided {
             e.watched_ifaces.join(", ")
         };
         ev.push(format!("no SYN to port {} was seen on {on}", e.port));
+        if e.unseen_syns > 0 {
+            // Not seen is not absent: the kernel had SYNs no sink got. Nothing before this host,
+            // nor the namespace going first, can be claimed.
+            ev.push(format!(
+                "{} SYN event(s) were lost (a full ring buffer) or suppressed (the rate bound) \
+                 while reach watched",
+                e.unseen_syns
+            ));
+            if e.netns_gone {
+                let name = e.netns.as_ref().map_or("the watched namespace", |n| n.name.as_str());
+                ev.push(format!("netns {name} went away while reach waited"));
+            }
+            return (Verdict::EventsLost, ev, fix::events_lost(e.port));
+        }
         if e.netns_gone {
             let name = e.netns.as_ref().map_or("the watched namespace", |n| n.name.as_str());
             ev.push(format!(
@@ -674,7 +696,8 @@ fn failing(v: Verdict, reason: Option<&str>, socket_layer: bool) -> Option<usize
     let at_socket = |r: &str| r.starts_with("TCP_") || r.starts_with("SOCKET_") || r == "NO_SOCKET";
     Some(match v {
         Verdict::Reachable => return None,
-        Verdict::NoSynSeen => 0,
+        // Nothing was seen past the client (for `events_lost`: nothing that can be told).
+        Verdict::NoSynSeen | Verdict::EventsLost => 0,
         Verdict::FirewallDrop | Verdict::FirewallReject | Verdict::OtherNetfilterDrop => 2,
         // A RST with no drop recorded was the socket layer's answer.
         Verdict::KernelDrop if !socket_layer && reason.is_none_or(|r| !at_socket(r)) => 1,
@@ -722,7 +745,9 @@ fn path(e: &Evidence, f: &Facts, v: Verdict, ev: &[String]) -> Vec<Hop> {
         [
             (
                 String::from("client"),
-                if bad == Some(0) {
+                if v == Verdict::EventsLost {
+                    "no SYN seen, with SYN events lost: where it went is unknown".into()
+                } else if bad == Some(0) {
                     "the SYN never reached this host".into()
                 } else {
                     format!("{client} sent a SYN")

@@ -3,6 +3,7 @@
 //! a `SessionOptions` asks for (`session.rs`), reads every ring on a task of its own
 //! (`readers.rs`), puts the observations back in kernel-time order (`reorder.rs`), polls full
 //! listen queues (`overflow.rs`), and hands each observation to the caller's `Sink`.
+pub mod changes;
 pub mod links;
 pub mod netfilter_rule;
 mod overflow;

@@ -56,6 +56,11 @@ pub struct AgentArgs {
     /// `ip netns` name, a PID or a path). Repeatable.
     #[arg(long, value_name = "NAME|PATH|PID")]
     pub no_trace_netns: Vec<String>,
+    /// D-Bus address of firewalld's bus (default: the system bus, where a node's firewalld is).
+    /// Its view names a traced decision by firewalld's zone, policy or exact rich rule; it is
+    /// read again whenever firewalld reloads, changes or restarts.
+    #[arg(long, value_name = "ADDRESS")]
+    pub firewalld_bus: Option<String>,
     /// How often the machine's network namespaces are listed again (seconds). A bind from an
     /// unknown namespace triggers a listing at once.
     #[arg(long, value_name = "SECS", default_value_t = 1.0)]
@@ -202,7 +207,7 @@ async fn observe(
         flow_timeout: Duration::from_secs_f64(args.flow_timeout),
         force_classic_drops: false,
         trace: !args.trace_port.is_empty(),
-        firewalld_bus: None,
+        firewalld_bus: args.firewalld_bus.clone(),
         packets: true,
         attach: None,
         ring_kib: args.ring_buffer_kib,

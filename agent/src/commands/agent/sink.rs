@@ -206,13 +206,23 @@ impl AgentSink {
 
     /// A namespace the agent watched is gone: with `--json`, a `{"type":"netns"}` line (as
     /// `reach watch` prints), so a log reader sees why its series stop.
-    pub fn netns_gone(&self, ns: &crate::observe::Watched) -> anyhow::Result<()> {
-        tracing::info!("netns {} is gone: no longer watched", ns.name);
-        if !self.json {
-            return Ok(());
+    /// A namespace the agent's discovery found gone and let go of: said like every change (its
+    /// series expire with it, see `metrics`).
+    pub fn netns_gone(&mut self, ns: &crate::observe::Watched) -> anyhow::Result<()> {
+        self.interfaces.remove(&ns.inode);
+        self.say_change(&Event::NetnsGone(ns))
+    }
+
+    /// A change under the running agent (events lost, firewalld, an interface, the trace table,
+    /// a namespace gone): one log line, and the JSON event on stdout with `--json`.
+    fn say_change(&self, e: &Event<'_>) -> anyhow::Result<()> {
+        let Some(c) = crate::observe::changes::of(e) else { return Ok(()) };
+        if c.line.starts_with("!!") || c.json["type"] == "trace_table" {
+            tracing::warn!("{}", c.line.trim_start_matches("!! "));
+        } else {
+            tracing::info!("{}", c.line);
         }
-        self.print(&serde_json::json!({"type": "netns", "change": "gone",
-            "netns": {"inode": ns.inode, "name": ns.name}}))
+        if self.json { self.print(&c.json) } else { Ok(()) }
     }
 
     fn print(&self, line: &serde_json::Value) -> anyhow::Result<()> {
@@ -347,18 +357,13 @@ impl Sink for AgentSink {
                 // The namespace's interfaces changed: re-read them for the next diagnosis.
                 self.interfaces.remove(inode);
                 self.taps_changed = true;
-                tracing::info!("{change:?}");
             }
-            Event::NetnsGone(ns) => self.netns_gone(ns)?,
-            Event::TraceRestored(ns) => {
-                tracing::warn!(
-                    "table inet reach_trace in {} was removed by someone else; added again",
-                    ns.name
-                )
+            Event::NetnsGone(ns) => {
+                self.interfaces.remove(&ns.inode);
             }
-            Event::Existing(_) | Event::Firewalld(_) => {}
+            Event::TraceRestored(_) | Event::Firewalld(_) | Event::Existing(_) => {}
         }
-        Ok(())
+        self.say_change(&e)
     }
 }
 

@@ -3,10 +3,12 @@ use std::io::Write;
 
 use super::render;
 use crate::{
-    firewall::firewalld_cache::{Change, ChangeReport},
     model::flows::FlowRecord,
     netns::names::Names,
-    observe::session::{Event, Overflow, Sink, TapChange, VerdictRecord},
+    observe::{
+        changes,
+        session::{Event, Overflow, Sink, VerdictRecord},
+    },
 };
 
 pub struct Printer<W: Write> {
@@ -32,91 +34,17 @@ impl<W: Write> Sink for Printer<W> {
             Event::Verdict(v) => render::line(out, json, &v.json, || verdict_line(&v.json)),
             Event::Flow(rec, fw) => print_flow(out, rec, names, json, fw),
             Event::Overflow(o) => render::line(out, json, o, || overflow_line(o)),
-            Event::Lost { count, syn } => render::line(
-                out,
-                json,
-                &serde_json::json!({"type": "lost", "count": count, "syn": syn}),
-                || {
-                    format!(
-                        "!! {count} events lost: a ring buffer was full (the kernel kept running)"
-                    )
-                },
-            ),
-            Event::Firewalld(c) => {
-                let mut v = serde_json::to_value(c)?;
-                v["type"] = "firewalld".into();
-                render::line(out, json, &v, || firewalld_line(c))
-            }
-            Event::Tap(change) => {
-                let (what, netns, iface) = match change {
-                    TapChange::Attached { netns, iface, .. } => ("attached", netns, iface),
-                    TapChange::Detached { netns, iface, .. } => ("detached", netns, iface),
-                };
-                let v = serde_json::json!({"type": "tap", "change": what, "netns": netns, "iface": iface});
-                render::line(out, json, &v, || match change {
-                    TapChange::Attached { .. } => {
-                        format!(
-                            "watching SYNs on {iface} in {netns} too (it appeared or got an address)"
-                        )
-                    }
-                    TapChange::Detached { .. } => {
-                        format!("{iface} in {netns} is gone: no longer watched")
-                    }
-                })
-            }
-            Event::TraceRestored(ns) => {
-                let v = serde_json::json!({"type": "trace_table", "change": "re-added",
-                    "netns": {"inode": ns.inode, "name": ns.name}});
-                render::line(out, json, &v, || {
-                    format!(
-                        "table inet reach_trace in {} was removed by someone else (nft flush \
-                         ruleset?): added again; SYNs in between were not traced",
-                        ns.name
-                    )
-                })
-            }
-            Event::NetnsGone(ns) => {
-                let v = serde_json::json!({"type": "netns", "change": "gone",
-                    "netns": {"inode": ns.inode, "name": ns.name}});
-                render::line(out, json, &v, || {
-                    format!(
-                        "namespace {} is gone (deleted, or its last process exited): its taps and \
-                         trace table let go",
-                        ns.name
-                    )
-                })
-            }
-            Event::Suppressed(syn, other) => {
-                let v = serde_json::json!({"type": "suppressed", "syn": syn, "other": other, "why": "rate_limit"});
-                render::line(out, json, &v, || {
-                    format!(
-                        "!! {syn} SYN and {other} reply/drop events not reported: more than \
-                         --syn-rate per second per CPU (a SYN flood?)"
-                    )
-                })
+            Event::Lost { .. }
+            | Event::Suppressed(..)
+            | Event::Firewalld(_)
+            | Event::Tap(_)
+            | Event::TraceRestored(_)
+            | Event::NetnsGone(_) => {
+                let c = changes::of(&e).expect("every one of these is a change");
+                render::line(out, json, &c.json, || c.line)
             }
         }
     }
-}
-
-fn firewalld_line(c: &ChangeReport) -> String {
-    let what = match c.change {
-        Change::Reloaded => "firewalld reloaded its configuration".to_string(),
-        Change::Changed => format!("firewalld changed its runtime configuration ({})", c.signal),
-        Change::Stopped => "firewalld stopped".to_string(),
-        Change::Started => "firewalld started".to_string(),
-    };
-    let then = match (&c.version, &c.error) {
-        (Some(v), _) => format!("attribution uses firewalld {v}'s new configuration"),
-        (None, _) if c.change == Change::Stopped => {
-            "naming rules from nftables only until it starts again".to_string()
-        }
-        (None, Some(e)) => {
-            format!("its configuration could not be read ({e}); naming rules from nftables only")
-        }
-        (None, None) => "naming rules from nftables only".to_string(),
-    };
-    format!("!! {what}: {then}")
 }
 
 fn overflow_line(o: &Overflow) -> String {
@@ -226,6 +154,7 @@ fn print_flow(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::firewall::firewalld_cache::{Change, ChangeReport};
 
     fn report(change: Change, version: Option<&str>, error: Option<&str>) -> ChangeReport {
         ChangeReport {

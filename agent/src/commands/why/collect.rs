@@ -10,7 +10,10 @@ use crate::{
     diagnose::{FailedBind, OverflowEvidence},
     model::flows::{FlowRecord, Outcome},
     netns::names::Names,
-    observe::session::{Event, Sink, VerdictRecord},
+    observe::{
+        changes::{self, Change},
+        session::{Event, Sink, TapChange, VerdictRecord},
+    },
 };
 
 type Tuple = (IpAddr, u16, IpAddr, u16);
@@ -18,6 +21,12 @@ type Tuple = (IpAddr, u16, IpAddr, u16);
 pub struct Collector {
     /// The target namespace went away while waiting.
     pub netns_gone: bool,
+    /// What changed under the session while waiting (said on stderr, kept in the report).
+    pub changes: Vec<Change>,
+    /// SYN events lost or suppressed while waiting: a SYN may have come unseen.
+    pub unseen_syns: u64,
+    /// Interfaces of the target namespace tapped after the start (they appeared).
+    pub tapped_later: Vec<String>,
     target: Target,
     /// Every address a TARGET name resolved to (None: the target's own address, if any).
     addrs: Option<Vec<IpAddr>>,
@@ -53,6 +62,9 @@ impl Collector {
     pub fn new(target: Target, netns: u64) -> Self {
         Self {
             netns_gone: false,
+            changes: Vec::new(),
+            unseen_syns: 0,
+            tapped_later: Vec::new(),
             target,
             addrs: None,
             netns,
@@ -173,7 +185,16 @@ impl Sink for Collector {
         for c in self.inner.iter_mut() {
             c.event(names, e)?;
         }
+        if let Some(ch) = changes::of(&e) {
+            self.unseen_syns += ch.unseen_syns;
+            self.changes.push(ch);
+        }
         match e {
+            Event::Tap(TapChange::Attached { inode, iface, .. })
+                if *inode == self.netns && !self.tapped_later.contains(iface) =>
+            {
+                self.tapped_later.push(iface.clone());
+            }
             Event::Packet(p)
                 if p.kind == "syn" && self.to_target(p.netns.inode, p.daddr, p.dport) =>
             {

@@ -140,7 +140,7 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
-    let config = firewalld_config(&ns, args.firewalld_bus.as_deref()).await;
+    let mut config = firewalld_config(&ns, args.firewalld_bus.as_deref()).await;
 
     let mut evidence = Evidence {
         port: target.port,
@@ -202,7 +202,8 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
             packets: true,
             attach: None,
             ring_kib: DEFAULT_RING_KIB,
-            follow_links: false,
+            // Interfaces that come while waiting are watched too, unless the user named them.
+            follow_links: args.iface.is_empty(),
             trace_ports: Vec::new(),
             no_trace: Default::default(),
             rule_evidence: false,
@@ -258,6 +259,12 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
     if !evidence.watched {
         evidence.overflow = full_queue_now(&evidence.listeners, &ns);
     }
+    // firewalld changed while reach waited (reloaded, restarted, stopped): the prediction is
+    // made from its configuration now, as the traced walk was, never from the one before.
+    if collected.as_ref().is_some_and(|c| c.changes.iter().any(|ch| ch.json["type"] == "firewalld"))
+    {
+        config = firewalld_config(&ns, args.firewalld_bus.as_deref()).await;
+    }
     if let Some(cfg) = &config {
         evidence.prediction = Some(prediction(cfg, &evidence, &ifaces, target));
     }
@@ -300,6 +307,7 @@ pub async fn run(args: WhyArgs) -> anyhow::Result<ExitCode> {
         evidence: &evidence,
         nat: nat.as_ref(),
         watched_seconds: (args.timeout > 0.0).then_some(args.timeout),
+        changes: collected.as_ref().map_or(&[], |c| &c.changes[..]),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&r.json())?);
@@ -316,6 +324,12 @@ fn observed(evidence: &mut Evidence, ns: &Watched, c: &Collector) {
     evidence.watched = true;
     evidence.syn_seen = c.syns > 0 || c.flow.is_some();
     evidence.netns_gone = c.netns_gone;
+    evidence.unseen_syns = c.unseen_syns;
+    for iface in &c.tapped_later {
+        if !evidence.watched_ifaces.contains(iface) {
+            evidence.watched_ifaces.push(iface.clone());
+        }
+    }
     evidence.failed_binds = c.failed_binds.clone();
     evidence.overflow = c.overflow.clone();
     if let Some(v) = c.verdict() {
@@ -483,6 +497,7 @@ async fn watch_attempt(
     // A namespace deleted while reach waits is let go of; once none is left, nothing more
     // can arrive.
     let mut follow = tokio::time::interval(Duration::from_secs(1));
+    let mut said = 0;
     loop {
         tokio::select! {
             more = session.step(&mut c) => if !more? { break },
@@ -502,6 +517,7 @@ async fn watch_attempt(
             _ = sigint.recv() => { eprintln!("reach: interrupted; diagnosing what was seen"); break }
             _ = sigterm.recv() => break,
         }
+        said = say_changes(&c, ns, said);
         if c.settled() {
             if !c.awaiting_trace() && !c.awaiting_relay() {
                 break;
@@ -512,8 +528,21 @@ async fn watch_attempt(
     // The counters of the last half second (a full accept queue moves them, nothing else).
     session.poll_counters(&mut c)?;
     session.finish(&mut c).await?;
+    say_changes(&c, ns, said);
     eprintln!("reach: detached");
     Ok(c)
+}
+
+/// Says on stderr, once each, the changes collected since `said` (the target namespace going
+/// is said by the wait itself); returns how many are said now.
+fn say_changes(c: &Collector, ns: &Watched, said: usize) -> usize {
+    for ch in &c.changes[said..] {
+        let own_gone = ch.json["type"] == "netns" && ch.json["netns"]["inode"] == ns.inode;
+        if !own_gone {
+            eprintln!("reach: {}", ch.line.trim_start_matches("!! "));
+        }
+    }
+    c.changes.len()
 }
 
 /// Every listener on `port`, in every namespace, as it stands now.

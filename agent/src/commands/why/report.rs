@@ -23,6 +23,8 @@ pub struct Report<'a> {
     pub nat: Option<&'a crate::diagnose::nat::NatHop>,
     /// Seconds watched for the attempt; None: predicted without watching.
     pub watched_seconds: Option<f64>,
+    /// What changed while watching (firewalld, interfaces, events lost, …), in order.
+    pub changes: &'a [crate::observe::changes::Change],
 }
 
 pub fn colour_stdout() -> bool {
@@ -78,6 +80,7 @@ impl Report<'_> {
             "watched": self.watched_seconds.map(|s| json!({"ifaces": e.watched_ifaces, "seconds": s})),
             "wsl2": e.wsl.as_ref().map(|w| json!({"networking": w.wsl2.networking, "evidence": w.wsl2.evidence, "eth0_addr": w.eth0_addr})),
             "resolved": self.resolved.map(crate::resolve::Resolution::json),
+            "changes": self.changes.iter().map(|c| &c.json).collect::<Vec<_>>(),
         })
     }
 
@@ -136,6 +139,12 @@ impl Report<'_> {
             let _ = writeln!(s, "\nevidence:");
             for line in &d.evidence {
                 let _ = writeln!(s, "  - {line}");
+            }
+        }
+        if !self.changes.is_empty() {
+            let _ = writeln!(s, "\nwhile watching:");
+            for c in self.changes {
+                let _ = writeln!(s, "  - {}", c.line.trim_start_matches("!! "));
             }
         }
         if !d.fix.is_empty() {

@@ -150,6 +150,7 @@ fn plain_spec() -> Spec {
         sk_lookup: 0,
         reply_rule: None,
         netns_gone: false,
+        unseen_syns: 0,
     }
 }
 

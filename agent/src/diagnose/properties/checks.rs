@@ -67,7 +67,7 @@ pub(super) fn failing_hop(e: &Evidence, v: Verdict) -> Option<usize> {
     let at_socket = |r: &str| r.starts_with("TCP_") || r.starts_with("SOCKET_") || r == "NO_SOCKET";
     Some(match v {
         Verdict::Reachable => return None,
-        Verdict::NoSynSeen => 0,
+        Verdict::NoSynSeen | Verdict::EventsLost => 0,
         Verdict::FirewallDrop | Verdict::FirewallReject | Verdict::OtherNetfilterDrop => 2,
         // The server's answer, after the socket hop.
         Verdict::ReplyDropped => 4,
@@ -419,6 +419,14 @@ pub(super) fn one_story(e: &Evidence, d: &Diagnosis) -> Result<(), String> {
             Err("no_syn_seen (\"the problem is before this host\") though the namespace went away"
                 .into())
         }
+        Verdict::NoSynSeen | Verdict::NetnsGone if e.unseen_syns > 0 => {
+            Err(format!("{} though SYN events were lost unseen", v.name()))
+        }
+        Verdict::EventsLost
+            if !(e.unseen_syns > 0 && e.watched && !e.syn_seen && e.flow.is_none()) =>
+        {
+            Err("events_lost although a SYN was seen or none was lost".into())
+        }
         Verdict::NetnsGone if !(e.netns_gone && e.watched && !e.syn_seen && e.flow.is_none()) => {
             Err("netns_gone although a SYN was seen or the namespace did not go".into())
         }
@@ -529,7 +537,7 @@ pub(super) const CONDITIONAL: &[&str] = &["would ", "will ", "a client dialing",
 /// A prediction speaks in the conditional, an observed attempt in the past. The fix is
 /// advice either way, and `no_syn_seen` reports a watched window, not an attempt.
 pub(super) fn tense_matches_the_attempt(e: &Evidence, d: &Diagnosis) -> Result<(), String> {
-    if matches!(d.verdict, Verdict::NoSynSeen | Verdict::NetnsGone) {
+    if matches!(d.verdict, Verdict::NoSynSeen | Verdict::NetnsGone | Verdict::EventsLost) {
         return Ok(());
     }
     let (wrong, mood) = if predicting(e) { (PAST, "past") } else { (CONDITIONAL, "conditional") };

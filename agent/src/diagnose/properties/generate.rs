@@ -245,6 +245,8 @@ pub(super) struct Spec {
     pub(super) reply_rule: Option<(u8, bool)>,
     /// The watched namespace went away while reach waited.
     pub(super) netns_gone: bool,
+    /// SYN events the kernel had but reach did not get.
+    pub(super) unseen_syns: u64,
 }
 
 pub(super) fn spec() -> impl Strategy<Value = Spec> {
@@ -273,6 +275,7 @@ pub(super) fn spec() -> impl Strategy<Value = Spec> {
         0..4u8,
         prop::option::weighted(0.25, (action(), any::<bool>())),
         prop::bool::weighted(0.3),
+        prop::option::weighted(0.25, 1..50u64),
     );
     (world, rest).prop_map(
         |(
@@ -288,6 +291,7 @@ pub(super) fn spec() -> impl Strategy<Value = Spec> {
                 sk_lookup,
                 reply_rule,
                 netns_gone,
+                unseen_syns,
             ),
         )| Spec {
             syn_ns,
@@ -309,6 +313,7 @@ pub(super) fn spec() -> impl Strategy<Value = Spec> {
             sk_lookup,
             reply_rule,
             netns_gone,
+            unseen_syns: unseen_syns.unwrap_or(0),
         },
     )
 }
@@ -610,6 +615,7 @@ pub(super) fn build(s: &Spec) -> Evidence {
         sk_lookup,
         reply_netfilter,
         netns_gone: watched && s.netns_gone,
+        unseen_syns: if watched { s.unseen_syns } else { 0 },
         ..Evidence::default()
     }
 }
