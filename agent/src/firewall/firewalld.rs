@@ -42,6 +42,11 @@ pub struct FirewalldConfig {
     pub zones: Vec<Zone>,
     /// Policies (firewalld ≥ 0.9); empty where the daemon has none.
     pub policies: Vec<Policy>,
+    /// The network namespace the daemon runs in (its bus connection's process), when the bus
+    /// said: the only namespace whose `inet firewalld` table this configuration describes —
+    /// a firewalld in another namespace on another bus has its own.
+    #[serde(skip)]
+    pub netns_inode: Option<u64>,
 }
 
 /// What a zone does with packets no rule of it matched.
@@ -244,15 +249,24 @@ pub async fn read(bus: Option<&str>) -> anyhow::Result<FirewalldConfig> {
     // from the first method call.
     let dbus = zbus::fdo::DBusProxy::new(&conn).await?;
     let name = zbus::names::BusName::try_from(FIREWALLD_BUS_NAME)?;
-    let owned = timed(&address, "NameHasOwner", dbus.name_has_owner(name))
+    let owned = timed(&address, "NameHasOwner", dbus.name_has_owner(name.clone()))
         .await?
         .map_err(|e| classify_call(&address, e.into()))?;
     if !owned {
         return Err(ReadError::NotRunning { address }.into());
     }
 
+    // Which namespace it guards: its process's, as this host's /proc sees it (unknown when the
+    // bus is another PID namespace's and the process is not there).
+    let pid = dbus.get_connection_unix_process_id(name).await.ok();
+    let netns_inode = pid.and_then(|p| {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata(format!("/proc/{p}/ns/net")).ok().map(|m| m.ino())
+    });
     let r = Reader { conn, address };
-    r.config().await
+    let mut config = r.config().await?;
+    config.netns_inode = netns_inode;
+    Ok(config)
 }
 
 struct Reader {
@@ -323,7 +337,7 @@ impl Reader {
         }
 
         let policies = self.policies(&main, &mut services).await?;
-        Ok(FirewalldConfig { version, state, default_zone, zones, policies })
+        Ok(FirewalldConfig { version, state, default_zone, zones, policies, netns_inode: None })
     }
 
     async fn policies(
@@ -502,6 +516,12 @@ fn get_ports(d: &Dict, key: &str) -> Vec<PortRange> {
 }
 
 impl FirewalldConfig {
+    /// Whether this configuration is the one of namespace `netns`'s firewalld (true when the
+    /// daemon's namespace is unknown: the bus could not say).
+    pub fn guards(&self, netns: u64) -> bool {
+        self.netns_inode.is_none_or(|n| n == netns)
+    }
+
     pub fn zone(&self, name: &str) -> Option<&Zone> {
         self.zones.iter().find(|z| z.name == name)
     }
@@ -940,6 +960,7 @@ mod tests {
             // Deliberately not in name order: zone_for must sort.
             zones: vec![work, public, trusted, block, home],
             policies: vec![],
+            netns_inode: None,
         }
     }
 
@@ -959,6 +980,15 @@ mod tests {
         assert_eq!(c.zone_for("eth9", ip("192.0.2.1")).name, "block");
         assert_eq!(c.zone_for("lo", ip("192.0.2.1")).name, "public");
         assert_eq!(c.zone_for("lo", ip("fd00:78::1")).name, "public");
+    }
+
+    #[test]
+    fn a_configuration_guards_only_its_daemon_s_namespace() {
+        let mut c = FirewalldConfig::default();
+        assert!(c.guards(7), "the daemon's namespace unknown: taken as any");
+        c.netns_inode = Some(7);
+        assert!(c.guards(7));
+        assert!(!c.guards(8), "another namespace's table is another firewalld's");
     }
 
     #[test]

@@ -343,6 +343,7 @@ mod tests {
             default_zone: "public".into(),
             zones: Vec::new(),
             policies: Vec::new(),
+            netns_inode: None,
         }
     }
 

@@ -502,6 +502,7 @@ mod tests {
             default_zone: "public".into(),
             zones: vec![public, Zone::new("work")],
             policies: vec![],
+            netns_inode: None,
         }
     }
 

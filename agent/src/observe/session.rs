@@ -1105,7 +1105,10 @@ impl State {
         // firewalld's own view names a rich rule by its exact text. The cached view is the one
         // read after firewalld's latest change (no D-Bus call here); while firewalld is down or
         // being re-read there is none, and the nftables attribution stands alone.
-        let config = self.firewalld.as_ref().and_then(FirewalldCache::view);
+        // A firewalld of another namespace (the node's, seen from a pod's table) says nothing
+        // of this one's.
+        let config =
+            self.firewalld.as_ref().and_then(FirewalldCache::view).filter(|c| c.guards(netns));
         // The port firewalld's rules name: the server's, the source port of a reply.
         let tuple = t.tuple?;
         let port = if t.is_reply() { tuple.sport } else { tuple.dport };
@@ -1170,7 +1173,8 @@ impl State {
             return a;
         }
         let (Some(iif), Some(tuple)) = (t.iif, t.tuple) else { return a };
-        let Some(config) = self.firewalld.as_ref().and_then(FirewalldCache::view) else { return a };
+        let view = self.firewalld.as_ref().and_then(FirewalldCache::view);
+        let Some(config) = view.filter(|c| c.guards(netns)) else { return a };
         let Some(iface) = self.names.device(netns, iif) else { return a };
         a.with_arrival_zone(&config, &iface, tuple.saddr)
     }
