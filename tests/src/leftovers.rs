@@ -310,7 +310,7 @@ fn vanished_or_panic(e: &(dyn std::error::Error + 'static), what: &str) {
 }
 
 /// Loaded BPF programs by id, with their (15-character) names.
-fn programs() -> BTreeMap<u32, String> {
+pub(crate) fn programs() -> BTreeMap<u32, String> {
     let mut out = BTreeMap::new();
     for p in aya::programs::loaded_programs() {
         match p {
@@ -394,7 +394,11 @@ fn tc(scope: &Scope<'_>, args: &[&str]) -> String {
 
 /// Programs attached to `iface` through TCX, asked of the kernel inside the scope's namespace.
 /// A kernel without TCX (before 6.6) answers EINVAL: then nothing can be attached that way.
-fn tcx_programs(scope: &Scope<'_>, iface: &str, attach: TcAttachType) -> Vec<(u32, String)> {
+pub(crate) fn tcx_programs(
+    scope: &Scope<'_>,
+    iface: &str,
+    attach: TcAttachType,
+) -> Vec<(u32, String)> {
     let name = iface.to_string();
     let query = move || {
         SchedClassifier::query_tcx(&name, attach).map(|(_, progs)| {
@@ -426,7 +430,7 @@ pub fn tcx_expected() -> bool {
 
 /// tracefs, securityfs and bpffs mounts of this mount namespace, as "FSTYPE on PATH (id N)":
 /// reach mounts tracefs/securityfs when absent and must unmount them.
-fn mounts() -> BTreeSet<String> {
+pub(crate) fn mounts() -> BTreeSet<String> {
     pseudo_mounts_of("self")
 }
 
@@ -453,7 +457,7 @@ pub fn pseudo_mounts_of(pid: &str) -> BTreeSet<String> {
 }
 
 /// Where pins can be: /sys/fs/bpf and every bpffs mounted anywhere.
-fn bpffs_dirs() -> BTreeSet<PathBuf> {
+pub(crate) fn bpffs_dirs() -> BTreeSet<PathBuf> {
     let text = fs::read_to_string("/proc/self/mountinfo").expect("reading /proc/self/mountinfo");
     let mut dirs: BTreeSet<PathBuf> = text
         .lines()
@@ -470,7 +474,7 @@ fn bpffs_dirs() -> BTreeSet<PathBuf> {
 
 /// Every file under `dir` (empty if it does not exist). Directories do not count: reach keeps
 /// /run/reach/clsact once created, empty, as the place for records.
-fn files_under(dir: &Path) -> BTreeSet<PathBuf> {
+pub(crate) fn files_under(dir: &Path) -> BTreeSet<PathBuf> {
     let mut out = BTreeSet::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {

@@ -22,6 +22,7 @@ pub mod kernel_facts;
 pub mod leftovers;
 pub mod podman;
 pub mod prometheus;
+pub mod root_state;
 pub mod ruleset;
 pub mod why_run;
 

@@ -464,3 +464,45 @@ fn the_agent_says_each_change_in_one_json_line_and_keeps_working() {
     assert!(!tables.contains("reach_trace"), "removed on exit: {tables}");
     check.assert_nothing_new("reach agent after faults under it");
 }
+
+/// A read-only /sys (as a container runtime gives one, without its submounts) stops nothing:
+/// reach writes nothing there — it reads BTF and, in a mount namespace of its own, mounts the
+/// tracefs it needs over the read-only directory — so `watch` sees binds, `doctor` plans, and
+/// no mount or program of reach's stays.
+#[test]
+fn a_read_only_sys_stops_nothing_and_leaves_nothing() {
+    require_root();
+    let _s = serial();
+    let ns = NetNs::new("flt-rosys").unwrap();
+    let holder = mount_namespace("mount --bind /sys /sys && mount -o remount,bind,ro /sys");
+    let mnt = format!("/proc/{}/ns/mnt", holder.0.id());
+    let mounts = || std::fs::read_to_string(format!("/proc/{}/mountinfo", holder.0.id())).unwrap();
+    let before = mounts();
+    assert!(
+        before.lines().any(|l| l.split(' ').nth(4) == Some("/sys")
+            && l.split(' ').nth(5).is_some_and(|o| o.starts_with("ro"))),
+        "/sys is read-only in the holder's namespace:\n{before}"
+    );
+    let run = WatchRun::start_with(
+        nsenter_reach(&holder, &["watch", "--json", "--netns", ns.name()]),
+        "watching drops",
+    );
+    let port = ns
+        .run_in(|| std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port())
+        .unwrap();
+    run.wait_for_json("a bind under a read-only /sys", |l| {
+        l["type"] == "bind" && l["bound_port"].as_u64() == Some(port as u64)
+    });
+    let (code, _) = run.stop();
+    assert_eq!(code, Some(0));
+    // doctor plans as it does with a writable /sys.
+    let plan = |out: std::process::Output| -> Value {
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["plan"].clone()
+    };
+    let ro = plan(nsenter_reach(&holder, &["doctor", "--json"]).output().unwrap());
+    let rw = plan(Command::new(reach_bin()).args(["doctor", "--json"]).output().unwrap());
+    assert_eq!(ro, rw, "the attach plan under a read-only /sys");
+    assert_eq!(mounts(), before, "reach's tracefs mount stayed in its own mount namespace ({mnt})");
+    reach_tests::leftovers::assert_no_orphaned_programs("reach_", "reach under a read-only /sys");
+}

@@ -117,12 +117,24 @@ fn try_main() -> anyhow::Result<ExitCode> {
                  folder gone?)",
                 reach.display()
             );
+            // The root network namespace must come out of the suite as it went in (ruleset,
+            // links, addresses, routes, qdiscs, filters, TCX, reach's programs, mounts, pins):
+            // recorded now, compared after the last test.
+            let root_state = reach.with_file_name("reach-root-state");
+            anyhow::ensure!(
+                root_state.exists(),
+                "cargo test --no-run did not build {} (tests/src/bin/reach-root-state.rs)",
+                root_state.display()
+            );
+            let saved = workspace::root().join("target/root-state-before.json");
+            run(std::process::Command::new(&root_state).arg("save").arg(&saved))?;
             run(cargo()
                 .args(["test", "--workspace"])
                 .args(&cargo_test_args)
                 .env("REACH_BIN", workspace::reach_bin(false))
                 .env(xtask::image::ENV, &image.archive)
                 .env(xtask::vm::test_bins::ENV, xtask::vm::test_bins::encode(&bins)?))?;
+            run(std::process::Command::new(&root_state).arg("compare").arg(&saved))?;
             // The parsers' fuzzers, bounded, from their committed corpus; the whole suite
             // only when no filter narrowed the test run.
             if cargo_test_args.is_empty() {

@@ -523,6 +523,10 @@ impl Session {
             bail!("this session watches no packets");
         };
         let tap = attach_tap(&ns, &[], &self.net, how, &|m: &str| tracing::info!("{m}")).await?;
+        // aya 0.14's `EbpfLoader::new()` parses the kernel's whole BTF for every object it
+        // loads (about 25 MB, freed right after) — once per namespace that appears. Hand it
+        // back now, not at the next periodic trim: a pod's start must not look like growth.
+        crate::kernel::memory::trim();
         if let Some(d) = self.drops.as_mut() {
             d.watch_netns(ns.inode).with_context(|| format!("watching drops in {}", ns.name))?;
         }
