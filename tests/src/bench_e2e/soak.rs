@@ -533,9 +533,16 @@ pub fn run(args: &Args) -> anyhow::Result<Value> {
             periods.push(gbps);
             let s = rss_kib(pid)
                 .with_context(|| format!("reach agent is gone:\n{}", agent.proc.output()))?;
+            // Which memory: a step in VmRSS reads differently as heap (RssAnon) or as mapped
+            // files and rings (RssFile, RssShmem).
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+            let part = |k: &str| super::status_kib(&status, k).unwrap_or(0);
             eprintln!(
-                "reach-soak: {:.0} s: VmRSS {s} KiB, {} fds",
+                "reach-soak: {:.0} s: VmRSS {s} KiB (anon {}, file {}, shmem {}), {} fds",
                 start.elapsed().as_secs_f64(),
+                part("RssAnon"),
+                part("RssFile"),
+                part("RssShmem"),
                 open_fds(pid)?
             );
         }
