@@ -453,13 +453,16 @@ fn the_agent_says_each_change_in_one_json_line_and_keeps_working() {
         l["type"] == "failed_attempt" && l["netns"]["name"] == srv.as_str()
     });
     assert_eq!(failed["iface"], "fnew0", "{failed:#}");
-    let (code, _, _, err) = agent.terminate();
+    let (code, _, out, err) = agent.terminate();
     assert_eq!(code, Some(0), "{err}");
-    // The changes that need a person's attention are warnings in the log, one line each.
-    for said in ["in ".to_string() + &srv + " was removed by someone else", "events lost (".into()]
-    {
-        assert_eq!(err.matches(&said).count(), 1, "{said:?} once in:\n{err}");
-    }
+    let out_lines = reach_tests::json_lines(&out);
+    // The changes that need a person's attention are warnings in the log, one line each: the
+    // table's re-adding once, and one loss line per loss report, as on stdout.
+    let readded = format!("in {srv} was removed by someone else");
+    assert_eq!(err.matches(&readded).count(), 1, "{readded:?} once in:\n{err}");
+    let lost_json = out_lines.iter().filter(|l| l["type"] == "lost").count();
+    assert!(lost_json > 0);
+    assert_eq!(err.matches("events lost (").count(), lost_json, "a log line per lost line:\n{err}");
     let tables = hosts.server.run("nft", &["list", "tables"]).unwrap();
     assert!(!tables.contains("reach_trace"), "removed on exit: {tables}");
     check.assert_nothing_new("reach agent after faults under it");
